@@ -1,0 +1,4 @@
+//! Configuration. (stub)
+#[derive(Debug, thiserror::Error)]
+#[error("config")]
+pub struct ConfigError;

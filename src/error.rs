@@ -1,0 +1,73 @@
+//! The crate's error type and how each kind of failure maps to an exit status. Modules have their
+//! own error enums; this one gathers them so that `main` can print one message and pick the status:
+//! 2 for what the user can fix in what they typed or gave us (usage, config, input), 1 otherwise.
+
+use std::path::PathBuf;
+
+use crate::sys::SysError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request that cannot be satisfied as given: names what was wrong and what exists.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+
+    #[error(transparent)]
+    Binfmt(#[from] crate::binfmt::BinfmtError),
+
+    #[error(transparent)]
+    Sys(#[from] SysError),
+
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A failure reported by a helper process (one that ran inside a user namespace).
+    #[error("{message}")]
+    Child { message: String, exit_code: i32 },
+
+    /// An external tool (newuidmap, mmdebstrap ...) failed.
+    #[error("{command} failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(":\n{}", stderr.trim_end()) })]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit status `main` returns for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Config(_) => 2,
+            Error::Import(e) if e.is_input_error() => 2,
+            Error::Binfmt(e) if e.is_input_error() => 2,
+            Error::Child { exit_code, .. } => *exit_code,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

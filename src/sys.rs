@@ -1,0 +1,315 @@
+//! Safe wrappers around the system calls pookie-ns makes. Each wrapper turns a failure into a
+//! [`SysError`] that carries the operation, the path it was made on and the errno, plus advice where
+//! the errno has a well-known cause (a disabled user namespace, an old kernel), so that no caller has
+//! to remember which errno means what.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+/// A failed system call: what was attempted, on which path, the errno, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub struct SysError {
+    pub op: String,
+    pub path: Option<PathBuf>,
+    pub errno: Errno,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for SysError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.op)?;
+        if let Some(p) = &self.path {
+            write!(f, " {}", p.display())?;
+        }
+        write!(f, " failed: {} ({})", self.errno.desc(), self.errno)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl SysError {
+    pub fn new(op: impl Into<String>, path: Option<&Path>, errno: Errno) -> Self {
+        SysError {
+            op: op.into(),
+            path: path.map(Path::to_path_buf),
+            errno,
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+
+    pub fn io(op: impl Into<String>, path: &Path, e: &std::io::Error) -> Self {
+        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        SysError::new(op, Some(path), errno)
+    }
+}
+
+pub type SysResult<T> = Result<T, SysError>;
+
+fn cstr(path: &Path) -> SysResult<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SysError::new("path contains a NUL byte:", Some(path), Errno::EINVAL))
+}
+
+/// unshare(2) with advice for the usual reasons a user namespace is refused.
+pub fn unshare(flags: CloneFlags) -> SysResult<()> {
+    nix::sched::unshare(flags).map_err(|e| {
+        let err = SysError::new(format!("unshare({flags:?})"), None, e);
+        match e {
+            Errno::EPERM if flags.contains(CloneFlags::CLONE_NEWUSER) => err.hint(
+                "unprivileged user namespaces are disabled on this host: enable them with \
+                 `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian) or \
+                 `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu)",
+            ),
+            Errno::ENOSPC => err.hint(
+                "the per-user namespace limit is reached: check /proc/sys/user/max_user_namespaces \
+                 (and max_mnt_namespaces, max_pid_namespaces)",
+            ),
+            Errno::EINVAL => err.hint("this kernel does not support one of the namespace kinds"),
+            _ => err,
+        }
+    })
+}
+
+/// mount(2); `what` names the mount for the message ("overlay", "proc" ...).
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> SysResult<()> {
+    nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
+        let what = fstype.unwrap_or(if flags.contains(MsFlags::MS_BIND) {
+            "bind"
+        } else {
+            "remount"
+        });
+        let mut err = SysError::new(
+            format!(
+                "mount {what}{}{} on",
+                source
+                    .filter(|s| s.starts_with('/'))
+                    .map(|s| format!(" of {s}"))
+                    .unwrap_or_default(),
+                data.map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+            Some(target),
+            e,
+        );
+        if fstype == Some("overlay") {
+            err = match e {
+                Errno::EINVAL => err.hint(
+                    "overlayfs refused the layers: inside a user namespace it needs Linux >= 5.11 \
+                     with the `userxattr` option, and the upper and work dirs on the same \
+                     filesystem that is not itself an overlay; see dmesg for the kernel's reason",
+                ),
+                Errno::EPERM => err.hint(
+                    "this kernel does not allow overlayfs mounts in a user namespace (Linux >= 5.11 \
+                     needed)",
+                ),
+                _ => err,
+            };
+        }
+        err
+    })
+}
+
+pub fn bind(source: &Path, target: &Path, readonly: bool) -> SysResult<()> {
+    let src = source.to_str().ok_or_else(|| {
+        SysError::new("bind mount of a path that is not UTF-8:", Some(source), Errno::EINVAL)
+    })?;
+    mount(
+        Some(src),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    if readonly {
+        // A bind mount ignores MS_RDONLY on creation; it takes a remount of the bind (mount(8)).
+        // Keep the flags the source mount has (nosuid, nodev, noexec) or the kernel refuses the
+        // remount inside a user namespace with EPERM.
+        let locked = mount_flags_of(target);
+        mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// The flags of the mount at `path` that a user namespace may not clear (statfs(2) f_flag).
+fn mount_flags_of(path: &Path) -> MsFlags {
+    let mut out = MsFlags::empty();
+    if let Ok(st) = nix::sys::statvfs::statvfs(path) {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        for (have, want) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(have) {
+                out |= want;
+            }
+        }
+    }
+    out
+}
+
+pub fn umount_detach(target: &Path) -> SysResult<()> {
+    nix::mount::umount2(target, MntFlags::MNT_DETACH)
+        .map_err(|e| SysError::new("umount", Some(target), e))
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> SysResult<()> {
+    nix::unistd::pivot_root(new_root, put_old).map_err(|e| {
+        SysError::new(format!("pivot_root(put_old={})", put_old.display()), Some(new_root), e)
+    })
+}
+
+pub fn chdir(path: &Path) -> SysResult<()> {
+    nix::unistd::chdir(path).map_err(|e| SysError::new("chdir", Some(path), e))
+}
+
+pub fn chroot(path: &Path) -> SysResult<()> {
+    nix::unistd::chroot(path).map_err(|e| SysError::new("chroot", Some(path), e))
+}
+
+pub fn mkdir_p(path: &Path, mode: u32) -> SysResult<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| SysError::io("mkdir", path, &e))
+}
+
+/// Creates an empty regular file to bind-mount a file onto.
+pub fn touch(path: &Path) -> SysResult<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| SysError::io("create mount point", path, &e))
+}
+
+pub fn write_file(path: &Path, data: &[u8]) -> SysResult<()> {
+    std::fs::write(path, data).map_err(|e| SysError::io("write", path, &e))
+}
+
+pub fn sethostname(name: &str) -> SysResult<()> {
+    nix::unistd::sethostname(name).map_err(|e| SysError::new("sethostname", None, e))
+}
+
+/// PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities grant nothing from here on.
+pub fn set_no_new_privs() -> SysResult<()> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|e| SysError::new("prctl(PR_SET_NO_NEW_PRIVS)", None, e))
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies, so that a killed pookie-ns
+/// does not leave a sandbox running.
+pub fn set_parent_death_signal(sig: nix::sys::signal::Signal) -> SysResult<()> {
+    nix::sys::prctl::set_pdeathsig(sig).map_err(|e| SysError::new("prctl(PR_SET_PDEATHSIG)", None, e))
+}
+
+/// Closes every file descriptor from `first` up, so that nothing of pookie-ns leaks into the
+/// sandboxed command.
+pub fn close_fds_from(first: RawFd) -> SysResult<()> {
+    // SAFETY: close_range only closes descriptors; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    if r == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.9: walk /proc/self/fd instead.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| SysError::io("list", Path::new("/proc/self/fd"), &e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: closing a descriptor number; at worst it is already closed (EBADF).
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive and cannot be built).
+#[repr(C)]
+pub struct OpenHow {
+    pub flags: u64,
+    pub mode: u64,
+    pub resolve: u64,
+}
+
+/// `openat2(2)` resolving `path` as if `root` were `/`: symlinks, `..` and absolute links cannot
+/// leave the tree. Used to read files of a root filesystem without being led out of it.
+pub fn open_in_root(root: &Path, path: &Path, flags: i32) -> SysResult<OwnedFd> {
+    let root_fd = std::fs::File::open(root).map_err(|e| SysError::io("open", root, &e))?;
+    let c = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c` is a valid NUL-terminated string and `how` a valid open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_fd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(SysError::new(
+            format!("open (inside {})", root.display()),
+            Some(path),
+            Errno::last(),
+        ));
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The current kernel release, e.g. "6.18.44".
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `(major, minor)` of the running kernel.
+pub fn kernel_version() -> (u32, u32) {
+    let rel = kernel_release();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
