@@ -3,9 +3,16 @@
 
 pub mod arch;
 pub mod binfmt;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod import;
+pub mod overlay;
+pub mod process;
+pub mod sandbox;
+pub mod store;
 pub mod sys;
+pub mod userns;
 
 pub use error::{Error, Result};

@@ -1,0 +1,114 @@
+//! The command line (clap derive only; no behaviour here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::arch::Arch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pookie-ns",
+    version,
+    about = "Build and test native Python wheels for many Linux architectures, rootless and without a daemon",
+    after_help = "Exit status: 0 success; `run` returns the command's own status; 1 a failure; 2 a usage, config or input error."
+)]
+pub struct Cli {
+    /// Config directory (default: $XDG_CONFIG_HOME/pookie-ns if it exists, else /etc/pookie-ns)
+    #[arg(short = 'c', long = "config-dir", value_name = "DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
+
+    /// Store directory (default: ~/.local/share/pookie-ns, or /var/lib/pookie-ns for root)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub work_dir: Option<PathBuf>,
+
+    /// More output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import a root filesystem archive (tar, .gz, .xz, .zst) as a base OS
+    LoadBaseos(LoadBaseosArgs),
+    /// Run a command in a fresh workspace on a base OS (the workspace is removed afterwards)
+    Run(RunArgs),
+    /// List base OSes, instances and workspaces with their sizes
+    List,
+    /// Remove all|baseos|workspaces or one instance (BRANCH/NAME/ARCH)
+    Cleanup {
+        /// all, baseos, workspaces, or an instance written BRANCH/NAME/ARCH
+        what: String,
+    },
+    /// Host-wide QEMU registration in binfmt_misc (needs root; only for kernels before 6.7)
+    #[command(subcommand)]
+    Binfmt(BinfmtCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadBaseosArgs {
+    /// The archive to import
+    pub path: PathBuf,
+    /// Name of the base OS (default: the archive's file name without extensions)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Architecture (default: read from the rootfs's own ELF binaries)
+    #[arg(long)]
+    pub arch: Option<Arch>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base OS to run on (default: the only one loaded for the arch)
+    #[arg(long, value_name = "NAME")]
+    pub baseos: Option<String>,
+    /// Architecture (default: the host's, or the base OS's only one)
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Branch whose instance layer is used
+    #[arg(long, default_value = crate::store::DEFAULT_BRANCH)]
+    pub branch: String,
+    /// Project directory, visible read-only at /buildroot/src
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Share the host's network (default: only loopback)
+    #[arg(long)]
+    pub network: bool,
+    /// Keep the changes in the instance layer (only when the command succeeds)
+    #[arg(long)]
+    pub commit: bool,
+    /// Extra environment variable for the command
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside (default: /buildroot/src with --bundle, else /root)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BinfmtCommand {
+    /// Register qemu-<arch>-static host-wide with the F flag (idempotent)
+    Register {
+        #[arg(long, required = true)]
+        arch: Vec<Arch>,
+    },
+    /// Remove host-wide registrations
+    Unregister {
+        #[arg(long, required = true)]
+        arch: Vec<Arch>,
+    },
+}

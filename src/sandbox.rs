@@ -1,0 +1,498 @@
+//! The sandbox: runs one command in a root filesystem made of overlay layers, inside new user,
+//! mount, pid, uts, ipc (and, without networking, net) namespaces, and passes its exit status back.
+//! [`run`] reads top to bottom in the order the kernel requires.
+//!
+//! Processes:
+//! ```text
+//! pookie-ns (host)             waits, forwards signals, removes the workspace at the end
+//!  └ helper (new user ns)      unshare(NEWPID); waits; commits or empties the upper dir
+//!     └ init, pid 1            new mount/uts/ipc/net ns; mounts; pivot_root; reaps; forwards
+//!        └ command             execve with a clean environment
+//! ```
+//! The mount namespace belongs to pid 1 alone, so when it exits every mount vanishes with it: a
+//! killed sandbox cannot leave a mount behind on the host.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::{fork, ForkResult};
+
+use crate::arch::Arch;
+use crate::error::{Error, Result};
+use crate::overlay::Layers;
+use crate::process;
+use crate::sys::{self, SysError};
+use crate::userns::{self, IdMap};
+
+/// A host path made visible inside the sandbox.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub src: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub dst: PathBuf,
+    pub readonly: bool,
+}
+
+/// Everything one sandboxed command needs.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The overlay is mounted from here; `layers` may be relative to it.
+    pub store_root: PathBuf,
+    pub layers: Layers,
+    /// Absolute path of the (empty) directory the overlay is mounted on.
+    pub merged: PathBuf,
+    pub binds: Vec<Bind>,
+    /// Share the host's network (and its DNS and CA configuration); otherwise only loopback.
+    pub network: bool,
+    pub hostname: String,
+    /// Working directory inside.
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub argv: Vec<String>,
+    /// Foreign architectures to register in a private binfmt_misc instance: (arch, interpreter).
+    pub binfmt: Vec<(Arch, PathBuf)>,
+    /// When the command succeeds, move the upper dir here (run --commit).
+    pub commit_to: Option<PathBuf>,
+}
+
+/// Where the host's CA bundle appears inside a networked sandbox (see [`ca_env`]).
+const HOST_CA_INSIDE: &str = "/run/pookie-ns/host-ca-certificates.crt";
+
+/// Runs the command of `spec` and returns its exit status (128+N if killed by signal N).
+///
+/// Must be called while the process is single-threaded (it forks).
+pub fn run(map: &IdMap, spec: &Spec) -> Result<i32> {
+    // The host side only waits: everything else happens in a child inside the user namespace,
+    // where the id map makes the store's files ours.
+    let helper = userns::spawn(map, |errors| helper_main(spec, errors))?;
+    helper.wait()
+}
+
+/// The helper: first process of the user namespace.
+fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
+    // A new pid namespace applies to the children of the caller: the next fork is its pid 1.
+    sys::unshare(CloneFlags::CLONE_NEWPID)?;
+    // SAFETY: this process is single-threaded (a fresh fork of a single-threaded pookie-ns).
+    let init = match unsafe { fork() }.map_err(|e| SysError::new("fork", None, e))? {
+        ForkResult::Child => {
+            let code = match init_main(spec) {
+                Ok(code) => code,
+                Err(e) => {
+                    userns::report_error(errors, &e);
+                    userns::CHILD_FAILED
+                }
+            };
+            // SAFETY: _exit ends this process without unwinding into the parent's frames.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let code = process::wait_forwarding(init)?;
+
+    // The mount namespace died with init; the upper dir is a plain directory again.
+    let upper = spec.store_root.join(&spec.layers.upper);
+    let work = spec.store_root.join(&spec.layers.work);
+    if let (Some(dest), 0) = (&spec.commit_to, code) {
+        if let Some(parent) = dest.parent() {
+            sys::mkdir_p(parent, 0o755)?;
+        }
+        // One rename: the instance gains the whole layer or nothing.
+        std::fs::rename(&upper, dest).map_err(|e| Error::io("commit layer", dest, e))?;
+        tracing::debug!(layer = %dest.display(), "committed");
+    }
+    // Empty the workspace here, where the id map lets us delete files of any mapped owner.
+    for dir in [&upper, &work] {
+        if let Err(e) = userns::remove_in_place(dir) {
+            tracing::debug!("emptying {}: {e}", dir.display());
+        }
+    }
+    Ok(code)
+}
+
+/// Pid 1 of the sandbox: builds the root filesystem, starts the command, reaps, and exits with the
+/// command's status.
+fn init_main(spec: &Spec) -> Result<i32> {
+    // If the helper dies (pookie-ns was killed), so does the sandbox: pid 1 exiting kills every
+    // process of its pid namespace.
+    sys::set_parent_death_signal(Signal::SIGKILL)?;
+
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if !spec.network {
+        // A new network namespace has only a loopback device, down: we bring it up below.
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    sys::unshare(flags)?;
+
+    // Mount events must not propagate back to the host's namespace, and pivot_root refuses a
+    // shared root (EINVAL): make the whole tree private first.
+    sys::mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+
+    // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
+    // the store root so that the layer paths are short and relative.
+    sys::chdir(&spec.store_root)?;
+    let options = spec
+        .layers
+        .options()
+        .map_err(|e| Error::usage(e.to_string()))?;
+    sys::mount(
+        Some("overlay"),
+        &spec.merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&options),
+    )?;
+    let root = spec.merged.as_path();
+
+    // /proc of the new pid namespace: shows the sandbox's processes only.
+    let proc_dir = mount_point(root, "/proc", true)?;
+    sys::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+
+    // Foreign binaries: a private binfmt_misc instance, registered before pivot_root because
+    // the instance dies with its last mount and the interpreter is opened now (flag F) from the
+    // host's filesystem.
+    if !spec.binfmt.is_empty() {
+        // BINFMT-PENDING
+        return Err(Error::usage("foreign architectures are not supported yet"));
+    }
+
+    // A private /tmp, gone when the sandbox ends.
+    let tmp = mount_point(root, "/tmp", true)?;
+    sys::mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+
+    setup_dev(root)?;
+
+    // /run is expected to be empty at boot; it also carries the host CA bundle when networked.
+    let run_dir = mount_point(root, "/run", true)?;
+    sys::mount(
+        Some("tmpfs"),
+        &run_dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+
+    for b in &spec.binds {
+        let is_dir = std::fs::metadata(&b.src)
+            .map_err(|e| SysError::io("bind source", &b.src, &e))?
+            .is_dir();
+        let target = mount_point(root, &b.dst, is_dir)?;
+        sys::bind(&b.src, &target, b.readonly)?;
+    }
+
+    if spec.network {
+        // DNS and TLS as the host has them (pip behind a TLS-inspecting proxy needs the host's
+        // extra CA certificates).
+        let resolv = Path::new("/etc/resolv.conf");
+        if resolv.exists() {
+            let target = mount_point(root, "/etc/resolv.conf", false)?;
+            sys::bind(resolv, &target, true)?;
+        }
+        let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if ca.exists() {
+            let target = mount_point(root, HOST_CA_INSIDE, false)?;
+            sys::bind(ca, &target, true)?;
+        }
+    } else {
+        loopback_up()?;
+    }
+
+    sys::sethostname(&spec.hostname)?;
+
+    // pivot_root(".", "."): the old root is stacked under the new one and detached at once, so
+    // no host path stays reachable (pivot_root(2), NOTES).
+    sys::chdir(root)?;
+    sys::pivot_root(Path::new("."), Path::new("."))?;
+    sys::umount_detach(Path::new("."))?;
+    sys::chdir(Path::new("/"))?;
+    // From here on the host's filesystem is gone: errors travel back through the error pipe.
+
+    // setuid binaries and file capabilities grant nothing inside.
+    sys::set_no_new_privs()?;
+
+    let program = resolve_program(&spec.argv[0], &spec.env)?;
+    // SAFETY: single-threaded process (pid 1 of a fresh namespace).
+    match unsafe { fork() }.map_err(|e| SysError::new("fork", None, e))? {
+        ForkResult::Child => {
+            let code = exec_command(spec, &program);
+            // SAFETY: exec failed; leave without running anything of the parent.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Ok(process::wait_for(child, true)?),
+    }
+}
+
+/// Replaces this process with the command. Returns only on failure, with the shell's status for
+/// it (126 not executable, 127 not found).
+fn exec_command(spec: &Spec, program: &Path) -> i32 {
+    process::reset_signals();
+    if let Err(e) = sys::chdir(&spec.cwd) {
+        eprintln!("pookie-ns: {e}");
+        return 126;
+    }
+    // Nothing of pookie-ns (lock files, pipes) may leak into the command.
+    if let Err(e) = sys::close_fds_from(3) {
+        eprintln!("pookie-ns: {e}");
+        return 126;
+    }
+    let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
+    let path = to_c(program.as_os_str().as_bytes());
+    let argv: Vec<CString> = spec.argv.iter().map(|a| to_c(a.as_bytes())).collect();
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| to_c(format!("{k}={v}").as_bytes()))
+        .collect();
+    let err = nix::unistd::execve(&path, &argv, &env).unwrap_err();
+    eprintln!(
+        "pookie-ns: cannot execute {} in the sandbox: {}{}",
+        program.display(),
+        err.desc(),
+        if err == nix::errno::Errno::ENOEXEC {
+            " (a binary of another architecture? is its QEMU interpreter registered?)"
+        } else {
+            ""
+        }
+    );
+    if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    }
+}
+
+/// Finds `name` on the sandbox's PATH (the host's PATH means nothing inside).
+fn resolve_program(name: &str, env: &[(String, String)]) -> Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::Child {
+        message: format!("{name}: command not found in the sandbox (PATH={path})"),
+        exit_code: 127,
+    })
+}
+
+/// A minimal /dev: a tmpfs holding the host's harmless character devices (bind-mounted: a user
+/// namespace cannot mknod), a private devpts instance, /dev/shm and the usual symlinks.
+fn setup_dev(root: &Path) -> Result<()> {
+    let dev = mount_point(root, "/dev", true)?;
+    sys::mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let target = dev.join(name);
+        sys::touch(&target)?;
+        sys::bind(&host, &target, false)?;
+    }
+    let pts = dev.join("pts");
+    sys::mkdir_p(&pts, 0o755)?;
+    sys::mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    let shm = dev.join("shm");
+    sys::mkdir_p(&shm, 0o1777)?;
+    sys::mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        std::os::unix::fs::symlink(target, &p).map_err(|e| SysError::io("symlink", &p, &e))?;
+    }
+    Ok(())
+}
+
+/// Brings up `lo` in the new network namespace (SIOCSIFFLAGS, as `ip link set lo up` does).
+fn loopback_up() -> Result<()> {
+    // SAFETY: a plain datagram socket used only for the ioctl below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(SysError::new("socket for lo", None, nix::errno::Errno::last()).into());
+    }
+    // SAFETY: ifreq is plain data; the name fits its 16-byte buffer.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: fd is a valid socket and req a valid ifreq for SIOCSIFFLAGS.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
+    let err = nix::errno::Errno::last();
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(SysError::new("bring up lo", None, err).into());
+    }
+    Ok(())
+}
+
+/// The path under `root` for the absolute in-sandbox path `inside`, created if missing (a
+/// directory, or an empty file for a file bind). No component may be a symlink: a link in the
+/// root filesystem (`/etc/resolv.conf -> /run/...`) would otherwise be followed on the host.
+/// A symlink in the final place is replaced (the change lands in the workspace only).
+pub fn mount_point(root: &Path, inside: impl AsRef<Path>, dir: bool) -> Result<PathBuf> {
+    let inside = inside.as_ref();
+    let mut path = root.to_path_buf();
+    let comps: Vec<Component> = inside.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let name = match c {
+            Component::RootDir | Component::CurDir => continue,
+            Component::Normal(n) => n,
+            _ => {
+                return Err(Error::usage(format!(
+                    "mount point {} must be an absolute path without '..'",
+                    inside.display()
+                )))
+            }
+        };
+        path.push(name);
+        let last = i + 1 == comps.len();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if !last {
+                    return Err(Error::usage(format!(
+                        "cannot mount on {}: {} is a symlink in the root filesystem",
+                        inside.display(),
+                        path.strip_prefix(root).unwrap_or(&path).display()
+                    )));
+                }
+                std::fs::remove_file(&path).map_err(|e| SysError::io("replace symlink", &path, &e))?;
+                create(&path, dir)?;
+            }
+            Ok(m) if !last && !m.is_dir() => {
+                return Err(Error::usage(format!(
+                    "cannot mount on {}: {} is not a directory",
+                    inside.display(),
+                    path.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => create(&path, dir || !last)?,
+        }
+    }
+    Ok(path)
+}
+
+fn create(path: &Path, dir: bool) -> Result<()> {
+    if dir {
+        sys::mkdir_p(path, 0o755)?;
+    } else {
+        sys::touch(path)?;
+    }
+    Ok(())
+}
+
+/// The environment of a sandboxed command: a clean one, not the host's.
+pub fn base_env(network: bool) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("USER".into(), "root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("container".into(), "pookie-ns".into()),
+    ];
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".into(), term));
+    }
+    if network && Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        env.extend(ca_env());
+    }
+    env
+}
+
+/// Tells TLS clients (OpenSSL, pip, requests, curl, git) to trust the host's CA bundle, which a
+/// networked sandbox sees at [`HOST_CA_INSIDE`] (the rootfs's own bundle stays untouched, so a
+/// committed `apt-get install ca-certificates` still works).
+fn ca_env() -> Vec<(String, String)> {
+    ["SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"]
+        .iter()
+        .map(|k| (k.to_string(), HOST_CA_INSIDE.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_never_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/x", root.join("etc/resolv.conf")).unwrap();
+
+        assert!(mount_point(&root, "/evil/x", true).is_err());
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+
+        let p = mount_point(&root, "/etc/resolv.conf", false).unwrap();
+        assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+
+        let p = mount_point(&root, "/buildroot/src", true).unwrap();
+        assert!(p.is_dir() && p.starts_with(&root));
+        assert!(mount_point(&root, "/a/../b", true).is_err());
+    }
+
+    #[test]
+    fn environment_is_clean() {
+        let env = base_env(false);
+        assert!(env.iter().any(|(k, v)| k == "PATH" && v.contains("/usr/bin")));
+        assert!(!env.iter().any(|(k, _)| k == "SSL_CERT_FILE"));
+    }
+}
