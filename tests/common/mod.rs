@@ -1,0 +1,334 @@
+//! Shared test harness: busybox root filesystem fixtures (built once per machine from Debian's
+//! busybox-static, under a lock), and a runner that executes the real `pookie-ns` binary as root,
+//! as a user with a subordinate id range, or as a user without one (single-uid mode), each with
+//! its own temporary store.
+//!
+//! Tests that need something the machine lacks (root, the test users) skip with a message
+//! locally and fail under `CI=true`.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Where the shared fixtures live (world-readable so that the test users can import them).
+pub const FIXTURES: &str = "/tmp/pookie-ns-test-fixtures";
+
+/// The user with a /etc/subuid range, and the one without (created by .ci/run).
+pub const SUB_USER: &str = "pookie-sub";
+pub const SINGLE_USER: &str = "pookie-single";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Root,
+    SubUser,
+    SingleUser,
+}
+
+impl Who {
+    pub fn user(self) -> Option<&'static str> {
+        match self {
+            Who::Root => None,
+            Who::SubUser => Some(SUB_USER),
+            Who::SingleUser => Some(SINGLE_USER),
+        }
+    }
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (locally) or fails (CI) when a prerequisite is missing. Returns false to skip.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("prerequisite missing under CI=true: {what}");
+    }
+    eprintln!("SKIPPED: {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn user_exists(name: &str) -> bool {
+    nix::unistd::User::from_name(name).ok().flatten().is_some()
+}
+
+/// The identities a sandbox test runs as: root, a subuid user and a single-uid user.
+pub fn everyone() -> Vec<Who> {
+    let mut out = Vec::new();
+    if !require(is_root(), "the sandbox tests run as root (and switch to the test users)") {
+        return out;
+    }
+    out.push(Who::Root);
+    for (who, name) in [(Who::SubUser, SUB_USER), (Who::SingleUser, SINGLE_USER)] {
+        if require(
+            user_exists(name),
+            &format!("test user {name} (created by .ci/run / scripts/setup-host)"),
+        ) {
+            out.push(who);
+        }
+    }
+    out
+}
+
+/// A copy of the binary under test that every test user can execute.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_BIN_EXE_pookie-ns"));
+        if !is_root() {
+            return src;
+        }
+        let dir = PathBuf::from(format!("/tmp/pookie-ns-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dst = dir.join("pookie-ns");
+        std::fs::copy(&src, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dst
+    })
+    .clone()
+}
+
+/// Busybox root filesystem archives in every format, built once per machine.
+pub struct Fixtures {
+    pub dir: PathBuf,
+    /// The unpacked tree the archives were made from.
+    pub tree: PathBuf,
+}
+
+impl Fixtures {
+    pub fn archive(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("busybox.{ext}"))
+    }
+    /// A foreign-arch busybox tree's archive, if .ci/run prepared one (`busybox-<arch>.tar`).
+    pub fn foreign(&self, debian_arch: &str) -> Option<PathBuf> {
+        let p = self.dir.join(format!("busybox-{debian_arch}.tar.zst"));
+        p.exists().then_some(p)
+    }
+}
+
+pub fn fixtures() -> Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(build_fixtures).clone_ref()
+}
+
+impl Fixtures {
+    fn clone_ref(&self) -> Fixtures {
+        Fixtures {
+            dir: self.dir.clone(),
+            tree: self.tree.clone(),
+        }
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-ec").arg(cmd).status().unwrap();
+    assert!(st.success(), "fixture command failed: {cmd}");
+}
+
+fn build_fixtures() -> Fixtures {
+    let dir = PathBuf::from(FIXTURES);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let tree = dir.join("tree");
+    let done = dir.join(".complete-v2");
+    if !done.exists() {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is not installed (apt-get install busybox-static)");
+        let t = tree.display();
+        let d = dir.display();
+        sh(&format!(
+            "rm -rf {t} && mkdir -p {t}/bin {t}/sbin {t}/usr/bin {t}/usr/sbin {t}/etc {t}/root {t}/tmp {t}/home/www {t}/var/empty
+             cp {busybox} {t}/bin/busybox
+             for a in $({busybox} --list); do [ \"$a\" = busybox ] || ln -sf busybox {t}/bin/$a; done
+             printf 'root:x:0:0:root:/root:/bin/sh\\nwww-data:x:33:33:www:/home/www:/bin/sh\\n' > {t}/etc/passwd
+             printf 'root:x:0:\\nwww-data:x:33:\\n' > {t}/etc/group
+             echo 'hello from the base' > {t}/etc/motd
+             echo 'www' > {t}/home/www/index.html
+             chmod 700 {t}/root; chmod 1777 {t}/tmp
+             chown -R 33:33 {t}/home/www
+             tar -C {t} --numeric-owner -cf {d}/busybox.tar .
+             gzip -c {d}/busybox.tar > {d}/busybox.tar.gz
+             xz -c {d}/busybox.tar > {d}/busybox.tar.xz
+             zstd -q -f -o {d}/busybox.tar.zst {d}/busybox.tar
+             chmod 644 {d}/busybox.tar*"
+        ));
+        std::fs::write(&done, b"").unwrap();
+    }
+    Fixtures { dir, tree }
+}
+
+/// Runs `pookie-ns` as one identity against its own temporary store.
+pub struct Runner {
+    pub who: Who,
+    pub store: PathBuf,
+    pub config: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Runner {
+    pub fn new(who: Who) -> Runner {
+        let tmp = tempfile::Builder::new()
+            .prefix("pookie-ns-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = tmp.path().join("store");
+        let config = tmp.path().join("config");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::create_dir_all(&config).unwrap();
+        if let Some(user) = who.user() {
+            let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+            for p in [tmp.path(), &store, &config] {
+                nix::unistd::chown(p, Some(u.uid), Some(u.gid)).unwrap();
+            }
+        }
+        Runner {
+            who,
+            store,
+            config,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = match self.who.user() {
+            None => Command::new(binary()),
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(binary());
+                c
+            }
+        };
+        c.arg("-c").arg(&self.config).arg("--work-dir").arg(&self.store);
+        c.args(args);
+        c.current_dir("/tmp");
+        c.env_remove("XDG_CONFIG_HOME").env_remove("XDG_DATA_HOME");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        eprintln!(
+            "[{:?}] pookie-ns {}\n  status: {:?}\n  stdout: {}\n  stderr: {}",
+            self.who,
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+        out
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "[{:?}] pookie-ns {} failed: {}",
+            self.who,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Loads the busybox fixture in the given format under `name`.
+    pub fn load_busybox(&self, ext: &str, name: &str) {
+        let archive = fixtures().archive(ext);
+        self.ok(&["load-baseos", archive.to_str().unwrap(), "--name", name]);
+    }
+
+    /// `run -- sh -c SCRIPT` on the base OS `name`.
+    pub fn sh(&self, name: &str, script: &str) -> Output {
+        self.run(&["run", "--baseos", name, "--", "/bin/sh", "-c", script])
+    }
+
+    pub fn sh_ok(&self, name: &str, script: &str) -> String {
+        let out = self.sh(name, script);
+        assert!(
+            out.status.success(),
+            "[{:?}] {script} failed ({:?}): {}",
+            self.who,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn write_config(&self, text: &str) {
+        let p = self.config.join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Remove the store the way a user would: through pookie-ns, then check nothing is left
+        // that the user cannot delete.
+        let _ = self.command(&["cleanup", "all"]).output();
+    }
+}
+
+/// A digest of a tree: paths, types, modes, owners, sizes, link targets and contents.
+pub fn hash_tree(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    let mut stack = vec![root.to_path_buf()];
+    let mut entries = Vec::new();
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        entries.push(p.clone());
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    entries.sort();
+    for p in entries {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        h.update(p.strip_prefix(root).unwrap().as_os_str().as_encoded_bytes());
+        h.update(format!("|{:o}|{}|{}|{}|{}|", m.mode(), m.uid(), m.gid(), m.size(), m.mtime()));
+        if m.file_type().is_symlink() {
+            h.update(std::fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes());
+        } else if m.is_file() {
+            h.update(std::fs::read(&p).unwrap());
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Lines of the host's mount table that mention `needle`.
+pub fn host_mounts_containing(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
