@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::arch::Arch;
+use crate::binfmt;
 use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs};
 use crate::config::{BinfmtChoice, Config, Env, Overrides};
 use crate::error::{Error, Result};
@@ -245,13 +246,10 @@ fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
     }
-    let cwd = args.cwd.clone().unwrap_or_else(|| {
-        if args.bundle.is_some() {
-            "/buildroot/src".into()
-        } else {
-            "/root".into()
-        }
-    });
+    let cwd = args
+        .cwd
+        .clone()
+        .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()));
     let spec = Spec {
         store_root: store.root.clone(),
         layers: Layers {
@@ -292,27 +290,36 @@ fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
              user who imported it",
             base.name,
             base.arch,
-            describe_map(&base.meta.id_map),
+            base.meta.id_map.describe(),
             store.map.describe()
         )));
     }
     Ok(())
 }
 
-fn describe_map(map: &IdMap) -> String {
-    map.describe()
-}
-
 /// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
-/// binfmt_misc registration, or nothing when the host's registration serves.
+/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
+/// before anything is mounted, so a missing interpreter fails early and names its package.
 fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
     if arch.is_native() {
         return Ok(Vec::new());
     }
-    let _ = (config.binfmt == BinfmtChoice::Host, &config.qemu_dir);
-    Err(Error::usage(format!(
-        "base OS arch {arch} is not the host's and emulation is not available yet"
-    )))
+    match binfmt::choose(arch, config.qemu_dir.as_deref(), allow_private_binfmt(config))? {
+        binfmt::Strategy::Private { interpreter } => {
+            tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
+            Ok(vec![(arch, interpreter)])
+        }
+        binfmt::Strategy::Host { entry } => {
+            tracing::info!("emulating {arch} through the host's binfmt_misc registration ({entry:?})");
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
+/// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
+fn allow_private_binfmt(config: &Config) -> bool {
+    config.binfmt != BinfmtChoice::Host && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
 }
 
 // ---- list ----------------------------------------------------------------------------------
@@ -477,9 +484,15 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
 
 // ---- binfmt --------------------------------------------------------------------------------
 
-fn binfmt_command(_config: &Config, cmd: &BinfmtCommand) -> Result<i32> {
-    let _ = cmd;
-    Err(Error::usage("binfmt registration is not available yet"))
+fn binfmt_command(config: &Config, cmd: &BinfmtCommand) -> Result<i32> {
+    let messages = match cmd {
+        BinfmtCommand::Register { arch } => binfmt::register_host(arch, config.qemu_dir.as_deref())?,
+        BinfmtCommand::Unregister { arch } => binfmt::unregister_host(arch)?,
+    };
+    for m in messages {
+        println!("{m}");
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -50,8 +50,8 @@ pub struct Spec {
     /// Share the host's network (and its DNS and CA configuration); otherwise only loopback.
     pub network: bool,
     pub hostname: String,
-    /// Working directory inside.
-    pub cwd: PathBuf,
+    /// Working directory inside (default: /root if the root filesystem has it, else /).
+    pub cwd: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
     /// Foreign architectures to register in a private binfmt_misc instance: (arch, interpreter).
@@ -162,8 +162,7 @@ fn init_main(spec: &Spec) -> Result<i32> {
     // the instance dies with its last mount and the interpreter is opened now (flag F) from the
     // host's filesystem.
     if !spec.binfmt.is_empty() {
-        // BINFMT-PENDING
-        return Err(Error::usage("foreign architectures are not supported yet"));
+        crate::binfmt::setup_private(&root.join("proc/sys/fs/binfmt_misc"), &spec.binfmt)?;
     }
 
     // A private /tmp, gone when the sandbox ends.
@@ -242,7 +241,12 @@ fn init_main(spec: &Spec) -> Result<i32> {
 /// it (126 not executable, 127 not found).
 fn exec_command(spec: &Spec, program: &Path) -> i32 {
     process::reset_signals();
-    if let Err(e) = sys::chdir(&spec.cwd) {
+    let cwd = match &spec.cwd {
+        Some(dir) => dir.as_path(),
+        None if Path::new("/root").is_dir() => Path::new("/root"),
+        None => Path::new("/"),
+    };
+    if let Err(e) = sys::chdir(cwd) {
         eprintln!("pookie-ns: {e}");
         return 126;
     }

@@ -422,3 +422,37 @@ fn config_can_force_single_uid_mode() {
     assert!(out.contains("single-uid"), "{out}");
     assert_eq!(r.sh_ok("bb", "cat /proc/self/uid_map").split_whitespace().collect::<Vec<_>>()[..3], ["0", &nix::unistd::User::from_name(common::SUB_USER).unwrap().unwrap().uid.to_string(), "1"]);
 }
+
+#[test]
+fn stdin_passes_through_and_a_tty_stays_a_tty() {
+    use std::io::Write;
+    for who in everyone() {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        let mut child = r
+            .command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c", "tr a-z A-Z"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"piped input\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(stdout(&out), "PIPED INPUT\n", "{who:?}");
+
+        // Under a pseudo-terminal (script(1)), the command sees a terminal on 0, 1 and 2.
+        let cmd = r.command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c",
+            "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done"]);
+        let line = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = stdout(&out).replace('\r', "");
+        assert!(text.contains("tty0\ntty1\ntty2"), "{who:?}: {text}");
+    }
+}
