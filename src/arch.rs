@@ -213,11 +213,17 @@ mod tests {
         h[5] = 2;
         h[18] = 0;
         h[19] = 22;
-        assert_eq!(Arch::from_elf(parse_elf_header(&h).unwrap()), Some(Arch::S390x));
+        assert_eq!(
+            Arch::from_elf(parse_elf_header(&h).unwrap()),
+            Some(Arch::S390x)
+        );
         h[5] = 1;
         h[18] = 183;
         h[19] = 0;
-        assert_eq!(Arch::from_elf(parse_elf_header(&h).unwrap()), Some(Arch::Arm64));
+        assert_eq!(
+            Arch::from_elf(parse_elf_header(&h).unwrap()),
+            Some(Arch::Arm64)
+        );
         assert_eq!(parse_elf_header(b"#!/bin/sh\n0123456789"), None);
     }
 }

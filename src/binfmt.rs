@@ -82,7 +82,10 @@ pub enum BinfmtError {
         .arch.uname(),
         qemu_dir.as_ref().map(|d| format!(" (looked in qemu_dir = {})", d.display())).unwrap_or_default()
     )]
-    NoInterpreter { arch: Arch, qemu_dir: Option<PathBuf> },
+    NoInterpreter {
+        arch: Arch,
+        qemu_dir: Option<PathBuf>,
+    },
     #[error("pookie-ns has no binfmt_misc entry for {0}: it runs natively or is not supported")]
     NoEntry(Arch),
     #[error(
@@ -106,7 +109,12 @@ pub enum BinfmtError {
 
 impl BinfmtError {
     pub fn is_input_error(&self) -> bool {
-        matches!(self, BinfmtError::NoInterpreter { .. } | BinfmtError::NoEntry(_) | BinfmtError::Unavailable { .. })
+        matches!(
+            self,
+            BinfmtError::NoInterpreter { .. }
+                | BinfmtError::NoEntry(_)
+                | BinfmtError::Unavailable { .. }
+        )
     }
 
     fn sys(op: &'static str, path: &Path, e: &std::io::Error) -> Self {
@@ -136,7 +144,10 @@ type Result<T> = std::result::Result<T, BinfmtError>;
 pub fn find_interpreter(arch: Arch, qemu_dir: Option<&Path>) -> Result<PathBuf> {
     let q = arch.qemu();
     let candidates: Vec<PathBuf> = match qemu_dir {
-        Some(d) => vec![d.join(format!("qemu-{q}-static")), d.join(format!("qemu-{q}"))],
+        Some(d) => vec![
+            d.join(format!("qemu-{q}-static")),
+            d.join(format!("qemu-{q}")),
+        ],
         None => vec![
             PathBuf::from(format!("/usr/libexec/qemu-binfmt/{q}-binfmt-P")),
             PathBuf::from(format!("/usr/bin/qemu-{q}-static")),
@@ -246,7 +257,8 @@ pub fn register(dir: &Path, arch: Arch, interpreter: &Path, flags: &str) -> Resu
         if r.interpreter == interpreter && same_flags {
             return Ok(());
         }
-        std::fs::write(&existing, "-1").map_err(|e| BinfmtError::sys("unregister", &existing, &e))?;
+        std::fs::write(&existing, "-1")
+            .map_err(|e| BinfmtError::sys("unregister", &existing, &e))?;
     }
     let line = register_line(arch, interpreter, flags)?;
     let reg = dir.join("register");
@@ -339,14 +351,19 @@ fn ensure_host_mounted() -> Result<()> {
     if dir.join("status").exists() {
         return Ok(());
     }
-    nix::mount::mount(Some("binfmt_misc"), dir, Some("binfmt_misc"), MsFlags::empty(), None::<&str>).map_err(
-        |errno| BinfmtError::Sys {
-            op: "mount binfmt_misc on",
-            path: dir.to_path_buf(),
-            errno,
-            hint: Some("host-wide registration needs root: run it with sudo".into()),
-        },
+    nix::mount::mount(
+        Some("binfmt_misc"),
+        dir,
+        Some("binfmt_misc"),
+        MsFlags::empty(),
+        None::<&str>,
     )
+    .map_err(|errno| BinfmtError::Sys {
+        op: "mount binfmt_misc on",
+        path: dir.to_path_buf(),
+        errno,
+        hint: Some("host-wide registration needs root: run it with sudo".into()),
+    })
 }
 
 /// Host-wide registration (root): flags `F`, idempotent. Returns one message per arch.
@@ -407,7 +424,10 @@ mod tests {
     }
 
     fn matches(e: &Entry, h: &[u8; 20]) -> bool {
-        h.iter().zip(e.mask.iter()).zip(e.magic.iter()).all(|((b, m), g)| b & m == *g)
+        h.iter()
+            .zip(e.mask.iter())
+            .zip(e.magic.iter())
+            .all(|((b, m), g)| b & m == *g)
     }
 
     #[test]
@@ -428,8 +448,12 @@ mod tests {
 
     #[test]
     fn register_line_is_what_the_kernel_expects() {
-        let line = register_line(Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "FP").unwrap();
-        assert!(line.starts_with(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02"), "{line}");
+        let line =
+            register_line(Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "FP").unwrap();
+        assert!(
+            line.starts_with(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02"),
+            "{line}"
+        );
         assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:FP"), "{line}");
         assert_eq!(line.matches(':').count(), 7);
         assert!(register_line(Arch::Amd64, Path::new("/x"), "F").is_err());
@@ -441,7 +465,10 @@ mod tests {
         let r = parse_registration("qemu-aarch64", text);
         assert!(r.enabled);
         assert_eq!(r.flags, "POCF");
-        assert_eq!(r.interpreter, PathBuf::from("/usr/libexec/qemu-binfmt/aarch64-binfmt-P"));
+        assert_eq!(
+            r.interpreter,
+            PathBuf::from("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+        );
         assert_eq!(r.magic, "7f454c46");
     }
 }

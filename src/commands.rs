@@ -47,7 +47,9 @@ pub fn name_from_archive(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    for ext in [".gz", ".xz", ".zst", ".zstd", ".tgz", ".txz", ".tzst", ".tar"] {
+    for ext in [
+        ".gz", ".xz", ".zst", ".zstd", ".tgz", ".txz", ".tzst", ".tar",
+    ] {
         if let Some(stem) = name.strip_suffix(ext) {
             name = stem.to_string();
         }
@@ -56,14 +58,21 @@ pub fn name_from_archive(path: &Path) -> String {
 }
 
 fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli) -> Result<i32> {
-    let archive = std::path::absolute(&args.path).map_err(|e| Error::io("resolve", &args.path, e))?;
+    let archive =
+        std::path::absolute(&args.path).map_err(|e| Error::io("resolve", &args.path, e))?;
     let meta = std::fs::metadata(&archive).map_err(|e| {
-        Error::usage(format!("cannot read the archive {}: {e}", archive.display()))
+        Error::usage(format!(
+            "cannot read the archive {}: {e}",
+            archive.display()
+        ))
     })?;
     if !meta.is_file() {
         return Err(Error::usage(format!("{} is not a file", archive.display())));
     }
-    let name = args.name.clone().unwrap_or_else(|| name_from_archive(&archive));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| name_from_archive(&archive));
     store::check_name(&name)?;
     if let Some(arch) = args.arch {
         refuse_existing(store, &name, arch)?;
@@ -108,9 +117,10 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
         IdMap::Root => unpack()?,
         map => userns::run(map, unpack)?,
     }
-    let (summary, arch, detected): (ImportSummary, Arch, bool) =
-        serde_json::from_slice(&std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?)
-            .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
+    let (summary, arch, detected): (ImportSummary, Arch, bool) = serde_json::from_slice(
+        &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
+    )
+    .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
 
     let now = std::time::SystemTime::now();
     let base_meta = BaseOsMeta {
@@ -129,12 +139,16 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
     let dest = store.baseos_dir(&name, arch);
     sys_mkdir(dest.parent().expect("baseos/<name>"))?;
     // The base OS appears whole or not at all.
-    std::fs::rename(&staged, &dest).map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
+    std::fs::rename(&staged, &dest)
+        .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
     drop(guard);
 
     let secs = started.elapsed().as_secs_f64();
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&base_meta).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&base_meta).expect("serializable")
+        );
     } else if !cli.quiet {
         eprintln!(
             "loaded base OS {name} ({arch}, {}): {} entries, {} unpacked, in {secs:.1} s{}",
@@ -185,7 +199,10 @@ fn progress_bar(len: u64, name: &str, quiet: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     // No steady tick: that would start a thread, and sandboxes are forked from this process.
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "importing {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
@@ -220,16 +237,28 @@ fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
     };
 
     let mut lower = store.instance_layers(&instance)?;
-    lower.push(base.rootfs().strip_prefix(&store.root).expect("inside the store").to_path_buf());
+    lower.push(
+        base.rootfs()
+            .strip_prefix(&store.root)
+            .expect("inside the store")
+            .to_path_buf(),
+    );
     let ws = store.create_workspace(&instance, &args.command)?;
-    let rel = |p: PathBuf| p.strip_prefix(&store.root).expect("inside the store").to_path_buf();
+    let rel = |p: PathBuf| {
+        p.strip_prefix(&store.root)
+            .expect("inside the store")
+            .to_path_buf()
+    };
 
     let mut binds = Vec::new();
     if let Some(bundle) = &args.bundle {
         let src = std::fs::canonicalize(bundle)
             .map_err(|e| Error::usage(format!("bundle {}: {e}", bundle.display())))?;
         if !src.is_dir() {
-            return Err(Error::usage(format!("bundle {} is not a directory", src.display())));
+            return Err(Error::usage(format!(
+                "bundle {} is not a directory",
+                src.display()
+            )));
         }
         binds.push(Bind {
             src,
@@ -273,9 +302,14 @@ fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
     let code = result?;
     removed?;
     if let (Some(layer), 0) = (&commit_to, code) {
-        tracing::info!("committed the changes into instance {instance} ({})", layer.display());
+        tracing::info!(
+            "committed the changes into instance {instance} ({})",
+            layer.display()
+        );
     } else if args.commit {
-        eprintln!("pookie-ns: the command failed (status {code}); nothing was committed to {instance}");
+        eprintln!(
+            "pookie-ns: the command failed (status {code}); nothing was committed to {instance}"
+        );
     }
     Ok(code)
 }
@@ -304,13 +338,19 @@ fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
     if arch.is_native() {
         return Ok(Vec::new());
     }
-    match binfmt::choose(arch, config.qemu_dir.as_deref(), allow_private_binfmt(config))? {
+    match binfmt::choose(
+        arch,
+        config.qemu_dir.as_deref(),
+        allow_private_binfmt(config),
+    )? {
         binfmt::Strategy::Private { interpreter } => {
             tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
             Ok(vec![(arch, interpreter)])
         }
         binfmt::Strategy::Host { entry } => {
-            tracing::info!("emulating {arch} through the host's binfmt_misc registration ({entry:?})");
+            tracing::info!(
+                "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
+            );
             Ok(Vec::new())
         }
     }
@@ -319,7 +359,8 @@ fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
 /// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
 /// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
 fn allow_private_binfmt(config: &Config) -> bool {
-    config.binfmt != BinfmtChoice::Host && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
+    config.binfmt != BinfmtChoice::Host
+        && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
 }
 
 // ---- list ----------------------------------------------------------------------------------
@@ -345,7 +386,10 @@ fn list(store: &Store, json: bool) -> Result<i32> {
                 "dir": dir, "info": info, "live": live, "size": store::disk_usage(dir).0,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
         return Ok(0);
     }
     println!("store: {}", store.root.display());
@@ -379,7 +423,11 @@ fn list(store: &Store, json: bool) -> Result<i32> {
                 i.to_string(),
                 store.instance_layers(i)?.len(),
                 size_column(&store.instance_dir(i)),
-                if store.instance_in_use(i) { "yes" } else { "no" }
+                if store.instance_in_use(i) {
+                    "yes"
+                } else {
+                    "no"
+                }
             );
         }
     }
@@ -397,7 +445,9 @@ fn list(store: &Store, json: bool) -> Result<i32> {
                 dir.file_name().unwrap_or_default().to_string_lossy(),
                 state,
                 size_column(dir),
-                info.as_ref().map(|i| i.command.join(" ")).unwrap_or_default()
+                info.as_ref()
+                    .map(|i| i.command.join(" "))
+                    .unwrap_or_default()
             );
         }
     }
@@ -406,7 +456,11 @@ fn list(store: &Store, json: bool) -> Result<i32> {
 
 fn size_column(dir: &Path) -> String {
     let (bytes, complete) = store::disk_usage(dir);
-    format!("{}{}", if complete { "" } else { ">" }, store::human_size(bytes))
+    format!(
+        "{}{}",
+        if complete { "" } else { ">" },
+        store::human_size(bytes)
+    )
 }
 
 // ---- cleanup -------------------------------------------------------------------------------
@@ -421,7 +475,9 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
             )));
         }
         let _lock = store.lock_instance(id, true)?;
-        userns::remove_tree(&store.map, &store.instance_dir(id))?;
+        let dir = store.instance_dir(id);
+        userns::remove_tree(&store.map, &dir)?;
+        store::prune_empty_parents(&dir, &store.root.join("instances"));
         eprintln!("removed instance {id}");
         Ok(())
     };
@@ -454,6 +510,7 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
         }
         for b in store.list_baseos()? {
             userns::remove_tree(&b.meta.id_map, &b.dir)?;
+            store::prune_empty_parents(&b.dir, &store.root.join("baseos"));
             eprintln!("removed base OS {} ({})", b.name, b.arch);
         }
         Ok(())
@@ -486,7 +543,9 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
 
 fn binfmt_command(config: &Config, cmd: &BinfmtCommand) -> Result<i32> {
     let messages = match cmd {
-        BinfmtCommand::Register { arch } => binfmt::register_host(arch, config.qemu_dir.as_deref())?,
+        BinfmtCommand::Register { arch } => {
+            binfmt::register_host(arch, config.qemu_dir.as_deref())?
+        }
         BinfmtCommand::Unregister { arch } => binfmt::unregister_host(arch)?,
     };
     for m in messages {
@@ -501,8 +560,14 @@ mod tests {
 
     #[test]
     fn archive_names_lose_their_extensions() {
-        assert_eq!(name_from_archive(Path::new("/x/busybox.tar.zst")), "busybox");
-        assert_eq!(name_from_archive(Path::new("debian-bookworm.tgz")), "debian-bookworm");
+        assert_eq!(
+            name_from_archive(Path::new("/x/busybox.tar.zst")),
+            "busybox"
+        );
+        assert_eq!(
+            name_from_archive(Path::new("debian-bookworm.tgz")),
+            "debian-bookworm"
+        );
         assert_eq!(name_from_archive(Path::new("root.tar")), "root");
         assert_eq!(name_from_archive(Path::new("plain")), "plain");
     }

@@ -68,10 +68,7 @@ pub const DEFAULT_MAX_ARCHIVE_ENTRIES: u64 = 2_000_000;
 /// Reads and checks a TOML file into `T`; errors carry the file, line and column.
 pub fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError::Parse {
             path: path.to_path_buf(),
             line,
@@ -250,14 +247,20 @@ mod tests {
 
     #[test]
     fn store_defaults_follow_the_user() {
-        assert_eq!(env(0).default_work_dir().unwrap(), PathBuf::from("/var/lib/pookie-ns"));
+        assert_eq!(
+            env(0).default_work_dir().unwrap(),
+            PathBuf::from("/var/lib/pookie-ns")
+        );
         assert_eq!(
             env(1000).default_work_dir().unwrap(),
             PathBuf::from("/home/u/.local/share/pookie-ns")
         );
         let mut e = env(1000);
         e.xdg_data_home = Some("/data".into());
-        assert_eq!(e.default_work_dir().unwrap(), PathBuf::from("/data/pookie-ns"));
+        assert_eq!(
+            e.default_work_dir().unwrap(),
+            PathBuf::from("/data/pookie-ns")
+        );
         e.home = None;
         e.xdg_data_home = None;
         assert!(e.default_work_dir().is_err());
@@ -266,7 +269,11 @@ mod tests {
     #[test]
     fn command_line_beats_config_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.toml"), "work_dir = \"/from/file\"\nid_map = \"single\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "work_dir = \"/from/file\"\nid_map = \"single\"\n",
+        )
+        .unwrap();
         let over = Overrides {
             config_dir: Some(dir.path().into()),
             work_dir: None,
@@ -278,7 +285,10 @@ mod tests {
             work_dir: Some("/from/cli".into()),
             ..over
         };
-        assert_eq!(Config::load(&over, &env(1000)).unwrap().work_dir, PathBuf::from("/from/cli"));
+        assert_eq!(
+            Config::load(&over, &env(1000)).unwrap().work_dir,
+            PathBuf::from("/from/cli")
+        );
     }
 
     #[test]

@@ -107,7 +107,12 @@ impl ImportError {
         match self {
             ImportError::Write { errno, .. } => !matches!(
                 errno,
-                Errno::ENOSPC | Errno::EDQUOT | Errno::EROFS | Errno::EIO | Errno::EACCES | Errno::EPERM
+                Errno::ENOSPC
+                    | Errno::EDQUOT
+                    | Errno::EROFS
+                    | Errno::EIO
+                    | Errno::EACCES
+                    | Errno::EPERM
             ),
             _ => true,
         }
@@ -178,7 +183,9 @@ pub fn unpack_archive(
             Compression::None => Box::new(reader),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
             Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(reader)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(corrupt)?),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(corrupt)?)
+            }
         };
         let mut tar = tar::Archive::new(decoded);
         let mut unpacker = Unpacker::new(root.as_fd(), opts);
@@ -231,7 +238,12 @@ pub fn unpack_archive(
     }
     // Hash what follows the compressed stream too, so the digest is the whole file's.
     io::copy(&mut file, &mut hasher).map_err(corrupt)?;
-    summary.archive_bytes = count.get() + file.metadata().map(|m| m.len()).unwrap_or(0).saturating_sub(count.get());
+    summary.archive_bytes = count.get()
+        + file
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .saturating_sub(count.get());
     summary.sha256 = format!("{:x}", hasher.finalize());
     progress(summary.archive_bytes);
     Ok(summary)
@@ -334,13 +346,21 @@ impl<'a> Unpacker<'a> {
 
         match kind {
             tar::EntryType::Directory => {
-                match nix::sys::stat::mkdirat(Some(pfd.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o700)) {
+                match nix::sys::stat::mkdirat(
+                    Some(pfd.as_raw_fd()),
+                    name.as_c_str(),
+                    Mode::from_bits_truncate(0o700),
+                ) {
                     Ok(()) => {}
                     Err(Errno::EEXIST) if is_dir_at(pfd, &name) => {}
                     Err(Errno::EEXIST) => {
                         unlink_at(pfd, &name, false).map_err(werr("replace"))?;
-                        nix::sys::stat::mkdirat(Some(pfd.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o700))
-                            .map_err(werr("mkdir"))?;
+                        nix::sys::stat::mkdirat(
+                            Some(pfd.as_raw_fd()),
+                            name.as_c_str(),
+                            Mode::from_bits_truncate(0o700),
+                        )
+                        .map_err(werr("mkdir"))?;
                     }
                     Err(e) => return Err(werr("mkdir")(e)),
                 }
@@ -375,19 +395,27 @@ impl<'a> Unpacker<'a> {
                     entry: shown.clone(),
                     reason: "is a symlink without a target".into(),
                 })?;
-                let target = CString::new(target.into_owned()).map_err(|_| ImportError::Unsafe {
-                    entry: shown.clone(),
-                    reason: "has a NUL byte in its link target".into(),
-                })?;
+                let target =
+                    CString::new(target.into_owned()).map_err(|_| ImportError::Unsafe {
+                        entry: shown.clone(),
+                        reason: "has a NUL byte in its link target".into(),
+                    })?;
                 replace_existing(pfd, &name, |pfd| {
-                    nix::unistd::symlinkat(target.as_c_str(), Some(pfd.as_raw_fd()), name.as_c_str())
+                    nix::unistd::symlinkat(
+                        target.as_c_str(),
+                        Some(pfd.as_raw_fd()),
+                        name.as_c_str(),
+                    )
                 })
                 .map_err(werr("symlink"))?;
                 self.chown(pfd, Some(&name), uid, gid, &shown)?;
                 set_times(pfd, Some(&name), mtime, true).map_err(werr("set times"))?;
             }
             tar::EntryType::Link => {
-                let target_raw = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                let target_raw = entry
+                    .link_name_bytes()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
                 let shown_target = String::from_utf8_lossy(&target_raw).into_owned();
                 let tcomps = safe_components(&target_raw).map_err(|r| ImportError::Unsafe {
                     entry: shown.clone(),
@@ -435,7 +463,13 @@ impl<'a> Unpacker<'a> {
                     header.device_minor().ok().flatten().unwrap_or(0).into(),
                 );
                 replace_existing(pfd, &name, |pfd| {
-                    nix::sys::stat::mknodat(Some(pfd.as_raw_fd()), name.as_c_str(), kind_flag, Mode::from_bits_truncate(mode), dev)
+                    nix::sys::stat::mknodat(
+                        Some(pfd.as_raw_fd()),
+                        name.as_c_str(),
+                        kind_flag,
+                        Mode::from_bits_truncate(mode),
+                        dev,
+                    )
                 })
                 .map_err(werr("mknod"))?;
                 self.chown(pfd, Some(&name), uid, gid, &shown)?;
@@ -448,8 +482,16 @@ impl<'a> Unpacker<'a> {
     }
 
     fn create_file(&self, pfd: BorrowedFd, name: &CString, shown: &str) -> Result<OwnedFd> {
-        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let open = || nix::fcntl::openat(Some(pfd.as_raw_fd()), name.as_c_str(), flags, Mode::from_bits_truncate(0o600));
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let open = || {
+            nix::fcntl::openat(
+                Some(pfd.as_raw_fd()),
+                name.as_c_str(),
+                flags,
+                Mode::from_bits_truncate(0o600),
+            )
+        };
         let fd = match open() {
             Err(Errno::EEXIST) => {
                 // A repeated entry: replace it (never open it, it may be a symlink).
@@ -471,7 +513,14 @@ impl<'a> Unpacker<'a> {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    fn chown(&self, pfd: BorrowedFd, name: Option<&CString>, uid: u32, gid: u32, shown: &str) -> Result<()> {
+    fn chown(
+        &self,
+        pfd: BorrowedFd,
+        name: Option<&CString>,
+        uid: u32,
+        gid: u32,
+        shown: &str,
+    ) -> Result<()> {
         if !self.opts.keep_owners {
             return Ok(());
         }
@@ -481,12 +530,18 @@ impl<'a> Unpacker<'a> {
         };
         let empty = CString::default();
         let path = name.unwrap_or(&empty);
-        nix::unistd::fchownat(Some(dirfd), path.as_c_str(), Some(uid.into()), Some(gid.into()), flags.into())
-            .map_err(|errno| ImportError::Write {
-                op: "chown",
-                entry: shown.into(),
-                errno,
-            })
+        nix::unistd::fchownat(
+            Some(dirfd),
+            path.as_c_str(),
+            Some(uid.into()),
+            Some(gid.into()),
+            flags,
+        )
+        .map_err(|errno| ImportError::Write {
+            op: "chown",
+            entry: shown.into(),
+            errno,
+        })
     }
 
     /// The directory holding an entry, opened beneath the root without following any symlink;
@@ -514,11 +569,14 @@ impl<'a> Unpacker<'a> {
 
     /// Opens `dirs` (relative to the root) one component at a time; a symlink anywhere is refused.
     fn open_dir(&self, dirs: &[&OsStr], shown: &str, create: bool) -> Result<OwnedFd> {
-        let mut cur = self.root.try_clone_to_owned().map_err(|e| ImportError::Write {
-            op: "dup",
-            entry: shown.into(),
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
+        let mut cur = self
+            .root
+            .try_clone_to_owned()
+            .map_err(|e| ImportError::Write {
+                op: "dup",
+                entry: shown.into(),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
         if dirs.is_empty() {
             return Ok(cur);
         }
@@ -532,7 +590,12 @@ impl<'a> Unpacker<'a> {
         // Slow path: component by component, to name the culprit or create what is missing.
         for (i, c) in dirs.iter().enumerate() {
             let cname = CString::new(c.as_bytes()).expect("no NUL");
-            let so_far = || dirs[..=i].join(OsStr::new("/")).to_string_lossy().into_owned();
+            let so_far = || {
+                dirs[..=i]
+                    .join(OsStr::new("/"))
+                    .to_string_lossy()
+                    .into_owned()
+            };
             match openat2_beneath(cur.as_fd(), &cname) {
                 Ok(fd) => cur = fd,
                 Err(Errno::ELOOP) | Err(Errno::EXDEV) => {
@@ -548,16 +611,22 @@ impl<'a> Unpacker<'a> {
                     })
                 }
                 Err(Errno::ENOENT) if create => {
-                    nix::sys::stat::mkdirat(Some(cur.as_raw_fd()), cname.as_c_str(), Mode::from_bits_truncate(0o755))
-                        .map_err(|errno| ImportError::Write {
-                            op: "mkdir",
-                            entry: so_far(),
-                            errno,
-                        })?;
-                    cur = openat2_beneath(cur.as_fd(), &cname).map_err(|errno| ImportError::Write {
-                        op: "open",
+                    nix::sys::stat::mkdirat(
+                        Some(cur.as_raw_fd()),
+                        cname.as_c_str(),
+                        Mode::from_bits_truncate(0o755),
+                    )
+                    .map_err(|errno| ImportError::Write {
+                        op: "mkdir",
                         entry: so_far(),
                         errno,
+                    })?;
+                    cur = openat2_beneath(cur.as_fd(), &cname).map_err(|errno| {
+                        ImportError::Write {
+                            op: "open",
+                            entry: so_far(),
+                            errno,
+                        }
                     })?;
                 }
                 Err(errno) => {
@@ -577,32 +646,36 @@ impl<'a> Unpacker<'a> {
     fn finish(&mut self) -> Result<()> {
         self.cached = None;
         let mut dirs = std::mem::take(&mut self.dirs);
-        dirs.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.path.len()));
         for d in dirs {
             let shown = String::from_utf8_lossy(&d.path).into_owned();
             let comps = safe_components(&d.path).expect("checked when unpacked");
             let fd = if comps.is_empty() {
-                self.root.try_clone_to_owned().map_err(|e| ImportError::Write {
-                    op: "dup",
-                    entry: shown.clone(),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                })?
+                self.root
+                    .try_clone_to_owned()
+                    .map_err(|e| ImportError::Write {
+                        op: "dup",
+                        entry: shown.clone(),
+                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    })?
             } else {
                 let path = self.open_dir(&comps[..comps.len() - 1], &shown, false)?;
                 let name = CString::new(comps[comps.len() - 1].as_bytes()).expect("no NUL");
-                openat2_dir(path.as_fd(), &name, libc::O_RDONLY).map_err(|errno| ImportError::Write {
-                    op: "open directory",
-                    entry: shown.clone(),
-                    errno,
+                openat2_dir(path.as_fd(), &name, libc::O_RDONLY).map_err(|errno| {
+                    ImportError::Write {
+                        op: "open directory",
+                        entry: shown.clone(),
+                        errno,
+                    }
                 })?
             };
-            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(d.mode)).map_err(|errno| {
-                ImportError::Write {
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(d.mode)).map_err(
+                |errno| ImportError::Write {
                     op: "chmod",
                     entry: shown.clone(),
                     errno,
-                }
-            })?;
+                },
+            )?;
             set_times(fd.as_fd(), None, d.mtime, false).map_err(|errno| ImportError::Write {
                 op: "set times",
                 entry: shown,
@@ -620,7 +693,11 @@ fn openat2_beneath(dir: BorrowedFd, path: &CString) -> std::result::Result<Owned
 }
 
 /// `openat2` of a directory beneath `dir`, refusing symlinks; `access` is O_PATH or O_RDONLY.
-fn openat2_dir(dir: BorrowedFd, path: &CString, access: i32) -> std::result::Result<OwnedFd, Errno> {
+fn openat2_dir(
+    dir: BorrowedFd,
+    path: &CString,
+    access: i32,
+) -> std::result::Result<OwnedFd, Errno> {
     let how = OpenHow {
         flags: (access | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
         mode: 0,
@@ -644,8 +721,12 @@ fn openat2_dir(dir: BorrowedFd, path: &CString, access: i32) -> std::result::Res
 }
 
 fn is_dir_at(dir: BorrowedFd, name: &CString) -> bool {
-    nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name.as_c_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 fn unlink_at(dir: BorrowedFd, name: &CString, is_dir: bool) -> std::result::Result<(), Errno> {
@@ -673,7 +754,12 @@ fn replace_existing(
 }
 
 /// Sets access and modification time to `mtime` (of `name` in `dir`, or of `dir` itself).
-fn set_times(dir: BorrowedFd, name: Option<&CString>, mtime: u64, nofollow: bool) -> std::result::Result<(), Errno> {
+fn set_times(
+    dir: BorrowedFd,
+    name: Option<&CString>,
+    mtime: u64,
+    nofollow: bool,
+) -> std::result::Result<(), Errno> {
     let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
     match name {
         Some(n) => nix::sys::stat::utimensat(
@@ -694,7 +780,13 @@ fn set_times(dir: BorrowedFd, name: Option<&CString>, mtime: u64, nofollow: bool
 /// The architecture of a root filesystem, read from the ELF header of its shell (symlinks are
 /// resolved inside the root, never on the host).
 pub fn detect_arch(rootfs: &Path) -> Result<Arch> {
-    const CANDIDATES: [&str; 5] = ["/bin/sh", "/usr/bin/sh", "/bin/busybox", "/usr/bin/env", "/bin/ls"];
+    const CANDIDATES: [&str; 5] = [
+        "/bin/sh",
+        "/usr/bin/sh",
+        "/bin/busybox",
+        "/usr/bin/env",
+        "/bin/ls",
+    ];
     for c in CANDIDATES {
         let Ok(fd) = crate::sys::open_in_root(rootfs, Path::new(c), libc::O_RDONLY) else {
             continue;
@@ -707,7 +799,10 @@ pub fn detect_arch(rootfs: &Path) -> Result<Arch> {
         };
         return Arch::from_elf(id).ok_or_else(|| ImportError::Arch {
             root: rootfs.to_path_buf(),
-            detail: format!("{c} is an ELF binary for an unknown machine (e_machine {})", id.machine),
+            detail: format!(
+                "{c} is an ELF binary for an unknown machine (e_machine {})",
+                id.machine
+            ),
         });
     }
     Err(ImportError::Arch {
@@ -724,7 +819,10 @@ mod tests {
     fn compression_is_told_by_magic_bytes() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
         assert_eq!(Compression::detect(b"\xfd7zXZ\x00"), Compression::Xz);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"./bin/"), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);
     }

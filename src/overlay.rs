@@ -22,7 +22,9 @@ const MAX_OPTIONS: usize = 4096;
 pub enum OverlayError {
     #[error("overlay layer path {} contains a character overlayfs cannot take (',' ':' or '\\\\')", .0.display())]
     BadPath(PathBuf),
-    #[error("the overlay options are {0} bytes, more than the kernel's {MAX_OPTIONS}: too many layers")]
+    #[error(
+        "the overlay options are {0} bytes, more than the kernel's {MAX_OPTIONS}: too many layers"
+    )]
     TooLong(usize),
     #[error("an overlay needs at least one lower layer")]
     NoLower,
@@ -72,7 +74,11 @@ mod tests {
     #[test]
     fn options_stack_topmost_first() {
         let l = Layers {
-            lower: vec!["inst/0002".into(), "inst/0001".into(), "baseos/x/amd64/rootfs".into()],
+            lower: vec![
+                "inst/0002".into(),
+                "inst/0001".into(),
+                "baseos/x/amd64/rootfs".into(),
+            ],
             upper: "ws/upper".into(),
             work: "ws/work".into(),
         };
@@ -92,7 +98,9 @@ mod tests {
         assert!(matches!(l.options(), Err(OverlayError::BadPath(_))));
         l.lower = vec![];
         assert!(matches!(l.options(), Err(OverlayError::NoLower)));
-        l.lower = (0..400).map(|i| PathBuf::from(format!("instances/x/y/z/layers/{i:04}"))).collect();
+        l.lower = (0..400)
+            .map(|i| PathBuf::from(format!("instances/x/y/z/layers/{i:04}")))
+            .collect();
         assert!(matches!(l.options(), Err(OverlayError::TooLong(_))));
     }
 }

@@ -91,7 +91,11 @@ pub fn wait_for(child: Pid, reap_all: bool) -> SysResult<i32> {
                 }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => {
-                    return Err(SysError::new(format!("waitpid({child})"), None, Errno::ECHILD))
+                    return Err(SysError::new(
+                        format!("waitpid({child})"),
+                        None,
+                        Errno::ECHILD,
+                    ))
                 }
                 Err(e) => return Err(SysError::new(format!("waitpid({child})"), None, e)),
             }

@@ -130,7 +130,13 @@ fn init_main(spec: &Spec) -> Result<i32> {
 
     // Mount events must not propagate back to the host's namespace, and pivot_root refuses a
     // shared root (EINVAL): make the whole tree private first.
-    sys::mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
 
     // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
     // the store root so that the layer paths are short and relative.
@@ -411,7 +417,8 @@ pub fn mount_point(root: &Path, inside: impl AsRef<Path>, dir: bool) -> Result<P
                         path.strip_prefix(root).unwrap_or(&path).display()
                     )));
                 }
-                std::fs::remove_file(&path).map_err(|e| SysError::io("replace symlink", &path, &e))?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| SysError::io("replace symlink", &path, &e))?;
                 create(&path, dir)?;
             }
             Ok(m) if !last && !m.is_dir() => {
@@ -462,10 +469,16 @@ pub fn base_env(network: bool) -> Vec<(String, String)> {
 /// networked sandbox sees at [`HOST_CA_INSIDE`] (the rootfs's own bundle stays untouched, so a
 /// committed `apt-get install ca-certificates` still works).
 fn ca_env() -> Vec<(String, String)> {
-    ["SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"]
-        .iter()
-        .map(|k| (k.to_string(), HOST_CA_INSIDE.to_string()))
-        .collect()
+    [
+        "SSL_CERT_FILE",
+        "PIP_CERT",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), HOST_CA_INSIDE.to_string()))
+    .collect()
 }
 
 #[cfg(test)]
@@ -496,7 +509,9 @@ mod tests {
     #[test]
     fn environment_is_clean() {
         let env = base_env(false);
-        assert!(env.iter().any(|(k, v)| k == "PATH" && v.contains("/usr/bin")));
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "PATH" && v.contains("/usr/bin")));
         assert!(!env.iter().any(|(k, _)| k == "SSL_CERT_FILE"));
     }
 }

@@ -230,7 +230,10 @@ impl Store {
                 {
                     Some(m) => m,
                     None => {
-                        tracing::warn!("ignoring {}: missing or unreadable meta.json", dir.display());
+                        tracing::warn!(
+                            "ignoring {}: missing or unreadable meta.json",
+                            dir.display()
+                        );
                         continue;
                     }
                 };
@@ -346,7 +349,11 @@ impl Store {
                 "instance {id} has too many layers; reset it with `pookie-ns cleanup {id}`"
             )));
         }
-        Ok(self.root.join(id.rel_dir()).join("layers").join(format!("{next:04}")))
+        Ok(self
+            .root
+            .join(id.rel_dir())
+            .join("layers")
+            .join(format!("{next:04}")))
     }
 
     pub fn ensure_instance(&self, id: &InstanceId) -> Result<()> {
@@ -455,7 +462,10 @@ impl Store {
                 if kept {
                     continue;
                 }
-                tracing::info!("removing {} left by a process that no longer runs", dir.display());
+                tracing::info!(
+                    "removing {} left by a process that no longer runs",
+                    dir.display()
+                );
                 remove_workspace_dir(&self.map, &dir)?;
             }
         }
@@ -526,6 +536,18 @@ pub fn list_dir_names(dir: &Path) -> Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Removes the now empty directories between `removed` and `stop` (exclusive), e.g.
+/// `baseos/<name>/` after its last arch went.
+pub fn prune_empty_parents(removed: &Path, stop: &Path) {
+    let mut dir = removed.parent();
+    while let Some(d) = dir {
+        if d == stop || !d.starts_with(stop) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -129,7 +129,11 @@ pub fn mount(
 
 pub fn bind(source: &Path, target: &Path, readonly: bool) -> SysResult<()> {
     let src = source.to_str().ok_or_else(|| {
-        SysError::new("bind mount of a path that is not UTF-8:", Some(source), Errno::EINVAL)
+        SysError::new(
+            "bind mount of a path that is not UTF-8:",
+            Some(source),
+            Errno::EINVAL,
+        )
     })?;
     mount(
         Some(src),
@@ -183,7 +187,11 @@ pub fn umount_detach(target: &Path) -> SysResult<()> {
 
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> SysResult<()> {
     nix::unistd::pivot_root(new_root, put_old).map_err(|e| {
-        SysError::new(format!("pivot_root(put_old={})", put_old.display()), Some(new_root), e)
+        SysError::new(
+            format!("pivot_root(put_old={})", put_old.display()),
+            Some(new_root),
+            e,
+        )
     })
 }
 
@@ -235,14 +243,22 @@ pub fn set_no_new_privs() -> SysResult<()> {
 /// Asks the kernel to send `sig` to this process when its parent dies, so that a killed pookie-ns
 /// does not leave a sandbox running.
 pub fn set_parent_death_signal(sig: nix::sys::signal::Signal) -> SysResult<()> {
-    nix::sys::prctl::set_pdeathsig(sig).map_err(|e| SysError::new("prctl(PR_SET_PDEATHSIG)", None, e))
+    nix::sys::prctl::set_pdeathsig(sig)
+        .map_err(|e| SysError::new("prctl(PR_SET_PDEATHSIG)", None, e))
 }
 
 /// Closes every file descriptor from `first` up, so that nothing of pookie-ns leaks into the
 /// sandboxed command.
 pub fn close_fds_from(first: RawFd) -> SysResult<()> {
     // SAFETY: close_range only closes descriptors; no memory is passed.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
     if r == 0 {
         return Ok(());
     }

@@ -394,9 +394,16 @@ mod tests {
     #[test]
     fn subid_range_by_name_or_number() {
         let text = "# comment\nalice:100000:65536\n1001:200000:1000\nbob:300000:0\n";
-        assert_eq!(subid_range(text, Some("alice"), 1000), Some((100000, 65536)));
+        assert_eq!(
+            subid_range(text, Some("alice"), 1000),
+            Some((100000, 65536))
+        );
         assert_eq!(subid_range(text, Some("carol"), 1001), Some((200000, 1000)));
-        assert_eq!(subid_range(text, Some("bob"), 1002), None, "empty ranges are ignored");
+        assert_eq!(
+            subid_range(text, Some("bob"), 1002),
+            None,
+            "empty ranges are ignored"
+        );
         assert_eq!(subid_range("garbage\n:::\n", Some("alice"), 1), None);
     }
 }

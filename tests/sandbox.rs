@@ -39,7 +39,7 @@ fn imports_every_compression_and_runs_on_each() {
             Who::SubUser => "subuid",
             Who::SingleUser => "single-uid",
         };
-        assert_eq!(list["id_map"]["mode"].as_str().is_some(), true);
+        assert_eq!(list["id_map"]["mode"], expected_mode_tag(who));
         assert_eq!(bases[0]["meta"]["ownership"], expected_mode);
         let text = r.ok(&["list"]);
         assert!(text.contains(expected_mode), "{text}");
@@ -52,7 +52,11 @@ fn owners_are_kept_unless_single_uid() {
         let r = Runner::new(who);
         r.load_busybox("tar.zst", "bb");
         let out = r.sh_ok("bb", "stat -c %u:%g /home/www/index.html");
-        let expected = if who == Who::SingleUser { "0:0" } else { "33:33" };
+        let expected = if who == Who::SingleUser {
+            "0:0"
+        } else {
+            "33:33"
+        };
         assert_eq!(out.trim(), expected, "{who:?}");
     }
 }
@@ -67,7 +71,11 @@ fn pid_namespace_shows_only_the_sandbox() {
         let count: u32 = lines.next().unwrap().parse().unwrap();
         // init, the shell, and the ls/grep of the pipeline.
         assert!(count <= 4, "{who:?}: {count} processes visible");
-        assert_eq!(lines.next().unwrap(), "2", "the command is pid 2 under the sandbox's init");
+        assert_eq!(
+            lines.next().unwrap(),
+            "2",
+            "the command is pid 2 under the sandbox's init"
+        );
     }
 }
 
@@ -108,7 +116,10 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         let base = r.store.join("baseos/bb/amd64/rootfs");
         let before = hash_tree(&base);
 
-        r.sh_ok("bb", "echo scratch > /root/scratch; rm /etc/motd; mkdir /newdir");
+        r.sh_ok(
+            "bb",
+            "echo scratch > /root/scratch; rm /etc/motd; mkdir /newdir",
+        );
         let out = r.sh_ok("bb", "ls /root; cat /etc/motd; ls -d /newdir 2>&1 || true");
         assert!(!out.contains("scratch"), "{out}");
         assert!(out.contains("hello from the base"), "{out}");
@@ -120,24 +131,49 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         assert!(out.status.success(), "{}", stderr(&out));
         let out = r.sh_ok("bb", "cat /etc/committed; ls /etc; ls /home");
         assert!(out.contains("kept"), "{out}");
-        assert!(!out.contains("motd"), "whiteout of a base file persists: {out}");
+        assert!(
+            !out.contains("motd"),
+            "whiteout of a base file persists: {out}"
+        );
         assert!(!out.contains("www"), "removed dir persists: {out}");
 
         // A failing command commits nothing.
-        let out = r.run(&["run", "--baseos", "bb", "--commit", "--", "/bin/sh", "-c", "touch /etc/failed; exit 3"]);
+        let out = r.run(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--commit",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /etc/failed; exit 3",
+        ]);
         assert_eq!(out.status.code(), Some(3));
         let out = r.sh_ok("bb", "ls /etc");
         assert!(!out.contains("failed"), "{out}");
 
         // The base never changes; the instance holds the committed layer.
-        assert_eq!(hash_tree(&base), before, "{who:?}: the base rootfs was modified");
+        assert_eq!(
+            hash_tree(&base),
+            before,
+            "{who:?}: the base rootfs was modified"
+        );
         let list: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
         assert_eq!(list["instances"][0]["instance"], "stable/bb/amd64");
         assert_eq!(list["instances"][0]["layers"], 1);
         assert!(list["workspaces"].as_array().unwrap().is_empty(), "{list}");
 
         // Another branch does not see the commit.
-        let out = r.run(&["run", "--baseos", "bb", "--branch", "testing", "--", "cat", "/etc/motd"]);
+        let out = r.run(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--branch",
+            "testing",
+            "--",
+            "cat",
+            "/etc/motd",
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
 
         // cleanup of one instance resets it.
@@ -161,6 +197,15 @@ fn exit_status_and_signals_pass_through() {
     }
 }
 
+/// How `IdMap` serializes its mode.
+fn expected_mode_tag(who: Who) -> &'static str {
+    match who {
+        Who::Root => "root",
+        Who::SubUser => "subid",
+        Who::SingleUser => "single",
+    }
+}
+
 fn wait_for_workspace(store: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -178,7 +223,9 @@ fn wait_for_workspace(store: &Path) -> bool {
 }
 
 fn workspaces(store: &Path) -> usize {
-    std::fs::read_dir(store.join("workspaces")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(store.join("workspaces"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -195,13 +242,19 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            assert!(wait_for_workspace(&r.store), "{who:?} {sig}: no workspace appeared");
+            assert!(
+                wait_for_workspace(&r.store),
+                "{who:?} {sig}: no workspace appeared"
+            );
             // runuser forwards signals to its child; signal the real pookie-ns either way.
             let pid = find_pookie_pid(child.id());
             kill(Pid::from_raw(pid as i32), sig).unwrap();
             let started = Instant::now();
             let status = child.wait().unwrap();
-            assert!(started.elapsed() < Duration::from_secs(10), "{sig} did not stop the run");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{sig} did not stop the run"
+            );
             if sig != Signal::SIGKILL {
                 use std::os::unix::process::ExitStatusExt;
                 let code = status.code().or(status.signal().map(|s| 128 + s));
@@ -211,7 +264,11 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
             // The next command sweeps what a SIGKILL left.
             std::thread::sleep(Duration::from_millis(200));
             r.ok(&["list"]);
-            assert_eq!(workspaces(&r.store), 0, "{who:?} {sig}: workspace left after the next command");
+            assert_eq!(
+                workspaces(&r.store),
+                0,
+                "{who:?} {sig}: workspace left after the next command"
+            );
             assert!(
                 common::host_mounts_containing(r.store.to_str().unwrap()).is_empty(),
                 "{who:?} {sig}: a mount leaked into the host"
@@ -226,12 +283,14 @@ fn find_pookie_pid(pid: u32) -> u32 {
     if comm.trim() == "pookie-ns" {
         return pid;
     }
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     children
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
         .find(|c: &u32| {
-            std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|s| s.trim() == "pookie-ns")
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|s| s.trim() == "pookie-ns")
         })
         .unwrap_or(pid)
 }
@@ -246,7 +305,11 @@ fn bundle_is_read_only_and_network_is_off_by_default() {
         std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(bundle.join("setup.py"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            bundle.join("setup.py"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let before = hash_tree(&bundle);
         let out = r.run(&[
             "run", "--baseos", "bb", "--bundle", bundle.to_str().unwrap(), "--", "/bin/sh", "-c",
@@ -255,14 +318,33 @@ fn bundle_is_read_only_and_network_is_off_by_default() {
         assert!(out.status.success(), "{}", stderr(&out));
         let text = stdout(&out);
         assert!(text.starts_with("/buildroot/src\nprint('hi')\n"), "{text}");
-        assert!(!text.contains("WROTE") && !text.contains("REMOVED"), "{text}");
+        assert!(
+            !text.contains("WROTE") && !text.contains("REMOVED"),
+            "{text}"
+        );
         assert_eq!(hash_tree(&bundle), before);
 
         let out = r.sh_ok("bb", "cat /proc/net/dev | tail -n +3 | cut -d: -f1");
-        assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{who:?}");
-        let out = r.run(&["run", "--baseos", "bb", "--network", "--", "/bin/sh", "-c", "cat /proc/net/dev | tail -n +3 | wc -l"]);
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>(),
+            ["lo"],
+            "{who:?}"
+        );
+        let out = r.run(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--network",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /proc/net/dev | tail -n +3 | wc -l",
+        ]);
         let n: u32 = stdout(&out).trim().parse().unwrap();
-        assert!(n >= 1, "{who:?}: the host's interfaces are visible with --network");
+        assert!(
+            n >= 1,
+            "{who:?}: the host's interfaces are visible with --network"
+        );
     }
 }
 
@@ -271,9 +353,16 @@ fn nothing_of_pookie_leaks_into_the_sandbox() {
     for who in everyone() {
         let r = Runner::new(who);
         r.load_busybox("tar.zst", "bb");
-        let out = r.sh_ok("bb", "ls /proc/$$/fd; grep NoNewPrivs /proc/self/status; hostname; echo $HOME");
+        let out = r.sh_ok(
+            "bb",
+            "ls /proc/$$/fd; grep NoNewPrivs /proc/self/status; hostname; echo $HOME",
+        );
         let lines: Vec<&str> = out.lines().collect();
-        let fds: Vec<&str> = lines.iter().take_while(|l| l.parse::<u32>().is_ok()).copied().collect();
+        let fds: Vec<&str> = lines
+            .iter()
+            .take_while(|l| l.parse::<u32>().is_ok())
+            .copied()
+            .collect();
         assert_eq!(fds, ["0", "1", "2"], "{who:?}: {out}");
         assert!(out.contains("NoNewPrivs:\t1"), "{out}");
         assert!(out.contains("pookie-ns\n/root\n"), "{out}");
@@ -291,14 +380,31 @@ fn hostile_archives_are_refused_and_nothing_escapes() {
         let cases = hostile_archives(&dir, &outside);
         for (name, path, entry) in &cases {
             let out = r.run(&["load-baseos", path.to_str().unwrap(), "--name", name]);
-            assert_eq!(out.status.code(), Some(2), "{who:?} {name}: {}", stderr(&out));
-            assert!(stderr(&out).contains(entry), "{who:?} {name}: the message names {entry}: {}", stderr(&out));
-            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{who:?} {name}: wrote outside");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{who:?} {name}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains(entry),
+                "{who:?} {name}: the message names {entry}: {}",
+                stderr(&out)
+            );
+            assert_eq!(
+                std::fs::read_dir(&outside).unwrap().count(),
+                0,
+                "{who:?} {name}: wrote outside"
+            );
             assert!(!Path::new("/tmp/pookie-ns-escaped").exists());
         }
         let list: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
         assert!(list["baseos"].as_array().unwrap().is_empty(), "{list}");
-        assert_eq!(std::fs::read_dir(r.store.join("tmp")).unwrap().count(), 0, "half-made import left");
+        assert_eq!(
+            std::fs::read_dir(r.store.join("tmp")).unwrap().count(),
+            0,
+            "half-made import left"
+        );
     }
 }
 
@@ -306,7 +412,11 @@ fn hostile_archives_are_refused_and_nothing_escapes() {
 fn hostile_archives(dir: &Path, outside: &Path) -> Vec<(String, std::path::PathBuf, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
-    let raw_entry = |b: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
+    let raw_entry = |b: &mut tar::Builder<std::fs::File>,
+                     name: &str,
+                     kind: tar::EntryType,
+                     link: Option<&str>,
+                     data: &[u8]| {
         let mut h = tar::Header::new_gnu();
         {
             let gnu = h.as_gnu_mut().unwrap();
@@ -322,10 +432,22 @@ fn hostile_archives(dir: &Path, outside: &Path) -> Vec<(String, std::path::PathB
         b.append(&h, data).unwrap();
     };
     let outside_s = outside.to_str().unwrap().to_string();
-    type Case = (&'static str, Vec<(String, tar::EntryType, Option<String>)>, &'static str);
+    type Case = (
+        &'static str,
+        Vec<(String, tar::EntryType, Option<String>)>,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
-        ("dotdot", vec![("../pookie-ns-escaped".into(), tar::EntryType::Regular, None)], "../pookie-ns-escaped"),
-        ("absolute", vec![(format!("{outside_s}/abs"), tar::EntryType::Regular, None)], "/abs"),
+        (
+            "dotdot",
+            vec![("../pookie-ns-escaped".into(), tar::EntryType::Regular, None)],
+            "../pookie-ns-escaped",
+        ),
+        (
+            "absolute",
+            vec![(format!("{outside_s}/abs"), tar::EntryType::Regular, None)],
+            "/abs",
+        ),
         (
             "symlink-then-through",
             vec![
@@ -345,7 +467,7 @@ fn hostile_archives(dir: &Path, outside: &Path) -> Vec<(String, std::path::PathB
         let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
         raw_entry(&mut b, "etc", tar::EntryType::Directory, None, b"");
         for (n, kind, link) in &entries {
-            raw_entry(&mut b, n, kind.clone(), link.as_deref(), b"pwned\n");
+            raw_entry(&mut b, n, *kind, link.as_deref(), b"pwned\n");
         }
         b.finish().unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -363,7 +485,11 @@ fn clear_errors_for_bad_input() {
 
     let out = r.run(&["cleanup", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("all, baseos, workspaces"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("all, baseos, workspaces"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = r.run(&["load-baseos", "/nonexistent.tar"]);
     assert_eq!(out.status.code(), Some(2));
@@ -372,21 +498,37 @@ fn clear_errors_for_bad_input() {
     std::fs::write(&junk, vec![0x1fu8, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]).unwrap();
     let out = r.run(&["load-baseos", junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert_eq!(std::fs::read_dir(r.store.join("baseos")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(r.store.join("baseos")).unwrap().count(),
+        0
+    );
 
     r.load_busybox("tar", "one");
     r.load_busybox("tar.gz", "two");
     let out = r.run(&["run", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("one") && stderr(&out).contains("two"), "{}", stderr(&out));
-    let out = r.run(&["load-baseos", fixtures().archive("tar").to_str().unwrap(), "--name", "one"]);
+    assert!(
+        stderr(&out).contains("one") && stderr(&out).contains("two"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.run(&[
+        "load-baseos",
+        fixtures().archive("tar").to_str().unwrap(),
+        "--name",
+        "one",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already loaded"));
 
     r.write_config("work_dir = \"/tmp\"\nmax_entries = 3\n");
     let out = r.run(&["list"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("config.toml:2:1") && stderr(&out).contains("max_entries"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.toml:2:1") && stderr(&out).contains("max_entries"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -394,10 +536,23 @@ fn cleanup_all_leaves_nothing_the_user_cannot_delete() {
     for who in everyone() {
         let r = Runner::new(who);
         r.load_busybox("tar.zst", "bb");
-        r.run(&["run", "--baseos", "bb", "--commit", "--", "/bin/sh", "-c", "mkdir -p /var/x && chown 33:33 /var/x && chmod 700 /var/x && touch /var/x/f; true"]);
+        r.run(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--commit",
+            "--",
+            "/bin/sh",
+            "-c",
+            "mkdir -p /var/x && chown 33:33 /var/x && chmod 700 /var/x && touch /var/x/f; true",
+        ]);
         r.ok(&["cleanup", "all"]);
         for d in ["baseos", "instances", "workspaces"] {
-            assert_eq!(std::fs::read_dir(r.store.join(d)).unwrap().count(), 0, "{who:?}: {d} not empty");
+            assert_eq!(
+                std::fs::read_dir(r.store.join(d)).unwrap().count(),
+                0,
+                "{who:?}: {d} not empty"
+            );
         }
         if let Some(user) = who.user() {
             let st = std::process::Command::new("runuser")
@@ -405,7 +560,10 @@ fn cleanup_all_leaves_nothing_the_user_cannot_delete() {
                 .arg(&r.store)
                 .status()
                 .unwrap();
-            assert!(st.success() && !r.store.exists(), "{who:?}: store not removable by its user");
+            assert!(
+                st.success() && !r.store.exists(),
+                "{who:?}: store not removable by its user"
+            );
         }
     }
 }
@@ -420,7 +578,20 @@ fn config_can_force_single_uid_mode() {
     r.load_busybox("tar.zst", "bb");
     let out = r.ok(&["list"]);
     assert!(out.contains("single-uid"), "{out}");
-    assert_eq!(r.sh_ok("bb", "cat /proc/self/uid_map").split_whitespace().collect::<Vec<_>>()[..3], ["0", &nix::unistd::User::from_name(common::SUB_USER).unwrap().unwrap().uid.to_string(), "1"]);
+    assert_eq!(
+        r.sh_ok("bb", "cat /proc/self/uid_map")
+            .split_whitespace()
+            .collect::<Vec<_>>()[..3],
+        [
+            "0",
+            &nix::unistd::User::from_name(common::SUB_USER)
+                .unwrap()
+                .unwrap()
+                .uid
+                .to_string(),
+            "1"
+        ]
+    );
 }
 
 #[test]
@@ -435,13 +606,25 @@ fn stdin_passes_through_and_a_tty_stays_a_tty() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"piped input\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped input\n")
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert_eq!(stdout(&out), "PIPED INPUT\n", "{who:?}");
 
         // Under a pseudo-terminal (script(1)), the command sees a terminal on 0, 1 and 2.
-        let cmd = r.command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c",
-            "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done"]);
+        let cmd = r.command(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--",
+            "/bin/sh",
+            "-c",
+            "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done",
+        ]);
         let line = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
             .map(|a| format!("'{}'", a.to_string_lossy()))

@@ -64,7 +64,10 @@ fn user_exists(name: &str) -> bool {
 /// The identities a sandbox test runs as: root, a subuid user and a single-uid user.
 pub fn everyone() -> Vec<Who> {
     let mut out = Vec::new();
-    if !require(is_root(), "the sandbox tests run as root (and switch to the test users)") {
+    if !require(
+        is_root(),
+        "the sandbox tests run as root (and switch to the test users)",
+    ) {
         return out;
     }
     out.push(Who::Root);
@@ -213,7 +216,10 @@ impl Runner {
                 c
             }
         };
-        c.arg("-c").arg(&self.config).arg("--work-dir").arg(&self.store);
+        c.arg("-c")
+            .arg(&self.config)
+            .arg("--work-dir")
+            .arg(&self.store);
         c.args(args);
         c.current_dir("/tmp");
         c.env_remove("XDG_CONFIG_HOME").env_remove("XDG_DATA_HOME");
@@ -305,9 +311,21 @@ pub fn hash_tree(root: &Path) -> String {
     for p in entries {
         let m = std::fs::symlink_metadata(&p).unwrap();
         h.update(p.strip_prefix(root).unwrap().as_os_str().as_encoded_bytes());
-        h.update(format!("|{:o}|{}|{}|{}|{}|", m.mode(), m.uid(), m.gid(), m.size(), m.mtime()));
+        h.update(format!(
+            "|{:o}|{}|{}|{}|{}|",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.size(),
+            m.mtime()
+        ));
         if m.file_type().is_symlink() {
-            h.update(std::fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes());
+            h.update(
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_encoded_bytes(),
+            );
         } else if m.is_file() {
             h.update(std::fs::read(&p).unwrap());
         }
