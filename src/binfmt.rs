@@ -189,6 +189,18 @@ pub struct Registration {
     pub mask: String,
 }
 
+impl Registration {
+    /// True when this entry runs `interpreter` with exactly `flags` (in any order).
+    pub fn is_same(&self, interpreter: &Path, flags: &str) -> bool {
+        let sorted = |s: &str| {
+            let mut v: Vec<char> = s.chars().collect();
+            v.sort_unstable();
+            v
+        };
+        self.interpreter == interpreter && sorted(&self.flags) == sorted(flags)
+    }
+}
+
 /// Parses the kernel's description of an entry.
 pub fn parse_registration(name: &str, text: &str) -> Registration {
     let mut r = Registration {
@@ -246,15 +258,7 @@ pub fn register(dir: &Path, arch: Arch, interpreter: &Path, flags: &str) -> Resu
     let name = entry_name(arch);
     let existing = dir.join(&name);
     if let Ok(text) = std::fs::read_to_string(&existing) {
-        let r = parse_registration(&name, &text);
-        let same_flags = {
-            let mut a: Vec<char> = r.flags.chars().collect();
-            let mut b: Vec<char> = flags.chars().collect();
-            a.sort();
-            b.sort();
-            a == b
-        };
-        if r.interpreter == interpreter && same_flags {
+        if parse_registration(&name, &text).is_same(interpreter, flags) {
             return Ok(());
         }
         std::fs::write(&existing, "-1")
@@ -375,12 +379,15 @@ pub fn register_host(arches: &[Arch], qemu_dir: Option<&Path>) -> Result<Vec<Str
         let interpreter = find_interpreter(arch, qemu_dir)?;
         let name = entry_name(arch);
         let before = std::fs::read_to_string(dir.join(&name)).ok();
-        register(dir, arch, &interpreter, "F")?;
+        register(dir, arch, &interpreter, FLAGS)?;
         out.push(match before {
-            Some(t) if parse_registration(&name, &t).interpreter == interpreter => {
+            Some(t) if parse_registration(&name, &t).is_same(&interpreter, FLAGS) => {
                 format!("{name} already registered ({})", interpreter.display())
             }
-            _ => format!("registered {name} ({}, flags F)", interpreter.display()),
+            _ => format!(
+                "registered {name} ({}, flags {FLAGS})",
+                interpreter.display()
+            ),
         });
     }
     Ok(out)

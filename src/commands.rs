@@ -33,7 +33,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
         Command::Run(args) => run(&config, &store, args),
-        Command::List => list(&store, cli.json),
+        Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what } => cleanup(&store, what),
         Command::Binfmt(_) => unreachable!("handled above"),
     }
@@ -365,8 +365,42 @@ fn allow_private_binfmt(config: &Config) -> bool {
 
 // ---- list ----------------------------------------------------------------------------------
 
-fn list(store: &Store, json: bool) -> Result<i32> {
+/// How each foreign arch of the loaded base OSes would be emulated, for `list`.
+fn emulation_summary(config: &Config, bases: &[BaseOs]) -> Vec<(Arch, String)> {
+    let mut arches: Vec<Arch> = bases
+        .iter()
+        .map(|b| b.arch)
+        .filter(|a| !a.is_native())
+        .collect();
+    arches.sort();
+    arches.dedup();
+    arches
+        .into_iter()
+        .map(|arch| {
+            let how = match binfmt::choose(
+                arch,
+                config.qemu_dir.as_deref(),
+                allow_private_binfmt(config),
+            ) {
+                Ok(binfmt::Strategy::Private { interpreter }) => {
+                    format!("private binfmt_misc instance ({})", interpreter.display())
+                }
+                Ok(binfmt::Strategy::Host { entry }) => format!(
+                    "host registration {} ({}, flags {})",
+                    entry.name,
+                    entry.interpreter.display(),
+                    entry.flags
+                ),
+                Err(e) => format!("unavailable: {e}"),
+            };
+            (arch, how)
+        })
+        .collect()
+}
+
+fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
     let bases = store.list_baseos()?;
+    let emulation = emulation_summary(config, &bases);
     let instances = store.list_instances()?;
     let workspaces = store.list_workspaces()?;
     if json {
@@ -382,6 +416,7 @@ fn list(store: &Store, json: bool) -> Result<i32> {
                 "size": store::disk_usage(&store.instance_dir(i)).0,
                 "in_use": store.instance_in_use(i),
             })).collect::<Vec<_>>(),
+            "emulation": emulation.iter().map(|(a, how)| serde_json::json!({"arch": a, "how": how})).collect::<Vec<_>>(),
             "workspaces": workspaces.iter().map(|(dir, info, live)| serde_json::json!({
                 "dir": dir, "info": info, "live": live, "size": store::disk_usage(dir).0,
             })).collect::<Vec<_>>(),
@@ -413,6 +448,9 @@ fn list(store: &Store, json: bool) -> Result<i32> {
                 b.meta.source.display()
             );
         }
+    }
+    for (arch, how) in &emulation {
+        println!("emulation of {} ({}): {how}", arch, arch.uname());
     }
     if !instances.is_empty() {
         println!();

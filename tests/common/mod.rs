@@ -16,6 +16,9 @@ use std::sync::OnceLock;
 /// Where the shared fixtures live (world-readable so that the test users can import them).
 pub const FIXTURES: &str = "/tmp/pookie-ns-test-fixtures";
 
+/// Static busybox binaries of foreign arches and cached Debian tarballs (scripts/setup-host).
+pub const FOREIGN_CACHE: &str = "/var/cache/pookie-ns-test";
+
 /// The user with a /etc/subuid range, and the one without (created by .ci/run).
 pub const SUB_USER: &str = "pookie-sub";
 pub const SINGLE_USER: &str = "pookie-single";
@@ -112,10 +115,30 @@ impl Fixtures {
     pub fn archive(&self, ext: &str) -> PathBuf {
         self.dir.join(format!("busybox.{ext}"))
     }
-    /// A foreign-arch busybox tree's archive, if .ci/run prepared one (`busybox-<arch>.tar`).
+    /// A busybox rootfs archive of a foreign arch, made from the static busybox that
+    /// scripts/setup-host caches in [`FOREIGN_CACHE`]; None if that binary is missing.
     pub fn foreign(&self, debian_arch: &str) -> Option<PathBuf> {
-        let p = self.dir.join(format!("busybox-{debian_arch}.tar.zst"));
-        p.exists().then_some(p)
+        let binary = Path::new(FOREIGN_CACHE).join(format!("busybox-{debian_arch}"));
+        if !binary.exists() {
+            return None;
+        }
+        let archive = self.dir.join(format!("busybox-{debian_arch}.tar.zst"));
+        let lock = std::fs::File::create(self.dir.join(".lock")).unwrap();
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        if !archive.exists() {
+            let t = self.dir.join(format!("tree-{debian_arch}"));
+            let t = t.display();
+            sh(&format!(
+                "rm -rf {t} && mkdir -p {t}/bin {t}/etc {t}/root {t}/tmp
+                 cp {} {t}/bin/busybox
+                 for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -sf busybox {t}/bin/$a; done
+                 echo 'root:x:0:0:root:/root:/bin/sh' > {t}/etc/passwd
+                 tar -C {t} --numeric-owner -c . | zstd -q -o {a}.tmp && mv {a}.tmp {a} && chmod 644 {a}",
+                binary.display(),
+                a = archive.display()
+            ));
+        }
+        Some(archive)
     }
 }
 
