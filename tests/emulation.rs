@@ -204,7 +204,7 @@ fn debian_arm64_python_and_gcc_run_emulated() {
     assert_eq!(out, "aarch64 (3, 11)\n");
     let out = r.ok(&[
         "run", "--baseos", "debian-bookworm", "--", "sh", "-c",
-        "printf '#include <stdio.h>\\nint main(void){printf(\"%d\\\\n\", 6*7);return 0;}\\n' > /tmp/a.c \
+        "printf '%s\\n' '#include <stdio.h>' 'int main(void){printf(\"%d\\n\", 6*7);return 0;}' > /tmp/a.c \
          && gcc -O2 -o /tmp/a /tmp/a.c && /tmp/a && od -An -tx1 -j18 -N2 /tmp/a",
     ]);
     let mut lines = out.lines();
