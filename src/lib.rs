@@ -10,6 +10,7 @@ pub mod error;
 pub mod import;
 pub mod overlay;
 pub mod process;
+pub mod recipe;
 pub mod sandbox;
 pub mod store;
 pub mod sys;

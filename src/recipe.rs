@@ -1,0 +1,335 @@
+//! Base OS recipes: how to build a Debian root filesystem with mmdebstrap. The repository's
+//! `rootfs/*.toml` are embedded in the binary; the config dir's `rootfs/` may add or override
+//! recipes. Branch source lists (`source_lists/<branch>.list`) are rendered from a recipe too.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::arch::Arch;
+use crate::config::{parse_toml, read_optional, ConfigError};
+
+/// The recipes shipped with pookie-ns: (name, TOML text).
+pub const EMBEDDED: [(&str, &str); 3] = [
+    (
+        "debian-bookworm",
+        include_str!("../rootfs/debian-bookworm.toml"),
+    ),
+    (
+        "debian-bullseye",
+        include_str!("../rootfs/debian-bullseye.toml"),
+    ),
+    (
+        "debian-trixie",
+        include_str!("../rootfs/debian-trixie.toml"),
+    ),
+];
+
+/// The recipe `load-baseos` builds when none is named.
+pub const DEFAULT_RECIPE: &str = "debian-bookworm";
+
+/// A recipe as written in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeFile {
+    pub distribution: String,
+    pub suite: String,
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The CPython version the suite provides, e.g. "3.11".
+    pub python: String,
+    pub arches: Vec<Arch>,
+    /// Archive mirror (default: config.toml's `mirror`, else the host's Debian mirror).
+    pub mirror: Option<String>,
+    /// The suite the `testing` branch moves to.
+    pub next: Option<String>,
+}
+
+fn default_variant() -> String {
+    "minbase".into()
+}
+
+fn default_components() -> Vec<String> {
+    vec!["main".into()]
+}
+
+/// A checked recipe with its name and where it came from.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: String,
+    pub origin: String,
+    pub spec: RecipeFile,
+}
+
+const VARIANTS: [&str; 6] = ["extract", "custom", "essential", "apt", "minbase", "buildd"];
+
+impl Recipe {
+    /// Parses and checks one recipe; `origin` names the file in errors.
+    pub fn parse(name: &str, origin: &Path, text: &str) -> Result<Recipe, ConfigError> {
+        let spec: RecipeFile = parse_toml(origin, text)?;
+        let invalid = |what: String| ConfigError::Invalid(format!("{}: {what}", origin.display()));
+        if spec.distribution != "debian" {
+            return Err(invalid(format!(
+                "distribution {:?} is not supported (only \"debian\", built with mmdebstrap)",
+                spec.distribution
+            )));
+        }
+        if !VARIANTS.contains(&spec.variant.as_str()) {
+            return Err(invalid(format!(
+                "variant {:?} is not one of mmdebstrap's: {}",
+                spec.variant,
+                VARIANTS.join(", ")
+            )));
+        }
+        if spec.arches.is_empty() {
+            return Err(invalid("arches is empty".into()));
+        }
+        let mut python = spec.python.split('.');
+        let ok_python = python.next().is_some_and(|m| m.parse::<u32>().is_ok())
+            && python.next().is_some_and(|m| m.parse::<u32>().is_ok())
+            && python.next().is_none();
+        if !ok_python {
+            return Err(invalid(format!(
+                "python {:?} is not a MAJOR.MINOR version",
+                spec.python
+            )));
+        }
+        for word in spec
+            .packages
+            .iter()
+            .chain(&spec.components)
+            .chain([&spec.suite])
+        {
+            let ok = !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | ':' | '_'));
+            if !ok {
+                return Err(invalid(format!("{word:?} is not a valid Debian name")));
+            }
+        }
+        Ok(Recipe {
+            name: name.to_string(),
+            origin: origin.display().to_string(),
+            spec,
+        })
+    }
+
+    /// Fails with the arches the suite has when `arch` is not one of them.
+    pub fn check_arch(&self, arch: Arch) -> Result<(), ConfigError> {
+        if self.spec.arches.contains(&arch) {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "recipe {} ({} {}) has no {arch}; it has: {}",
+            self.name,
+            self.spec.distribution,
+            self.spec.suite,
+            self.spec
+                .arches
+                .iter()
+                .map(|a| a.debian())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// The mmdebstrap command line that builds this recipe for `arch` into `out` (a `.tar.zst`:
+    /// mmdebstrap picks the format from the name).
+    pub fn mmdebstrap_args(
+        &self,
+        arch: Arch,
+        mirror: &str,
+        out: &Path,
+        rootless: bool,
+    ) -> Vec<String> {
+        let mut args = vec![
+            format!("--mode={}", if rootless { "unshare" } else { "auto" }),
+            format!("--variant={}", self.spec.variant),
+            format!("--architectures={}", arch.debian()),
+            format!("--components={}", self.spec.components.join(",")),
+        ];
+        if !self.spec.packages.is_empty() {
+            args.push(format!("--include={}", self.spec.packages.join(",")));
+        }
+        args.push(self.spec.suite.clone());
+        args.push(out.display().to_string());
+        args.push(mirror.to_string());
+        args
+    }
+}
+
+/// All recipes: the embedded ones, then `<config_dir>/rootfs/*.toml` (which override by name).
+pub fn all(config_dir: &Path) -> Result<Vec<Recipe>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, text) in EMBEDDED {
+        out.push(Recipe::parse(
+            name,
+            &PathBuf::from(format!("<built-in>/rootfs/{name}.toml")),
+            text,
+        )?);
+    }
+    let dir = config_dir.join("rootfs");
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    extra.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    extra.sort();
+    for path in extra {
+        let Some(text) = read_optional(&path)? else {
+            continue;
+        };
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let recipe = Recipe::parse(&name, &path, &text)?;
+        out.retain(|r: &Recipe| r.name != recipe.name);
+        out.push(recipe);
+    }
+    Ok(out)
+}
+
+/// One recipe by name, or an error listing the known ones.
+pub fn find(config_dir: &Path, name: &str) -> Result<Recipe, ConfigError> {
+    let recipes = all(config_dir)?;
+    let names: Vec<String> = recipes.iter().map(|r| r.name.clone()).collect();
+    recipes.into_iter().find(|r| r.name == name).ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "no recipe named {name:?}; known recipes: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Recipe, ConfigError> {
+        Recipe::parse("t", Path::new("t.toml"), text)
+    }
+
+    const GOOD: &str = "distribution = \"debian\"\nsuite = \"bookworm\"\npython = \"3.11\"\narches = [\"amd64\", \"aarch64\"]\npackages = [\"python3\", \"g++\"]\n";
+
+    #[test]
+    fn embedded_recipes_parse_and_provide_their_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = all(dir.path()).unwrap();
+        let py: Vec<(&str, &str)> = all
+            .iter()
+            .map(|r| (r.name.as_str(), r.spec.python.as_str()))
+            .collect();
+        assert!(py.contains(&("debian-bullseye", "3.9")));
+        assert!(py.contains(&("debian-bookworm", "3.11")));
+        assert!(py.contains(&("debian-trixie", "3.13")));
+        for r in &all {
+            r.check_arch(Arch::Amd64).unwrap();
+            r.check_arch(Arch::Arm64).unwrap();
+            assert!(r.spec.packages.iter().any(|p| p == "python3-dev"));
+        }
+        assert!(find(dir.path(), "debian-trixie")
+            .unwrap()
+            .check_arch(Arch::Riscv64)
+            .is_ok());
+    }
+
+    #[test]
+    fn bad_recipes_are_refused_with_the_reason() {
+        assert_eq!(
+            parse(GOOD).unwrap().spec.arches,
+            vec![Arch::Amd64, Arch::Arm64]
+        );
+        let err = parse(&format!("{GOOD}colour = \"blue\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml:6:1") && err.contains("colour"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("3.11", "eleven"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAJOR.MINOR"), "{err}");
+        let err = parse(&GOOD.replace("aarch64", "sparc"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sparc"), "{err}");
+        let err = parse(&GOOD.replace("\"g++\"", "\"g++; rm -rf /\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid Debian name"), "{err}");
+        let err = parse(&GOOD.replace("\"debian\"", "\"arch\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn unknown_arch_for_the_suite_lists_what_it_has() {
+        let r = parse(GOOD).unwrap();
+        let err = r.check_arch(Arch::S390x).unwrap_err().to_string();
+        assert!(
+            err.contains("has no s390x") && err.contains("amd64, arm64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mmdebstrap_command_line() {
+        let r = parse(GOOD).unwrap();
+        let args = r.mmdebstrap_args(
+            Arch::Arm64,
+            "http://deb.debian.org/debian",
+            Path::new("/o/x.tar.zst"),
+            true,
+        );
+        assert_eq!(
+            args,
+            [
+                "--mode=unshare",
+                "--variant=minbase",
+                "--architectures=arm64",
+                "--components=main",
+                "--include=python3,g++",
+                "bookworm",
+                "/o/x.tar.zst",
+                "http://deb.debian.org/debian"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_dir_recipes_add_and_override() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(
+            dir.path().join("rootfs/debian-bookworm.toml"),
+            GOOD.replace("3.11", "3.12"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("rootfs/mine.toml"), GOOD).unwrap();
+        let all = all(dir.path()).unwrap();
+        assert_eq!(
+            find(dir.path(), "debian-bookworm").unwrap().spec.python,
+            "3.12"
+        );
+        assert!(all.iter().any(|r| r.name == "mine"));
+        let err = find(dir.path(), "nope").unwrap_err().to_string();
+        assert!(
+            err.contains("debian-trixie") && err.contains("mine"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("rootfs/broken.toml"), "suite = 3\n").unwrap();
+        assert!(all_err(dir.path()).contains("broken.toml"));
+    }
+
+    fn all_err(dir: &Path) -> String {
+        all(dir).unwrap_err().to_string()
+    }
+}
