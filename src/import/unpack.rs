@@ -1,0 +1,614 @@
+//! Creating one archive entry at a time beneath the root, without ever following a symlink.
+//!
+//! Each entry's directory is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (the
+//! last one is kept: archives list a directory's entries together) and the entry is created in it
+//! with the `*at` calls of [`super::at`]. What is planted by an earlier entry (`a -> /etc`, then
+//! `a/passwd`) makes the kernel refuse the walk, and the import stops naming both. Per-entry state
+//! is not kept, except each directory's mode and time, applied at the end (after its contents).
+
+use std::cmp::Reverse;
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::stat::SFlag;
+use nix::sys::time::TimeSpec;
+use tar::EntryType;
+
+use super::at::{self, Fail};
+use super::names::{safe_path, SafePath};
+use super::{ImportError, ImportOptions, Result};
+
+/// How much of a file is written at once (and read from the decompressor into).
+const BUFFER: usize = 1 << 20;
+
+/// A directory whose mode and time are applied once everything inside it is written.
+struct DirMeta {
+    /// Beneath the root, normalised; empty for the root itself.
+    path: CString,
+    mode: u32,
+    mtime: TimeSpec,
+}
+
+/// What the archive says about an entry's metadata, PAX records applied.
+#[derive(Clone, Copy)]
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: TimeSpec,
+}
+
+/// Why a directory is being walked: to create an entry in it, or to find a hard link's target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Create,
+    LinkTarget,
+}
+
+pub(super) struct Unpacker<'a> {
+    root: BorrowedFd<'a>,
+    opts: &'a ImportOptions,
+    archive: &'a Path,
+    /// The directory of the last entry, by its path beneath the root. It stays valid: an entry
+    /// only ever removes its own name from its own directory, never a directory above it, and the
+    /// next entry with another directory replaces it.
+    parent: Option<(CString, OwnedFd)>,
+    dirs: Vec<DirMeta>,
+    buf: Vec<u8>,
+    pub unpacked_bytes: u64,
+    pub skipped_devices: u64,
+    /// The skipped device nodes (a handful, under `dev/`), so that hard links to them are skipped
+    /// rather than refused as links to nothing.
+    skipped: Vec<Vec<u8>>,
+    pub first_skipped: Option<String>,
+}
+
+fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
+    ImportError::Unsafe {
+        entry: entry.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl<'a> Unpacker<'a> {
+    pub fn new(root: BorrowedFd<'a>, opts: &'a ImportOptions, archive: &'a Path) -> Self {
+        Unpacker {
+            root,
+            opts,
+            archive,
+            parent: None,
+            dirs: Vec::new(),
+            buf: vec![0; BUFFER],
+            unpacked_bytes: 0,
+            skipped_devices: 0,
+            skipped: Vec::new(),
+            first_skipped: None,
+        }
+    }
+
+    fn corrupt(&self, entry: &str, detail: impl std::fmt::Display) -> ImportError {
+        ImportError::Corrupt {
+            path: self.archive.to_path_buf(),
+            detail: format!("entry {entry:?}: {detail}"),
+        }
+    }
+
+    /// Creates one entry. The tar crate has already consumed GNU long names and PAX headers.
+    pub fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let mut kind = entry.header().entry_type();
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                // Pre-POSIX archives mark directories by a trailing slash only.
+                if raw.ends_with(b"/") && kind == EntryType::Regular {
+                    kind = EntryType::Directory;
+                }
+            }
+            EntryType::Directory
+            | EntryType::Symlink
+            | EntryType::Link
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo => {}
+            other => {
+                // Global PAX headers, volume labels, multi-volume continuations: nothing to create.
+                tracing::debug!(entry = %shown, kind = ?other, "skipping archive entry of a kind that creates nothing");
+                return Ok(());
+            }
+        }
+        let path = safe_path(&raw).map_err(|reason| refuse(&shown, reason))?;
+        let meta = self.meta(entry, &shown)?;
+        let Some(name) = &path.name else {
+            return self.root_entry(kind, meta, &shown);
+        };
+        let parent = self.take_parent(&path.parent, &shown)?;
+        let pfd = parent.1.as_fd();
+        let done = match kind {
+            EntryType::Directory => self.directory(pfd, name, &path, meta, &shown),
+            EntryType::Symlink => self.symlink(entry, pfd, name, meta, &shown),
+            EntryType::Link => self.hard_link(entry, pfd, &path, &shown),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                self.node(entry, kind, pfd, name, &path, meta, &shown)
+            }
+            _ => self.file(entry, kind == EntryType::GNUSparse, pfd, name, meta, &shown),
+        };
+        self.parent = Some(parent);
+        done
+    }
+
+    /// Mode, owner and time from the header, overridden by the entry's PAX records if any.
+    /// Extended attributes (`SCHILY.xattr.*`, e.g. file capabilities) are ignored: they cannot be
+    /// set for other uids without root, and a build root does not need them.
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta> {
+        let h = entry.header();
+        let field = |name: &str, r: io::Result<u64>| {
+            r.map_err(|e| self.corrupt(shown, format!("bad {name} field: {e}")))
+        };
+        let mut mode = h
+            .mode()
+            .map_err(|e| self.corrupt(shown, format!("bad mode field: {e}")))?
+            & 0o7777;
+        let mut uid = field("uid", h.uid())?;
+        let mut gid = field("gid", h.gid())?;
+        let mut mtime = TimeSpec::new(field("mtime", h.mtime())? as i64, 0);
+        if !self.opts.keep_setid {
+            mode &= !0o6000;
+        }
+        let pax = entry
+            .pax_extensions()
+            .map_err(|e| self.corrupt(shown, format!("bad PAX header: {e}")))?;
+        for ext in pax.into_iter().flatten() {
+            let ext = ext.map_err(|e| self.corrupt(shown, format!("bad PAX record: {e}")))?;
+            let (Ok(key), Ok(value)) = (ext.key(), ext.value()) else {
+                continue;
+            };
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| self.corrupt(shown, format!("bad PAX {key} {value:?}")))
+            };
+            match key {
+                "uid" => uid = number()?,
+                "gid" => gid = number()?,
+                "mtime" => {
+                    mtime = pax_time(value)
+                        .ok_or_else(|| self.corrupt(shown, format!("bad PAX mtime {value:?}")))?
+                }
+                _ => {}
+            }
+        }
+        // u32::MAX is chown's "leave unchanged"; larger ids would wrap to another owner.
+        let id = |name: &str, v: u64| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v != u32::MAX)
+                .ok_or_else(|| self.corrupt(shown, format!("{name} {v} is out of range")))
+        };
+        Ok(Meta {
+            mode,
+            uid: id("uid", uid)?,
+            gid: id("gid", gid)?,
+            mtime,
+        })
+    }
+
+    /// `./` itself: the destination directory's own owner, mode and time.
+    fn root_entry(&mut self, kind: EntryType, meta: Meta, shown: &str) -> Result<()> {
+        if kind != EntryType::Directory {
+            return Err(refuse(
+                shown,
+                "names the root directory but is not a directory",
+            ));
+        }
+        if self.opts.keep_owners {
+            at::chown_fd(self.root, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+        }
+        self.dirs.push(DirMeta {
+            path: CString::default(),
+            mode: meta.mode,
+            mtime: meta.mtime,
+        });
+        Ok(())
+    }
+
+    fn directory(
+        &mut self,
+        pfd: BorrowedFd,
+        name: &CStr,
+        path: &SafePath,
+        meta: Meta,
+        shown: &str,
+    ) -> Result<()> {
+        // Private until its mode is set at the end, after its contents.
+        match at::mkdir(pfd, name, 0o700) {
+            Ok(()) => {}
+            Err(Fail {
+                errno: Errno::EEXIST,
+                ..
+            }) => {
+                // A repeated entry, or one that made it as a parent: a directory stays.
+                if at::file_type(pfd, name).map_err(|f| f.on(shown))? != libc::S_IFDIR {
+                    at::remove(pfd, name)
+                        .and_then(|()| at::mkdir(pfd, name, 0o700))
+                        .map_err(|f| f.on(shown))?;
+                }
+            }
+            Err(f) => return Err(f.on(shown)),
+        }
+        if self.opts.keep_owners {
+            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+        }
+        let path =
+            CString::new(path.normalised()).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+        self.dirs.push(DirMeta {
+            path,
+            mode: meta.mode,
+            mtime: meta.mtime,
+        });
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        sparse: bool,
+        pfd: BorrowedFd,
+        name: &CStr,
+        meta: Meta,
+        shown: &str,
+    ) -> Result<()> {
+        let mut file =
+            at::replacing(pfd, name, || at::create_file(pfd, name)).map_err(|f| f.on(shown))?;
+        let size = entry.size();
+        let written = self.write_contents(entry, &mut file, sparse, shown)?;
+        if written != size {
+            return Err(self.corrupt(shown, format!("cut short after {written} of {size} bytes")));
+        }
+        self.unpacked_bytes += written;
+        let fd = file.as_fd();
+        if self.opts.keep_owners {
+            at::chown_fd(fd, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+        }
+        // After chown, which clears the setuid and setgid bits.
+        at::chmod_fd(fd, meta.mode).map_err(|f| f.on(shown))?;
+        at::set_mtime_fd(fd, meta.mtime).map_err(|f| f.on(shown))
+    }
+
+    /// Copies an entry's data into `file`; the holes of a GNU sparse entry (which the tar crate
+    /// reads back as runs of zeros, one run per read) are skipped over rather than written.
+    fn write_contents(
+        &mut self,
+        entry: &mut impl Read,
+        file: &mut File,
+        sparse: bool,
+        shown: &str,
+    ) -> Result<u64> {
+        let mut written = 0u64;
+        let mut hole_at_end = false;
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(super::stream_error(self.archive, Some(shown), e)),
+            };
+            let chunk = &self.buf[..n];
+            let write_err = |e: io::Error| {
+                Fail {
+                    op: "write",
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+                .on(shown)
+            };
+            hole_at_end = sparse && chunk.iter().all(|b| *b == 0);
+            if hole_at_end {
+                file.seek(SeekFrom::Current(n as i64)).map_err(write_err)?;
+            } else {
+                file.write_all(chunk).map_err(write_err)?;
+            }
+            written += n as u64;
+        }
+        if hole_at_end {
+            file.set_len(written).map_err(|e| {
+                Fail {
+                    op: "truncate",
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+                .on(shown)
+            })?;
+        }
+        Ok(written)
+    }
+
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        pfd: BorrowedFd,
+        name: &CStr,
+        meta: Meta,
+        shown: &str,
+    ) -> Result<()> {
+        // The target may be anything (`/usr/bin/dash` is normal in a root filesystem): it is
+        // stored, never followed while unpacking.
+        let target = entry
+            .link_name_bytes()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse(shown, "is a symlink without a target"))?;
+        let target = CString::new(target.into_owned())
+            .map_err(|_| refuse(shown, "has a NUL byte in its link target"))?;
+        at::replacing(pfd, name, || at::symlink(&target, pfd, name)).map_err(|f| f.on(shown))?;
+        if self.opts.keep_owners {
+            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+        }
+        at::set_mtime_at(pfd, name, meta.mtime).map_err(|f| f.on(shown))
+    }
+
+    /// A hard link: its target must be a safe name too, already unpacked, reached without any
+    /// symlink on the way, and not a directory. A symlink as the target is linked itself.
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        pfd: BorrowedFd,
+        path: &SafePath,
+        shown: &str,
+    ) -> Result<()> {
+        let Some(name) = &path.name else {
+            return Err(refuse(
+                shown,
+                "names the root directory but is not a directory",
+            ));
+        };
+        let raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| refuse(shown, "is a hard link without a target"))?;
+        let target_shown = String::from_utf8_lossy(&raw).into_owned();
+        let target = safe_path(&raw).map_err(|r| {
+            refuse(
+                shown,
+                format!("is a hard link to {target_shown:?}, which {r}"),
+            )
+        })?;
+        let Some(tname) = &target.name else {
+            return Err(refuse(shown, "is a hard link to the root directory"));
+        };
+        let tnorm = target.normalised();
+        if tnorm == path.normalised() {
+            return Ok(()); // a link to itself
+        }
+        if self.skipped.contains(&tnorm) {
+            self.skip_device(path, shown);
+            return Ok(());
+        }
+        let tdir_owned;
+        let tdir = if target.parent == path.parent {
+            pfd
+        } else {
+            tdir_owned = self.open_dir(&target.parent, Walk::LinkTarget, shown)?;
+            tdir_owned.as_fd()
+        };
+        match at::file_type(tdir, tname) {
+            Ok(libc::S_IFDIR) => {
+                return Err(refuse(
+                    shown,
+                    format!("is a hard link to the directory {target_shown:?}"),
+                ))
+            }
+            Ok(_) => {}
+            Err(Fail {
+                errno: Errno::ENOENT,
+                ..
+            }) => {
+                return Err(refuse(
+                    shown,
+                    format!(
+                        "is a hard link to {target_shown:?}, which is not in the archive before it"
+                    ),
+                ))
+            }
+            Err(f) => return Err(f.on(shown)),
+        }
+        at::replacing(pfd, name, || at::hard_link(tdir, tname, pfd, name)).map_err(|f| f.on(shown))
+    }
+
+    /// A device node or a FIFO. FIFOs need no privilege and are always created; device nodes
+    /// only with `create_devices` (real root), else counted and skipped.
+    #[allow(clippy::too_many_arguments)]
+    fn node<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        kind: EntryType,
+        pfd: BorrowedFd,
+        name: &CStr,
+        path: &SafePath,
+        meta: Meta,
+        shown: &str,
+    ) -> Result<()> {
+        let (flag, dev) = match kind {
+            EntryType::Fifo => (SFlag::S_IFIFO, 0),
+            _ if !self.opts.create_devices => {
+                self.skip_device(path, shown);
+                return Ok(());
+            }
+            _ => {
+                let h = entry.header();
+                let number = |r: io::Result<Option<u32>>| {
+                    r.map(Option::unwrap_or_default)
+                        .map_err(|e| self.corrupt(shown, format!("bad device number: {e}")))
+                };
+                let dev = nix::sys::stat::makedev(
+                    number(h.device_major())?.into(),
+                    number(h.device_minor())?.into(),
+                );
+                let flag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                (flag, dev)
+            }
+        };
+        at::replacing(pfd, name, || at::mknod(pfd, name, flag, 0o600, dev))
+            .map_err(|f| f.on(shown))?;
+        if self.opts.keep_owners {
+            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+        }
+        at::chmod_at(pfd, name, meta.mode).map_err(|f| f.on(shown))?;
+        at::set_mtime_at(pfd, name, meta.mtime).map_err(|f| f.on(shown))
+    }
+
+    fn skip_device(&mut self, path: &SafePath, shown: &str) {
+        self.skipped_devices += 1;
+        self.skipped.push(path.normalised());
+        self.first_skipped.get_or_insert_with(|| shown.to_owned());
+    }
+
+    /// The directory `dir` (beneath the root), from the cache when it was the last entry's.
+    fn take_parent(&mut self, dir: &CStr, shown: &str) -> Result<(CString, OwnedFd)> {
+        if let Some((key, fd)) = self.parent.take() {
+            if key.as_c_str() == dir {
+                return Ok((key, fd));
+            }
+        }
+        let fd = self.open_dir(dir, Walk::Create, shown)?;
+        Ok((dir.to_owned(), fd))
+    }
+
+    /// Opens the directory `dir` beneath the root without following any symlink; to create an
+    /// entry, missing directories are created on the way (mode 0755, as tar does).
+    fn open_dir(&self, dir: &CStr, walk: Walk, shown: &str) -> Result<OwnedFd> {
+        if dir.is_empty() {
+            return at::dup(self.root).map_err(|f| f.on(shown));
+        }
+        // The whole path in one call; walked again one component at a time only to create what
+        // is missing or to name the symlink that was refused.
+        if let Ok(fd) = at::open_dir(self.root, dir, libc::O_PATH) {
+            return Ok(fd);
+        }
+        let mut cur = at::dup(self.root).map_err(|f| f.on(shown))?;
+        let mut so_far = Vec::new();
+        for comp in dir.to_bytes().split(|b| *b == b'/') {
+            if !so_far.is_empty() {
+                so_far.push(b'/');
+            }
+            so_far.extend_from_slice(comp);
+            let so_far = || String::from_utf8_lossy(&so_far).into_owned();
+            let c = CString::new(comp).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+            cur = match at::open_dir(cur.as_fd(), &c, libc::O_PATH) {
+                Ok(fd) => fd,
+                Err(Fail { errno, .. }) if errno == Errno::ENOENT && walk == Walk::Create => {
+                    match at::mkdir(cur.as_fd(), &c, 0o755) {
+                        Ok(())
+                        | Err(Fail {
+                            errno: Errno::EEXIST,
+                            ..
+                        }) => {}
+                        Err(f) => return Err(f.on(shown)),
+                    }
+                    at::open_dir(cur.as_fd(), &c, libc::O_PATH).map_err(|f| f.on(shown))?
+                }
+                Err(Fail { errno, .. }) => {
+                    let reason = match (errno, walk) {
+                        (Errno::ELOOP | Errno::EXDEV, Walk::Create) => {
+                            format!("would be written through the symlink {:?}", so_far())
+                        }
+                        (Errno::ELOOP | Errno::EXDEV, Walk::LinkTarget) => {
+                            format!("is a hard link through the symlink {:?}", so_far())
+                        }
+                        (Errno::ENOTDIR, _) => {
+                            format!("needs {:?} to be a directory, but it is not", so_far())
+                        }
+                        (Errno::ENOENT, _) => format!(
+                            "is a hard link into {:?}, which is not in the archive before it",
+                            so_far()
+                        ),
+                        (errno, _) => {
+                            return Err(Fail {
+                                op: "open directory",
+                                errno,
+                            }
+                            .on(shown))
+                        }
+                    };
+                    return Err(refuse(shown, reason));
+                }
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Applies directories' modes and times, deepest first: after their contents are written
+    /// (which changes a directory's mtime), and so that a read-only directory could be filled.
+    pub fn finish(&mut self) -> Result<()> {
+        self.parent = None;
+        let mut dirs = std::mem::take(&mut self.dirs);
+        // A directory's path is longer than its parent's; the sort is stable, so of a repeated
+        // entry the last one wins.
+        dirs.sort_by_key(|d| Reverse(d.path.as_bytes().len()));
+        for d in dirs {
+            let shown = String::from_utf8_lossy(d.path.as_bytes()).into_owned();
+            let fd = if d.path.is_empty() {
+                at::dup(self.root)
+            } else {
+                at::open_dir(self.root, &d.path, libc::O_RDONLY)
+            };
+            let fd = match fd {
+                Ok(fd) => fd,
+                Err(Fail {
+                    errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
+                    ..
+                }) => {
+                    tracing::debug!(entry = %shown, "directory replaced by a later entry");
+                    continue;
+                }
+                Err(f) => return Err(f.on(&shown)),
+            };
+            at::chmod_fd(fd.as_fd(), d.mode).map_err(|f| f.on(&shown))?;
+            at::set_mtime_fd(fd.as_fd(), d.mtime).map_err(|f| f.on(&shown))?;
+        }
+        Ok(())
+    }
+}
+
+/// A PAX time, `SECONDS[.FRACTION]` (possibly negative).
+fn pax_time(value: &str) -> Option<TimeSpec> {
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = &frac[..frac.len().min(9)];
+    let mut nanos: i64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    for _ in digits.len()..9 {
+        nanos *= 10;
+    }
+    if value.starts_with('-') && nanos > 0 {
+        // -1.25 is 1.25 s before the epoch: -2 s + 0.75 s.
+        return Some(TimeSpec::new(secs - 1, 1_000_000_000 - nanos));
+    }
+    Some(TimeSpec::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_keep_their_fraction() {
+        let t = |s| pax_time(s).map(|t| (t.tv_sec(), t.tv_nsec()));
+        assert_eq!(t("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(t("1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(t("1.1234567891"), Some((1, 123_456_789)));
+        assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(t("x"), None);
+        assert_eq!(t("1.2e3"), None);
+    }
+}
