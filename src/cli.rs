@@ -58,14 +58,19 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct LoadBaseosArgs {
-    /// The archive to import
-    pub path: PathBuf,
-    /// Name of the base OS (default: the archive's file name without extensions)
+    /// A recipe name (default: debian-bookworm) or the path of an archive to import
+    #[arg(value_name = "RECIPE|PATH")]
+    pub source: Option<String>,
+    /// Name of the base OS (default: the recipe's, or the archive's file name without extensions)
     #[arg(long)]
     pub name: Option<String>,
-    /// Architecture (default: read from the rootfs's own ELF binaries)
-    #[arg(long)]
-    pub arch: Option<Arch>,
+    /// Architecture(s) to build (default: the host's); for an archive, its arch (default: read
+    /// from the rootfs's own ELF binaries)
+    #[arg(long, num_args = 1..)]
+    pub arch: Vec<Arch>,
+    /// Keep the tarball a recipe build made (one --arch only)
+    #[arg(long, value_name = "PATH")]
+    pub save_tarball: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

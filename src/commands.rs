@@ -1,17 +1,18 @@
 //! The subcommands: each takes the validated configuration and the open store and does one job.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::arch::Arch;
+use crate::baseos;
 use crate::binfmt;
+use crate::branch;
 use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs};
 use crate::config::{BinfmtChoice, Config, Env, Overrides};
 use crate::error::{Error, Result};
-use crate::import::{self, ImportOptions, ImportSummary};
 use crate::overlay::Layers;
+use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
-use crate::store::{self, BaseOs, BaseOsMeta, InstanceId, Store};
+use crate::store::{self, BaseOs, InstanceId, Store};
 use crate::userns::{self, IdMap};
 
 /// Runs the command the user asked for; returns the exit status.
@@ -32,7 +33,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::open(&config.work_dir, map)?;
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
-        Command::Run(args) => run(&config, &store, args),
+        Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what } => cleanup(&store, what),
         Command::Binfmt(_) => unreachable!("handled above"),
@@ -41,182 +42,69 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
 
 // ---- load-baseos ---------------------------------------------------------------------------
 
-/// The base OS name an archive gets without --name: its file name less the archive extensions.
-pub fn name_from_archive(path: &Path) -> String {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for ext in [
-        ".gz", ".xz", ".zst", ".zstd", ".tgz", ".txz", ".tzst", ".tar",
-    ] {
-        if let Some(stem) = name.strip_suffix(ext) {
-            name = stem.to_string();
-        }
-    }
-    name
-}
-
 fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli) -> Result<i32> {
-    let archive =
-        std::path::absolute(&args.path).map_err(|e| Error::io("resolve", &args.path, e))?;
-    let meta = std::fs::metadata(&archive).map_err(|e| {
-        Error::usage(format!(
-            "cannot read the archive {}: {e}",
-            archive.display()
-        ))
-    })?;
-    if !meta.is_file() {
-        return Err(Error::usage(format!("{} is not a file", archive.display())));
+    let out = baseos::Output {
+        quiet: cli.quiet,
+        json: cli.json,
+    };
+    let source = args.source.as_deref().unwrap_or(recipe::DEFAULT_RECIPE);
+    let is_path = Path::new(source).exists() || source.contains('/') || source.contains(".tar");
+    if is_path {
+        if args.arch.len() > 1 {
+            return Err(Error::usage(
+                "an archive has one architecture: give --arch once",
+            ));
+        }
+        if args.save_tarball.is_some() {
+            return Err(Error::usage(
+                "--save-tarball is for recipe builds, not archives",
+            ));
+        }
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| baseos::name_from_archive(Path::new(source)));
+        baseos::import_archive(
+            config,
+            store,
+            Path::new(source),
+            &name,
+            args.arch.first().copied(),
+            None,
+            out,
+        )?;
+        return Ok(0);
     }
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| name_from_archive(&archive));
-    store::check_name(&name)?;
-    if let Some(arch) = args.arch {
-        refuse_existing(store, &name, arch)?;
+    let recipe = recipe::find(&config.config_dir, source)
+        .map_err(|e| Error::usage(format!("{e}; or give the path of an archive to import")))?;
+    let arches = if args.arch.is_empty() {
+        vec![Arch::host()]
+    } else {
+        args.arch.clone()
+    };
+    if args.save_tarball.is_some() && arches.len() > 1 {
+        return Err(Error::usage(
+            "--save-tarball keeps one tarball: give one --arch",
+        ));
     }
-
-    let started = Instant::now();
-    let (tmp, _lock) = store.create_tmp()?;
-    let guard = TmpGuard {
-        dir: tmp.clone(),
-        map: store.map.clone(),
-    };
-    let staged = tmp.join("new");
-    let rootfs = staged.join("rootfs");
-    sys_mkdir(&rootfs)?;
-    let result_path = tmp.join("result.json");
-    let opts = ImportOptions {
-        keep_owners: store.map.keeps_owners(),
-        create_devices: store.map == IdMap::Root,
-        keep_setid: store.map == IdMap::Root,
-        max_entries: config.max_archive_entries,
-    };
-    let quiet = cli.quiet || cli.json;
-    let unpack = || -> Result<()> {
-        let bar = progress_bar(meta.len(), &name, quiet);
-        let mut report = |n: u64| bar.set_position(n);
-        let summary = import::unpack_archive(&archive, &rootfs, &opts, &mut report)?;
-        bar.finish_and_clear();
-        let detected = import::detect_arch(&rootfs);
-        let arch = match (args.arch, detected) {
-            (Some(given), Ok(found)) if given != found => {
-                tracing::warn!("--arch {given} given, but the rootfs's binaries are {found}");
-                given
-            }
-            (Some(given), _) => given,
-            (None, Ok(found)) => found,
-            (None, Err(e)) => return Err(e.into()),
-        };
-        store::write_json(&result_path, &(summary, arch, args.arch.is_none()))
-    };
-    // The unpacking runs in the user namespace so that files keep their owners as mapped ids.
-    match &store.map {
-        IdMap::Root => unpack()?,
-        map => userns::run(map, unpack)?,
-    }
-    let (summary, arch, detected): (ImportSummary, Arch, bool) = serde_json::from_slice(
-        &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
-    )
-    .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
-
-    let now = std::time::SystemTime::now();
-    let base_meta = BaseOsMeta {
-        name: name.clone(),
-        arch,
-        arch_source: if detected { "detected" } else { "given" }.into(),
-        source: archive.clone(),
-        imported_at: humantime::format_rfc3339_seconds(now).to_string(),
-        imported_at_unix: store::unix_now(),
-        ownership: store.map.mode_name().into(),
-        id_map: store.map.clone(),
-        import: summary,
-    };
-    store::write_json(&staged.join("meta.json"), &base_meta)?;
-    refuse_existing(store, &name, arch)?;
-    let dest = store.baseos_dir(&name, arch);
-    sys_mkdir(dest.parent().expect("baseos/<name>"))?;
-    // The base OS appears whole or not at all.
-    std::fs::rename(&staged, &dest)
-        .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
-    drop(guard);
-
-    let secs = started.elapsed().as_secs_f64();
-    if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&base_meta).expect("serializable")
-        );
-    } else if !cli.quiet {
-        eprintln!(
-            "loaded base OS {name} ({arch}, {}): {} entries, {} unpacked, in {secs:.1} s{}",
-            base_meta.arch_source,
-            base_meta.import.entries,
-            store::human_size(base_meta.import.unpacked_bytes),
-            match store.map {
-                IdMap::Single { .. } => " — single-uid mode: every file is owned by you",
-                _ => "",
-            }
-        );
+    let name = args.name.clone().unwrap_or_else(|| recipe.name.clone());
+    for arch in arches {
+        baseos::load_recipe(
+            config,
+            store,
+            &recipe,
+            arch,
+            &name,
+            args.save_tarball.as_deref(),
+            out,
+        )?;
     }
     Ok(0)
 }
 
-fn refuse_existing(store: &Store, name: &str, arch: Arch) -> Result<()> {
-    let dest = store.baseos_dir(name, arch);
-    if dest.exists() {
-        return Err(Error::usage(format!(
-            "base OS {name} ({arch}) is already loaded at {}; remove it first with \
-             `pookie-ns cleanup baseos` or choose another --name",
-            dest.display()
-        )));
-    }
-    Ok(())
-}
-
-fn sys_mkdir(p: &Path) -> Result<()> {
-    Ok(crate::sys::mkdir_p(p, 0o755)?)
-}
-
-/// Removes a scratch dir of the store when dropped (an import that failed half-way).
-struct TmpGuard {
-    dir: PathBuf,
-    map: IdMap,
-}
-
-impl Drop for TmpGuard {
-    fn drop(&mut self) {
-        if let Err(e) = userns::remove_tree(&self.map, &self.dir) {
-            tracing::warn!("could not remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-fn progress_bar(len: u64, name: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    // No steady tick: that would start a thread, and sandboxes are forked from this process.
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "importing {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(name.to_string());
-    bar
-}
-
 // ---- run -----------------------------------------------------------------------------------
 
-fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
+fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i32> {
     store::check_name(&args.branch)?;
     let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
     check_id_map(store, &base)?;
@@ -228,6 +116,8 @@ fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
         arch: base.arch,
     };
     store.ensure_instance(&instance)?;
+    // The branch's packages first (at most once per refresh_interval), under its own lock.
+    branch::ensure_fresh(config, store, &base, &instance, false, quiet)?;
     // Runs share the instance; a commit has it alone.
     let _lock = store.lock_instance(&instance, args.commit)?;
     let commit_to = if args.commit {
@@ -295,6 +185,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs) -> Result<i32> {
         argv: args.command.clone(),
         binfmt,
         commit_to: commit_to.clone(),
+        log: None,
     };
     tracing::debug!(instance = %instance, workspace = %ws.dir.display(), command = ?args.command, "running");
     let result = sandbox::run(&store.map, &spec);
@@ -334,7 +225,7 @@ fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
 /// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
 /// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
 /// before anything is mounted, so a missing interpreter fails early and names its package.
-fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
+pub(crate) fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
     if arch.is_native() {
         return Ok(Vec::new());
     }
@@ -415,6 +306,7 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
                 "layers": store.instance_layers(i).map(|l| l.len()).unwrap_or(0),
                 "size": store::disk_usage(&store.instance_dir(i)).0,
                 "in_use": store.instance_in_use(i),
+                "last_refresh_unix": branch::read_state(store, i).map(|s| s.last_refresh_unix),
             })).collect::<Vec<_>>(),
             "emulation": emulation.iter().map(|(a, how)| serde_json::json!({"arch": a, "how": how})).collect::<Vec<_>>(),
             "workspaces": workspaces.iter().map(|(dir, info, live)| serde_json::json!({
@@ -434,18 +326,30 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
         println!("no base OS loaded (pookie-ns load-baseos ARCHIVE)");
     } else {
         println!(
-            "{:<24} {:<8} {:>10} {:<11} {:<21} SOURCE",
-            "BASE OS", "ARCH", "SIZE", "OWNERSHIP", "IMPORTED"
+            "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} SOURCE",
+            "BASE OS", "ARCH", "SUITE", "PYTHON", "SIZE", "OWNERSHIP", "AGE"
         );
         for b in &bases {
+            let (suite, python) = b
+                .meta
+                .recipe
+                .as_ref()
+                .map(|r| (r.suite.as_str(), r.python.as_str()))
+                .unwrap_or(("-", "-"));
             println!(
-                "{:<24} {:<8} {:>10} {:<11} {:<21} {}",
+                "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} {}",
                 b.name,
                 b.arch.debian(),
+                suite,
+                python,
                 size_column(&b.dir),
                 b.meta.ownership,
-                b.meta.imported_at,
-                b.meta.source.display()
+                age(b.meta.imported_at_unix),
+                b.meta
+                    .recipe
+                    .as_ref()
+                    .map(|r| format!("recipe {} ({})", r.recipe, r.mirror))
+                    .unwrap_or_else(|| b.meta.source.display().to_string())
             );
         }
     }
@@ -454,10 +358,13 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
     }
     if !instances.is_empty() {
         println!();
-        println!("{:<40} {:>6} {:>10} IN USE", "INSTANCE", "LAYERS", "SIZE");
+        println!(
+            "{:<40} {:>6} {:>10} {:<7} REFRESHED",
+            "INSTANCE", "LAYERS", "SIZE", "IN USE"
+        );
         for i in &instances {
             println!(
-                "{:<40} {:>6} {:>10} {}",
+                "{:<40} {:>6} {:>10} {:<7} {}",
                 i.to_string(),
                 store.instance_layers(i)?.len(),
                 size_column(&store.instance_dir(i)),
@@ -465,7 +372,10 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
                     "yes"
                 } else {
                     "no"
-                }
+                },
+                branch::read_state(store, i)
+                    .map(|s| format!("{} ago", age(s.last_refresh_unix)))
+                    .unwrap_or_else(|| "never".into())
             );
         }
     }
@@ -490,6 +400,17 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// How long ago a unix time was, roughly: "42s", "5m", "3h", "2d".
+fn age(unix: u64) -> String {
+    let secs = store::unix_now().saturating_sub(unix);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
 }
 
 fn size_column(dir: &Path) -> String {
@@ -590,23 +511,4 @@ fn binfmt_command(config: &Config, cmd: &BinfmtCommand) -> Result<i32> {
         println!("{m}");
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn archive_names_lose_their_extensions() {
-        assert_eq!(
-            name_from_archive(Path::new("/x/busybox.tar.zst")),
-            "busybox"
-        );
-        assert_eq!(
-            name_from_archive(Path::new("debian-bookworm.tgz")),
-            "debian-bookworm"
-        );
-        assert_eq!(name_from_archive(Path::new("root.tar")), "root");
-        assert_eq!(name_from_archive(Path::new("plain")), "plain");
-    }
 }

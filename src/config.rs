@@ -22,6 +22,10 @@ pub struct ConfigFile {
     pub binfmt: Option<BinfmtChoice>,
     /// Refuse archives with more entries than this (default 2,000,000).
     pub max_archive_entries: Option<u64>,
+    /// Debian mirror for recipes that name none (default: the host's apt source).
+    pub mirror: Option<String>,
+    /// How often a branch's instance layer is refreshed with apt, e.g. "1h" (the default), "30m".
+    pub refresh_interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -61,6 +65,8 @@ pub struct Config {
     pub qemu_dir: Option<PathBuf>,
     pub binfmt: BinfmtChoice,
     pub max_archive_entries: u64,
+    pub mirror: Option<String>,
+    pub refresh_interval: std::time::Duration,
 }
 
 pub const DEFAULT_MAX_ARCHIVE_ENTRIES: u64 = 2_000_000;
@@ -199,7 +205,18 @@ impl Config {
                 file_path.display()
             )));
         }
+        let refresh_interval = match &file.refresh_interval {
+            None => std::time::Duration::from_secs(3600),
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{}: refresh_interval = {text:?}: {e} (write e.g. \"1h\" or \"30m\")",
+                    file_path.display()
+                ))
+            })?,
+        };
         Ok(Config {
+            mirror: file.mirror,
+            refresh_interval,
             config_dir,
             work_dir,
             id_map: file.id_map.unwrap_or_default(),

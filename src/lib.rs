@@ -2,7 +2,9 @@
 //! host, rootless: base OS root filesystems, three OverlayFS layers, Linux namespaces and QEMU.
 
 pub mod arch;
+pub mod baseos;
 pub mod binfmt;
+pub mod branch;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -58,6 +58,8 @@ pub struct Spec {
     pub binfmt: Vec<(Arch, PathBuf)>,
     /// When the command succeeds, move the upper dir here (run --commit).
     pub commit_to: Option<PathBuf>,
+    /// Send the command's stdout and stderr to this host file instead of ours.
+    pub log: Option<PathBuf>,
 }
 
 /// Where the host's CA bundle appears inside a networked sandbox (see [`ca_env`]).
@@ -67,14 +69,27 @@ const HOST_CA_INSIDE: &str = "/run/pookie-ns/host-ca-certificates.crt";
 ///
 /// Must be called while the process is single-threaded (it forks).
 pub fn run(map: &IdMap, spec: &Spec) -> Result<i32> {
+    spawn(map, spec)?.wait()
+}
+
+/// Starts the sandbox and returns without waiting: the caller may start threads (a progress
+/// display) once the fork is behind it, then [`userns::Child::wait`]s.
+pub fn spawn(map: &IdMap, spec: &Spec) -> Result<userns::Child> {
     // The host side only waits: everything else happens in a child inside the user namespace,
     // where the id map makes the store's files ours.
-    let helper = userns::spawn(map, |errors| helper_main(spec, errors))?;
-    helper.wait()
+    userns::spawn(map, |errors| helper_main(spec, errors))
 }
 
 /// The helper: first process of the user namespace.
 fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
+    if let Some(log) = &spec.log {
+        // Opened here, on the host's filesystem; init and the command inherit it as 1 and 2.
+        let f = std::fs::File::create(log).map_err(|e| SysError::io("create log", log, &e))?;
+        for target in [1, 2] {
+            nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), target)
+                .map_err(|e| SysError::new("dup2 onto the log", Some(log), e))?;
+        }
+    }
     // A new pid namespace applies to the children of the caller: the next fork is its pid 1.
     sys::unshare(CloneFlags::CLONE_NEWPID)?;
     // SAFETY: this process is single-threaded (a fresh fork of a single-threaded pookie-ns).

@@ -45,6 +45,9 @@ pub struct BaseOsMeta {
     pub ownership: String,
     /// The id map the files were written with; runs must use the same.
     pub id_map: IdMap,
+    /// Set when the base OS was built from a recipe.
+    #[serde(default)]
+    pub recipe: Option<crate::baseos::RecipeInfo>,
     #[serde(flatten)]
     pub import: ImportSummary,
 }

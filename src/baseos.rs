@@ -1,0 +1,444 @@
+//! Loading base OSes into the store: importing an archive (unpacked inside the user namespace so
+//! files keep their owners, staged in `tmp/` and renamed into place whole), and building a recipe
+//! with mmdebstrap first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::import::{self, ImportOptions, ImportSummary};
+use crate::recipe::Recipe;
+use crate::store::{self, BaseOsMeta, Store};
+use crate::userns::{self, IdMap};
+
+/// What a base OS built from a recipe records about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecipeInfo {
+    pub recipe: String,
+    pub suite: String,
+    pub python: String,
+    pub mirror: String,
+    #[serde(default = "main_component")]
+    pub components: Vec<String>,
+    /// The suite the `testing` branch moves to.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+fn main_component() -> Vec<String> {
+    vec!["main".into()]
+}
+
+/// How loading reports itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub quiet: bool,
+    pub json: bool,
+}
+
+/// The base OS name an archive gets without --name: its file name less the archive extensions.
+pub fn name_from_archive(path: &Path) -> String {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for ext in [
+        ".gz", ".xz", ".zst", ".zstd", ".tgz", ".txz", ".tzst", ".tar",
+    ] {
+        if let Some(stem) = name.strip_suffix(ext) {
+            name = stem.to_string();
+        }
+    }
+    name
+}
+
+pub fn refuse_existing(store: &Store, name: &str, arch: Arch) -> Result<()> {
+    let dest = store.baseos_dir(name, arch);
+    if dest.exists() {
+        return Err(Error::usage(format!(
+            "base OS {name} ({arch}) is already loaded at {}; remove it first with \
+             `pookie-ns cleanup baseos` or choose another --name",
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    Ok(crate::sys::mkdir_p(p, 0o755)?)
+}
+
+/// Removes a scratch dir of the store when dropped (an import that failed half-way).
+struct TmpGuard {
+    dir: PathBuf,
+    map: IdMap,
+}
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Err(e) = userns::remove_tree(&self.map, &self.dir) {
+            tracing::warn!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn progress_bar(len: u64, name: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    // No steady tick: that would start a thread, and helpers are forked from this process.
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "importing {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    bar
+}
+
+/// Imports `archive` as base OS `name`. The arch is read from the rootfs unless `arch` is given.
+pub fn import_archive(
+    config: &Config,
+    store: &Store,
+    archive: &Path,
+    name: &str,
+    arch: Option<Arch>,
+    recipe: Option<RecipeInfo>,
+    out: Output,
+) -> Result<BaseOsMeta> {
+    let archive = std::path::absolute(archive).map_err(|e| Error::io("resolve", archive, e))?;
+    let meta = std::fs::metadata(&archive).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the archive {}: {e}",
+            archive.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!("{} is not a file", archive.display())));
+    }
+    store::check_name(name)?;
+    if let Some(arch) = arch {
+        refuse_existing(store, name, arch)?;
+    }
+
+    let started = Instant::now();
+    let (tmp, _lock) = store.create_tmp()?;
+    let guard = TmpGuard {
+        dir: tmp.clone(),
+        map: store.map.clone(),
+    };
+    let staged = tmp.join("new");
+    let rootfs = staged.join("rootfs");
+    mkdir(&rootfs)?;
+    let result_path = tmp.join("result.json");
+    let opts = ImportOptions {
+        keep_owners: store.map.keeps_owners(),
+        create_devices: store.map == IdMap::Root,
+        keep_setid: store.map == IdMap::Root,
+        max_entries: config.max_archive_entries,
+    };
+    let unpack = || -> Result<()> {
+        let bar = progress_bar(meta.len(), name, out.quiet || out.json);
+        let mut report = |n: u64| bar.set_position(n);
+        let summary = import::unpack_archive(&archive, &rootfs, &opts, &mut report)?;
+        bar.finish_and_clear();
+        let detected = import::detect_arch(&rootfs);
+        let found = match (arch, detected) {
+            (Some(given), Ok(found)) if given != found => {
+                tracing::warn!("--arch {given} given, but the rootfs's binaries are {found}");
+                given
+            }
+            (Some(given), _) => given,
+            (None, Ok(found)) => found,
+            (None, Err(e)) => return Err(e.into()),
+        };
+        store::write_json(&result_path, &(summary, found, arch.is_some()))
+    };
+    // The unpacking runs in the user namespace so that files keep their owners as mapped ids.
+    match &store.map {
+        IdMap::Root => unpack()?,
+        map => userns::run(map, unpack)?,
+    }
+    let (summary, arch, given): (ImportSummary, Arch, bool) = serde_json::from_slice(
+        &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
+    )
+    .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
+
+    let base_meta = BaseOsMeta {
+        name: name.to_string(),
+        arch,
+        arch_source: if given { "given" } else { "detected" }.into(),
+        source: archive.clone(),
+        imported_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        imported_at_unix: store::unix_now(),
+        ownership: store.map.mode_name().into(),
+        id_map: store.map.clone(),
+        recipe,
+        import: summary,
+    };
+    store::write_json(&staged.join("meta.json"), &base_meta)?;
+    refuse_existing(store, name, arch)?;
+    let dest = store.baseos_dir(name, arch);
+    mkdir(dest.parent().expect("baseos/<name>"))?;
+    // The base OS appears whole or not at all.
+    std::fs::rename(&staged, &dest)
+        .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
+    drop(guard);
+
+    let secs = started.elapsed().as_secs_f64();
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&base_meta).expect("serializable")
+        );
+    } else if !out.quiet {
+        eprintln!(
+            "loaded base OS {name} ({arch}, {}): {} entries, {} unpacked, in {secs:.1} s{}",
+            base_meta.arch_source,
+            base_meta.import.entries,
+            store::human_size(base_meta.import.unpacked_bytes),
+            match store.map {
+                IdMap::Single { .. } => " — single-uid mode: every file is owned by you",
+                _ => "",
+            }
+        );
+    }
+    Ok(base_meta)
+}
+
+/// The Debian mirror to build from: the recipe's, else config.toml's `mirror`, else the host's
+/// own apt source when it is a Debian mirror, else deb.debian.org.
+pub fn mirror_for(config: &Config, recipe: &Recipe) -> String {
+    recipe
+        .spec
+        .mirror
+        .clone()
+        .or_else(|| config.mirror.clone())
+        .or_else(host_debian_mirror)
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+/// The first `URIs:` (deb822) or `deb URI` line of the host's apt sources that serves Debian.
+fn host_debian_mirror() -> Option<String> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines().map(str::trim) {
+            let uri = if let Some(rest) = line.strip_prefix("URIs:") {
+                rest.split_whitespace().next()
+            } else if let Some(rest) = line.strip_prefix("deb ") {
+                rest.split_whitespace().find(|w| !w.starts_with('['))
+            } else {
+                None
+            };
+            if let Some(u) = uri {
+                let u = u.trim_end_matches('/');
+                if u.ends_with("/debian") && !u.contains("security") {
+                    return Some(u.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Finds an existing tarball `work_dir/baseos-<recipe>-<arch>.tar.*` (the aoinb seed's cache).
+pub fn cached_tarball(store: &Store, recipe: &str, arch: Arch) -> Option<PathBuf> {
+    ["tar.zst", "tar.xz", "tar.gz", "tar"]
+        .iter()
+        .map(|ext| {
+            store
+                .root
+                .join(format!("baseos-{recipe}-{}.{ext}", arch.debian()))
+        })
+        .find(|p| p.is_file())
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Builds `recipe` for `arch` with mmdebstrap (rootless through its unshare mode) and imports
+/// it as base OS `name`; or imports `work_dir/baseos-<recipe>-<arch>.tar.*` if there is one.
+pub fn load_recipe(
+    config: &Config,
+    store: &Store,
+    recipe: &Recipe,
+    arch: Arch,
+    name: &str,
+    save_tarball: Option<&Path>,
+    out: Output,
+) -> Result<BaseOsMeta> {
+    recipe.check_arch(arch)?;
+    store::check_name(name)?;
+    refuse_existing(store, name, arch)?;
+    let mirror = mirror_for(config, recipe);
+    let info = RecipeInfo {
+        recipe: recipe.name.clone(),
+        suite: recipe.spec.suite.clone(),
+        python: recipe.spec.python.clone(),
+        mirror: mirror.clone(),
+        components: recipe.spec.components.clone(),
+        next: recipe.spec.next.clone(),
+    };
+    if let Some(tarball) = cached_tarball(store, &recipe.name, arch) {
+        if !out.quiet {
+            eprintln!(
+                "importing the existing tarball {} instead of building",
+                tarball.display()
+            );
+        }
+        return import_archive(config, store, &tarball, name, Some(arch), Some(info), out);
+    }
+
+    if !which("mmdebstrap") {
+        return Err(Error::usage(
+            "building a base OS needs mmdebstrap: install it with `sudo apt-get install mmdebstrap`",
+        ));
+    }
+    if !arch.is_native() {
+        if !which("arch-test")
+            || crate::binfmt::find_interpreter(arch, config.qemu_dir.as_deref()).is_err()
+        {
+            return Err(Error::usage(format!(
+                "building a {arch} base OS needs QEMU: install it with \
+                 `sudo apt-get install qemu-user-static arch-test`"
+            )));
+        }
+        if crate::binfmt::find_registration(Path::new(crate::binfmt::HOST_DIR), arch).is_none() {
+            return Err(Error::usage(format!(
+                "mmdebstrap runs {arch} binaries through the host's binfmt_misc, which has no \
+                 entry for {}: run `sudo pookie-ns binfmt register --arch {}` first (or import a \
+                 tarball built elsewhere with `pookie-ns load-baseos FILE`)",
+                arch.uname(),
+                arch.uname()
+            )));
+        }
+    }
+    let rootless = !matches!(store.map, IdMap::Root);
+    if matches!(store.map, IdMap::Single { .. }) {
+        return Err(Error::usage(
+            "mmdebstrap needs a subordinate id range to build rootless (this user has none in \
+             /etc/subuid): add one (`sudo usermod --add-subuids 100000-165535 --add-subgids \
+             100000-165535 USER`), build as root, or import a tarball with `pookie-ns load-baseos FILE`",
+        ));
+    }
+
+    let (tmp, _lock) = store.create_tmp()?;
+    let guard = TmpGuard {
+        dir: tmp.clone(),
+        map: store.map.clone(),
+    };
+    // mmdebstrap picks the output format from the file name.
+    let tarball = tmp.join(format!("baseos-{}-{}.tar.zst", recipe.name, arch.debian()));
+    let log = tmp.join("mmdebstrap.log");
+    let args = recipe.mmdebstrap_args(arch, &mirror, &tarball, rootless);
+    tracing::debug!(command = %format!("mmdebstrap {}", args.join(" ")), "building base OS");
+    let started = Instant::now();
+    let spinner = if out.quiet || out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .expect("valid template"),
+        );
+        s.set_message(format!(
+            "building {} ({} {}, {arch}) with mmdebstrap{}",
+            recipe.name,
+            recipe.spec.distribution,
+            recipe.spec.suite,
+            if arch.is_native() {
+                ""
+            } else {
+                " under QEMU (several minutes)"
+            }
+        ));
+        s
+    };
+    let log_file = std::fs::File::create(&log).map_err(|e| Error::io("create", &log, e))?;
+    let mut child = Command::new("mmdebstrap")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(|e| Error::io("dup", &log, e))?,
+        )
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| Error::io("run", "mmdebstrap", e))?;
+    // The spinner's thread starts only now: nothing is forked from this process while it runs.
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("wait for", "mmdebstrap", e))?;
+    spinner.finish_and_clear();
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        return Err(Error::Command {
+            command: format!("mmdebstrap {}", args.join(" ")),
+            status: status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    if !out.quiet {
+        eprintln!(
+            "built {} for {arch} in {:.0} s ({})",
+            recipe.name,
+            started.elapsed().as_secs_f64(),
+            store::human_size(std::fs::metadata(&tarball).map(|m| m.len()).unwrap_or(0))
+        );
+    }
+    let meta = import_archive(config, store, &tarball, name, Some(arch), Some(info), out)?;
+    if let Some(dest) = save_tarball {
+        if std::fs::rename(&tarball, dest).is_err() {
+            std::fs::copy(&tarball, dest).map_err(|e| Error::io("save the tarball to", dest, e))?;
+        }
+        if !out.quiet {
+            eprintln!("saved the tarball as {}", dest.display());
+        }
+    }
+    drop(guard);
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_lose_their_extensions() {
+        assert_eq!(
+            name_from_archive(Path::new("/x/busybox.tar.zst")),
+            "busybox"
+        );
+        assert_eq!(
+            name_from_archive(Path::new("debian-bookworm.tgz")),
+            "debian-bookworm"
+        );
+        assert_eq!(name_from_archive(Path::new("root.tar")), "root");
+        assert_eq!(name_from_archive(Path::new("plain")), "plain");
+    }
+}

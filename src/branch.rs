@@ -1,0 +1,344 @@
+//! Branches: named package-source lists, and keeping each instance layer up to date with its
+//! branch. `source_lists/<branch>.list` in the config dir wins; built in are `stable` (the
+//! recipe's suite with its -updates and -security) and `testing` (the recipe's next suite).
+//!
+//! A refresh is a committed sandbox run: it writes the branch's list into the instance,
+//! `apt-get update && apt-get dist-upgrade`, and commits the result as a new layer — atomically,
+//! under the instance's exclusive lock, at most once per `refresh_interval`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseos::RecipeInfo;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::overlay::Layers;
+use crate::sandbox::{self, Bind, Spec};
+use crate::store::{self, BaseOs, InstanceId, Store};
+use crate::userns::IdMap;
+
+pub const BUILT_IN: [&str; 2] = ["stable", "testing"];
+
+/// The sources.list text of `branch` for a base OS built from `info`.
+pub fn sources_list(config_dir: &Path, branch: &str, info: &RecipeInfo) -> Result<String> {
+    let file = list_path(config_dir, branch);
+    if let Some(text) = crate::config::read_optional(&file)? {
+        check_list(&file, &text)?;
+        return Ok(text);
+    }
+    let components = info.components.join(" ");
+    let security = info
+        .mirror
+        .strip_suffix("/debian")
+        .map(|m| format!("{m}/debian-security"));
+    match branch {
+        "stable" => {
+            let mut text = format!(
+                "deb {m} {s} {c}\ndeb {m} {s}-updates {c}\n",
+                m = info.mirror,
+                s = info.suite,
+                c = components
+            );
+            if let Some(sec) = security {
+                text.push_str(&format!("deb {sec} {}-security {components}\n", info.suite));
+            }
+            Ok(text)
+        }
+        "testing" => match &info.next {
+            Some(next) => Ok(format!("deb {} {next} {components}\n", info.mirror)),
+            None => Err(Error::usage(format!(
+                "branch testing needs the recipe {} to name its next suite (`next = ...`), or {}",
+                info.recipe,
+                file.display()
+            ))),
+        },
+        _ => Err(Error::usage(format!(
+            "no source list for branch {branch:?}: looked for {}; branches: {}",
+            file.display(),
+            branches(config_dir).join(", ")
+        ))),
+    }
+}
+
+pub fn list_path(config_dir: &Path, branch: &str) -> PathBuf {
+    config_dir
+        .join("source_lists")
+        .join(format!("{branch}.list"))
+}
+
+/// Every branch: the built-in ones and those with a file in `source_lists/`.
+pub fn branches(config_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).collect();
+    if let Ok(rd) = std::fs::read_dir(config_dir.join("source_lists")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(b) = name.strip_suffix(".list") {
+                if !out.iter().any(|o| o == b) {
+                    out.push(b.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A sources.list must hold only `deb`/`deb-src` lines and comments.
+fn check_list(path: &Path, text: &str) -> Result<()> {
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with("deb ") || l.starts_with("deb-src ")
+        {
+            continue;
+        }
+        return Err(Error::usage(format!(
+            "{}:{}: not a sources.list line (expected `deb URI SUITE COMPONENT...`): {l}",
+            path.display(),
+            i + 1
+        )));
+    }
+    Ok(())
+}
+
+/// What the store remembers of an instance's last refresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshState {
+    pub last_refresh_unix: u64,
+    pub base_sha256: String,
+    pub sources: String,
+}
+
+fn state_path(store: &Store, id: &InstanceId) -> PathBuf {
+    store.instance_dir(id).join("refresh.json")
+}
+
+pub fn read_state(store: &Store, id: &InstanceId) -> Option<RefreshState> {
+    let bytes = std::fs::read(state_path(store, id)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn is_fresh(
+    state: Option<&RefreshState>,
+    base: &BaseOs,
+    sources: &str,
+    interval: Duration,
+) -> bool {
+    state.is_some_and(|s| {
+        s.base_sha256 == base.meta.import.sha256
+            && s.sources == sources
+            && store::unix_now().saturating_sub(s.last_refresh_unix) < interval.as_secs()
+    })
+}
+
+/// Brings the instance of `base` on `branch` up to date unless it was refreshed within the
+/// interval. Base OSes not built from a Debian recipe have no package manager to run: nothing
+/// to do. `force` refreshes regardless of the interval (update-baseos).
+pub fn ensure_fresh(
+    config: &Config,
+    store: &Store,
+    base: &BaseOs,
+    id: &InstanceId,
+    force: bool,
+    quiet: bool,
+) -> Result<()> {
+    let Some(info) = &base.meta.recipe else {
+        return Ok(());
+    };
+    let sources = sources_list(&config.config_dir, &id.branch, info)?;
+    if !force
+        && is_fresh(
+            read_state(store, id).as_ref(),
+            base,
+            &sources,
+            config.refresh_interval,
+        )
+    {
+        tracing::debug!(instance = %id, "refreshed within refresh_interval: not refreshing");
+        return Ok(());
+    }
+    store.ensure_instance(id)?;
+    let _lock = store.lock_instance(id, true)?;
+    // Another pookie-ns may have refreshed while we waited for the lock.
+    let state = read_state(store, id);
+    if !force && is_fresh(state.as_ref(), base, &sources, config.refresh_interval) {
+        return Ok(());
+    }
+    if state
+        .as_ref()
+        .is_some_and(|s| s.base_sha256 != base.meta.import.sha256)
+    {
+        eprintln!("pookie-ns: instance {id} was built on an older base OS: starting it afresh");
+        for layer in store.instance_layers(id)? {
+            crate::userns::remove_tree(&store.map, &store.root.join(layer))?;
+        }
+    }
+
+    let (tmp, _tmp_lock) = store.create_tmp()?;
+    let list_file = tmp.join("sources.list");
+    std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
+    let log = store.instance_dir(id).join("refresh.log");
+    let mut lower = store.instance_layers(id)?;
+    lower.push(
+        base.rootfs()
+            .strip_prefix(&store.root)
+            .expect("inside the store")
+            .to_path_buf(),
+    );
+    let ws = store.create_workspace(id, &["refresh".to_string()])?;
+    let rel = |p: PathBuf| {
+        p.strip_prefix(&store.root)
+            .expect("inside the store")
+            .to_path_buf()
+    };
+    // In single-uid mode apt cannot switch to its _apt user: tell it to stay root.
+    let sandbox_user = if matches!(store.map, IdMap::Single { .. }) {
+        "printf 'APT::Sandbox::User \"root\";\\n' > /etc/apt/apt.conf.d/99pookie-ns-single-uid; "
+    } else {
+        ""
+    };
+    let script = format!(
+        "set -e; {sandbox_user}rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
+         cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
+         apt-get update; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
+    );
+    let mut env = sandbox::base_env(true);
+    env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
+    let spec = Spec {
+        store_root: store.root.clone(),
+        layers: Layers {
+            lower,
+            upper: rel(ws.upper()),
+            work: rel(ws.work()),
+        },
+        merged: ws.merged(),
+        binds: vec![Bind {
+            src: list_file.clone(),
+            dst: "/run/pookie-ns/branch.list".into(),
+            readonly: true,
+        }],
+        network: true,
+        hostname: "pookie-ns".into(),
+        cwd: None,
+        env,
+        argv: vec!["/bin/sh".into(), "-c".into(), script],
+        binfmt: crate::commands::emulation_for(config, base.arch)?,
+        commit_to: Some(store.next_layer_path(id)?),
+        log: Some(log.clone()),
+    };
+    let started = Instant::now();
+    let child = sandbox::spawn(&store.map, &spec)?;
+    let spinner = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .expect("valid template"),
+        );
+        s.set_message(format!(
+            "refreshing instance {id} (branch {}): apt-get update && dist-upgrade, log: {}",
+            id.branch,
+            log.display()
+        ));
+        // The fork is behind us: a ticking thread is safe now.
+        s.enable_steady_tick(Duration::from_millis(200));
+        s
+    };
+    let code = child.wait();
+    spinner.finish_and_clear();
+    ws.remove()?;
+    // Only the list and the lock are in there, both ours.
+    let _ = std::fs::remove_dir_all(&tmp);
+    let code = code?;
+    if code != 0 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+        return Err(Error::Command {
+            command: format!("refresh of instance {id} (apt-get update && dist-upgrade)"),
+            status: format!("exit status {code}; full log: {}", log.display()),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    store::write_json(
+        &state_path(store, id),
+        &RefreshState {
+            last_refresh_unix: store::unix_now(),
+            base_sha256: base.meta.import.sha256.clone(),
+            sources,
+        },
+    )?;
+    if !quiet {
+        eprintln!(
+            "refreshed instance {id} in {:.0} s (log: {})",
+            started.elapsed().as_secs_f64(),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RecipeInfo {
+        RecipeInfo {
+            recipe: "debian-bookworm".into(),
+            suite: "bookworm".into(),
+            python: "3.11".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            components: vec!["main".into()],
+            next: Some("trixie".into()),
+        }
+    }
+
+    #[test]
+    fn built_in_branches() {
+        let dir = tempfile::tempdir().unwrap();
+        let stable = sources_list(dir.path(), "stable", &info()).unwrap();
+        assert_eq!(
+            stable,
+            "deb http://deb.debian.org/debian bookworm main\n\
+             deb http://deb.debian.org/debian bookworm-updates main\n\
+             deb http://deb.debian.org/debian-security bookworm-security main\n"
+        );
+        let testing = sources_list(dir.path(), "testing", &info()).unwrap();
+        assert_eq!(testing, "deb http://deb.debian.org/debian trixie main\n");
+    }
+
+    #[test]
+    fn missing_branch_names_the_file_and_the_branches() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("source_lists")).unwrap();
+        std::fs::write(
+            dir.path().join("source_lists/nightly.list"),
+            "deb http://x/debian sid main\n",
+        )
+        .unwrap();
+        let err = sources_list(dir.path(), "weekly", &info())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source_lists/weekly.list"), "{err}");
+        assert!(err.contains("stable, testing, nightly"), "{err}");
+        assert_eq!(
+            sources_list(dir.path(), "nightly", &info()).unwrap(),
+            "deb http://x/debian sid main\n"
+        );
+    }
+
+    #[test]
+    fn bad_list_lines_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("source_lists")).unwrap();
+        std::fs::write(
+            dir.path().join("source_lists/stable.list"),
+            "# ok\ndeb http://x/debian a main\nrm -rf /\n",
+        )
+        .unwrap();
+        let err = sources_list(dir.path(), "stable", &info())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stable.list:3"), "{err}");
+    }
+}

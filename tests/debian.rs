@@ -1,0 +1,105 @@
+//! A real Debian bookworm base OS from the embedded recipe (its tarball built once per machine by
+//! scripts/build-test-rootfs through `pookie-ns load-baseos debian-bookworm --save-tarball`):
+//! Python and gcc inside, the branch refresh with apt, and rootless `apt-get install` committed
+//! into the instance layer, not the base.
+
+mod common;
+
+use std::path::Path;
+
+use common::{everyone, require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+
+/// A store holding `work_dir/baseos-debian-bookworm-amd64.tar.zst`, loaded with `load-baseos`.
+fn debian_runner(who: Who) -> Option<Runner> {
+    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
+    if !require(
+        tarball.exists(),
+        &format!("{} (scripts/build-test-rootfs)", tarball.display()),
+    ) {
+        return None;
+    }
+    let r = Runner::new(who);
+    let cached = r.store.join("baseos-debian-bookworm-amd64.tar.zst");
+    std::os::unix::fs::symlink(&tarball, &cached).unwrap();
+    let out = r.run(&["load-baseos"]);
+    assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("importing the existing tarball"),
+        "the aoinb cache is used, not a rebuild: {}",
+        stderr(&out)
+    );
+    Some(r)
+}
+
+#[test]
+fn debian_python_gcc_apt_and_branch_refresh() {
+    for who in everyone() {
+        let Some(r) = debian_runner(who) else { return };
+        let base = r.store.join("baseos/debian-bookworm/amd64/rootfs");
+
+        // The first run on a branch refreshes its instance; the next one, within the
+        // interval, does not.
+        let out = r.run(&[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "import sys; print(sys.version_info[:2])",
+        ]);
+        assert_eq!(stdout(&out), "(3, 11)\n", "{who:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("refreshed instance stable/debian-bookworm/amd64"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(r
+            .store
+            .join("instances/stable/debian-bookworm/amd64/refresh.log")
+            .exists());
+        let out = r.run(&["run", "--", "sh", "-c",
+            "printf '%s\\n' '#include <stdio.h>' 'int main(void){printf(\"%d\\n\", 6*7);return 0;}' > /tmp/a.c && gcc -O2 -o /tmp/a /tmp/a.c && /tmp/a"]);
+        assert_eq!(stdout(&out), "42\n", "{who:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("refresh"),
+            "refreshed twice: {}",
+            stderr(&out)
+        );
+
+        // apt, rootless: installed into the instance, not the base.
+        let out = r.run(&[
+            "run",
+            "--network",
+            "--commit",
+            "--",
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "hello",
+        ]);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        let out = r.run(&["run", "--", "hello"]);
+        assert_eq!(stdout(&out), "Hello, world!\n", "{who:?}: {}", stderr(&out));
+        assert!(
+            !base.join("usr/bin/hello").exists(),
+            "the base OS was written"
+        );
+
+        let list = r.ok(&["list"]);
+        assert!(list.contains("bookworm") && list.contains("3.11"), "{list}");
+        assert!(list.contains(" ago"), "last refresh shown: {list}");
+    }
+}
+
+#[test]
+fn unknown_branch_names_its_file_and_the_branches() {
+    let who = if common::is_root() { Who::Root } else { return };
+    let Some(r) = debian_runner(who) else { return };
+    let out = r.run(&["run", "--branch", "weekly", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("source_lists/weekly.list") && err.contains("stable, testing"),
+        "{err}"
+    );
+}
