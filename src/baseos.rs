@@ -34,11 +34,13 @@ fn main_component() -> Vec<String> {
     vec!["main".into()]
 }
 
-/// How loading reports itself.
+/// How loading reports itself, and whether it may replace a loaded base OS.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub quiet: bool,
     pub json: bool,
+    /// update-baseos: swap the new base OS in for the loaded one.
+    pub replace: bool,
 }
 
 /// The base OS name an archive gets without --name: its file name less the archive extensions.
@@ -128,7 +130,7 @@ pub fn import_archive(
         return Err(Error::usage(format!("{} is not a file", archive.display())));
     }
     store::check_name(name)?;
-    if let Some(arch) = arch {
+    if let (Some(arch), false) = (arch, out.replace) {
         refuse_existing(store, name, arch)?;
     }
 
@@ -188,12 +190,25 @@ pub fn import_archive(
         import: summary,
     };
     store::write_json(&staged.join("meta.json"), &base_meta)?;
-    refuse_existing(store, name, arch)?;
     let dest = store.baseos_dir(name, arch);
-    mkdir(dest.parent().expect("baseos/<name>"))?;
-    // The base OS appears whole or not at all.
-    std::fs::rename(&staged, &dest)
-        .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
+    if out.replace && dest.exists() {
+        // One atomic exchange: runs see the old base OS or the new one, never none. The old
+        // one is then in the scratch dir, removed with it (through its own id map).
+        let old_map = store
+            .list_baseos()?
+            .into_iter()
+            .find(|b| b.name == name && b.arch == arch)
+            .map(|b| b.meta.id_map)
+            .unwrap_or_else(|| store.map.clone());
+        crate::sys::exchange(&staged, &dest)?;
+        userns::remove_tree(&old_map, &staged)?;
+    } else {
+        refuse_existing(store, name, arch)?;
+        mkdir(dest.parent().expect("baseos/<name>"))?;
+        // The base OS appears whole or not at all.
+        std::fs::rename(&staged, &dest)
+            .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
+    }
     drop(guard);
 
     let secs = started.elapsed().as_secs_f64();
@@ -291,7 +306,9 @@ pub fn load_recipe(
 ) -> Result<BaseOsMeta> {
     recipe.check_arch(arch)?;
     store::check_name(name)?;
-    refuse_existing(store, name, arch)?;
+    if !out.replace {
+        refuse_existing(store, name, arch)?;
+    }
     let mirror = mirror_for(config, recipe);
     let info = RecipeInfo {
         recipe: recipe.name.clone(),
@@ -301,7 +318,8 @@ pub fn load_recipe(
         components: recipe.spec.components.clone(),
         next: recipe.spec.next.clone(),
     };
-    if let Some(tarball) = cached_tarball(store, &recipe.name, arch) {
+    // An update always rebuilds: the cached tarball is what it replaces.
+    if let (Some(tarball), false) = (cached_tarball(store, &recipe.name, arch), out.replace) {
         if !out.quiet {
             eprintln!(
                 "importing the existing tarball {} instead of building",

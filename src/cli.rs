@@ -42,6 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Import a root filesystem archive (tar, .gz, .xz, .zst) as a base OS
     LoadBaseos(LoadBaseosArgs),
+    /// Rebuild base OSes from their recipes, swap them in, and refresh their instances
+    UpdateBaseos(UpdateBaseosArgs),
     /// Run a command in a fresh workspace on a base OS (the workspace is removed afterwards)
     Run(RunArgs),
     /// List base OSes, instances and workspaces with their sizes
@@ -71,6 +73,19 @@ pub struct LoadBaseosArgs {
     /// Keep the tarball a recipe build made (one --arch only)
     #[arg(long, value_name = "PATH")]
     pub save_tarball: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateBaseosArgs {
+    /// Only the base OSes built from this recipe (default: all built from a recipe)
+    #[arg(value_name = "RECIPE")]
+    pub recipe: Option<String>,
+    /// Only the base OS of this name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only these architectures
+    #[arg(long, num_args = 1..)]
+    pub arch: Vec<Arch>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use crate::arch::Arch;
 use crate::baseos;
 use crate::binfmt;
 use crate::branch;
-use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs};
+use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs};
 use crate::config::{BinfmtChoice, Config, Env, Overrides};
 use crate::error::{Error, Result};
 use crate::overlay::Layers;
@@ -33,6 +33,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::open(&config.work_dir, map)?;
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
+        Command::UpdateBaseos(args) => update_baseos(&config, &store, args, cli),
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what } => cleanup(&store, what),
@@ -46,6 +47,7 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
     let out = baseos::Output {
         quiet: cli.quiet,
         json: cli.json,
+        replace: false,
     };
     let source = args.source.as_deref().unwrap_or(recipe::DEFAULT_RECIPE);
     let is_path = Path::new(source).exists() || source.contains('/') || source.contains(".tar");
@@ -98,6 +100,63 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
             args.save_tarball.as_deref(),
             out,
         )?;
+    }
+    Ok(0)
+}
+
+fn update_baseos(
+    config: &Config,
+    store: &Store,
+    args: &UpdateBaseosArgs,
+    cli: &Cli,
+) -> Result<i32> {
+    let out = baseos::Output {
+        quiet: cli.quiet,
+        json: cli.json,
+        replace: true,
+    };
+    let chosen: Vec<BaseOs> = store
+        .list_baseos()?
+        .into_iter()
+        .filter(|b| {
+            b.meta
+                .recipe
+                .as_ref()
+                .is_some_and(|r| args.recipe.as_ref().is_none_or(|want| &r.recipe == want))
+                && args.name.as_ref().is_none_or(|n| &b.name == n)
+                && (args.arch.is_empty() || args.arch.contains(&b.arch))
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::usage(
+            "no base OS built from a recipe matches; load one with `pookie-ns load-baseos [RECIPE]` \
+             (archives imported from a file are updated by importing a new file)",
+        ));
+    }
+    let instances = store.list_instances()?;
+    for base in chosen {
+        let on_base: Vec<&InstanceId> = instances
+            .iter()
+            .filter(|i| i.name == base.name && i.arch == base.arch)
+            .collect();
+        if let Some(busy) = on_base.iter().find(|i| store.instance_in_use(i)) {
+            return Err(Error::usage(format!(
+                "instance {busy} is in use by a running pookie-ns; update {} when it has finished",
+                base.name
+            )));
+        }
+        let info = base.meta.recipe.as_ref().expect("filtered on recipe");
+        let recipe = recipe::find(&config.config_dir, &info.recipe)?;
+        let new = baseos::load_recipe(config, store, &recipe, base.arch, &base.name, None, out)?;
+        // Instances on the old base start afresh on the new one (their refresh sees the new
+        // digest), and are refreshed now rather than at their next use.
+        for id in on_base {
+            let new_base = BaseOs {
+                meta: new.clone(),
+                ..base.clone()
+            };
+            branch::ensure_fresh(config, store, &new_base, id, true, cli.quiet)?;
+        }
     }
     Ok(0)
 }

@@ -180,6 +180,25 @@ fn mount_flags_of(path: &Path) -> MsFlags {
     out
 }
 
+/// Swaps two paths atomically (renameat2 with RENAME_EXCHANGE): each name points at the
+/// other's object at once, so a reader sees either the old or the new one, never neither.
+pub fn exchange(a: &Path, b: &Path) -> SysResult<()> {
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads them only.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|e| SysError::new(format!("exchange with {}", b.display()), Some(a), e))
+}
+
 pub fn umount_detach(target: &Path) -> SysResult<()> {
     nix::mount::umount2(target, MntFlags::MNT_DETACH)
         .map_err(|e| SysError::new("umount", Some(target), e))

@@ -103,3 +103,63 @@ fn unknown_branch_names_its_file_and_the_branches() {
         "{err}"
     );
 }
+
+#[test]
+fn update_baseos_swaps_in_a_rebuilt_base_and_restarts_its_instances() {
+    let who = if common::is_root() { Who::Root } else { return };
+    let Some(r) = debian_runner(who) else { return };
+    r.ok(&[
+        "run",
+        "--commit",
+        "--",
+        "sh",
+        "-c",
+        "echo old > /etc/pookie-marker",
+    ]);
+    let before: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
+    let old_sha = before["baseos"][0]["meta"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = r.run(&["update-baseos"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("built debian-bookworm for amd64"),
+        "rebuilt, not the cached tarball: {err}"
+    );
+    assert!(
+        err.contains("starting it afresh") && err.contains("refreshed instance"),
+        "{err}"
+    );
+
+    let after: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
+    assert_eq!(after["baseos"].as_array().unwrap().len(), 1, "{after}");
+    assert_ne!(
+        after["baseos"][0]["meta"]["sha256"].as_str().unwrap(),
+        old_sha
+    );
+    let out = r.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/pookie-marker 2>/dev/null; python3 -c 'print(3)'",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "3\n",
+        "the stale instance was reset: {}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("refreshed"),
+        "refreshed by update-baseos already"
+    );
+    assert_eq!(
+        std::fs::read_dir(r.store.join("tmp")).unwrap().count(),
+        0,
+        "the old base is gone"
+    );
+}

@@ -17,10 +17,12 @@ mod at;
 mod names;
 mod unpack;
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::mpsc;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -181,30 +183,16 @@ fn stream_error(archive: &Path, entry: Option<&str>, e: io::Error) -> ImportErro
 /// How often the progress callback hears from us, in archive bytes.
 const PROGRESS_STEP: u64 = 1 << 20;
 
-/// Reads the archive file, hashing and counting every byte on the way to the decompressor.
-struct Counting<'a> {
-    file: &'a File,
-    hasher: &'a mut Sha256,
-    read: &'a mut u64,
-    reported: u64,
-    progress: &'a mut dyn FnMut(u64),
-}
-
-impl Read for Counting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        *self.read += n as u64;
-        if *self.read >= self.reported + PROGRESS_STEP {
-            self.reported = *self.read;
-            (self.progress)(*self.read);
-        }
-        Ok(n)
-    }
-}
+/// Decompressed data goes from the reading thread to the unpacking one in chunks this big, at
+/// most [`CHUNKS_IN_FLIGHT`] queued: memory stays bounded whatever the archive.
+const CHUNK: usize = 1 << 20;
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Unpacks `archive` into the existing empty directory `dest`. `progress` receives the number of
 /// archive bytes read so far (about every megabyte, and once at the end).
+///
+/// Reading, hashing and decompressing run in a second thread, unpacking in this one: like
+/// `zstd -dc X | tar -x`, the two halves use two cores.
 pub fn unpack_archive(
     archive: &Path,
     dest: &Path,
@@ -223,91 +211,252 @@ pub fn unpack_archive(
             path: dest.to_path_buf(),
             source,
         })?;
-    let mut hasher = Sha256::new();
-    let mut read = 0u64;
-    let mut summary = ImportSummary::default();
-    {
-        let counting = Counting {
-            file: &file,
-            hasher: &mut hasher,
-            read: &mut read,
+    // The magic bytes, read without moving the file offset.
+    let mut head = [0u8; 6];
+    let n = read_full_at(&file, &mut head).map_err(|source| ImportError::Open {
+        path: archive.to_path_buf(),
+        source,
+    })?;
+    let compression = Compression::detect(&head[..n]);
+
+    std::thread::scope(|scope| {
+        let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 2);
+        let reader = std::thread::Builder::new()
+            .name("unpack-read".into())
+            .spawn_scoped(scope, || read_archive(&file, compression, chunks_tx, spare_rx))
+            .map_err(|source| ImportError::Read {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+        let stream = Chunks {
+            rx: chunks_rx,
+            spare: spare_tx,
+            cur: Vec::new(),
+            pos: 0,
+            state: StreamState::Open,
             reported: 0,
             progress: &mut *progress,
         };
-        let mut input = BufReader::with_capacity(1 << 20, counting);
-        let head = input
-            .fill_buf()
-            .map_err(|e| stream_error(archive, None, e))?;
-        let empty = head.is_empty();
-        let compression = Compression::detect(head);
-        summary.compression = Some(compression);
-        // The bufread decoders read straight from our buffer; all of them go on past the end of
-        // the first stream (concatenated gzip members, xz streams, zstd frames).
-        let decoded: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(input),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-            Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(input)
-                    .map_err(|e| stream_error(archive, None, e))?,
-            ),
+        let mut summary = unpack_stream(stream, archive, root.as_fd(), opts, compression, n == 0)?;
+        // The reader hashed the rest of the file after the compressed stream ended.
+        let (sha256, bytes) = match reader.join() {
+            Ok(r) => r.map_err(|e| stream_error(archive, None, e))?,
+            Err(panic) => std::panic::resume_unwind(panic),
         };
-        let mut tar = tar::Archive::new(decoded);
-        let mut unpacker = Unpacker::new(root.as_fd(), opts, archive);
-        let entries = tar.entries().map_err(|e| stream_error(archive, None, e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| match summary.entries {
-                0 => first_entry_error(archive, compression, e),
-                _ => stream_error(archive, None, e),
-            })?;
-            summary.entries += 1;
-            if summary.entries > opts.max_entries {
-                return Err(ImportError::TooManyEntries {
-                    path: archive.to_path_buf(),
-                    limit: opts.max_entries,
-                });
-            }
-            unpacker.entry(&mut entry)?;
-        }
-        if summary.entries == 0 {
-            return Err(ImportError::NotAnArchive {
+        summary.compression = Some(compression);
+        summary.sha256 = sha256;
+        summary.archive_bytes = bytes;
+        progress(bytes);
+        Ok(summary)
+    })
+}
+
+/// The unpacking half: tar entries from the decompressed stream, then the stream to its end.
+fn unpack_stream(
+    stream: Chunks,
+    archive: &Path,
+    root: BorrowedFd,
+    opts: &ImportOptions,
+    compression: Compression,
+    empty_file: bool,
+) -> Result<ImportSummary> {
+    let mut summary = ImportSummary::default();
+    let mut tar = tar::Archive::new(stream);
+    let mut unpacker = Unpacker::new(root, opts, archive);
+    let entries = tar
+        .entries()
+        .map_err(|e| stream_error(archive, None, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| match summary.entries {
+            0 => first_entry_error(archive, compression, e),
+            _ => stream_error(archive, None, e),
+        })?;
+        summary.entries += 1;
+        if summary.entries > opts.max_entries {
+            return Err(ImportError::TooManyEntries {
                 path: archive.to_path_buf(),
-                detail: if empty {
-                    "the file is empty".into()
-                } else {
-                    "it holds no entries".into()
-                },
+                limit: opts.max_entries,
             });
         }
-        // Read the stream to its end: that checks the compressed trailer (CRC, size), so a
-        // truncated archive whose tar end marker survived is caught too.
-        io::copy(&mut tar.into_inner(), &mut io::sink())
-            .map_err(|e| stream_error(archive, None, e))?;
-        unpacker.finish()?;
-        summary.unpacked_bytes = unpacker.unpacked_bytes;
-        summary.skipped_devices = unpacker.skipped_devices;
-        if unpacker.skipped_devices > 0 {
-            tracing::warn!(
-                "skipped {} device nodes (e.g. {}): they cannot be created without root; \
-                 pookie-ns builds /dev at run time",
-                unpacker.skipped_devices,
-                unpacker.first_skipped.as_deref().unwrap_or("?")
-            );
+        unpacker.entry(&mut entry)?;
+    }
+    if summary.entries == 0 {
+        return Err(ImportError::NotAnArchive {
+            path: archive.to_path_buf(),
+            detail: if empty_file {
+                "the file is empty".into()
+            } else {
+                "it holds no entries".into()
+            },
+        });
+    }
+    // Read the stream to its end: that checks the compressed trailer (CRC, size), so a truncated
+    // archive whose tar end marker survived is caught too.
+    io::copy(&mut tar.into_inner(), &mut io::sink())
+        .map_err(|e| stream_error(archive, None, e))?;
+    unpacker.finish()?;
+    summary.unpacked_bytes = unpacker.unpacked_bytes;
+    summary.skipped_devices = unpacker.skipped_devices;
+    if unpacker.skipped_devices > 0 {
+        tracing::warn!(
+            "skipped {} device nodes (e.g. {}): they cannot be created without root; \
+             pookie-ns builds /dev at run time",
+            unpacker.skipped_devices,
+            unpacker.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(summary)
+}
+
+/// What the reading thread sends: decompressed data with the archive bytes read so far, a read
+/// or decompression error, or the clean end of the stream.
+enum Msg {
+    Data(Vec<u8>, u64),
+    Failed(io::Error),
+    End,
+}
+
+/// Reads the archive file, hashing and counting every byte on the way to the decompressor.
+struct Counting<'a> {
+    file: &'a File,
+    hasher: &'a mut Sha256,
+    read: &'a Cell<u64>,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The reading half (its own thread): file → hash and count → decompressor → chunks. Stops
+/// quietly when the unpacking half hangs up (it failed). Returns the digest of the whole file and
+/// its size, what follows the compressed stream included.
+fn read_archive(
+    file: &File,
+    compression: Compression,
+    tx: mpsc::SyncSender<Msg>,
+    spare: mpsc::Receiver<Vec<u8>>,
+) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let read = Cell::new(0u64);
+    {
+        let counting = Counting {
+            file,
+            hasher: &mut hasher,
+            read: &read,
+        };
+        // The bufread decoders read straight from this buffer; all of them go on past the end
+        // of the first stream (concatenated gzip members, xz streams, zstd frames).
+        let input = BufReader::with_capacity(CHUNK, counting);
+        let decoded: io::Result<Box<dyn Read + '_>> = match compression {
+            Compression::None => Ok(Box::new(input)),
+            Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input))),
+            Compression::Xz => Ok(Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input))),
+            Compression::Zstd => zstd::stream::read::Decoder::with_buffer(input)
+                .map(|d| Box::new(d) as Box<dyn Read + '_>),
+        };
+        let mut decoded = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(e));
+                return Ok((String::new(), 0));
+            }
+        };
+        loop {
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let mut filled = 0;
+            while filled < buf.len() {
+                match decoded.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Msg::Failed(e));
+                        return Ok((String::new(), 0));
+                    }
+                }
+            }
+            buf.truncate(filled);
+            let last = filled < CHUNK;
+            if filled > 0 && tx.send(Msg::Data(buf, read.get())).is_err() {
+                return Ok((String::new(), 0)); // the unpacking half gave up
+            }
+            if last {
+                break;
+            }
         }
     }
     // Whatever follows the compressed stream (nothing, normally) belongs to the digest too.
+    let _ = tx.send(Msg::End);
     let mut rest = Counting {
-        file: &file,
+        file,
         hasher: &mut hasher,
-        read: &mut read,
-        reported: u64::MAX - PROGRESS_STEP,
-        progress: &mut *progress,
+        read: &read,
     };
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_error(archive, None, e))?;
-    summary.archive_bytes = read;
-    summary.sha256 = format!("{:x}", hasher.finalize());
-    progress(read);
-    Ok(summary)
+    io::copy(&mut rest, &mut io::sink())?;
+    Ok((format!("{:x}", hasher.finalize()), read.get()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    Open,
+    Ended,
+    Failed,
+}
+
+/// The unpacking half's view of the stream: the chunks the reading thread sends, as a `Read`.
+/// Progress is reported from here, on the caller's thread.
+struct Chunks<'a> {
+    rx: mpsc::Receiver<Msg>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    state: StreamState,
+    reported: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.state {
+                StreamState::Open => {}
+                StreamState::Ended => return Ok(0),
+                // Never let a later read take a failed stream for a finished one.
+                StreamState::Failed => return Err(io::Error::other("the archive stream failed")),
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(data, read)) => {
+                    let used = std::mem::replace(&mut self.cur, data);
+                    let _ = self.spare.try_send(used);
+                    self.pos = 0;
+                    if read >= self.reported + PROGRESS_STEP {
+                        self.reported = read;
+                        (self.progress)(read);
+                    }
+                }
+                Ok(Msg::End) => self.state = StreamState::Ended,
+                Ok(Msg::Failed(e)) => {
+                    self.state = StreamState::Failed;
+                    return Err(e);
+                }
+                Err(mpsc::RecvError) => {
+                    self.state = StreamState::Failed;
+                    return Err(io::Error::other("the archive reading thread stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// The first entry could not be read: most likely the file is no (compressed) tar archive.
@@ -384,6 +533,20 @@ pub fn detect_arch(rootfs: &Path) -> Result<Arch> {
     } else {
         passed.join("; ")
     }))
+}
+
+/// Reads the start of `f` with pread, leaving its offset where it is.
+fn read_full_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {

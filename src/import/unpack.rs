@@ -23,7 +23,7 @@ use super::names::{safe_path, SafePath};
 use super::{ImportError, ImportOptions, Result};
 
 /// How much of a file is written at once (and read from the decompressor into).
-const BUFFER: usize = 1 << 20;
+const BUFFER: usize = 1 << 16;
 
 /// A directory whose mode and time are applied once everything inside it is written.
 struct DirMeta {
@@ -146,16 +146,18 @@ impl<'a> Unpacker<'a> {
     /// set for other uids without root, and a build root does not need them.
     fn meta<R: Read>(&self, entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta> {
         let h = entry.header();
-        let field = |name: &str, r: io::Result<u64>| {
-            r.map_err(|e| self.corrupt(shown, format!("bad {name} field: {e}")))
+        let old = h.as_old();
+        // An empty field (all NULs or spaces, as some writers leave uid/gid) reads as 0, as GNU
+        // tar has it; anything else that is not a number is corruption.
+        let field = |name: &str, raw: &[u8], r: io::Result<u64>| match r {
+            Ok(v) => Ok(v),
+            Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+            Err(e) => Err(self.corrupt(shown, format!("bad {name} field: {e}"))),
         };
-        let mut mode = h
-            .mode()
-            .map_err(|e| self.corrupt(shown, format!("bad mode field: {e}")))?
-            & 0o7777;
-        let mut uid = field("uid", h.uid())?;
-        let mut gid = field("gid", h.gid())?;
-        let mut mtime = TimeSpec::new(field("mtime", h.mtime())? as i64, 0);
+        let mut mode = field("mode", &old.mode, h.mode().map(u64::from))? as u32 & 0o7777;
+        let mut uid = field("uid", &old.uid, h.uid())?;
+        let mut gid = field("gid", &old.gid, h.gid())?;
+        let mut mtime = TimeSpec::new(field("mtime", &old.mtime, h.mtime())? as i64, 0);
         if !self.opts.keep_setid {
             mode &= !0o6000;
         }
