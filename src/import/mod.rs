@@ -22,8 +22,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::mpsc;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use nix::errno::Errno;
 use sha2::{Digest, Sha256};
@@ -224,7 +224,9 @@ pub fn unpack_archive(
         let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 2);
         let reader = std::thread::Builder::new()
             .name("unpack-read".into())
-            .spawn_scoped(scope, || read_archive(&file, compression, chunks_tx, spare_rx))
+            .spawn_scoped(scope, || {
+                read_archive(&file, compression, chunks_tx, spare_rx)
+            })
             .map_err(|source| ImportError::Read {
                 path: archive.to_path_buf(),
                 source,
@@ -264,9 +266,7 @@ fn unpack_stream(
     let mut summary = ImportSummary::default();
     let mut tar = tar::Archive::new(stream);
     let mut unpacker = Unpacker::new(root, opts, archive);
-    let entries = tar
-        .entries()
-        .map_err(|e| stream_error(archive, None, e))?;
+    let entries = tar.entries().map_err(|e| stream_error(archive, None, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| match summary.entries {
             0 => first_entry_error(archive, compression, e),
@@ -293,8 +293,7 @@ fn unpack_stream(
     }
     // Read the stream to its end: that checks the compressed trailer (CRC, size), so a truncated
     // archive whose tar end marker survived is caught too.
-    io::copy(&mut tar.into_inner(), &mut io::sink())
-        .map_err(|e| stream_error(archive, None, e))?;
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(|e| stream_error(archive, None, e))?;
     unpacker.finish()?;
     summary.unpacked_bytes = unpacker.unpacked_bytes;
     summary.skipped_devices = unpacker.skipped_devices;

@@ -22,8 +22,9 @@ use super::at::{self, Fail};
 use super::names::{safe_path, SafePath};
 use super::{ImportError, ImportOptions, Result};
 
-/// How much of a file is written at once (and read from the decompressor into).
-const BUFFER: usize = 1 << 16;
+/// How much of a file is written at once: big enough for few system calls, small enough to stay
+/// in the CPU cache between the copy in and the copy out (128 KiB measured faster than 1 MiB).
+const BUFFER: usize = 1 << 17;
 
 /// A directory whose mode and time are applied once everything inside it is written.
 struct DirMeta {
