@@ -69,10 +69,12 @@ pub fn open_dir(dir: BorrowedFd, path: &CStr, access: i32) -> AtResult<OwnedFd> 
         )
     };
     if fd < 0 {
-        return Err(Fail {
-            op: "open directory",
-            errno: Errno::last(),
-        });
+        let errno = Errno::last();
+        let op = match errno {
+            Errno::ENOSYS => "open directory (openat2 needs Linux 5.6 or later)",
+            _ => "open directory",
+        };
+        return Err(Fail { op, errno });
     }
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })

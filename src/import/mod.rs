@@ -6,8 +6,9 @@
 //! Every entry is created with the `*at` system calls relative to a directory descriptor opened
 //! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a symlink planted by an earlier entry
 //! (`a -> /etc`, then `a/passwd`) makes the kernel refuse the walk instead of following it. The tar
-//! crate's own `unpack`/`unpack_in` are not used: they follow symlinks planted in the destination
-//! (the class of bug behind CVE-2018-20990 and CVE-2021-38511).
+//! crate's own `unpack`/`unpack_in` are not used: their guards check path strings before opening
+//! (the class of bug behind CVE-2018-20990 and CVE-2021-38511), and skip bad entries rather than
+//! refuse the archive.
 //! PAX extended attributes (`SCHILY.xattr.*`, e.g. file capabilities) are not restored.
 //!
 //! On error the destination holds part of the tree; the caller unpacks into a staging directory
