@@ -373,15 +373,8 @@ pub fn load_recipe(
     let args = recipe.mmdebstrap_args(arch, &mirror, &tarball, rootless);
     tracing::debug!(command = %format!("mmdebstrap {}", args.join(" ")), "building base OS");
     let started = Instant::now();
-    let spinner = if out.quiet || out.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .expect("valid template"),
-        );
-        s.set_message(format!(
+    let spinner = crate::progress::spinner(
+        format!(
             "building {} ({} {}, {arch}) with mmdebstrap{}",
             recipe.name,
             recipe.spec.distribution,
@@ -391,9 +384,9 @@ pub fn load_recipe(
             } else {
                 " under QEMU (several minutes)"
             }
-        ));
-        s
-    };
+        ),
+        out.quiet || out.json,
+    );
     let log_file = std::fs::File::create(&log).map_err(|e| Error::io("create", &log, e))?;
     let mut child = Command::new("mmdebstrap")
         .args(&args)
@@ -413,12 +406,10 @@ pub fn load_recipe(
         .map_err(|e| Error::io("wait for", "mmdebstrap", e))?;
     spinner.finish_and_clear();
     if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
         return Err(Error::Command {
             command: format!("mmdebstrap {}", args.join(" ")),
             status: status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            stderr: crate::progress::log_tail(&log, 15),
         });
     }
     if !out.quiet {

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::baseos::RecipeInfo;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::overlay::Layers;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
 use crate::userns::IdMap;
@@ -178,19 +177,7 @@ pub fn ensure_fresh(
     let list_file = tmp.join("sources.list");
     std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
     let log = store.instance_dir(id).join("refresh.log");
-    let mut lower = store.instance_layers(id)?;
-    lower.push(
-        base.rootfs()
-            .strip_prefix(&store.root)
-            .expect("inside the store")
-            .to_path_buf(),
-    );
     let ws = store.create_workspace(id, &["refresh".to_string()])?;
-    let rel = |p: PathBuf| {
-        p.strip_prefix(&store.root)
-            .expect("inside the store")
-            .to_path_buf()
-    };
     // In single-uid mode apt cannot switch to its _apt user: tell it to stay root.
     let sandbox_user = if matches!(store.map, IdMap::Single { .. }) {
         "printf 'APT::Sandbox::User \"root\";\\n' > /etc/apt/apt.conf.d/99pookie-ns-single-uid; "
@@ -206,11 +193,7 @@ pub fn ensure_fresh(
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
     let spec = Spec {
         store_root: store.root.clone(),
-        layers: Layers {
-            lower,
-            upper: rel(ws.upper()),
-            work: rel(ws.work()),
-        },
+        layers: store.layers(base, id, &ws)?,
         merged: ws.merged(),
         binds: vec![Bind {
             src: list_file.clone(),
@@ -228,23 +211,16 @@ pub fn ensure_fresh(
     };
     let started = Instant::now();
     let child = sandbox::spawn(&store.map, &spec)?;
-    let spinner = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .expect("valid template"),
-        );
-        s.set_message(format!(
+    let spinner = crate::progress::spinner(
+        format!(
             "refreshing instance {id} (branch {}): apt-get update && dist-upgrade, log: {}",
             id.branch,
             log.display()
-        ));
-        // The fork is behind us: a ticking thread is safe now.
-        s.enable_steady_tick(Duration::from_millis(200));
-        s
-    };
+        ),
+        quiet,
+    );
+    // The fork is behind us: a ticking thread is safe now.
+    spinner.enable_steady_tick(Duration::from_millis(200));
     let code = child.wait();
     spinner.finish_and_clear();
     ws.remove()?;
@@ -252,12 +228,10 @@ pub fn ensure_fresh(
     let _ = std::fs::remove_dir_all(&tmp);
     let code = code?;
     if code != 0 {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(12).collect();
         return Err(Error::Command {
             command: format!("refresh of instance {id} (apt-get update && dist-upgrade)"),
             status: format!("exit status {code}; full log: {}", log.display()),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            stderr: crate::progress::log_tail(&log, 12),
         });
     }
     store::write_json(

@@ -9,7 +9,6 @@ use crate::branch;
 use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs};
 use crate::config::{BinfmtChoice, Config, Env, Overrides};
 use crate::error::{Error, Result};
-use crate::overlay::Layers;
 use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
@@ -185,19 +184,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         None
     };
 
-    let mut lower = store.instance_layers(&instance)?;
-    lower.push(
-        base.rootfs()
-            .strip_prefix(&store.root)
-            .expect("inside the store")
-            .to_path_buf(),
-    );
     let ws = store.create_workspace(&instance, &args.command)?;
-    let rel = |p: PathBuf| {
-        p.strip_prefix(&store.root)
-            .expect("inside the store")
-            .to_path_buf()
-    };
 
     let mut binds = Vec::new();
     if let Some(bundle) = &args.bundle {
@@ -230,11 +217,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()));
     let spec = Spec {
         store_root: store.root.clone(),
-        layers: Layers {
-            lower,
-            upper: rel(ws.upper()),
-            work: rel(ws.work()),
-        },
+        layers: store.layers(&base, &instance, &ws)?,
         merged: ws.merged(),
         binds,
         network: args.network,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod import;
 pub mod overlay;
 pub mod process;
+pub mod progress;
 pub mod recipe;
 pub mod sandbox;
 pub mod store;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::import::ImportSummary;
+use crate::overlay::Layers;
 use crate::sys::{self, SysError};
 use crate::userns::IdMap;
 
@@ -338,6 +339,23 @@ impl Store {
         names.sort();
         names.reverse();
         Ok(names.into_iter().map(|n| rel.join(n)).collect())
+    }
+
+    /// The overlay layers of a run of `id` on `base` in workspace `ws`: the instance's layers
+    /// over the base rootfs, the workspace on top; relative to the store root.
+    pub fn layers(&self, base: &BaseOs, id: &InstanceId, ws: &Workspace) -> Result<Layers> {
+        let rel = |p: PathBuf| {
+            p.strip_prefix(&self.root)
+                .expect("inside the store")
+                .to_path_buf()
+        };
+        let mut lower = self.instance_layers(id)?;
+        lower.push(rel(base.rootfs()));
+        Ok(Layers {
+            lower,
+            upper: rel(ws.upper()),
+            work: rel(ws.work()),
+        })
     }
 
     /// Where the next committed layer of `id` goes (absolute).
