@@ -34,6 +34,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// As root through sudo: keep root's own store instead of working for the invoking user
+    #[arg(long, global = true)]
+    pub system: bool,
+
+    /// Through sudo: give the invoking user a /etc/subuid + /etc/subgid range if they lack one
+    #[arg(long, global = true)]
+    pub add_subuid: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -12,10 +12,36 @@ use crate::error::{Error, Result};
 use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
+use crate::sudo;
 use crate::userns::{self, IdMap};
 
 /// Runs the command the user asked for; returns the exit status.
 pub fn dispatch(cli: &Cli) -> Result<i32> {
+    if let Command::Binfmt(cmd) = &cli.command {
+        let config = Config::load(
+            &Overrides {
+                config_dir: cli.config_dir.clone(),
+                work_dir: cli.work_dir.clone(),
+            },
+            &Env::current(),
+        )?;
+        return binfmt_command(&config, cmd);
+    }
+    let via_sudo = if cli.system || cli.work_dir.is_some() {
+        None
+    } else {
+        sudo::invoker()
+    };
+    match &via_sudo {
+        Some(user) => act_for_sudo_user(cli, user)?,
+        None if cli.add_subuid => {
+            return Err(Error::usage(
+                "--add-subuid gives the user who runs `sudo pookie-ns` a subordinate id range: \
+                 run it through sudo (without --system or --work-dir)",
+            ))
+        }
+        None => {}
+    }
     let config = Config::load(
         &Overrides {
             config_dir: cli.config_dir.clone(),
@@ -23,9 +49,6 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         },
         &Env::current(),
     )?;
-    if let Command::Binfmt(cmd) = &cli.command {
-        return binfmt_command(&config, cmd);
-    }
     let map = IdMap::detect(config.id_map);
     tracing::debug!(store = %config.work_dir.display(), id_map = %map.describe(), "opening store");
     // Opening the store also removes what killed pookie-ns processes left behind.
@@ -40,6 +63,56 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// Through sudo: does what needs root in this call, says so, then becomes the invoking user.
+fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
+    let mut done = Vec::new();
+    if cli.add_subuid {
+        done.extend(sudo::add_subuid(user)?);
+    }
+    // mmdebstrap runs a foreign arch's maintainer scripts through the host's binfmt_misc.
+    let foreign_build: Vec<Arch> = match &cli.command {
+        Command::LoadBaseos(a) if !is_archive_path(a.source.as_deref()) => a.arch.clone(),
+        Command::UpdateBaseos(a) => a.arch.clone(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|a| !a.is_native())
+    .filter(|a| binfmt::find_registration(Path::new(binfmt::HOST_DIR), *a).is_none())
+    .collect();
+    if !foreign_build.is_empty() {
+        let config = Config::load(
+            &Overrides {
+                config_dir: cli.config_dir.clone(),
+                work_dir: None,
+            },
+            &Env::current(),
+        )?;
+        done.extend(binfmt::register_host(
+            &foreign_build,
+            config.qemu_dir.as_deref(),
+        )?);
+        done.push("(host-wide and kept: mmdebstrap needs it to build those arches)".into());
+    }
+    sudo::become_user(user)?;
+    if !cli.quiet {
+        let what = if done.is_empty() {
+            "nothing in this command needed root".to_string()
+        } else {
+            format!("done as root: {}", done.join("; "))
+        };
+        eprintln!(
+            "pookie-ns: through sudo, working for {} on their store ({what}); use --system for root's own store",
+            user.name
+        );
+    }
+    Ok(())
+}
+
+/// True when load-baseos's argument names an archive rather than a recipe.
+fn is_archive_path(source: Option<&str>) -> bool {
+    source.is_some_and(|s| Path::new(s).exists() || s.contains('/') || s.contains(".tar"))
+}
+
 // ---- load-baseos ---------------------------------------------------------------------------
 
 fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli) -> Result<i32> {
@@ -49,8 +122,7 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
         replace: false,
     };
     let source = args.source.as_deref().unwrap_or(recipe::DEFAULT_RECIPE);
-    let is_path = Path::new(source).exists() || source.contains('/') || source.contains(".tar");
-    if is_path {
+    if is_archive_path(Some(source)) {
         if args.arch.len() > 1 {
             return Err(Error::usage(
                 "an archive has one architecture: give --arch once",
@@ -361,7 +433,15 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
         );
         return Ok(0);
     }
-    println!("store: {}", store.root.display());
+    println!(
+        "store: {}{}",
+        store.root.display(),
+        match std::env::var("SUDO_USER") {
+            Ok(u) if !nix::unistd::geteuid().is_root() => format!(" (user {u}'s, through sudo)"),
+            _ if nix::unistd::geteuid().is_root() => " (root's own)".to_string(),
+            _ => String::new(),
+        }
+    );
     println!("id map: {}", store.map.describe());
     println!();
     if bases.is_empty() {

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod recipe;
 pub mod sandbox;
 pub mod store;
+pub mod sudo;
 pub mod sys;
 pub mod userns;
 

@@ -8,6 +8,10 @@ use clap::Parser;
 use pookie_ns::cli::Cli;
 
 fn main() {
+    // Rust starts with SIGPIPE ignored; a shell tool dies of it quietly instead (`list | head`),
+    // and the sandboxed command must not inherit the ignored disposition across execve.
+    // SAFETY: setting a signal's disposition to its default before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
