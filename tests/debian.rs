@@ -163,3 +163,29 @@ fn update_baseos_swaps_in_a_rebuilt_base_and_restarts_its_instances() {
         "the old base is gone"
     );
 }
+
+#[test]
+fn a_missing_mmdebstrap_names_the_package_to_install() {
+    if !require(common::is_root(), "runs as root") {
+        return;
+    }
+    let r = Runner::new(Who::Root);
+    let out = r
+        .command(&["load-baseos", "debian-bullseye"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sudo apt-get install mmdebstrap"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.run(&["load-baseos", "debian-bullseye", "--arch", "riscv64"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("has no riscv64"), "{}", stderr(&out));
+    assert!(std::fs::read_dir(r.store.join("baseos"))
+        .unwrap()
+        .next()
+        .is_none());
+}
