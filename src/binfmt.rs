@@ -1,73 +1,182 @@
-//! QEMU user-mode emulation through binfmt_misc: the magic/mask table of each foreign
-//! architecture, finding `qemu-<arch>-static`, and registering it.
+//! QEMU user-mode emulation through binfmt_misc: the magic/mask table of each architecture,
+//! finding a static `qemu-<arch>-static`, registering it, and deciding once per run how a
+//! foreign architecture gets emulated.
 //!
-//! Preference, decided once per run ([`choose`]):
+//! Preference, decided by [`choose`]:
 //! 1. a **private** binfmt_misc instance in the sandbox's own user namespace (Linux ≥ 6.7): no
-//!    root, no global change; it is mounted under the new root before `pivot_root`, because the
-//!    instance dies with its last mount, and registered with `F` so the interpreter is opened from
-//!    the host's filesystem at registration time;
-//! 2. an existing host registration of that arch with the `F` flag;
-//! 3. otherwise an error naming the kernel, the reason and the one command that fixes it.
+//!    root, no global change. [`setup_private`] mounts it under the new root before `pivot_root`,
+//!    because an instance dies with its last mount, and registers with `F`, so the interpreter is
+//!    opened from the host's filesystem at registration time and need not exist in the rootfs;
+//! 2. an existing, enabled host registration of that arch with the `F` flag;
+//! 3. otherwise an error naming the kernel, the reason and the one command that fixes it
+//!    ([`register_host`] behind `sudo pookie-ns binfmt register --arch ARCH`).
 //!
-//! Table values: Debian's `/usr/share/binfmts/qemu-*` from `qemu-user-static` 1:10.0 (checked on
-//! 2026-11-23), which are generated from QEMU's `scripts/qemu-binfmt-conf.sh`. i386 and x86_64
-//! binaries run natively on an x86_64 host and have no entry.
+//! How the kernel matches (fs/binfmt_misc.c, `search_binfmt_handler`): a file is handled by an
+//! entry when `((header[i] ^ magic[i]) & mask[i]) == 0` for every byte, i.e. when
+//! `header & mask == magic & mask`. The kernel keeps the magic as written (checked on 6.18: a
+//! magic byte 0x01 under mask 0xfe is shown as `01`), so the comparison masks both sides.
 
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
-use crate::arch::Arch;
+use crate::arch::{parse_elf_header, Arch};
 use crate::sys;
 
-/// The binfmt_misc match of one architecture: `(header & mask) == magic` at offset 0.
-#[derive(Debug, Clone, Copy)]
+/// Where the host's binfmt_misc lives.
+pub const HOST_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The first kernel that lets a user namespace mount its own binfmt_misc instance (Linux 6.7,
+/// "binfmt_misc: enable sandboxed mounts").
+pub const PRIVATE_MIN_KERNEL: (u32, u32) = (6, 7);
+
+/// Flags of a registration in a private instance.
+///
+/// - `F` (fix binary): the kernel opens the interpreter when the line is written, from the host's
+///   filesystem; without it the path is looked up at each exec *inside the rootfs*, where there
+///   is no qemu (`required file not found`), and after `pivot_root` the host path is gone.
+/// - `P` (preserve argv[0]): the program sees the argv[0] it was started with, as natively.
+///   Busybox applets, `python3` vs `python3.11`, login shells (`-sh`) depend on it. QEMU learns
+///   about it from `AT_FLAGS_PRESERVE_ARGV0` in its auxv (Linux ≥ 5.12, QEMU ≥ 6.0), which every
+///   kernel with private instances has. Debian registers the same pair (`fix_binary yes`,
+///   `preserve yes` in /usr/share/binfmts/qemu-*).
+/// - not `C` (and so not `O`): credentials computed from the emulated binary only matter for
+///   setuid/setgid programs, and the sandbox runs its command under `no_new_privs`, where the
+///   kernel ignores setuid bits anyway; `C` would also make a setuid binary start qemu itself
+///   with raised privileges. Debian says `credentials no` too.
+pub const PRIVATE_FLAGS: &str = "FP";
+
+/// Flags of a host-wide registration: only `F`. A host registration serves kernels older than
+/// 6.7, and before 5.12 the kernel cannot tell QEMU that `P` was set, so a plain
+/// `qemu-<arch>-static` would take the program's argv[0] for its first argument.
+pub const HOST_FLAGS: &str = "F";
+
+/// The binfmt_misc match of one architecture: `header & mask == magic & mask` at offset 0 over
+/// the ELF identification, `e_type` and `e_machine` (20 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub arch: Arch,
     pub magic: [u8; 20],
     pub mask: [u8; 20],
 }
 
-/// ELF e_ident + e_type (EXEC or DYN: the mask clears the low bit of e_type) + e_machine.
-pub const TABLE: [Entry; 5] = [
-    Entry {
-        arch: Arch::Arm64,
-        magic: *b"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
-        mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-    },
-    Entry {
-        arch: Arch::Armhf,
-        magic: *b"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
-        mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-    },
-    Entry {
-        arch: Arch::Ppc64el,
-        magic: *b"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
-        mask: *b"\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
-    },
-    Entry {
-        arch: Arch::S390x,
-        magic: *b"\x7f\x45\x4c\x46\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16",
-        mask: *b"\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
-    },
-    Entry {
-        arch: Arch::Riscv64,
-        magic: *b"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00",
-        mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-    },
-];
+// The values of QEMU's scripts/qemu-binfmt-conf.sh (`<cpu>_magic` / `<cpu>_mask`), identical in
+// the qemu/qemu revisions read for this table (from the 3.x layout to the 10.x one that adds
+// riscv64be). Compared on 2026-11-23 with Debian 12's /usr/share/binfmts/qemu-{aarch64,arm,
+// ppc64le,s390x,riscv64} from qemu-user-static 1:7.2+dfsg-7+deb12u18: identical, except that
+// Debian masks EI_OSABI (byte 7) of ppc64le and s390x with 0xfc instead of 0x00 (it accepts
+// OSABI 0-3 only; QEMU accepts any). Linux binaries carry 0 (SYSV) or 3 (GNU), so both match the
+// same programs, and host registrations are recognised by what they match, not by their bytes
+// ([`Registration::serves`]). Debian ships no qemu-i386/qemu-x86_64 entries on an amd64 host.
+// `e_type` is masked with 0xfe so that ET_EXEC (2) and ET_DYN (3, PIE) both match.
 
-/// Flags of a registration: `F` opens the interpreter at registration time (so it works inside
-/// any root filesystem, and after `pivot_root`), `P` passes the program's own argv[0] (Debian
-/// registers the same). Not `C`: credentials of setuid binaries mean nothing under no_new_privs.
-pub const FLAGS: &str = "FP";
+/// `aarch64_magic` / `aarch64_mask`.
+const AARCH64: Entry = Entry {
+    arch: Arch::Arm64,
+    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+};
 
-/// Where the host's binfmt_misc lives.
-pub const HOST_DIR: &str = "/proc/sys/fs/binfmt_misc";
+/// `arm_magic` / `arm_mask` (32-bit little-endian ARM: armhf, armel; `uname -m` armv7l).
+const ARM: Entry = Entry {
+    arch: Arch::Armhf,
+    magic: *b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+};
 
-pub fn entry(arch: Arch) -> Option<&'static Entry> {
-    TABLE.iter().find(|e| e.arch == arch)
+/// `ppc64le_magic` / `ppc64le_mask` (the last byte, e_machine's high byte, is not compared).
+const PPC64LE: Entry = Entry {
+    arch: Arch::Ppc64el,
+    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
+};
+
+/// `s390x_magic` / `s390x_mask` (big endian: e_type and e_machine byte-swapped).
+const S390X: Entry = Entry {
+    arch: Arch::S390x,
+    magic: *b"\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16",
+    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
+};
+
+/// `riscv64_magic` / `riscv64_mask`.
+const RISCV64: Entry = Entry {
+    arch: Arch::Riscv64,
+    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+};
+
+/// `i386_magic` / `i386_mask` (EI_DATA and EI_VERSION masked with 0xfe).
+const I386: Entry = Entry {
+    arch: Arch::I386,
+    magic: *b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+};
+
+/// `x86_64_magic` / `x86_64_mask`.
+const X86_64: Entry = Entry {
+    arch: Arch::Amd64,
+    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00",
+    mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+};
+
+/// The binfmt_misc entry of `arch` (every [`Arch`] has one; the host's own are never registered).
+pub fn entry(arch: Arch) -> &'static Entry {
+    match arch {
+        Arch::Arm64 => &AARCH64,
+        Arch::Armhf => &ARM,
+        Arch::Ppc64el => &PPC64LE,
+        Arch::S390x => &S390X,
+        Arch::Riscv64 => &RISCV64,
+        Arch::I386 => &I386,
+        Arch::Amd64 => &X86_64,
+    }
+}
+
+impl Entry {
+    /// Whether the kernel would hand a file starting with `header` to this entry.
+    pub fn matches(&self, header: &[u8]) -> bool {
+        masked_match(header, &self.magic, Some(&self.mask))
+    }
+}
+
+/// The kernel's comparison: `((h ^ magic) & mask) == 0` for each byte; no mask = all bits.
+fn masked_match(header: &[u8], magic: &[u8], mask: Option<&[u8]>) -> bool {
+    header.len() >= magic.len()
+        && magic.iter().enumerate().all(|(i, m)| {
+            let bits = mask.map_or(0xff, |k| k.get(i).copied().unwrap_or(0xff));
+            (header[i] ^ m) & bits == 0
+        })
+}
+
+/// The first 20 bytes of a real `arch` executable: `e_ident`, `e_type` (`ET_EXEC` = 2 or
+/// `ET_DYN` = 3) and `e_machine`, both in the arch's byte order; `osabi` 0 (SYSV) or 3 (GNU).
+pub fn elf_header(arch: Arch, e_type: u16, osabi: u8) -> [u8; 20] {
+    let id = arch.elf();
+    let mut h = [0u8; 20];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = id.class;
+    h[5] = id.data;
+    h[6] = 1; // EV_CURRENT
+    h[7] = osabi;
+    let (t, m) = if id.data == 2 {
+        (e_type.to_be_bytes(), id.machine.to_be_bytes())
+    } else {
+        (e_type.to_le_bytes(), id.machine.to_le_bytes())
+    };
+    h[16..18].copy_from_slice(&t);
+    h[18..20].copy_from_slice(&m);
+    h
+}
+
+/// The headers an entry for `arch` must match: executables and PIEs, SYSV and GNU OSABI.
+fn representative_headers(arch: Arch) -> impl Iterator<Item = [u8; 20]> {
+    [(2, 0), (3, 0), (2, 3), (3, 3)]
+        .into_iter()
+        .map(move |(t, abi)| elf_header(arch, t, abi))
 }
 
 /// The registration name, as Debian names it: `qemu-aarch64`.
@@ -78,27 +187,48 @@ pub fn entry_name(arch: Arch) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum BinfmtError {
     #[error(
-        "no QEMU interpreter for {arch} ({}): install it with `sudo apt-get install qemu-user-static`{}",
+        "no usable QEMU interpreter for {}: {}; install it with: sudo apt-get install qemu-user-static{}",
         .arch.uname(),
-        qemu_dir.as_ref().map(|d| format!(" (looked in qemu_dir = {})", d.display())).unwrap_or_default()
+        describe_tried(.tried),
+        .qemu_dir.as_ref().map(|d| format!(" (or correct qemu_dir = {} in config.toml)", d.display())).unwrap_or_default()
     )]
     NoInterpreter {
         arch: Arch,
         qemu_dir: Option<PathBuf>,
+        /// Each candidate path and why it was not taken.
+        tried: Vec<(PathBuf, String)>,
     },
-    #[error("pookie-ns has no binfmt_misc entry for {0}: it runs natively or is not supported")]
-    NoEntry(Arch),
-    #[error(
-        "cannot run {arch} binaries: {reason}. Linux {kernel} found. Fix: \
-         `sudo pookie-ns binfmt register --arch {}` (a host-wide registration with the F flag)",
-        .arch.uname()
-    )]
+
+    #[error("{} runs natively on this host: it needs no binfmt_misc registration", .0.uname())]
+    Native(Arch),
+
+    #[error("invalid binfmt_misc registration for {}: {reason}", .arch.uname())]
+    Invalid { arch: Arch, reason: String },
+
+    #[error("cannot run {} binaries on Linux {kernel}: {reason}.\n  fix: {fix}", .arch.uname())]
     Unavailable {
         arch: Arch,
+        /// The kernel release found (`uname -r`).
         kernel: String,
         reason: String,
+        /// The one command that makes it work.
+        fix: String,
     },
-    #[error("{op} {}: {} ({errno}){}", path.display(), errno.desc(), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+
+    #[error(
+        "refusing to mount binfmt_misc on {}: this process is in the host's user namespace, \
+         where binfmt_misc is the host's own instance and registering would change the whole \
+         machine (setup_private must run inside a new user namespace)",
+        .path.display()
+    )]
+    NotInUserNamespace { path: PathBuf },
+
+    #[error(
+        "{op} {}: {} ({errno}){}",
+        .path.display(),
+        .errno.desc(),
+        .hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default()
+    )]
     Sys {
         op: &'static str,
         path: PathBuf,
@@ -107,40 +237,57 @@ pub enum BinfmtError {
     },
 }
 
-impl BinfmtError {
-    pub fn is_input_error(&self) -> bool {
-        matches!(
-            self,
-            BinfmtError::NoInterpreter { .. }
-                | BinfmtError::NoEntry(_)
-                | BinfmtError::Unavailable { .. }
-        )
-    }
+fn describe_tried(tried: &[(PathBuf, String)]) -> String {
+    let parts: Vec<String> = tried
+        .iter()
+        .map(|(p, why)| format!("{} ({why})", p.display()))
+        .collect();
+    format!("looked for {}", parts.join(", "))
+}
 
-    fn sys(op: &'static str, path: &Path, e: &std::io::Error) -> Self {
-        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        let hint = match errno {
-            Errno::EACCES | Errno::EPERM if path.starts_with(HOST_DIR) => {
-                Some("host-wide registration needs root: run it with sudo".to_string())
+impl BinfmtError {
+    /// True for what the user fixes in their setup or command line (exit status 2): a missing
+    /// package, an arch that needs nothing, no usable emulation, host-wide changes without root.
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            BinfmtError::NoInterpreter { .. }
+            | BinfmtError::Native(_)
+            | BinfmtError::Invalid { .. }
+            | BinfmtError::Unavailable { .. } => true,
+            BinfmtError::Sys { errno, path, .. } => {
+                matches!(errno, Errno::EACCES | Errno::EPERM) && path.starts_with(HOST_DIR)
             }
-            Errno::EEXIST => Some("an entry of that name exists; unregister it first".into()),
-            Errno::EINVAL => Some("the kernel refused the registration line".into()),
-            Errno::ENOENT => Some("binfmt_misc is not mounted there".into()),
-            _ => None,
-        };
-        BinfmtError::Sys {
-            op,
-            path: path.to_path_buf(),
-            errno,
-            hint,
+            BinfmtError::NotInUserNamespace { .. } => false,
         }
     }
 }
 
 type Result<T> = std::result::Result<T, BinfmtError>;
 
-/// `qemu-<arch>-static`: in `qemu_dir` when given; else Debian's `-binfmt-P` link (what Debian
-/// itself registers), else `/usr/bin/qemu-<arch>-static`.
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn needs_root_hint(path: &Path) -> Option<String> {
+    path.starts_with(HOST_DIR).then(|| {
+        "changing the host's binfmt_misc needs root: run it with sudo \
+         (e.g. `sudo pookie-ns binfmt register --arch ARCH`)"
+            .to_string()
+    })
+}
+
+// ---- finding the interpreter ---------------------------------------------------------------
+
+/// The static QEMU user-mode emulator for `arch`.
+///
+/// With `qemu_dir` (config key `qemu_dir`): `<qemu_dir>/qemu-<qemu>-static`, then
+/// `<qemu_dir>/qemu-<qemu>`, nothing else. Without: `/usr/bin/qemu-<qemu>-static` (Debian's
+/// `qemu-user-static`), `/usr/libexec/qemu-binfmt/<qemu>-binfmt-P` (the name Debian registers; a
+/// link to the former in Debian 12), `/usr/bin/qemu-<qemu>` (static in some distributions).
+///
+/// A candidate is taken only if it is an executable, **statically linked** ELF of the host's
+/// architecture: a dynamic qemu's own loader (`/lib64/ld-linux-x86-64.so.2`) would be looked up
+/// inside the foreign root filesystem at every exec and not be found.
 pub fn find_interpreter(arch: Arch, qemu_dir: Option<&Path>) -> Result<PathBuf> {
     let q = arch.qemu();
     let candidates: Vec<PathBuf> = match qemu_dir {
@@ -149,33 +296,151 @@ pub fn find_interpreter(arch: Arch, qemu_dir: Option<&Path>) -> Result<PathBuf> 
             d.join(format!("qemu-{q}")),
         ],
         None => vec![
-            PathBuf::from(format!("/usr/libexec/qemu-binfmt/{q}-binfmt-P")),
             PathBuf::from(format!("/usr/bin/qemu-{q}-static")),
+            PathBuf::from(format!("/usr/libexec/qemu-binfmt/{q}-binfmt-P")),
+            PathBuf::from(format!("/usr/bin/qemu-{q}")),
         ],
     };
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or(BinfmtError::NoInterpreter {
-            arch,
-            qemu_dir: qemu_dir.map(Path::to_path_buf),
-        })
+    let mut tried = Vec::new();
+    for path in candidates {
+        match check_interpreter(&path) {
+            Ok(()) => {
+                tracing::debug!(%arch, interpreter = %path.display(), "found QEMU interpreter");
+                return Ok(path);
+            }
+            Err(why) => tried.push((path, why)),
+        }
+    }
+    Err(BinfmtError::NoInterpreter {
+        arch,
+        qemu_dir: qemu_dir.map(Path::to_path_buf),
+        tried,
+    })
 }
+
+/// Why `path` cannot serve as a binfmt_misc interpreter, if it cannot.
+fn check_interpreter(path: &Path) -> std::result::Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".to_string(),
+        _ => format!("unreadable: {e}"),
+    })?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err("not executable".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = file
+        .read_at(&mut head, 0)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let arch = parse_elf_header(&head[..n])
+        .and_then(Arch::from_elf)
+        .ok_or("not an ELF executable of a known architecture")?;
+    if !arch.is_native() {
+        return Err(format!("built for {}, not for this host", arch.uname()));
+    }
+    if has_program_interpreter(&file, &head[..n]).map_err(|e| format!("unreadable: {e}"))? {
+        return Err("dynamically linked; binfmt_misc needs a static build".into());
+    }
+    Ok(())
+}
+
+/// Whether the ELF file has a `PT_INTERP` program header (i.e. is dynamically linked).
+fn has_program_interpreter(file: &std::fs::File, head: &[u8]) -> std::io::Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let big = head.get(5) == Some(&2);
+    let u16_at = |b: &[u8], o: usize| -> u64 {
+        let v = [b[o], b[o + 1]];
+        u64::from(if big {
+            u16::from_be_bytes(v)
+        } else {
+            u16::from_le_bytes(v)
+        })
+    };
+    let u32_at = |b: &[u8], o: usize| -> u64 {
+        let v = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+        u64::from(if big {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        })
+    };
+    let u64_at = |b: &[u8], o: usize| -> u64 {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&b[o..o + 8]);
+        if big {
+            u64::from_be_bytes(v)
+        } else {
+            u64::from_le_bytes(v)
+        }
+    };
+    // elf(5): e_phoff, e_phentsize, e_phnum.
+    let (phoff, phentsize, phnum) = match head.get(4) {
+        Some(2) if head.len() >= 64 => (u64_at(head, 32), u16_at(head, 54), u16_at(head, 56)),
+        Some(1) if head.len() >= 52 => (u32_at(head, 28), u16_at(head, 42), u16_at(head, 44)),
+        _ => return Err(std::io::Error::other("truncated ELF header")),
+    };
+    if phentsize < 4 || phnum > 4096 {
+        return Err(std::io::Error::other("implausible program header table"));
+    }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    file.read_exact_at(&mut table, phoff)?;
+    Ok(table
+        .chunks_exact(phentsize as usize)
+        .any(|ph| u32_at(ph, 0) == u64::from(PT_INTERP)))
+}
+
+// ---- registering ---------------------------------------------------------------------------
 
 fn escape(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
-/// The line written to `register`: `:name:M::magic:mask:interpreter:flags`.
-pub fn register_line(arch: Arch, interpreter: &Path, flags: &str) -> Result<String> {
-    let e = entry(arch).ok_or(BinfmtError::NoEntry(arch))?;
-    Ok(format!(
+/// The line written to `register`: `:qemu-<qemu>:M::<magic>:<mask>:<interpreter>:<flags>`, magic
+/// and mask as `\xHH` escapes (so no byte can be taken for the `:` separator).
+pub fn register_line(arch: Arch, interpreter: &Path, flags: &str) -> String {
+    let e = entry(arch);
+    format!(
         ":{}:M::{}:{}:{}:{flags}",
         entry_name(arch),
         escape(&e.magic),
         escape(&e.mask),
         interpreter.display()
-    ))
+    )
+}
+
+/// What the kernel's parser (fs/binfmt_misc.c `create_entry`) would refuse or misread.
+fn validate(arch: Arch, interpreter: &Path, flags: &str) -> Result<()> {
+    let invalid = |reason: String| Err(BinfmtError::Invalid { arch, reason });
+    let Some(text) = interpreter.to_str() else {
+        return invalid(format!("{} is not UTF-8", interpreter.display()));
+    };
+    if !interpreter.is_absolute() {
+        return invalid(format!("the interpreter {text} is not an absolute path"));
+    }
+    if text.contains([':', '\n']) {
+        return invalid(format!(
+            "the interpreter path {text:?} contains ':' or a newline, which the kernel takes for \
+             a field separator"
+        ));
+    }
+    if let Some(c) = flags.chars().find(|c| !"POCF".contains(*c)) {
+        return invalid(format!(
+            "unknown flag {c:?} in {flags:?} (the kernel knows P, O, C and F)"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens an existing control file and writes `data` in one write; never creates the file (a
+/// directory where binfmt_misc is not mounted must stay untouched).
+fn write_control(path: &Path, data: &str) -> std::io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(data.as_bytes())
 }
 
 /// A registration as the kernel shows it in `<binfmt_misc>/<name>`.
@@ -184,52 +449,116 @@ pub struct Registration {
     pub name: String,
     pub enabled: bool,
     pub interpreter: PathBuf,
+    /// As the kernel prints them, e.g. `PF` or `POCF`.
     pub flags: String,
-    pub magic: String,
-    pub mask: String,
+    pub offset: usize,
+    /// Empty for an extension (`E`) entry.
+    pub magic: Vec<u8>,
+    /// `None` when registered without a mask (all bits compared).
+    pub mask: Option<Vec<u8>>,
 }
 
 impl Registration {
-    /// True when this entry runs `interpreter` with exactly `flags` (in any order).
+    pub fn has_flag(&self, flag: char) -> bool {
+        self.flags.contains(flag)
+    }
+
+    /// Whether the kernel would hand a file starting with `header` to this entry.
+    pub fn matches(&self, header: &[u8]) -> bool {
+        !self.magic.is_empty()
+            && header.len() > self.offset
+            && masked_match(&header[self.offset..], &self.magic, self.mask.as_deref())
+    }
+
+    /// True when the entry handles `arch`'s executables and PIEs (whatever its name, and
+    /// whether its table is QEMU's or Debian's).
+    pub fn serves(&self, arch: Arch) -> bool {
+        representative_headers(arch).all(|h| self.matches(&h))
+    }
+
+    /// True when this entry runs `interpreter` with the same flags (in any order; `C` implies
+    /// `O`, which the kernel then shows).
     pub fn is_same(&self, interpreter: &Path, flags: &str) -> bool {
-        let sorted = |s: &str| {
-            let mut v: Vec<char> = s.chars().collect();
-            v.sort_unstable();
-            v
-        };
-        self.interpreter == interpreter && sorted(&self.flags) == sorted(flags)
+        self.interpreter == interpreter && flag_set(&self.flags) == flag_set(flags)
+    }
+
+    /// True when the entry is exactly `entry`'s magic and mask at offset 0.
+    fn has_table_values(&self, e: &Entry) -> bool {
+        self.offset == 0 && self.magic == e.magic && self.mask.as_deref() == Some(&e.mask[..])
     }
 }
 
-/// Parses the kernel's description of an entry.
+fn flag_set(flags: &str) -> Vec<char> {
+    let mut v: Vec<char> = flags.chars().collect();
+    if v.contains(&'C') && !v.contains(&'O') {
+        v.push('O');
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn parse_hex(s: &str) -> Vec<u8> {
+    s.as_bytes()
+        .chunks_exact(2)
+        .filter_map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
+}
+
+/// Parses the kernel's description of an entry (fs/binfmt_misc.c `entry_status`):
+/// `enabled`, `interpreter /usr/bin/…`, `flags: PF`, `offset 0`, `magic 7f45…`, `mask ff…`.
 pub fn parse_registration(name: &str, text: &str) -> Registration {
     let mut r = Registration {
         name: name.to_string(),
         enabled: false,
         interpreter: PathBuf::new(),
         flags: String::new(),
-        magic: String::new(),
-        mask: String::new(),
+        offset: 0,
+        magic: Vec::new(),
+        mask: None,
     };
     for line in text.lines() {
+        let line = line.trim_end();
         if line == "enabled" {
             r.enabled = true;
         } else if let Some(v) = line.strip_prefix("interpreter ") {
             r.interpreter = v.into();
-        } else if let Some(v) = line.strip_prefix("flags: ") {
+        } else if let Some(v) = line.strip_prefix("flags:") {
             r.flags = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("offset ") {
+            r.offset = v.trim().parse().unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("magic ") {
-            r.magic = v.trim().to_string();
+            r.magic = parse_hex(v.trim());
         } else if let Some(v) = line.strip_prefix("mask ") {
-            r.mask = v.trim().to_string();
+            r.mask = Some(parse_hex(v.trim()));
         }
     }
     r
 }
 
-/// Names of the entries registered in `dir`.
-pub fn list_entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+/// The entry `qemu-<qemu>` in the binfmt_misc mounted at `binfmt_dir`, if there is one.
+pub fn read_entry(binfmt_dir: &Path, arch: Arch) -> Result<Option<Registration>> {
+    read_named(binfmt_dir, &entry_name(arch))
+}
+
+fn read_named(binfmt_dir: &Path, name: &str) -> Result<Option<Registration>> {
+    let path = binfmt_dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(parse_registration(name, &text))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BinfmtError::Sys {
+            op: "read binfmt_misc entry",
+            hint: needs_root_hint(&path),
+            errno: errno_of(&e),
+            path,
+        }),
+    }
+}
+
+/// Names of the entries registered in `binfmt_dir` (sorted; without `register` and `status`).
+/// Empty when nothing is mounted there.
+pub fn list_entries(binfmt_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(binfmt_dir)
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
@@ -241,241 +570,890 @@ pub fn list_entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The registration in `dir` that matches `arch`'s magic and mask, whatever its name.
-pub fn find_registration(dir: &Path, arch: Arch) -> Option<Registration> {
-    let e = entry(arch)?;
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let (magic, mask) = (hex(&e.magic), hex(&e.mask));
-    list_entries(dir).into_iter().find_map(|name| {
-        let text = std::fs::read_to_string(dir.join(&name)).ok()?;
-        let r = parse_registration(&name, &text);
-        (r.magic == magic && r.mask == mask).then_some(r)
+/// Every entry in `binfmt_dir` that handles `arch`'s executables, enabled or not, `qemu-<qemu>`
+/// first.
+fn entries_serving(binfmt_dir: &Path, arch: Arch) -> Vec<Registration> {
+    let ours = entry_name(arch);
+    let mut found: Vec<Registration> = list_entries(binfmt_dir)
+        .into_iter()
+        .filter_map(|name| read_named(binfmt_dir, &name).ok().flatten())
+        .filter(|r| r.serves(arch))
+        .collect();
+    found.sort_by_key(|r| r.name != ours);
+    found
+}
+
+/// The enabled registration in `binfmt_dir` that handles `arch` (one with `F` preferred),
+/// whatever its name.
+pub fn find_registration(binfmt_dir: &Path, arch: Arch) -> Option<Registration> {
+    let mut enabled: Vec<Registration> = entries_serving(binfmt_dir, arch)
+        .into_iter()
+        .filter(|r| r.enabled)
+        .collect();
+    enabled.sort_by_key(|r| !r.has_flag('F'));
+    enabled.into_iter().next()
+}
+
+/// Registers `arch` in the binfmt_misc mounted at `binfmt_dir`. Idempotent: an enabled
+/// `qemu-<qemu>` entry with the same table values, interpreter and flags is left alone; a
+/// different one is removed first.
+pub fn register(binfmt_dir: &Path, arch: Arch, interpreter: &Path, flags: &str) -> Result<()> {
+    if arch.is_native() {
+        // An entry for the host's own arch would match qemu itself: every exec would loop.
+        return Err(BinfmtError::Native(arch));
+    }
+    validate(arch, interpreter, flags)?;
+    let e = entry(arch);
+    let name = entry_name(arch);
+    if let Some(existing) = read_entry(binfmt_dir, arch)? {
+        if existing.enabled && existing.has_table_values(e) && existing.is_same(interpreter, flags)
+        {
+            tracing::debug!(dir = %binfmt_dir.display(), %name, "already registered");
+            return Ok(());
+        }
+        tracing::debug!(dir = %binfmt_dir.display(), ?existing, "replacing a different entry");
+        remove_entry(binfmt_dir, &name)?;
+    }
+    let line = register_line(arch, interpreter, flags);
+    let reg = binfmt_dir.join("register");
+    tracing::debug!(register = %reg.display(), %line, "registering");
+    match write_control(&reg, &line) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let errno = errno_of(&err);
+            // Registered meanwhile by someone else (two `binfmt register` at once): fine if it
+            // is what we wanted.
+            if errno == Errno::EEXIST {
+                if let Some(now) = read_entry(binfmt_dir, arch)? {
+                    if now.enabled && now.is_same(interpreter, flags) {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(BinfmtError::Sys {
+                op: "register in",
+                hint: register_hint(binfmt_dir, errno, &name, interpreter, &line),
+                path: reg,
+                errno,
+            })
+        }
+    }
+}
+
+/// Advice for a failed write to `register`.
+fn register_hint(
+    dir: &Path,
+    errno: Errno,
+    name: &str,
+    interpreter: &Path,
+    line: &str,
+) -> Option<String> {
+    match errno {
+        Errno::ENOENT if !dir.join("register").exists() => Some(format!(
+            "binfmt_misc is not mounted at {} (mount -t binfmt_misc binfmt_misc {})",
+            dir.display(),
+            dir.display()
+        )),
+        Errno::ENOENT => Some(format!(
+            "the interpreter {} does not exist (flag F opens it when registering)",
+            interpreter.display()
+        )),
+        Errno::EEXIST => Some(format!(
+            "an entry named {name} exists already; remove it with `echo -1 > {}`",
+            dir.join(name).display()
+        )),
+        Errno::EINVAL => Some(format!("the kernel rejected the line `{line}`")),
+        Errno::EACCES | Errno::EPERM => needs_root_hint(dir).or_else(|| {
+            Some("only the user namespace that mounted this binfmt_misc can register in it".into())
+        }),
+        Errno::EROFS => Some(format!(
+            "{} is read-only here (inside a container?): register on the host",
+            dir.display()
+        )),
+        _ => None,
+    }
+}
+
+fn remove_entry(binfmt_dir: &Path, name: &str) -> Result<()> {
+    let path = binfmt_dir.join(name);
+    write_control(&path, "-1").map_err(|e| BinfmtError::Sys {
+        op: "remove binfmt_misc entry",
+        hint: needs_root_hint(&path),
+        errno: errno_of(&e),
+        path,
     })
 }
 
-/// Registers `arch` in the binfmt_misc mounted at `dir`; does nothing if an identical entry exists.
-pub fn register(dir: &Path, arch: Arch, interpreter: &Path, flags: &str) -> Result<()> {
+/// Removes `qemu-<qemu>` from the binfmt_misc at `binfmt_dir`; false if it was not there.
+pub fn unregister(binfmt_dir: &Path, arch: Arch) -> Result<bool> {
     let name = entry_name(arch);
-    let existing = dir.join(&name);
-    if let Ok(text) = std::fs::read_to_string(&existing) {
-        if parse_registration(&name, &text).is_same(interpreter, flags) {
-            return Ok(());
-        }
-        std::fs::write(&existing, "-1")
-            .map_err(|e| BinfmtError::sys("unregister", &existing, &e))?;
-    }
-    let line = register_line(arch, interpreter, flags)?;
-    let reg = dir.join("register");
-    tracing::debug!(register = %reg.display(), %line, "registering");
-    std::fs::write(&reg, line).map_err(|e| BinfmtError::sys("register in", &reg, &e))
-}
-
-pub fn unregister(dir: &Path, arch: Arch) -> Result<bool> {
-    let path = dir.join(entry_name(arch));
-    if !path.exists() {
+    if read_entry(binfmt_dir, arch)?.is_none() {
         return Ok(false);
     }
-    std::fs::write(&path, "-1").map_err(|e| BinfmtError::sys("unregister", &path, &e))?;
+    remove_entry(binfmt_dir, &name)?;
     Ok(true)
 }
+
+// ---- the decision --------------------------------------------------------------------------
 
 /// How a run on a foreign arch gets its emulation.
 #[derive(Debug, Clone)]
 pub enum Strategy {
-    /// Register in a private binfmt_misc instance inside the sandbox.
+    /// Register `interpreter` in a private binfmt_misc instance inside the sandbox.
     Private { interpreter: PathBuf },
-    /// The host already has a usable registration.
+    /// The host has a usable registration (enabled, flag `F`): nothing to do.
     Host { entry: Registration },
 }
 
 /// True when this kernel can mount binfmt_misc in a user namespace (Linux 6.7).
 pub fn kernel_has_private_instances() -> bool {
-    sys::kernel_version() >= (6, 7)
+    sys::kernel_version() >= PRIVATE_MIN_KERNEL
 }
 
-/// Decides how to emulate `arch` (see the module documentation for the order).
+/// Decides how to emulate `arch`; see the module documentation for the order. `allow_private`
+/// is false when the user asked for the host's registrations only (`POOKIE_NS_BINFMT=host`,
+/// `binfmt = "host"`: the caller reads those). Reads the host's binfmt_misc, changes nothing.
 pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Result<Strategy> {
-    entry(arch).ok_or(BinfmtError::NoEntry(arch))?;
-    let private_ok = kernel_has_private_instances();
-    if allow_private && private_ok {
-        return Ok(Strategy::Private {
-            interpreter: find_interpreter(arch, qemu_dir)?,
-        });
+    let strategy = choose_in(
+        arch,
+        qemu_dir,
+        allow_private,
+        sys::kernel_version(),
+        &sys::kernel_release(),
+        Path::new(HOST_DIR),
+    )?;
+    tracing::debug!(%arch, ?strategy, "emulation strategy");
+    Ok(strategy)
+}
+
+fn choose_in(
+    arch: Arch,
+    qemu_dir: Option<&Path>,
+    allow_private: bool,
+    kernel: (u32, u32),
+    release: &str,
+    host_dir: &Path,
+) -> Result<Strategy> {
+    if arch.is_native() {
+        return Err(BinfmtError::Native(arch));
     }
-    if let Some(r) = find_registration(Path::new(HOST_DIR), arch) {
-        if r.enabled && r.flags.contains('F') {
-            return Ok(Strategy::Host { entry: r });
+    let private_possible = kernel >= PRIVATE_MIN_KERNEL;
+    let interpreter = find_interpreter(arch, qemu_dir);
+    if allow_private && private_possible {
+        if let Ok(interpreter) = &interpreter {
+            return Ok(Strategy::Private {
+                interpreter: interpreter.clone(),
+            });
         }
     }
-    let (major, minor) = sys::kernel_version();
+    let on_host = entries_serving(host_dir, arch);
+    if let Some(r) = on_host.iter().find(|r| r.enabled && r.has_flag('F')) {
+        return Ok(Strategy::Host { entry: r.clone() });
+    }
+    let interpreter_missing = match interpreter {
+        // Private instances would work; only the package is missing: say that, not sudo.
+        Err(e) if allow_private && private_possible => return Err(e),
+        Err(_) => true,
+        Ok(_) => false,
+    };
+
+    let (major, minor) = kernel;
     let why_private = if !allow_private {
-        "private binfmt_misc instances are disabled (binfmt = \"host\" in config.toml or POOKIE_NS_BINFMT=host)".to_string()
+        "private binfmt_misc instances are disabled (POOKIE_NS_BINFMT=host or binfmt = \"host\" \
+         in config.toml)"
+            .to_string()
     } else {
-        format!("Linux {major}.{minor} has no private binfmt_misc instances (they need 6.7)")
+        format!(
+            "Linux {major}.{minor} has no private binfmt_misc instances (they need {}.{}+)",
+            PRIVATE_MIN_KERNEL.0, PRIVATE_MIN_KERNEL.1
+        )
+    };
+    let u = arch.uname();
+    let why_host = match on_host.iter().find(|r| r.enabled).or(on_host.first()) {
+        None if !host_dir.join("register").exists() => {
+            format!("binfmt_misc is not mounted at {}", host_dir.display())
+        }
+        None => format!(
+            "no host registration for {u} with the F flag in {}",
+            host_dir.display()
+        ),
+        Some(r) if !r.enabled => format!("the host's registration {} is disabled", r.name),
+        Some(r) => format!(
+            "the host's registration {} ({}, flags {}) lacks the F flag, so its interpreter is \
+             not found inside a foreign root filesystem",
+            r.name,
+            r.interpreter.display(),
+            if r.flags.is_empty() { "none" } else { &r.flags }
+        ),
+    };
+    let fix = if interpreter_missing {
+        format!(
+            "sudo apt-get install qemu-user-static && sudo pookie-ns binfmt register --arch {u}"
+        )
+    } else {
+        format!("sudo pookie-ns binfmt register --arch {u}")
     };
     Err(BinfmtError::Unavailable {
         arch,
-        kernel: sys::kernel_release(),
-        reason: format!(
-            "{why_private}, and the host has no enabled registration for {} with the F flag in {HOST_DIR}",
-            arch.uname()
-        ),
+        kernel: release.to_string(),
+        reason: format!("{why_private}, and {why_host}"),
+        fix,
     })
 }
 
+// ---- the private instance ------------------------------------------------------------------
+
+/// `/proc/<pid>/ns/user` of the initial user namespace has this fixed inode number
+/// (include/linux/proc_ns.h, `PROC_USER_INIT_INO`).
+const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
+
+/// Refuses to go on in the initial user namespace, where a binfmt_misc mount is the host's.
+fn ensure_own_user_namespace(mount_point: &Path) -> Result<()> {
+    let ns = Path::new("/proc/self/ns/user");
+    match std::fs::metadata(ns) {
+        Ok(m) if m.ino() != PROC_USER_INIT_INO => Ok(()),
+        Ok(_) => Err(BinfmtError::NotInUserNamespace {
+            path: mount_point.to_path_buf(),
+        }),
+        Err(e) => Err(BinfmtError::Sys {
+            op: "find the user namespace of this process:",
+            path: ns.to_path_buf(),
+            errno: errno_of(&e),
+            hint: Some("/proc must be mounted".into()),
+        }),
+    }
+}
+
 /// Inside a new user + mount namespace, before `pivot_root`: mounts a private binfmt_misc
-/// instance at `mount_point` (normally `<newroot>/proc/sys/fs/binfmt_misc`) and registers each
-/// (arch, interpreter).
-pub fn setup_private(mount_point: &Path, arches: &[(Arch, PathBuf)]) -> Result<()> {
-    nix::mount::mount(
+/// instance at `binfmt_mount_point` (normally `<newroot>/proc/sys/fs/binfmt_misc`, so that the
+/// instance outlives the detach of the old root) and registers each `(arch, interpreter)` with
+/// [`PRIVATE_FLAGS`]. The instance starts empty, hides the host's entries and dies with the
+/// namespace. Refuses to run in the host's user namespace.
+pub fn setup_private(binfmt_mount_point: &Path, arches: &[(Arch, PathBuf)]) -> Result<()> {
+    ensure_own_user_namespace(binfmt_mount_point)?;
+    // nosuid, nodev, noexec: nothing in binfmt_misc is meant to be executed or opened as a device.
+    sys::mount(
         Some("binfmt_misc"),
-        mount_point,
+        binfmt_mount_point,
         Some("binfmt_misc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
+        None,
     )
-    .map_err(|errno| BinfmtError::Sys {
-        op: "mount a private binfmt_misc instance on",
-        path: mount_point.to_path_buf(),
-        errno,
-        hint: Some(format!(
-            "Linux {} cannot mount binfmt_misc inside a user namespace (needs 6.7); \
-             set binfmt = \"host\" and run `sudo pookie-ns binfmt register --arch ARCH`",
-            sys::kernel_release()
-        )),
+    .map_err(|e| {
+        let (major, minor) = sys::kernel_version();
+        let hint = match e.errno {
+            Errno::EPERM | Errno::EINVAL | Errno::ENODEV => Some(format!(
+                "this kernel ({major}.{minor}) cannot mount a private binfmt_misc instance in a \
+                 user namespace (needs {}.{}+): use the host's registration instead \
+                 (POOKIE_NS_BINFMT=host) after `sudo pookie-ns binfmt register{}`",
+                PRIVATE_MIN_KERNEL.0,
+                PRIVATE_MIN_KERNEL.1,
+                arches
+                    .iter()
+                    .map(|(a, _)| format!(" --arch {}", a.uname()))
+                    .collect::<String>()
+            )),
+            _ => None,
+        };
+        BinfmtError::Sys {
+            op: "mount a private binfmt_misc instance on",
+            path: binfmt_mount_point.to_path_buf(),
+            errno: e.errno,
+            hint,
+        }
     })?;
     for (arch, interpreter) in arches {
-        register(mount_point, *arch, interpreter, FLAGS)?;
+        register(binfmt_mount_point, *arch, interpreter, PRIVATE_FLAGS)?;
     }
+    tracing::debug!(
+        dir = %binfmt_mount_point.display(),
+        entries = ?list_entries(binfmt_mount_point),
+        "private binfmt_misc instance ready"
+    );
     Ok(())
 }
 
+// ---- the host's registrations (root) -------------------------------------------------------
+
+/// Mounts binfmt_misc at [`HOST_DIR`] unless it is there already (systemd mounts it on demand;
+/// minimal systems and containers may not).
 fn ensure_host_mounted() -> Result<()> {
     let dir = Path::new(HOST_DIR);
     if dir.join("status").exists() {
         return Ok(());
     }
-    nix::mount::mount(
+    sys::mount(
         Some("binfmt_misc"),
         dir,
         Some("binfmt_misc"),
-        MsFlags::empty(),
-        None::<&str>,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
     )
-    .map_err(|errno| BinfmtError::Sys {
+    .map_err(|e| BinfmtError::Sys {
         op: "mount binfmt_misc on",
         path: dir.to_path_buf(),
-        errno,
-        hint: Some("host-wide registration needs root: run it with sudo".into()),
+        errno: e.errno,
+        hint: match e.errno {
+            Errno::EPERM | Errno::EACCES => needs_root_hint(dir),
+            Errno::ENOENT | Errno::ENODEV => Some(
+                "this kernel has no binfmt_misc: load it with `sudo modprobe binfmt_misc`".into(),
+            ),
+            _ => None,
+        },
     })
 }
 
-/// Host-wide registration (root): flags `F`, idempotent. Returns one message per arch.
+/// Host-wide registration (needs root): `qemu-<qemu>` with flag `F` for each arch. Idempotent:
+/// an arch the host already emulates with `F` (Debian's own `qemu-user-static` entries count)
+/// is left as it is. Returns one message per arch.
 pub fn register_host(arches: &[Arch], qemu_dir: Option<&Path>) -> Result<Vec<String>> {
     ensure_host_mounted()?;
     let dir = Path::new(HOST_DIR);
     let mut out = Vec::new();
     for &arch in arches {
-        let interpreter = find_interpreter(arch, qemu_dir)?;
         let name = entry_name(arch);
-        let before = std::fs::read_to_string(dir.join(&name)).ok();
-        register(dir, arch, &interpreter, FLAGS)?;
-        out.push(match before {
-            Some(t) if parse_registration(&name, &t).is_same(&interpreter, FLAGS) => {
-                format!("{name} already registered ({})", interpreter.display())
-            }
-            _ => format!(
-                "registered {name} ({}, flags {FLAGS})",
-                interpreter.display()
-            ),
-        });
+        if arch.is_native() {
+            out.push(format!(
+                "{} runs natively on this host: nothing to register",
+                arch.uname()
+            ));
+            continue;
+        }
+        if let Some(r) = find_registration(dir, arch).filter(|r| r.has_flag('F')) {
+            out.push(format!(
+                "{} already registered ({}, flags {})",
+                r.name,
+                r.interpreter.display(),
+                r.flags
+            ));
+            continue;
+        }
+        let interpreter = find_interpreter(arch, qemu_dir)?;
+        let replaced = read_entry(dir, arch)?;
+        register(dir, arch, &interpreter, HOST_FLAGS)?;
+        let mut msg = format!(
+            "registered {name} ({}, flags {HOST_FLAGS})",
+            interpreter.display()
+        );
+        if let Some(old) = replaced {
+            msg.push_str(&format!(
+                ", replacing the previous entry ({}, flags {}{})",
+                old.interpreter.display(),
+                if old.flags.is_empty() {
+                    "none"
+                } else {
+                    &old.flags
+                },
+                if old.enabled { "" } else { ", disabled" }
+            ));
+        }
+        out.push(msg);
     }
     Ok(out)
 }
 
+/// Removes the host-wide `qemu-<qemu>` entry of each arch (needs root). Returns one message per
+/// arch.
 pub fn unregister_host(arches: &[Arch]) -> Result<Vec<String>> {
     let dir = Path::new(HOST_DIR);
-    arches
-        .iter()
-        .map(|&arch| {
-            let name = entry_name(arch);
-            Ok(if unregister(dir, arch)? {
-                format!("unregistered {name}")
-            } else {
-                format!("{name} was not registered")
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for &arch in arches {
+        let name = entry_name(arch);
+        let before = read_entry(dir, arch)?;
+        out.push(if unregister(dir, arch)? {
+            format!(
+                "unregistered {name} ({})",
+                before
+                    .map(|r| r.interpreter.display().to_string())
+                    .unwrap_or_default()
+            )
+        } else {
+            format!("{name} was not registered")
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A synthetic ELF header (e_ident + e_type + e_machine) of `arch`.
-    fn header(arch: Arch, e_type: u16) -> [u8; 20] {
-        let id = arch.elf();
-        let mut h = [0u8; 20];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[4] = id.class;
-        h[5] = id.data;
-        h[6] = 1;
-        let (t, m) = if id.data == 2 {
-            (e_type.to_be_bytes(), id.machine.to_be_bytes())
-        } else {
-            (e_type.to_le_bytes(), id.machine.to_le_bytes())
-        };
-        h[16..18].copy_from_slice(&t);
-        h[18..20].copy_from_slice(&m);
-        h
+    /// The strings of QEMU's scripts/qemu-binfmt-conf.sh, transcribed a second time so that a
+    /// typo in the table above shows.
+    const UPSTREAM: [(Arch, &str, &str); 7] = [
+        (
+            Arch::Arm64,
+            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
+            r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+        ),
+        (
+            Arch::Armhf,
+            r"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
+            r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+        ),
+        (
+            Arch::Ppc64el,
+            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
+            r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
+        ),
+        (
+            Arch::S390x,
+            r"\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16",
+            r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
+        ),
+        (
+            Arch::Riscv64,
+            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00",
+            r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+        ),
+        (
+            Arch::I386,
+            r"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00",
+            r"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+        ),
+        (
+            Arch::Amd64,
+            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00",
+            r"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+        ),
+    ];
+
+    /// Decodes the shell's `\xHH` escapes (and literal characters such as `ELF`).
+    fn unescape(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+                out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
     }
 
-    fn matches(e: &Entry, h: &[u8; 20]) -> bool {
-        h.iter()
-            .zip(e.mask.iter())
-            .zip(e.magic.iter())
-            .all(|((b, m), g)| b & m == *g)
+    #[test]
+    fn table_is_qemus() {
+        for (arch, magic, mask) in UPSTREAM {
+            let e = entry(arch);
+            assert_eq!(e.arch, arch);
+            assert_eq!(e.magic.to_vec(), unescape(magic), "{arch:?} magic");
+            assert_eq!(e.mask.to_vec(), unescape(mask), "{arch:?} mask");
+        }
     }
 
     #[test]
     fn each_entry_matches_its_own_arch_and_no_other() {
-        for e in TABLE {
+        for own in Arch::ALL {
+            let e = entry(own);
             for arch in Arch::ALL {
                 for e_type in [2u16, 3] {
-                    assert_eq!(
-                        matches(&e, &header(arch, e_type)),
-                        arch == e.arch,
-                        "{:?} entry vs {arch:?} type {e_type}",
-                        e.arch
-                    );
+                    for osabi in [0u8, 3] {
+                        let h = elf_header(arch, e_type, osabi);
+                        assert_eq!(
+                            e.matches(&h),
+                            arch == own,
+                            "{own:?} entry vs {arch:?} header, e_type {e_type}, osabi {osabi}"
+                        );
+                        // The same in the brief's words, with the magic masked too (the i386
+                        // and x86_64 magics have bits outside their mask).
+                        let masked = |b: &[u8]| -> Vec<u8> {
+                            b.iter().zip(e.mask.iter()).map(|(x, m)| x & m).collect()
+                        };
+                        assert_eq!(masked(&h) == masked(&e.magic), arch == own);
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn register_line_is_what_the_kernel_expects() {
-        let line =
-            register_line(Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "FP").unwrap();
-        assert!(
-            line.starts_with(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02"),
-            "{line}"
-        );
-        assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:FP"), "{line}");
-        assert_eq!(line.matches(':').count(), 7);
-        assert!(register_line(Arch::Amd64, Path::new("/x"), "F").is_err());
+    fn relocatable_objects_and_core_files_do_not_match() {
+        for arch in Arch::ALL {
+            for e_type in [0u16, 1, 4] {
+                assert!(!entry(arch).matches(&elf_header(arch, e_type, 0)));
+            }
+            assert!(!entry(arch).matches(b"#!/bin/sh\n"), "short input");
+        }
     }
 
     #[test]
-    fn kernel_descriptions_parse() {
-        let text = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c46\nmask ffffffff\n";
-        let r = parse_registration("qemu-aarch64", text);
-        assert!(r.enabled);
-        assert_eq!(r.flags, "POCF");
+    fn register_line_is_what_the_kernel_expects() {
+        let line = register_line(Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "FP");
         assert_eq!(
-            r.interpreter,
-            PathBuf::from("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+            line,
+            ":qemu-aarch64:M::\
+             \\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\
+             \\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:\
+             /usr/bin/qemu-aarch64-static:FP"
         );
-        assert_eq!(r.magic, "7f454c46");
+        for arch in Arch::ALL {
+            let line = register_line(arch, Path::new("/q"), "F");
+            assert_eq!(line.matches(':').count(), 7, "{line}");
+            assert!(line.starts_with(&format!(":qemu-{}:M::", arch.qemu())));
+        }
+    }
+
+    #[test]
+    fn validation_catches_what_the_kernel_would_misread() {
+        let bad = |p: &str, f: &str| validate(Arch::Arm64, Path::new(p), f).unwrap_err();
+        assert!(bad("/opt/q:1/qemu", "F").to_string().contains("':'"));
+        assert!(bad("qemu-aarch64-static", "F")
+            .to_string()
+            .contains("absolute"));
+        assert!(bad("/usr/bin/q", "FX").to_string().contains("'X'"));
+        assert!(bad("/usr/bin/q", "FX").is_input_error());
+        assert!(validate(Arch::Arm64, Path::new("/usr/bin/q"), "POCF").is_ok());
+    }
+
+    /// What Linux 6.18 prints for a private registration (captured on the development host).
+    const KERNEL_TEXT: &str = "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: PF\n\
+         offset 0\nmagic 7f454c460201010000000000000000000200b700\n\
+         mask ffffffffffffff00fffffffffffffffffeffffff\n";
+
+    #[test]
+    fn kernel_descriptions_parse() {
+        let r = parse_registration("qemu-aarch64", KERNEL_TEXT);
+        assert!(r.enabled);
+        assert_eq!(r.flags, "PF");
+        assert_eq!(r.offset, 0);
+        assert_eq!(r.interpreter, Path::new("/usr/bin/qemu-aarch64-static"));
+        assert!(r.has_table_values(entry(Arch::Arm64)));
+        assert!(r.is_same(Path::new("/usr/bin/qemu-aarch64-static"), "FP"));
+        assert!(!r.is_same(Path::new("/usr/bin/qemu-aarch64-static"), "F"));
+        assert!(r.serves(Arch::Arm64));
+        assert!(!r.serves(Arch::Riscv64) && !r.serves(Arch::Amd64));
+
+        let disabled = parse_registration("x", &KERNEL_TEXT.replace("enabled", "disabled"));
+        assert!(!disabled.enabled);
+        let ext = parse_registration(
+            "jar",
+            "enabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n",
+        );
+        assert!(ext.magic.is_empty() && !ext.serves(Arch::Arm64));
+        // `C` implies `O`: the kernel shows "POCF" for "PCF".
+        let poc = parse_registration("x", &KERNEL_TEXT.replace("flags: PF", "flags: POCF"));
+        assert!(poc.is_same(Path::new("/usr/bin/qemu-aarch64-static"), "PCF"));
+    }
+
+    #[test]
+    fn debians_entries_are_recognised_by_what_they_match() {
+        // Debian 12's qemu-ppc64le and qemu-s390x mask EI_OSABI with 0xfc.
+        let ppc = "enabled\ninterpreter /usr/libexec/qemu-binfmt/ppc64le-binfmt-P\nflags: PF\n\
+                   offset 0\nmagic 7f454c4602010100000000000000000002001500\n\
+                   mask fffffffffffffffcfffffffffffffffffeffff00\n";
+        let r = parse_registration("qemu-ppc64le", ppc);
+        assert!(r.serves(Arch::Ppc64el));
+        assert!(!r.has_table_values(entry(Arch::Ppc64el)));
+        let s390 = "enabled\ninterpreter /usr/libexec/qemu-binfmt/s390x-binfmt-P\nflags: PF\n\
+                    offset 0\nmagic 7f454c4602020100000000000000000000020016\n\
+                    mask fffffffffffffffcfffffffffffffffffffeffff\n";
+        assert!(parse_registration("qemu-s390x", s390).serves(Arch::S390x));
+    }
+
+    // ---- interpreters ----
+
+    /// A minimal ELF64 little-endian file for `machine`, with PT_LOAD and optionally PT_INTERP.
+    fn fake_elf(machine: u16, dynamic: bool) -> Vec<u8> {
+        let phnum: u16 = if dynamic { 2 } else { 1 };
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&3u16.to_le_bytes());
+        f[18..20].copy_from_slice(&machine.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&phnum.to_le_bytes());
+        for p_type in [1u32, 3].iter().take(phnum as usize) {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&p_type.to_le_bytes());
+            f.extend(ph);
+        }
+        f
+    }
+
+    fn put(dir: &Path, name: &str, data: &[u8], mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    const HOST_MACHINE: u16 = 62; // x86_64; the tests below are skipped elsewhere
+
+    #[test]
+    fn only_static_host_executables_are_interpreters() {
+        if Arch::host() != Arch::Amd64 {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let ok = put(d.path(), "static", &fake_elf(HOST_MACHINE, false), 0o755);
+        assert_eq!(check_interpreter(&ok), Ok(()));
+        let dynamic = put(d.path(), "dynamic", &fake_elf(HOST_MACHINE, true), 0o755);
+        assert!(check_interpreter(&dynamic)
+            .unwrap_err()
+            .contains("dynamically linked"));
+        let foreign = put(d.path(), "foreign", &fake_elf(183, false), 0o755);
+        assert!(check_interpreter(&foreign).unwrap_err().contains("aarch64"));
+        let noexec = put(d.path(), "noexec", &fake_elf(HOST_MACHINE, false), 0o644);
+        assert_eq!(check_interpreter(&noexec).unwrap_err(), "not executable");
+        let script = put(d.path(), "script", b"#!/bin/sh\nexit 0\n", 0o755);
+        assert!(check_interpreter(&script)
+            .unwrap_err()
+            .contains("not an ELF"));
+        assert_eq!(
+            check_interpreter(&d.path().join("missing")).unwrap_err(),
+            "not found"
+        );
+    }
+
+    #[test]
+    fn qemu_dir_is_searched_alone_and_failures_name_the_package() {
+        if Arch::host() != Arch::Amd64 {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let err = find_interpreter(Arch::Arm64, Some(d.path())).unwrap_err();
+        let msg = err.to_string();
+        assert!(err.is_input_error());
+        assert!(
+            msg.contains("sudo apt-get install qemu-user-static"),
+            "{msg}"
+        );
+        assert!(msg.contains(&d.path().display().to_string()), "{msg}");
+        put(
+            d.path(),
+            "qemu-aarch64",
+            &fake_elf(HOST_MACHINE, true),
+            0o755,
+        );
+        let msg = find_interpreter(Arch::Arm64, Some(d.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("dynamically linked"), "{msg}");
+        let p = put(
+            d.path(),
+            "qemu-aarch64-static",
+            &fake_elf(HOST_MACHINE, false),
+            0o755,
+        );
+        assert_eq!(find_interpreter(Arch::Arm64, Some(d.path())).unwrap(), p);
+    }
+
+    // ---- the decision ----
+
+    /// A directory that looks like a mounted binfmt_misc with the given entries.
+    fn fake_binfmt(entries: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("register"), "").unwrap();
+        std::fs::write(d.path().join("status"), "enabled\n").unwrap();
+        for (name, text) in entries {
+            std::fs::write(d.path().join(name), text).unwrap();
+        }
+        d
+    }
+
+    fn qemu_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        put(
+            d.path(),
+            "qemu-aarch64-static",
+            &fake_elf(HOST_MACHINE, false),
+            0o755,
+        );
+        d
+    }
+
+    #[test]
+    fn private_instance_first_on_new_kernels() {
+        if Arch::host() != Arch::Amd64 {
+            return;
+        }
+        let (q, host) = (qemu_dir(), fake_binfmt(&[("qemu-aarch64", KERNEL_TEXT)]));
+        let s = choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            true,
+            (6, 18),
+            "6.18.1",
+            host.path(),
+        );
+        assert!(
+            matches!(&s, Ok(Strategy::Private { interpreter }) if interpreter.starts_with(q.path())),
+            "{s:?}"
+        );
+        // Disabled by the user: the host's entry (enabled, F) serves.
+        let s = choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            false,
+            (6, 18),
+            "6.18.1",
+            host.path(),
+        );
+        assert!(
+            matches!(&s, Ok(Strategy::Host { entry }) if entry.name == "qemu-aarch64"),
+            "{s:?}"
+        );
+        // Old kernel: the same host entry.
+        let s = choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            true,
+            (6, 1),
+            "6.1.0",
+            host.path(),
+        );
+        assert!(matches!(s, Ok(Strategy::Host { .. })), "{s:?}");
+        assert!(matches!(
+            choose_in(Arch::Amd64, None, true, (6, 18), "6.18", host.path()),
+            Err(BinfmtError::Native(Arch::Amd64))
+        ));
+    }
+
+    #[test]
+    fn without_emulation_the_error_names_kernel_reason_and_fix() {
+        if Arch::host() != Arch::Amd64 {
+            return;
+        }
+        let q = qemu_dir();
+        let empty = fake_binfmt(&[]);
+        let msg = |r: Result<Strategy>| {
+            let e = r.unwrap_err();
+            assert!(e.is_input_error(), "{e}");
+            assert!(matches!(e, BinfmtError::Unavailable { .. }), "{e}");
+            e.to_string()
+        };
+
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            true,
+            (6, 1),
+            "6.1.0-18-amd64",
+            empty.path(),
+        ));
+        assert!(m.contains("Linux 6.1.0-18-amd64"), "{m}");
+        assert!(
+            m.contains("Linux 6.1 has no private binfmt_misc instances (they need 6.7+)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("no host registration for aarch64 with the F flag"),
+            "{m}"
+        );
+        assert!(
+            m.ends_with("fix: sudo pookie-ns binfmt register --arch aarch64"),
+            "{m}"
+        );
+
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            false,
+            (6, 18),
+            "6.18.4",
+            empty.path(),
+        ));
+        assert!(
+            m.contains("private binfmt_misc instances are disabled"),
+            "{m}"
+        );
+
+        let no_f = KERNEL_TEXT.replace("flags: PF", "flags: P");
+        let host = fake_binfmt(&[("qemu-aarch64", &no_f)]);
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            false,
+            (6, 18),
+            "6.18",
+            host.path(),
+        ));
+        assert!(
+            m.contains("qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags P) lacks the F flag"),
+            "{m}"
+        );
+
+        let off = KERNEL_TEXT.replace("enabled", "disabled");
+        let host = fake_binfmt(&[("aarch64", &off)]);
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            false,
+            (6, 18),
+            "6.18",
+            host.path(),
+        ));
+        assert!(
+            m.contains("the host's registration aarch64 is disabled"),
+            "{m}"
+        );
+
+        let unmounted = tempfile::tempdir().unwrap();
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(q.path()),
+            false,
+            (6, 18),
+            "6.18",
+            unmounted.path(),
+        ));
+        assert!(m.contains("binfmt_misc is not mounted at"), "{m}");
+
+        // No interpreter either: the fix installs it first.
+        let none = tempfile::tempdir().unwrap();
+        let m = msg(choose_in(
+            Arch::Arm64,
+            Some(none.path()),
+            true,
+            (6, 1),
+            "6.1",
+            empty.path(),
+        ));
+        assert!(
+            m.contains(
+                "fix: sudo apt-get install qemu-user-static && sudo pookie-ns binfmt register"
+            ),
+            "{m}"
+        );
+        // ... and where private instances would work, only the package is missing.
+        let e = choose_in(
+            Arch::Arm64,
+            Some(none.path()),
+            true,
+            (6, 18),
+            "6.18",
+            empty.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, BinfmtError::NoInterpreter { .. }), "{e}");
+    }
+
+    #[test]
+    fn host_wide_permission_errors_advise_sudo() {
+        let e = BinfmtError::Sys {
+            op: "register in",
+            path: Path::new(HOST_DIR).join("register"),
+            errno: Errno::EACCES,
+            hint: register_hint(
+                Path::new(HOST_DIR),
+                Errno::EACCES,
+                "qemu-aarch64",
+                Path::new("/q"),
+                "",
+            ),
+        };
+        assert!(e.is_input_error());
+        assert!(e.to_string().contains("run it with sudo"), "{e}");
+        let unmounted = tempfile::tempdir().unwrap();
+        let hint =
+            register_hint(unmounted.path(), Errno::ENOENT, "x", Path::new("/q"), "").unwrap();
+        assert!(hint.contains("not mounted"), "{hint}");
     }
 }
