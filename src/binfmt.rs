@@ -714,9 +714,19 @@ pub fn kernel_has_private_instances() -> bool {
 /// is false when the user asked for the host's registrations only (`POOKIE_NS_BINFMT=host`,
 /// `binfmt = "host"`: the caller reads those). Reads the host's binfmt_misc, changes nothing.
 pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Result<Strategy> {
+    if arch.is_native() {
+        return Err(BinfmtError::Native(arch));
+    }
+    let interpreter = match find_interpreter(arch, qemu_dir) {
+        // A configured qemu_dir that does not hold the interpreter is a mistake to report, not
+        // to paper over with whatever the host has registered (and the outcome must not depend
+        // on the host's state of the moment).
+        Err(e) if qemu_dir.is_some() => return Err(e),
+        found => found,
+    };
     let strategy = choose_in(
         arch,
-        qemu_dir,
+        interpreter,
         allow_private,
         sys::kernel_version(),
         &sys::kernel_release(),
@@ -726,19 +736,16 @@ pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Resul
     Ok(strategy)
 }
 
+/// The decision, given what [`find_interpreter`] found, the kernel and the host's binfmt_misc.
 fn choose_in(
     arch: Arch,
-    qemu_dir: Option<&Path>,
+    interpreter: Result<PathBuf>,
     allow_private: bool,
     kernel: (u32, u32),
     release: &str,
     host_dir: &Path,
 ) -> Result<Strategy> {
-    if arch.is_native() {
-        return Err(BinfmtError::Native(arch));
-    }
     let private_possible = kernel >= PRIVATE_MIN_KERNEL;
-    let interpreter = find_interpreter(arch, qemu_dir);
     if allow_private && private_possible {
         if let Ok(interpreter) = &interpreter {
             return Ok(Strategy::Private {
@@ -1258,70 +1265,51 @@ mod tests {
         d
     }
 
-    fn qemu_dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        put(
-            d.path(),
-            "qemu-aarch64-static",
-            &fake_elf(HOST_MACHINE, false),
-            0o755,
-        );
-        d
+    const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+    fn found() -> Result<PathBuf> {
+        Ok(PathBuf::from(QEMU))
+    }
+
+    fn missing() -> Result<PathBuf> {
+        Err(BinfmtError::NoInterpreter {
+            arch: Arch::Arm64,
+            qemu_dir: None,
+            tried: vec![(PathBuf::from(QEMU), "not found".into())],
+        })
     }
 
     #[test]
     fn private_instance_first_on_new_kernels() {
-        if Arch::host() != Arch::Amd64 {
-            return;
+        let host = fake_binfmt(&[("qemu-aarch64", KERNEL_TEXT)]);
+        let arm = |interp, allow, kernel| {
+            choose_in(Arch::Arm64, interp, allow, kernel, "6.x", host.path())
+        };
+        let s = arm(found(), true, (6, 7));
+        assert!(
+            matches!(&s, Ok(Strategy::Private { interpreter }) if interpreter == Path::new(QEMU)),
+            "{s:?}"
+        );
+        // Disabled by the user, an old kernel, or no interpreter here: the host's entry
+        // (enabled, F) serves.
+        for s in [
+            arm(found(), false, (6, 18)),
+            arm(found(), true, (6, 6)),
+            arm(missing(), true, (6, 18)),
+        ] {
+            assert!(
+                matches!(&s, Ok(Strategy::Host { entry }) if entry.name == "qemu-aarch64"),
+                "{s:?}"
+            );
         }
-        let (q, host) = (qemu_dir(), fake_binfmt(&[("qemu-aarch64", KERNEL_TEXT)]));
-        let s = choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            true,
-            (6, 18),
-            "6.18.1",
-            host.path(),
-        );
-        assert!(
-            matches!(&s, Ok(Strategy::Private { interpreter }) if interpreter.starts_with(q.path())),
-            "{s:?}"
-        );
-        // Disabled by the user: the host's entry (enabled, F) serves.
-        let s = choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            false,
-            (6, 18),
-            "6.18.1",
-            host.path(),
-        );
-        assert!(
-            matches!(&s, Ok(Strategy::Host { entry }) if entry.name == "qemu-aarch64"),
-            "{s:?}"
-        );
-        // Old kernel: the same host entry.
-        let s = choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            true,
-            (6, 1),
-            "6.1.0",
-            host.path(),
-        );
-        assert!(matches!(s, Ok(Strategy::Host { .. })), "{s:?}");
         assert!(matches!(
-            choose_in(Arch::Amd64, None, true, (6, 18), "6.18", host.path()),
-            Err(BinfmtError::Native(Arch::Amd64))
+            choose(Arch::host(), None, true),
+            Err(BinfmtError::Native(_))
         ));
     }
 
     #[test]
     fn without_emulation_the_error_names_kernel_reason_and_fix() {
-        if Arch::host() != Arch::Amd64 {
-            return;
-        }
-        let q = qemu_dir();
         let empty = fake_binfmt(&[]);
         let msg = |r: Result<Strategy>| {
             let e = r.unwrap_err();
@@ -1329,16 +1317,12 @@ mod tests {
             assert!(matches!(e, BinfmtError::Unavailable { .. }), "{e}");
             e.to_string()
         };
+        let arm = |interp, allow, kernel, host: &Path| {
+            choose_in(Arch::Arm64, interp, allow, kernel, "6.1.0-18-amd64", host)
+        };
 
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            true,
-            (6, 1),
-            "6.1.0-18-amd64",
-            empty.path(),
-        ));
-        assert!(m.contains("Linux 6.1.0-18-amd64"), "{m}");
+        let m = msg(arm(found(), true, (6, 1), empty.path()));
+        assert!(m.contains("on Linux 6.1.0-18-amd64: "), "{m}");
         assert!(
             m.contains("Linux 6.1 has no private binfmt_misc instances (they need 6.7+)"),
             "{m}"
@@ -1348,33 +1332,19 @@ mod tests {
             "{m}"
         );
         assert!(
-            m.ends_with("fix: sudo pookie-ns binfmt register --arch aarch64"),
+            m.ends_with("\n  fix: sudo pookie-ns binfmt register --arch aarch64"),
             "{m}"
         );
 
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            false,
-            (6, 18),
-            "6.18.4",
-            empty.path(),
-        ));
+        let m = msg(arm(found(), false, (6, 18), empty.path()));
         assert!(
-            m.contains("private binfmt_misc instances are disabled"),
+            m.contains("private binfmt_misc instances are disabled (POOKIE_NS_BINFMT=host"),
             "{m}"
         );
 
         let no_f = KERNEL_TEXT.replace("flags: PF", "flags: P");
         let host = fake_binfmt(&[("qemu-aarch64", &no_f)]);
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            false,
-            (6, 18),
-            "6.18",
-            host.path(),
-        ));
+        let m = msg(arm(found(), false, (6, 18), host.path()));
         assert!(
             m.contains("qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags P) lacks the F flag"),
             "{m}"
@@ -1382,57 +1352,39 @@ mod tests {
 
         let off = KERNEL_TEXT.replace("enabled", "disabled");
         let host = fake_binfmt(&[("aarch64", &off)]);
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            false,
-            (6, 18),
-            "6.18",
-            host.path(),
-        ));
+        let m = msg(arm(found(), false, (6, 18), host.path()));
         assert!(
             m.contains("the host's registration aarch64 is disabled"),
             "{m}"
         );
 
         let unmounted = tempfile::tempdir().unwrap();
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(q.path()),
-            false,
-            (6, 18),
-            "6.18",
-            unmounted.path(),
-        ));
+        let m = msg(arm(found(), false, (6, 18), unmounted.path()));
         assert!(m.contains("binfmt_misc is not mounted at"), "{m}");
 
-        // No interpreter either: the fix installs it first.
-        let none = tempfile::tempdir().unwrap();
-        let m = msg(choose_in(
-            Arch::Arm64,
-            Some(none.path()),
-            true,
-            (6, 1),
-            "6.1",
-            empty.path(),
-        ));
+        // No interpreter either: the fix installs it first ...
+        let m = msg(arm(missing(), true, (6, 1), empty.path()));
         assert!(
-            m.contains(
-                "fix: sudo apt-get install qemu-user-static && sudo pookie-ns binfmt register"
+            m.ends_with(
+                "fix: sudo apt-get install qemu-user-static && \
+                 sudo pookie-ns binfmt register --arch aarch64"
             ),
             "{m}"
         );
         // ... and where private instances would work, only the package is missing.
-        let e = choose_in(
-            Arch::Arm64,
-            Some(none.path()),
-            true,
-            (6, 18),
-            "6.18",
-            empty.path(),
-        )
-        .unwrap_err();
+        let e = arm(missing(), true, (6, 18), empty.path()).unwrap_err();
         assert!(matches!(e, BinfmtError::NoInterpreter { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains("sudo apt-get install qemu-user-static"));
+    }
+
+    #[test]
+    fn a_broken_qemu_dir_is_reported_whatever_the_host_has() {
+        let d = tempfile::tempdir().unwrap();
+        let e = choose(Arch::Riscv64, Some(d.path()), false).unwrap_err();
+        assert!(matches!(e, BinfmtError::NoInterpreter { .. }), "{e}");
+        assert!(e.to_string().contains("correct qemu_dir"), "{e}");
     }
 
     #[test]
