@@ -4,8 +4,8 @@
 //! busybox through QEMU. The host's `/proc/sys/fs/binfmt_misc` must be the same before and after.
 //!
 //! Needs: Linux >= 6.7, `unshare`, `qemu-user-static`, and an arm64 busybox at the path in
-//! `POOKIE_NS_TEST_ARM64_BUSYBOX` (scripts/setup-host leaves one in
-//! /var/cache/pookie-ns-test/busybox-arm64). Missing prerequisites skip the test locally and
+//! `POOKIE_NS_TEST_ARM64_BUSYBOX`, by default /var/cache/pookie-ns-test/busybox-arm64 (where
+//! scripts/setup-host leaves one). Missing prerequisites skip the test locally and
 //! fail it under `CI=true`. Works as root and as an unprivileged user.
 
 use std::path::{Path, PathBuf};
@@ -52,9 +52,13 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
+/// The busybox scripts/setup-host caches, unless the environment names another.
+const DEFAULT_BUSYBOX: &str = "/var/cache/pookie-ns-test/busybox-arm64";
+
 fn arm64_busybox() -> Option<PathBuf> {
     std::env::var_os(BUSYBOX_ENV)
         .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(DEFAULT_BUSYBOX)))
         .filter(|p| p.is_file())
 }
 
