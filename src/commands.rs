@@ -235,29 +235,8 @@ fn update_baseos(
 // ---- run -----------------------------------------------------------------------------------
 
 fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i32> {
+    // Everything the user typed is checked before the store is touched.
     store::check_name(&args.branch)?;
-    let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
-    check_id_map(store, &base)?;
-    let binfmt = emulation_for(config, base.arch)?;
-
-    let instance = InstanceId {
-        branch: args.branch.clone(),
-        name: base.name.clone(),
-        arch: base.arch,
-    };
-    store.ensure_instance(&instance)?;
-    // The branch's packages first (at most once per refresh_interval), under its own lock.
-    branch::ensure_fresh(config, store, &base, &instance, false, quiet)?;
-    // Runs share the instance; a commit has it alone.
-    let _lock = store.lock_instance(&instance, args.commit)?;
-    let commit_to = if args.commit {
-        Some(store.next_layer_path(&instance)?)
-    } else {
-        None
-    };
-
-    let ws = store.create_workspace(&instance, &args.command)?;
-
     let mut binds = Vec::new();
     if let Some(bundle) = &args.bundle {
         let src = std::fs::canonicalize(bundle)
@@ -287,6 +266,27 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         .cwd
         .clone()
         .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()));
+
+    let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
+    check_id_map(store, &base)?;
+    let binfmt = emulation_for(config, base.arch)?;
+    let instance = InstanceId {
+        branch: args.branch.clone(),
+        name: base.name.clone(),
+        arch: base.arch,
+    };
+    store.ensure_instance(&instance)?;
+    // The branch's packages first (at most once per refresh_interval), under its own lock.
+    branch::ensure_fresh(config, store, &base, &instance, false, quiet)?;
+    // Runs share the instance; a commit has it alone.
+    let _lock = store.lock_instance(&instance, args.commit)?;
+    let commit_to = if args.commit {
+        Some(store.next_layer_path(&instance)?)
+    } else {
+        None
+    };
+
+    let ws = store.create_workspace(&instance, &args.command)?;
     let spec = Spec {
         store_root: store.root.clone(),
         layers: store.layers(&base, &instance, &ws)?,
@@ -306,15 +306,15 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
     let removed = ws.remove();
     let code = result?;
     removed?;
-    if let (Some(layer), 0) = (&commit_to, code) {
-        tracing::info!(
-            "committed the changes into instance {instance} ({})",
+    match (&commit_to, code) {
+        (Some(layer), 0) if !quiet => eprintln!(
+            "pookie-ns: committed the changes into instance {instance} ({})",
             layer.display()
-        );
-    } else if args.commit {
-        eprintln!(
+        ),
+        (Some(_), _) if code != 0 => eprintln!(
             "pookie-ns: the command failed (status {code}); nothing was committed to {instance}"
-        );
+        ),
+        _ => {}
     }
     Ok(code)
 }

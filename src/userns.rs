@@ -10,7 +10,7 @@
 //! * `Single`: only 0 → the user. Every file belongs to the user; chown to another id fails.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -375,14 +375,13 @@ fn write_byte(fd: &OwnedFd) -> Result<()> {
 }
 
 fn read_byte(fd: &OwnedFd) -> bool {
-    let mut f = std::fs::File::from(fd.try_clone().expect("dup of a pipe end"));
     let mut b = [0u8; 1];
     loop {
-        match f.read(&mut b) {
+        match nix::unistd::read(fd.as_raw_fd(), &mut b) {
             Ok(1) => return true,
-            Ok(_) => return false,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // EOF: the other side closed the pipe without a word (it failed or gave up).
+            Ok(_) | Err(_) => return false,
         }
     }
 }
