@@ -18,14 +18,7 @@ use crate::userns::{self, IdMap};
 /// Runs the command the user asked for; returns the exit status.
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     if let Command::Binfmt(cmd) = &cli.command {
-        let config = Config::load(
-            &Overrides {
-                config_dir: cli.config_dir.clone(),
-                work_dir: cli.work_dir.clone(),
-            },
-            &Env::current(),
-        )?;
-        return binfmt_command(&config, cmd);
+        return binfmt_command(&load_config(cli)?, cmd);
     }
     let via_sudo = if cli.system || cli.work_dir.is_some() {
         None
@@ -42,13 +35,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         None => {}
     }
-    let config = Config::load(
-        &Overrides {
-            config_dir: cli.config_dir.clone(),
-            work_dir: cli.work_dir.clone(),
-        },
-        &Env::current(),
-    )?;
+    // After a switch to the sudo user: their environment decides the defaults now.
+    let config = load_config(cli)?;
     let map = IdMap::detect(config.id_map);
     tracing::debug!(store = %config.work_dir.display(), id_map = %map.describe(), "opening store");
     // Opening the store also removes what killed pookie-ns processes left behind.
@@ -61,6 +49,17 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Cleanup { what } => cleanup(&store, what),
         Command::Binfmt(_) => unreachable!("handled above"),
     }
+}
+
+/// The configuration for the command line and the current process environment.
+fn load_config(cli: &Cli) -> Result<Config> {
+    Ok(Config::load(
+        &Overrides {
+            config_dir: cli.config_dir.clone(),
+            work_dir: cli.work_dir.clone(),
+        },
+        &Env::current(),
+    )?)
 }
 
 /// Through sudo: does what needs root in this call, says so, then becomes the invoking user.
@@ -80,13 +79,7 @@ fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
     .filter(|a| binfmt::find_registration(Path::new(binfmt::HOST_DIR), *a).is_none())
     .collect();
     if !foreign_build.is_empty() {
-        let config = Config::load(
-            &Overrides {
-                config_dir: cli.config_dir.clone(),
-                work_dir: None,
-            },
-            &Env::current(),
-        )?;
+        let config = load_config(cli)?;
         done.extend(binfmt::register_host(
             &foreign_build,
             config.qemu_dir.as_deref(),
