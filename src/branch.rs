@@ -208,6 +208,8 @@ pub fn ensure_fresh(
         binfmt: crate::commands::emulation_for(config, base.arch)?,
         commit_to: Some(store.next_layer_path(id)?),
         log: Some(log.clone()),
+        upper_usage: None,
+        keep_upper_on_failure: false,
     };
     let started = Instant::now();
     let child = sandbox::spawn(&store.map, &spec)?;

@@ -52,6 +52,8 @@ pub enum Command {
     LoadBaseos(LoadBaseosArgs),
     /// Rebuild base OSes from their recipes, swap them in, and refresh their instances
     UpdateBaseos(UpdateBaseosArgs),
+    /// Build and test a Python package's wheels for every target, in parallel, into dist/
+    Build(BuildArgs),
     /// Run a command in a fresh workspace on a base OS (the workspace is removed afterwards)
     Run(RunArgs),
     /// List base OSes, instances and workspaces with their sizes
@@ -64,6 +66,56 @@ pub enum Command {
     /// Host-wide QEMU registration in binfmt_misc (needs root; only for kernels before 6.7)
     #[command(subcommand)]
     Binfmt(BinfmtCommand),
+    /// One target of a build (started by `build` itself, one process per target)
+    #[command(name = "__build-target", hide = true)]
+    BuildTarget {
+        /// The job file `build` wrote
+        job: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory (with pyproject.toml or setup.py); never written to
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Branch whose instance layers the builds use (stable, testing, or source_lists/B.list)
+    #[arg(long)]
+    pub branch: String,
+    /// Platform tags or arch names: manylinux_2_17_aarch64, aarch64, x86_64, armv7l ... (default:
+    /// `archs` in pyproject.toml, else the host's arch and every arch with a loaded base OS)
+    #[arg(long, num_args = 1.., value_name = "TAG")]
+    pub target: Vec<String>,
+    /// CPython versions (3.9, 3.11, 3.13 ...): picks the base OSes that provide them, loading
+    /// them on first use (default: the versions of the loaded base OSes, else the default recipe's)
+    #[arg(long, num_args = 1.., value_name = "X.Y")]
+    pub python: Vec<String>,
+    /// Build command (default: python3 -m pip wheel --no-deps -w /buildroot/out /buildroot/src)
+    #[arg(long, value_name = "CMD")]
+    pub build: Option<String>,
+    /// Test command, run outside the source tree after installing the wheel (default:
+    /// `test-command` in pyproject.toml; none: no test step)
+    #[arg(long, value_name = "CMD")]
+    pub test: Option<String>,
+    /// Packages pip installs beside the wheel before the tests
+    #[arg(long, num_args = 1.., value_name = "PKG")]
+    pub test_requires: Vec<String>,
+    /// Runs once per instance layer and is cached (e.g. apt-get install -y libffi-dev)
+    #[arg(long, value_name = "CMD")]
+    pub before_all: Option<String>,
+    /// How non-native targets build: emulate (whole build under QEMU) or cross
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<crate::project::Mode>,
+    /// Where the wheels go (default: ./dist)
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub out: PathBuf,
+    /// Targets built at the same time (default: the number of CPUs)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Keep the workspace of a failed build or test for inspection (`list` shows it,
+    /// `cleanup workspaces` removes it)
+    #[arg(long)]
+    pub keep_failed: bool,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
         Command::UpdateBaseos(args) => update_baseos(&config, &store, args, cli),
+        Command::Build(args) => crate::build::build(&config, &store, args, cli),
+        Command::BuildTarget { job } => crate::build::worker::run(&config, &store, job),
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what } => cleanup(&store, what),
@@ -293,6 +295,8 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         binfmt,
         commit_to: commit_to.clone(),
         log: None,
+        upper_usage: None,
+        keep_upper_on_failure: false,
     };
     tracing::debug!(instance = %instance, workspace = %ws.dir.display(), command = ?args.command, "running");
     let result = sandbox::run(&store.map, &spec);
@@ -314,7 +318,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
 
 /// A base OS's files are owned through the id map it was imported with; another map would see
 /// them under other owners.
-fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
+pub(crate) fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
     if base.meta.id_map != store.map {
         return Err(Error::usage(format!(
             "base OS {} ({}) was imported with the id map \"{}\", but this run uses \"{}\"; \

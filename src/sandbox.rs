@@ -60,6 +60,11 @@ pub struct Spec {
     pub commit_to: Option<PathBuf>,
     /// Send the command's stdout and stderr to this host file instead of ours.
     pub log: Option<PathBuf>,
+    /// Write here (a host file) the bytes the command left in the workspace's upper dir, measured
+    /// before the upper dir is emptied or committed: the build report's "disk used" figure.
+    pub upper_usage: Option<PathBuf>,
+    /// When the command fails, leave the upper dir as it is, for inspection (`--keep-failed`).
+    pub keep_upper_on_failure: bool,
 }
 
 /// Where the host's CA bundle appears inside a networked sandbox (see [`ca_env`]).
@@ -112,6 +117,12 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
     // The mount namespace died with init; the upper dir is a plain directory again.
     let upper = spec.store_root.join(&spec.layers.upper);
     let work = spec.store_root.join(&spec.layers.work);
+    if let Some(report) = &spec.upper_usage {
+        // Measured here, where the id map lets us read files of every mapped owner.
+        let (bytes, _) = crate::store::disk_usage(&upper);
+        std::fs::write(report, format!("{bytes}\n"))
+            .map_err(|e| Error::io("write the workspace's size to", report, e))?;
+    }
     if let (Some(dest), 0) = (&spec.commit_to, code) {
         if let Some(parent) = dest.parent() {
             sys::mkdir_p(parent, 0o755)?;
@@ -119,6 +130,9 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
         // One rename: the instance gains the whole layer or nothing.
         std::fs::rename(&upper, dest).map_err(|e| Error::io("commit layer", dest, e))?;
         tracing::debug!(layer = %dest.display(), "committed");
+    }
+    if code != 0 && spec.keep_upper_on_failure {
+        return Ok(code);
     }
     // Empty the workspace here, where the id map lets us delete files of any mapped owner.
     for dir in [&upper, &work] {

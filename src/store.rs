@@ -146,6 +146,7 @@ pub struct Workspace {
     pub dir: PathBuf,
     map: IdMap,
     _lock: Flock<File>,
+    kept: bool,
 }
 
 impl Workspace {
@@ -159,6 +160,28 @@ impl Workspace {
         self.dir.join("merged")
     }
 
+    /// Keeps the workspace for inspection (`--keep-failed`): marked so that the stale sweep
+    /// leaves it; `cleanup workspaces` removes it. Returns its directory.
+    pub fn keep(self) -> Result<PathBuf> {
+        let path = self.dir.join("info.json");
+        let mut info: WorkspaceInfo = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                Error::io(
+                    "read",
+                    &path,
+                    std::io::Error::other("missing or unreadable"),
+                )
+            })?;
+        info.kept = true;
+        write_json(&path, &info)?;
+        let mut this = self;
+        // Dropping now releases the lock and leaves the directory.
+        this.kept = true;
+        Ok(this.dir.clone())
+    }
+
     /// Removes the workspace now, reporting failure (dropping it does the same silently).
     pub fn remove(self) -> Result<()> {
         // Drop finds nothing left to do.
@@ -168,7 +191,7 @@ impl Workspace {
 
 impl Drop for Workspace {
     fn drop(&mut self) {
-        if self.dir.exists() {
+        if !self.kept && self.dir.exists() {
             if let Err(e) = remove_workspace_dir(&self.map, &self.dir) {
                 tracing::warn!("could not remove workspace {}: {e}", self.dir.display());
             }
@@ -344,12 +367,25 @@ impl Store {
     /// The overlay layers of a run of `id` on `base` in workspace `ws`: the instance's layers
     /// over the base rootfs, the workspace on top; relative to the store root.
     pub fn layers(&self, base: &BaseOs, id: &InstanceId, ws: &Workspace) -> Result<Layers> {
+        self.layers_over(base, id, &[], ws)
+    }
+
+    /// Like [`Store::layers`], with `extra` layers (relative to the store root, newest first)
+    /// between the workspace and the instance's own: a build's cached `before-all` layer.
+    pub fn layers_over(
+        &self,
+        base: &BaseOs,
+        id: &InstanceId,
+        extra: &[PathBuf],
+        ws: &Workspace,
+    ) -> Result<Layers> {
         let rel = |p: PathBuf| {
             p.strip_prefix(&self.root)
                 .expect("inside the store")
                 .to_path_buf()
         };
-        let mut lower = self.instance_layers(id)?;
+        let mut lower = extra.to_vec();
+        lower.extend(self.instance_layers(id)?);
         lower.push(rel(base.rootfs()));
         Ok(Layers {
             lower,
@@ -430,6 +466,7 @@ impl Store {
             dir: dir.clone(),
             map: self.map.clone(),
             _lock: lock,
+            kept: false,
         };
         for sub in ["upper", "work", "merged"] {
             sys::mkdir_p(&dir.join(sub), 0o755)?;

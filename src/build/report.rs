@@ -1,0 +1,252 @@
+//! What a build reports for each target: the worker process writes one [`TargetResult`] as JSON;
+//! `build` gathers them into `report.json` and the table it prints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::project::Mode;
+use crate::store::human_size;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Passed,
+    /// Built; no test command was configured.
+    Built,
+    BuildFailed,
+    TestFailed,
+    /// pookie-ns itself could not carry the step out (no base OS, a sandbox error, a crash).
+    Error,
+}
+
+impl Outcome {
+    pub fn ok(self) -> bool {
+        matches!(self, Outcome::Passed | Outcome::Built)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Built => "built (no tests)",
+            Outcome::BuildFailed => "BUILD FAILED",
+            Outcome::TestFailed => "TEST FAILED",
+            Outcome::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BeforeAll {
+    /// The project has no before-all command.
+    None,
+    /// It ran in this build and its layer was cached.
+    Ran,
+    /// Its cached layer from an earlier build was used.
+    Cached,
+    Failed,
+}
+
+/// One target's outcome and figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetResult {
+    /// `cp311-linux_aarch64`
+    pub target: String,
+    /// cibuildwheel's identifier, what the selectors match: `cp311-manylinux_aarch64`
+    pub identifier: String,
+    /// `uname -m` spelling
+    pub arch: String,
+    pub python: String,
+    /// The platform tag asked for.
+    pub platform_tag: String,
+    pub mode: Mode,
+    /// `NAME/ARCH` of the base OS the build ran on, and the one the tests ran on.
+    pub build_base: String,
+    pub test_base: String,
+    pub result: Outcome,
+    /// File name of the wheel built.
+    pub wheel: Option<String>,
+    /// Where the wheel was copied (the --out directory), when the target passed.
+    pub wheel_path: Option<PathBuf>,
+    pub before_all: BeforeAll,
+    pub before_all_secs: Option<f64>,
+    pub build_secs: Option<f64>,
+    pub test_secs: Option<f64>,
+    pub total_secs: f64,
+    pub build_exit_code: Option<i32>,
+    pub test_exit_code: Option<i32>,
+    /// Peak resident set size of the largest process of the target's build and test (KiB,
+    /// `getrusage(RUSAGE_CHILDREN)` of its worker).
+    pub peak_rss_kib: Option<u64>,
+    /// Bytes the build left in its workspace's upper layer.
+    pub workspace_bytes: Option<u64>,
+    pub before_all_log: Option<PathBuf>,
+    pub build_log: Option<PathBuf>,
+    pub test_log: Option<PathBuf>,
+    /// pookie-ns's own log of the target (its worker's messages).
+    pub worker_log: PathBuf,
+    /// The failed step's workspace, kept by --keep-failed.
+    pub kept_workspace: Option<PathBuf>,
+    pub error: Option<String>,
+}
+
+impl TargetResult {
+    /// The log to read when this target failed.
+    pub fn failure_log(&self) -> &PathBuf {
+        match self.result {
+            Outcome::TestFailed => self.test_log.as_ref(),
+            Outcome::BuildFailed if self.before_all == BeforeAll::Failed => {
+                self.before_all_log.as_ref()
+            }
+            Outcome::BuildFailed => self.build_log.as_ref(),
+            _ => None,
+        }
+        .unwrap_or(&self.worker_log)
+    }
+}
+
+/// The whole build's report (`report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub bundle: PathBuf,
+    pub project: String,
+    pub branch: String,
+    pub out: PathBuf,
+    pub jobs: usize,
+    pub total_secs: f64,
+    pub passed: usize,
+    pub failed: usize,
+    /// Targets the project's build/skip selectors left out.
+    pub skipped: Vec<String>,
+    pub targets: Vec<TargetResult>,
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{s:.1}"))
+}
+
+/// The report as a table, one line per target.
+pub fn table(report: &Report) -> String {
+    let header = [
+        "target", "python", "mode", "wheel", "build s", "test s", "result", "peak RSS", "disk",
+    ];
+    let rows: Vec<[String; 9]> = report
+        .targets
+        .iter()
+        .map(|t| {
+            [
+                t.target.clone(),
+                t.python.clone(),
+                t.mode.to_string(),
+                t.wheel.clone().unwrap_or_else(|| "-".into()),
+                secs(t.build_secs),
+                secs(t.test_secs),
+                t.result.label().to_string(),
+                t.peak_rss_kib
+                    .map_or("-".into(), |k| human_size(k.saturating_mul(1024))),
+                t.workspace_bytes.map_or("-".into(), human_size),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            // Figures right-aligned, words left-aligned.
+            if matches!(i, 4 | 5 | 7 | 8) {
+                s.push_str(&format!("{cell:>w$}"));
+            } else {
+                s.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(target: &str, outcome: Outcome) -> TargetResult {
+        TargetResult {
+            target: target.into(),
+            identifier: target.into(),
+            arch: "x86_64".into(),
+            python: "3.11".into(),
+            platform_tag: "linux_x86_64".into(),
+            mode: Mode::Native,
+            build_base: "debian-bookworm/amd64".into(),
+            test_base: "debian-bookworm/amd64".into(),
+            result: outcome,
+            wheel: Some("fastmath-0.1.0-cp311-cp311-linux_x86_64.whl".into()),
+            wheel_path: None,
+            before_all: BeforeAll::Cached,
+            before_all_secs: None,
+            build_secs: Some(1.234),
+            test_secs: None,
+            total_secs: 3.0,
+            build_exit_code: Some(0),
+            test_exit_code: None,
+            peak_rss_kib: Some(2048),
+            workspace_bytes: Some(3 * 1024 * 1024),
+            before_all_log: None,
+            build_log: Some("/o/build.log".into()),
+            test_log: Some("/o/test.log".into()),
+            worker_log: "/o/pookie-ns.log".into(),
+            kept_workspace: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn table_has_a_line_per_target_with_aligned_columns() {
+        let report = Report {
+            bundle: "/b".into(),
+            project: "fastmath".into(),
+            branch: "stable".into(),
+            out: "dist".into(),
+            jobs: 2,
+            total_secs: 3.0,
+            passed: 1,
+            failed: 1,
+            skipped: vec![],
+            targets: vec![
+                result("cp311-linux_x86_64", Outcome::Passed),
+                result("cp311-linux_aarch64", Outcome::TestFailed),
+            ],
+        };
+        let t = table(&report);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("target"));
+        assert!(lines[1].contains("passed") && lines[1].contains("1.2"));
+        assert!(lines[1].contains("2.0 MiB") && lines[1].contains("3.0 MiB"));
+        assert!(lines[2].contains("TEST FAILED"));
+        let col = |l: &str| l.find("3.11").unwrap();
+        assert_eq!(col(lines[1]), col(lines[2]));
+    }
+
+    #[test]
+    fn the_failure_log_is_the_failed_step_s() {
+        let r = result("t", Outcome::TestFailed);
+        assert_eq!(r.failure_log(), &PathBuf::from("/o/test.log"));
+        let mut r = result("t", Outcome::BuildFailed);
+        assert_eq!(r.failure_log(), &PathBuf::from("/o/build.log"));
+        r.result = Outcome::Error;
+        assert_eq!(r.failure_log(), &PathBuf::from("/o/pookie-ns.log"));
+    }
+}

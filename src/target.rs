@@ -1,0 +1,378 @@
+//! Build targets: a CPU architecture, a CPython version and, optionally, the manylinux policy the
+//! wheel must meet. Parses the platform tags users write (`manylinux_2_17_aarch64`,
+//! `manylinux2014_x86_64`, `linux_armv7l`, or plain `aarch64`), names each target the way
+//! cibuildwheel does (`cp311-manylinux_aarch64`), and matches cibuildwheel's `build`/`skip`
+//! selectors against those names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+
+/// What a user asked for with `--target` (or `archs` in pyproject.toml), before Python versions
+/// are paired with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub arch: Arch,
+    /// `manylinux_2_17` when the tag named a policy; `None` for a plain arch or `linux_<arch>`.
+    pub policy: Option<String>,
+}
+
+/// The legacy manylinux aliases and the glibc version each one stands for.
+const LEGACY_ALIASES: [(&str, &str); 3] = [
+    ("manylinux1", "manylinux_2_5"),
+    ("manylinux2010", "manylinux_2_12"),
+    ("manylinux2014", "manylinux_2_17"),
+];
+
+/// Parses a platform tag or an arch name (`uname -m` or Debian spelling).
+pub fn parse_platform(tag: &str) -> Result<Platform, String> {
+    let lower = tag.trim().to_ascii_lowercase();
+    let unknown = || {
+        format!(
+            "target {tag:?} is not a platform tag or an architecture; write e.g. x86_64, aarch64, \
+             armv7l, ppc64le, s390x, riscv64, manylinux_2_17_aarch64 or manylinux2014_x86_64 \
+             (architectures: {})",
+            Arch::names()
+        )
+    };
+    if let Ok(arch) = lower.parse::<Arch>() {
+        return Ok(Platform { arch, policy: None });
+    }
+    if let Some(rest) = lower.strip_prefix("linux_") {
+        let arch = rest.parse::<Arch>().map_err(|_| unknown())?;
+        return Ok(Platform { arch, policy: None });
+    }
+    for (alias, policy) in LEGACY_ALIASES {
+        if let Some(rest) = lower.strip_prefix(alias).and_then(|r| r.strip_prefix('_')) {
+            let arch = rest.parse::<Arch>().map_err(|_| unknown())?;
+            return Ok(Platform {
+                arch,
+                policy: Some(policy.to_string()),
+            });
+        }
+    }
+    if let Some(rest) = lower.strip_prefix("manylinux_") {
+        // manylinux_<major>_<minor>_<arch>; the arch itself may contain '_' (x86_64).
+        let mut parts = rest.splitn(3, '_');
+        let (major, minor, arch) = (parts.next(), parts.next(), parts.next());
+        if let (Some(major), Some(minor), Some(arch)) = (major, minor, arch) {
+            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if numeric(major) && numeric(minor) {
+                let arch = arch.parse::<Arch>().map_err(|_| unknown())?;
+                return Ok(Platform {
+                    arch,
+                    policy: Some(format!("manylinux_{major}_{minor}")),
+                });
+            }
+        }
+    }
+    Err(unknown())
+}
+
+/// One target of a build: what the report, the logs and the selectors call it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub arch: Arch,
+    /// `3.11`
+    pub python: String,
+    pub policy: Option<String>,
+}
+
+impl Target {
+    /// cibuildwheel's build identifier: `cp311-manylinux_aarch64`.
+    pub fn identifier(&self) -> String {
+        format!(
+            "cp{}-manylinux_{}",
+            self.python.replace('.', ""),
+            self.arch.uname()
+        )
+    }
+
+    /// What reports, logs and output directories call it: `cp311-linux_aarch64`, or
+    /// `cp311-manylinux_2_17_aarch64` when a policy was asked for (two targets may share an
+    /// identifier and differ in policy).
+    pub fn name(&self) -> String {
+        format!("cp{}-{}", self.python.replace('.', ""), self.platform_tag())
+    }
+
+    /// The platform tag the wheel must end up with: `manylinux_2_17_aarch64` when a policy was
+    /// asked for, otherwise `linux_aarch64` (whatever the build gives).
+    pub fn platform_tag(&self) -> String {
+        match &self.policy {
+            Some(p) => format!("{p}_{}", self.arch.uname()),
+            None => format!("linux_{}", self.arch.uname()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Checks a `--python` value: `3.11` (also accepted: `cp311`, `311`).
+pub fn parse_python(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_start_matches("cp");
+    let version = if t.contains('.') {
+        t.to_string()
+    } else if t.len() >= 2 && t.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}.{}", &t[..1], &t[1..])
+    } else {
+        String::new()
+    };
+    let mut parts = version.split('.');
+    let ok = parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+        && parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+        && parts.next().is_none();
+    if ok {
+        Ok(version)
+    } else {
+        Err(format!(
+            "python {s:?} is not a CPython version; write it as 3.11 (or cp311)"
+        ))
+    }
+}
+
+/// cibuildwheel's selectors: whitespace-separated shell-style patterns (`*`, `?`, `[...]`) matched
+/// against build identifiers. `{cp39,cp311}-*` braces expand as in cibuildwheel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    patterns: Vec<String>,
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let mut patterns = Vec::new();
+        for word in text.split_whitespace() {
+            for p in expand_braces(word)? {
+                check_pattern(&p)?;
+                patterns.push(p);
+            }
+        }
+        Ok(Selector { patterns })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn matches(&self, identifier: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), identifier.as_bytes()))
+    }
+}
+
+/// `{a,b}-x` → `a-x`, `b-x` (one level, as cibuildwheel's `bracex` use in practice).
+fn expand_braces(word: &str) -> Result<Vec<String>, String> {
+    let Some(open) = word.find('{') else {
+        if word.contains('}') {
+            return Err(format!("selector {word:?} has an unmatched '}}'"));
+        }
+        return Ok(vec![word.to_string()]);
+    };
+    let close = word[open..]
+        .find('}')
+        .map(|i| i + open)
+        .ok_or_else(|| format!("selector {word:?} has an unmatched '{{'"))?;
+    let (head, alts, tail) = (&word[..open], &word[open + 1..close], &word[close + 1..]);
+    let mut out = Vec::new();
+    for alt in alts.split(',') {
+        for rest in expand_braces(tail)? {
+            out.push(format!("{head}{alt}{rest}"));
+        }
+    }
+    Ok(out)
+}
+
+fn check_pattern(p: &str) -> Result<(), String> {
+    let mut depth = 0;
+    for c in p.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            c if !(c.is_ascii_alphanumeric() || "*?_-.![]".contains(c)) => {
+                return Err(format!(
+                    "selector {p:?}: character {c:?} is not allowed (use identifiers like \
+                     cp311-manylinux_aarch64 with * ? [...] wildcards)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(format!("selector {p:?} has an unmatched '['"));
+    }
+    Ok(())
+}
+
+/// fnmatch without special treatment of '/': `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    // Where to resume after the last '*': (pattern index after the star, string index).
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let step = match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi + 1, si));
+                pi += 1;
+                continue;
+            }
+            Some(b'?') => Some(pi + 1),
+            Some(b'[') => class_match(p, pi, s[si]),
+            Some(&c) => (c == s[si]).then_some(pi + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                si += 1;
+            }
+            (None, Some((after, from))) => {
+                pi = after;
+                si = from + 1;
+                star = Some((after, from + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Matches `c` against the class starting at `p[start] == b'['`; the index after the class.
+fn class_match(p: &[u8], start: usize, c: u8) -> Option<usize> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some(b'!') | Some(b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    while let Some(&b) = p.get(i) {
+        if b == b']' && !first {
+            return (hit != negate).then_some(i + 1);
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&e| e != b']') {
+            hit |= (b..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= b == c;
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_tags_and_arch_names_parse() {
+        let p = |s: &str| parse_platform(s).unwrap();
+        assert_eq!(p("x86_64").arch, Arch::Amd64);
+        assert_eq!(p("aarch64").policy, None);
+        assert_eq!(p("arm64").arch, Arch::Arm64);
+        assert_eq!(p("armv7l").arch, Arch::Armhf);
+        assert_eq!(p("ppc64le").arch, Arch::Ppc64el);
+        assert_eq!(p("linux_s390x").arch, Arch::S390x);
+        assert_eq!(
+            p("manylinux_2_17_x86_64"),
+            Platform {
+                arch: Arch::Amd64,
+                policy: Some("manylinux_2_17".into())
+            }
+        );
+        assert_eq!(
+            p("manylinux2014_aarch64").policy.as_deref(),
+            Some("manylinux_2_17")
+        );
+        assert_eq!(p("manylinux_2_28_riscv64").arch, Arch::Riscv64);
+        assert_eq!(p("MANYLINUX_2_17_ARMV7L").arch, Arch::Armhf);
+    }
+
+    #[test]
+    fn bad_platforms_say_what_is_accepted() {
+        for bad in [
+            "sparc",
+            "manylinux_2_17",
+            "manylinux_x_17_x86_64",
+            "manylinux_2_17_mips",
+            "linux_",
+            "",
+            "musllinux_1_2_x86_64",
+        ] {
+            let e = parse_platform(bad).unwrap_err();
+            assert!(e.contains("manylinux_2_17_aarch64"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn identifiers_and_tags() {
+        let t = Target {
+            arch: Arch::Arm64,
+            python: "3.11".into(),
+            policy: None,
+        };
+        assert_eq!(t.identifier(), "cp311-manylinux_aarch64");
+        assert_eq!(t.platform_tag(), "linux_aarch64");
+        assert_eq!(t.name(), "cp311-linux_aarch64");
+        let t = Target {
+            arch: Arch::Armhf,
+            python: "3.9".into(),
+            policy: Some("manylinux_2_17".into()),
+        };
+        assert_eq!(t.identifier(), "cp39-manylinux_armv7l");
+        assert_eq!(t.platform_tag(), "manylinux_2_17_armv7l");
+    }
+
+    #[test]
+    fn python_versions() {
+        assert_eq!(parse_python("3.11").unwrap(), "3.11");
+        assert_eq!(parse_python("cp39").unwrap(), "3.9");
+        assert_eq!(parse_python("313").unwrap(), "3.13");
+        for bad in ["3", "three", "3.11.2", "cp", "3.x"] {
+            assert!(parse_python(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_match_like_cibuildwheel() {
+        let s = Selector::parse("cp311-* cp39-manylinux_aarch64").unwrap();
+        assert!(s.matches("cp311-manylinux_x86_64"));
+        assert!(s.matches("cp39-manylinux_aarch64"));
+        assert!(!s.matches("cp39-manylinux_x86_64"));
+        assert!(!s.matches("cp313-manylinux_x86_64"));
+
+        let s = Selector::parse("*-manylinux_aarch64").unwrap();
+        assert!(s.matches("cp311-manylinux_aarch64"));
+        assert!(!s.matches("cp311-manylinux_x86_64"));
+
+        let s = Selector::parse("cp3?-* *_[a-c]arch64 *armv7[!x]").unwrap();
+        assert!(s.matches("cp39-manylinux_x86_64"));
+        assert!(!s.matches("cp311-manylinux_x86_64"));
+        assert!(s.matches("cp311-manylinux_aarch64"));
+        assert!(s.matches("cp311-manylinux_armv7l"));
+
+        let s = Selector::parse("{cp39,cp313}-manylinux_*").unwrap();
+        assert!(s.matches("cp39-manylinux_ppc64le"));
+        assert!(s.matches("cp313-manylinux_s390x"));
+        assert!(!s.matches("cp311-manylinux_s390x"));
+
+        assert!(Selector::parse("").unwrap().is_empty());
+        assert!(Selector::parse("*").unwrap().matches("anything"));
+        assert!(Selector::parse("**x").unwrap().matches("abx"));
+        assert!(!Selector::parse("a*b").unwrap().matches("acbd"));
+    }
+
+    #[test]
+    fn bad_selectors_are_refused() {
+        for bad in ["cp311-[x86", "{cp39", "cp39}", "cp311/x", "cp311;rm"] {
+            assert!(Selector::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
