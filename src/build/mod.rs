@@ -303,7 +303,9 @@ fn mode_for(arch: Arch, asked: Option<Mode>) -> Result<Mode> {
 
 fn default_build_command(frontend: Frontend) -> String {
     match frontend {
-        Frontend::Pip => format!("python3 -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}"),
+        Frontend::Pip => {
+            format!("python3 -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}")
+        }
         Frontend::Build => format!("python3 -m build --wheel --outdir {OUT_INSIDE} {{project}}"),
     }
 }
@@ -364,9 +366,14 @@ fn run_workers(
     } else {
         indicatif::MultiProgress::new()
     };
-    let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed:>4}")
-        .expect("valid template");
-    let width = jobs.iter().map(|j| j.target.name().len()).max().unwrap_or(0);
+    let style =
+        indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed:>4}")
+            .expect("valid template");
+    let width = jobs
+        .iter()
+        .map(|j| j.target.name().len())
+        .max()
+        .unwrap_or(0);
     let bars: Vec<indicatif::ProgressBar> = jobs
         .iter()
         .map(|j| {
@@ -548,9 +555,15 @@ mod tests {
             name: name.map(str::to_string),
             ..Project::default()
         };
-        assert_eq!(project_dir_name(&p(Some("fastmath")), Path::new("/x/y")), "fastmath");
+        assert_eq!(
+            project_dir_name(&p(Some("fastmath")), Path::new("/x/y")),
+            "fastmath"
+        );
         assert_eq!(project_dir_name(&p(None), Path::new("/x/c-ext")), "c-ext");
-        assert_eq!(project_dir_name(&p(Some("../evil/x")), Path::new("/x")), "_evil_x");
+        assert_eq!(
+            project_dir_name(&p(Some("../evil/x")), Path::new("/x")),
+            "_evil_x"
+        );
         assert_eq!(project_dir_name(&p(Some("..")), Path::new("/x")), "project");
     }
 

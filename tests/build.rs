@@ -1,0 +1,374 @@
+//! `pookie-ns build` end to end on real Debian bookworm base OSes (their tarballs built once per
+//! machine by scripts/build-test-rootfs through the recipe): the example C extension built and
+//! tested for x86_64 natively and for aarch64 under QEMU, the before-all layer reused by a second
+//! build, a failing test that fails only its own target, a failing build, and bad input that is
+//! refused before anything runs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{everyone, require, stderr, Runner, Who, FOREIGN_CACHE};
+use serde_json::Value;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/c-ext");
+
+/// A store with the cached Debian tarballs of `arches` where `load-baseos` finds them (as
+/// `work_dir/baseos-debian-bookworm-<arch>.tar.zst`), so that `build` loads them on first use
+/// with their recipe's metadata.
+fn runner_with_tarballs(who: Who, arches: &[&str]) -> Option<Runner> {
+    let r = Runner::new(who);
+    for arch in arches {
+        let tarball = Path::new(FOREIGN_CACHE).join(format!("debian-bookworm-{arch}.tar.zst"));
+        if !require(
+            tarball.exists(),
+            &format!("{} (scripts/build-test-rootfs)", tarball.display()),
+        ) {
+            return None;
+        }
+        std::os::unix::fs::symlink(
+            &tarball,
+            r.store
+                .join(format!("baseos-debian-bookworm-{arch}.tar.zst")),
+        )
+        .unwrap();
+    }
+    Some(r)
+}
+
+/// A copy of the example project the runner's user owns (the checkout may not be readable by
+/// the test users), optionally changed by `edit`.
+fn project_copy(r: &Runner, name: &str) -> PathBuf {
+    let dest = r.store.parent().unwrap().join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(EXAMPLE)
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    if let Some(user) = r.who.user() {
+        let st = std::process::Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(&dest)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    dest
+}
+
+fn dist(r: &Runner, name: &str) -> PathBuf {
+    r.store.parent().unwrap().join(name)
+}
+
+fn wheels(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".whl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Runs `build ... --json` and returns (exit code, report, stderr).
+fn build(r: &Runner, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec!["--json", "build"];
+    all.extend_from_slice(args);
+    let out = r.run(&all);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr(&out))
+}
+
+fn target<'a>(report: &'a Value, arch: &str) -> &'a Value {
+    report["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no targets in {report}"))
+        .iter()
+        .find(|t| t["arch"] == arch)
+        .unwrap_or_else(|| panic!("no {arch} target in {report}"))
+}
+
+fn read(p: &Value) -> String {
+    std::fs::read_to_string(p.as_str().unwrap_or_else(|| panic!("not a path: {p}")))
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// The issue's check: two wheels with the right tags, each installed and tested on its own arch;
+/// the second build reuses the before-all layer; a test failing on one arch fails that target
+/// only, and --keep-failed keeps its workspace.
+#[test]
+fn example_builds_and_tests_for_x86_64_and_aarch64() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64", "arm64"]) else {
+        return;
+    };
+    let project = project_copy(&r, "c-ext");
+    let out1 = dist(&r, "dist1");
+    let (code, report, err) = build(
+        &r,
+        &[
+            project.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "aarch64",
+            "--out",
+            out1.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    assert!(
+        err.contains("loading base OS debian-bookworm for arm64"),
+        "says why it loads: {err}"
+    );
+    assert_eq!(
+        wheels(&out1),
+        [
+            "fastmath-0.1.0-cp311-cp311-linux_aarch64.whl",
+            "fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"
+        ]
+    );
+    for (arch, mode) in [("x86_64", "native"), ("aarch64", "emulate")] {
+        let t = target(&report, arch);
+        assert_eq!(t["result"], "passed", "{t}");
+        assert_eq!(t["mode"], mode, "{t}");
+        assert_eq!(t["before_all"], "ran", "{t}");
+        assert_eq!(t["test_exit_code"], 0, "{t}");
+        assert!(t["peak_rss_kib"].as_u64().unwrap() > 1000, "{t}");
+        assert!(t["workspace_bytes"].as_u64().unwrap() > 0, "{t}");
+        let log = read(&t["test_log"]);
+        assert!(
+            log.contains(&format!("platform.machine() == '{arch}'")),
+            "tested on its own arch: {log}"
+        );
+        assert!(log.contains("6 passed"), "{log}");
+        assert!(Path::new(t["wheel_path"].as_str().unwrap()).is_file());
+    }
+    // The compiled extension inside the aarch64 wheel is an aarch64 ELF.
+    let wheel = out1.join("fastmath-0.1.0-cp311-cp311-linux_aarch64.whl");
+    let listing = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+             so = [n for n in z.namelist() if n.endswith('.so')][0]; \
+             h = z.read(so)[:20]; print(so, h[:4] == b'\\x7fELF', int.from_bytes(h[18:20], 'little'))",
+        ])
+        .arg(&wheel)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.trim_end().ends_with("True 183"),
+        "e_machine aarch64: {listing}"
+    );
+
+    // Second build: the instance layers and the before-all layer are reused.
+    let out2 = dist(&r, "dist2");
+    let (code, report, err) = build(
+        &r,
+        &[
+            project.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "aarch64",
+            "--out",
+            out2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    for arch in ["x86_64", "aarch64"] {
+        let t = target(&report, arch);
+        assert_eq!(t["before_all"], "cached", "before-all ran again: {t}");
+        assert!(t["before_all_log"].is_null(), "{t}");
+    }
+    assert_eq!(wheels(&out2).len(), 2);
+    assert!(!err.contains("loading base OS"), "{err}");
+
+    // A test that fails on aarch64 only: exit 1, the failed target named with its log, the
+    // x86_64 wheel still delivered, the aarch64 one not.
+    let failing = project_copy(&r, "c-ext-failing");
+    std::fs::write(
+        failing.join("tests/test_arch.py"),
+        "import platform\n\ndef test_not_on_aarch64():\n    assert platform.machine() != 'aarch64'\n",
+    )
+    .unwrap();
+    let out3 = dist(&r, "dist3");
+    let (code, report, err) = build(
+        &r,
+        &[
+            failing.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "aarch64",
+            "--out",
+            out3.to_str().unwrap(),
+            "--keep-failed",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let bad = target(&report, "aarch64");
+    assert_eq!(bad["result"], "test-failed", "{bad}");
+    assert_eq!(target(&report, "x86_64")["result"], "passed");
+    let log = bad["test_log"].as_str().unwrap();
+    assert!(
+        err.contains("cp311-linux_aarch64: TEST FAILED") && err.contains(log),
+        "names the target and its log: {err}"
+    );
+    assert!(read(&bad["test_log"]).contains("test_not_on_aarch64"));
+    assert_eq!(
+        wheels(&out3),
+        ["fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"]
+    );
+    // --keep-failed: the workspace stays (the stale sweep leaves it), `list` shows it, and
+    // `cleanup workspaces` removes it.
+    let kept = PathBuf::from(bad["kept_workspace"].as_str().expect("kept workspace"));
+    assert!(kept.join("upper/buildroot/src/tests/test_arch.py").exists());
+    let listing = r.ok(&["list"]);
+    assert!(
+        listing.contains(kept.file_name().unwrap().to_str().unwrap()),
+        "{listing}"
+    );
+    r.ok(&["cleanup", "workspaces"]);
+    assert!(!kept.exists());
+}
+
+/// The same pipeline as each identity (root, a subuid user, a single-uid user) for the host arch:
+/// a good build, a build that fails to compile (exit 1, the log names the error, no wheel), and
+/// configuration mistakes refused with exit 2 before anything runs.
+#[test]
+fn native_builds_as_every_identity() {
+    for who in everyone() {
+        let Some(r) = runner_with_tarballs(who, &["amd64"]) else {
+            return;
+        };
+        let project = project_copy(&r, "c-ext");
+        // A manylinux policy: the wheel is repaired by auditwheel and carries the tag.
+        let out_m = dist(&r, "dist-manylinux");
+        let (code, report, err) = build(
+            &r,
+            &[
+                project.to_str().unwrap(),
+                "--branch",
+                "stable",
+                "--target",
+                "manylinux_2_17_x86_64",
+                "--out",
+                out_m.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{who:?}: {err}");
+        let t = target(&report, "x86_64");
+        assert_eq!(t["platform_tag"], "manylinux_2_17_x86_64");
+        let w = wheels(&out_m);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("manylinux_2_17_x86_64"), "{w:?}");
+        assert!(read(&t["build_log"]).contains("auditwheel repair"));
+
+        let out = dist(&r, "dist");
+        let (code, report, err) = build(
+            &r,
+            &[
+                project.to_str().unwrap(),
+                "--branch",
+                "stable",
+                "--target",
+                "x86_64",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{who:?}: {err}");
+        let t = target(&report, "x86_64");
+        assert_eq!(t["result"], "passed", "{who:?}: {t}");
+        assert_eq!(
+            wheels(&out),
+            ["fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"],
+            "{who:?}"
+        );
+        // The project directory was only read.
+        assert!(!project.join("build").exists() && !project.join("dist").exists());
+
+        // A compile error: exit 1, the build log shows the compiler's message.
+        let broken = project_copy(&r, "c-ext-broken");
+        let c = broken.join("src/fastmath/_fastmath.c");
+        let text = std::fs::read_to_string(&c).unwrap();
+        std::fs::write(&c, format!("{text}\nthis is not C;\n")).unwrap();
+        let out_b = dist(&r, "dist-broken");
+        let (code, report, err) = build(
+            &r,
+            &[
+                broken.to_str().unwrap(),
+                "--branch",
+                "stable",
+                "--target",
+                "x86_64",
+                "--out",
+                out_b.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 1, "{who:?}: {err}");
+        let t = target(&report, "x86_64");
+        assert_eq!(t["result"], "build-failed", "{t}");
+        assert!(read(&t["build_log"]).contains("error:"), "{t}");
+        assert!(wheels(&out_b).is_empty());
+        assert!(t["kept_workspace"].is_null());
+
+        // Bad input: exit 2 and a message naming the problem; nothing is built.
+        let bad = project_copy(&r, "c-ext-badkey");
+        let pp = bad.join("pyproject.toml");
+        let text = std::fs::read_to_string(&pp).unwrap();
+        std::fs::write(&pp, format!("{text}test-comand = \"pytest\"\n")).unwrap();
+        for (args, needle) in [
+            (
+                vec![bad.to_str().unwrap(), "--branch", "stable"],
+                "test-comand",
+            ),
+            (
+                vec![project.to_str().unwrap(), "--branch", "nosuch"],
+                "no branch \"nosuch\"",
+            ),
+            (
+                vec![
+                    project.to_str().unwrap(),
+                    "--branch",
+                    "stable",
+                    "--target",
+                    "sparc",
+                ],
+                "manylinux_2_17_aarch64",
+            ),
+            (
+                vec![
+                    project.to_str().unwrap(),
+                    "--branch",
+                    "stable",
+                    "--python",
+                    "3.12",
+                ],
+                "no base OS provides CPython 3.12 for x86_64",
+            ),
+            (vec!["/nonexistent", "--branch", "stable"], "/nonexistent"),
+        ] {
+            let out = r.run(&[&["build"], args.as_slice()].concat());
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{who:?} {args:?}: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        }
+    }
+}
