@@ -38,7 +38,9 @@ use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
 pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
     let started = Instant::now();
+    // Progress bars go with --json too; messages only with -q.
     let quiet = cli.quiet || cli.json;
+    let say = !cli.quiet;
     // Everything the user wrote is checked before anything runs.
     store::check_name(&args.branch)?;
     let branches = branch::branches(&config.config_dir);
@@ -121,7 +123,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         crate::commands::emulation_for(config, p.target.arch)?;
     }
     for name in &skipped {
-        if !quiet {
+        if say {
             eprintln!("pookie-ns: {name}: left out by the project's build/skip selectors");
         }
     }
@@ -140,7 +142,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                 .iter()
                 .find(|r| &r.name == name)
                 .expect("planned from these recipes");
-            if !quiet {
+            if say {
                 eprintln!(
                     "pookie-ns: loading base OS {name} for {}: target {} needs CPython {}, which \
                      no loaded base OS provides for {}",
