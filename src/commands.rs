@@ -599,6 +599,12 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
         "all" => {
             remove_workspaces()?;
             remove_baseos()?;
+            // Build logs and wheelhouses: files the sandbox wrote, so removed through the map.
+            let output = store.root.join("output");
+            if output.exists() {
+                userns::remove_tree(&store.map, &output)?;
+                eprintln!("removed build output {}", output.display());
+            }
         }
         other => match InstanceId::parse(other).filter(|id| instances.contains(id)) {
             Some(id) => remove_instance(&id)?,

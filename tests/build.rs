@@ -372,3 +372,46 @@ fn native_builds_as_every_identity() {
         }
     }
 }
+
+/// The C++17 example (CMake through scikit-build-core, Debian's cmake and ninja from before-all):
+/// built and its value-checking tests passed on the host arch.
+#[test]
+fn cpp_example_builds_with_scikit_build_core() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
+        return;
+    };
+    let dest = r.store.parent().unwrap().join("cpp-ext");
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cpp-ext"))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dist(&r, "dist");
+    let (code, report, err) = build(
+        &r,
+        &[
+            dest.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = target(&report, "x86_64");
+    assert_eq!(t["result"], "passed", "{t}");
+    // scikit-build-core's CMake build names the module with the full SOABI (WITH_SOABI).
+    assert!(read(&t["build_log"]).contains("Created wheel for cppstats"));
+    assert!(read(&t["test_log"]).contains("6 passed"), "{t}");
+    assert_eq!(
+        wheels(&out),
+        ["cppstats-0.1.0-cp311-cp311-linux_x86_64.whl"]
+    );
+}
