@@ -33,7 +33,7 @@ use crate::recipe;
 use crate::store::{self, Store};
 use crate::target;
 use plan::{Loaded, Offer, Source};
-use report::{Outcome, Report, TargetResult};
+use report::{Report, TargetResult};
 use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
 pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
@@ -475,31 +475,6 @@ fn read_result(job: &Job, status: std::process::ExitStatus) -> TargetResult {
     }
     let tail = crate::progress::log_tail(&job.worker_log(), 8);
     TargetResult {
-        target: job.target.name(),
-        identifier: job.target.identifier(),
-        arch: job.target.arch.uname().into(),
-        python: job.target.python.clone(),
-        platform_tag: job.target.platform_tag(),
-        mode: job.mode,
-        build_base: job.build_base.to_string(),
-        test_base: job.test_base.to_string(),
-        result: Outcome::Error,
-        wheel: None,
-        wheel_path: None,
-        before_all: report::BeforeAll::None,
-        before_all_secs: None,
-        build_secs: None,
-        test_secs: None,
-        total_secs: 0.0,
-        build_exit_code: None,
-        test_exit_code: None,
-        peak_rss_kib: None,
-        workspace_bytes: None,
-        before_all_log: None,
-        build_log: None,
-        test_log: None,
-        worker_log: job.worker_log(),
-        kept_workspace: None,
         error: Some(format!(
             "the worker process ended ({status}) without a result{}",
             if tail.is_empty() {
@@ -508,6 +483,7 @@ fn read_result(job: &Job, status: std::process::ExitStatus) -> TargetResult {
                 format!(":\n{tail}")
             }
         )),
+        ..worker::new_result(job)
     }
 }
 

@@ -110,7 +110,7 @@ fn phase(name: &str) {
     let _ = out.flush();
 }
 
-fn new_result(job: &Job) -> TargetResult {
+pub(super) fn new_result(job: &Job) -> TargetResult {
     TargetResult {
         target: job.target.name(),
         identifier: job.target.identifier(),
@@ -471,16 +471,8 @@ fn build_step(
         upper_usage: Some(usage.clone()),
         keep_upper_on_failure: job.keep_failed,
     };
-    let started = Instant::now();
-    let code = sandbox::run(&store.map, &spec);
-    r.build_secs = Some(started.elapsed().as_secs_f64());
-    let code = match code {
-        Ok(c) => c,
-        Err(e) => {
-            ws.remove()?;
-            return Err(e);
-        }
-    };
+    let (code, secs) = timed_run(store, &spec)?;
+    r.build_secs = Some(secs);
     r.build_exit_code = Some(code);
     r.workspace_bytes = std::fs::read_to_string(&usage)
         .ok()
@@ -523,6 +515,14 @@ fn deliver_script(target: &Target) -> String {
             )
         }
     }
+}
+
+/// Runs a step's sandbox and times it. (On an error of pookie-ns itself the caller's `?` drops
+/// the workspace, which removes it.)
+fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
+    let started = Instant::now();
+    let code = sandbox::run(&store.map, spec)?;
+    Ok((code, started.elapsed().as_secs_f64()))
 }
 
 /// Removes a failed step's workspace, or keeps it with --keep-failed.
@@ -646,16 +646,8 @@ fn test_step(
         upper_usage: None,
         keep_upper_on_failure: job.keep_failed,
     };
-    let started = Instant::now();
-    let code = sandbox::run(&store.map, &spec);
-    r.test_secs = Some(started.elapsed().as_secs_f64());
-    let code = match code {
-        Ok(c) => c,
-        Err(e) => {
-            ws.remove()?;
-            return Err(e);
-        }
-    };
+    let (code, secs) = timed_run(store, &spec)?;
+    r.test_secs = Some(secs);
     r.test_exit_code = Some(code);
     if code != 0 {
         r.error = Some(format!("the tests failed (exit status {code})"));
