@@ -70,6 +70,8 @@ pub struct TargetResult {
     /// Where the wheel was copied (the --out directory), when the target passed.
     pub wheel_path: Option<PathBuf>,
     pub before_all: BeforeAll,
+    /// Bringing the instances up to date (apt refresh when due) and before-all, in seconds.
+    pub prepare_secs: Option<f64>,
     pub before_all_secs: Option<f64>,
     pub build_secs: Option<f64>,
     pub test_secs: Option<f64>,
@@ -129,9 +131,10 @@ fn secs(v: Option<f64>) -> String {
 /// The report as a table, one line per target.
 pub fn table(report: &Report) -> String {
     let header = [
-        "target", "python", "mode", "wheel", "build s", "test s", "result", "peak RSS", "disk",
+        "target", "python", "mode", "wheel", "prep s", "build s", "test s", "result", "peak RSS",
+        "disk",
     ];
-    let rows: Vec<[String; 9]> = report
+    let rows: Vec<[String; 10]> = report
         .targets
         .iter()
         .map(|t| {
@@ -140,6 +143,7 @@ pub fn table(report: &Report) -> String {
                 t.python.clone(),
                 t.mode.to_string(),
                 t.wheel.clone().unwrap_or_else(|| "-".into()),
+                secs(t.prepare_secs),
                 secs(t.build_secs),
                 secs(t.test_secs),
                 t.result.label().to_string(),
@@ -162,7 +166,7 @@ pub fn table(report: &Report) -> String {
                 s.push_str("  ");
             }
             // Figures right-aligned, words left-aligned.
-            if matches!(i, 4 | 5 | 7 | 8) {
+            if matches!(i, 4 | 5 | 6 | 8 | 9) {
                 s.push_str(&format!("{cell:>w$}"));
             } else {
                 s.push_str(&format!("{cell:<w$}"));
@@ -195,6 +199,7 @@ mod tests {
             wheel: Some("fastmath-0.1.0-cp311-cp311-linux_x86_64.whl".into()),
             wheel_path: None,
             before_all: BeforeAll::Cached,
+            prepare_secs: Some(0.5),
             before_all_secs: None,
             build_secs: Some(1.234),
             test_secs: None,

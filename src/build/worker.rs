@@ -124,6 +124,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         wheel: None,
         wheel_path: None,
         before_all: BeforeAll::None,
+        prepare_secs: None,
         before_all_secs: None,
         build_secs: None,
         test_secs: None,
@@ -172,7 +173,9 @@ struct Prepared {
 
 fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
+    let started = Instant::now();
     let build = prepare(config, store, job, &job.build_base, r)?;
+    r.prepare_secs = Some(started.elapsed().as_secs_f64());
     let Some(build) = build else {
         r.result = Outcome::BuildFailed;
         return Ok(());
@@ -193,7 +196,10 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
     if job.test_base != job.build_base {
         phase("prepare test");
     }
-    let Some(test) = prepare(config, store, job, &job.test_base, r)? else {
+    let started = Instant::now();
+    let test = prepare(config, store, job, &job.test_base, r)?;
+    r.prepare_secs = Some(r.prepare_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+    let Some(test) = test else {
         r.result = Outcome::TestFailed;
         return Ok(());
     };
