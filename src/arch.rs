@@ -79,6 +79,34 @@ impl Arch {
         }
     }
 
+    /// Debian's multiarch triplet (`dpkg-architecture -qDEB_HOST_MULTIARCH`): the prefix of its
+    /// cross compilers (`aarch64-linux-gnu-gcc`), its library and header subdirectories, and the
+    /// name zig takes for the target.
+    pub fn multiarch(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64-linux-gnu",
+            Arch::I386 => "i386-linux-gnu",
+            Arch::Arm64 => "aarch64-linux-gnu",
+            Arch::Armhf => "arm-linux-gnueabihf",
+            Arch::Ppc64el => "powerpc64le-linux-gnu",
+            Arch::S390x => "s390x-linux-gnu",
+            Arch::Riscv64 => "riscv64-linux-gnu",
+        }
+    }
+
+    /// Rust's target triple (`CARGO_BUILD_TARGET`).
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64-unknown-linux-gnu",
+            Arch::I386 => "i686-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+            Arch::Armhf => "armv7-unknown-linux-gnueabihf",
+            Arch::Ppc64el => "powerpc64le-unknown-linux-gnu",
+            Arch::S390x => "s390x-unknown-linux-gnu",
+            Arch::Riscv64 => "riscv64gc-unknown-linux-gnu",
+        }
+    }
+
     /// The ELF identification of this architecture's executables (see elf(5)).
     pub fn elf(self) -> ElfId {
         let (class, data, machine) = match self {

@@ -200,6 +200,7 @@ pub fn ensure_fresh(
             dst: "/run/pookie-ns/branch.list".into(),
             readonly: true,
         }],
+        lower_mounts: Vec::new(),
         network: true,
         hostname: "pookie-ns".into(),
         cwd: None,

@@ -103,9 +103,15 @@ pub struct BuildArgs {
     /// Runs once per instance layer and is cached (e.g. apt-get install -y libffi-dev)
     #[arg(long, value_name = "CMD")]
     pub before_all: Option<String>,
-    /// How non-native targets build: emulate (whole build under QEMU) or cross
+    /// How non-native targets build: cross (natively, with a cross toolchain and the target's
+    /// base OS as sysroot; the default where a toolchain exists) or emulate (whole build under
+    /// QEMU). Tests always run on the target's own base OS.
     #[arg(long, value_name = "MODE")]
     pub mode: Option<crate::project::Mode>,
+    /// The toolchain: gcc (Debian's cross gcc; the base OS's own gcc natively), clang, or zig
+    /// (targets an old glibc: manylinux_2_17 wheels)
+    #[arg(long, value_name = "COMPILER")]
+    pub compiler: Option<crate::toolchain::Compiler>,
     /// Where the wheels go (default: ./dist)
     #[arg(long, value_name = "DIR", default_value = "dist")]
     pub out: PathBuf,

@@ -287,6 +287,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         layers: store.layers(&base, &instance, &ws)?,
         merged: ws.merged(),
         binds,
+        lower_mounts: Vec::new(),
         network: args.network,
         hostname: "pookie-ns".into(),
         cwd,

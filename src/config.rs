@@ -104,6 +104,45 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     }
 }
 
+/// The definitions of one kind (`rootfs`, `toolchains`): the ones embedded in the binary, then
+/// `<config_dir>/<kind>/*.toml`, which add to them or replace them by name. Returns (name, where
+/// it came from, TOML text), in that order of precedence (a later one overrides an earlier one).
+pub fn definitions(
+    config_dir: &Path,
+    kind: &str,
+    embedded: &[(&str, &str)],
+) -> Result<Vec<(String, PathBuf, String)>, ConfigError> {
+    let mut out: Vec<(String, PathBuf, String)> = embedded
+        .iter()
+        .map(|(name, text)| {
+            (
+                name.to_string(),
+                PathBuf::from(format!("<built-in>/{kind}/{name}.toml")),
+                text.to_string(),
+            )
+        })
+        .collect();
+    let dir = config_dir.join(kind);
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    extra.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    extra.sort();
+    for path in extra {
+        let Some(text) = read_optional(&path)? else {
+            continue;
+        };
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        out.retain(|(n, _, _)| *n != name);
+        out.push((name, path, text));
+    }
+    Ok(out)
+}
+
 /// The process environment that decides defaults, kept apart so that resolution can be tested.
 #[derive(Debug, Clone, Default)]
 pub struct Env {

@@ -21,6 +21,7 @@ pub mod store;
 pub mod sudo;
 pub mod sys;
 pub mod target;
+pub mod toolchain;
 pub mod userns;
 
 pub use error::{Error, Result};

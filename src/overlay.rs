@@ -60,6 +60,28 @@ impl Layers {
     }
 }
 
+/// `lowerdir=a:b,userxattr`: an overlay of read-only layers only (no upper dir), e.g. a cross
+/// build's sysroot. The kernel wants at least two layers for that ("at least 2 lowerdir are
+/// needed while upperdir nonexistent"); `None` for a single layer, which is bind-mounted instead.
+/// `userxattr` makes the kernel read the opaque-dir markers the layers were written with.
+pub fn read_only_options(lower: &[PathBuf]) -> Result<Option<String>, OverlayError> {
+    match lower {
+        [] => Err(OverlayError::NoLower),
+        [_] => Ok(None),
+        _ => {
+            let all = lower
+                .iter()
+                .map(|p| check(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = format!("lowerdir={},userxattr", all.join(":"));
+            if opts.len() >= MAX_OPTIONS {
+                return Err(OverlayError::TooLong(opts.len()));
+            }
+            Ok(Some(opts))
+        }
+    }
+}
+
 fn check(p: &Path) -> Result<String, OverlayError> {
     match p.to_str() {
         Some(s) if !s.contains([',', ':', '\\']) && !s.is_empty() => Ok(s.to_string()),
@@ -86,6 +108,23 @@ mod tests {
             l.options().unwrap(),
             "lowerdir=inst/0002:inst/0001:baseos/x/amd64/rootfs,upperdir=ws/upper,workdir=ws/work,userxattr"
         );
+    }
+
+    #[test]
+    fn read_only_overlays_need_two_layers() {
+        assert_eq!(
+            read_only_options(&["a/0001".into(), "baseos/x/arm64/rootfs".into()]).unwrap(),
+            Some("lowerdir=a/0001:baseos/x/arm64/rootfs,userxattr".into())
+        );
+        assert_eq!(
+            read_only_options(&["baseos/x/arm64/rootfs".into()]).unwrap(),
+            None
+        );
+        assert!(matches!(read_only_options(&[]), Err(OverlayError::NoLower)));
+        assert!(matches!(
+            read_only_options(&["a,b".into(), "c".into()]),
+            Err(OverlayError::BadPath(_))
+        ));
     }
 
     #[test]

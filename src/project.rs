@@ -89,6 +89,8 @@ pub struct ToolTable {
     pub build_command: Option<Commands>,
     /// pookie-ns's own: `emulate` or `cross` for non-native targets.
     pub mode: Option<Mode>,
+    /// pookie-ns's own: `gcc`, `clang` or `zig`, the toolchain of cross (and native) builds.
+    pub compiler: Option<crate::toolchain::Compiler>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,7 @@ pub struct Project {
     pub frontend: Frontend,
     pub build_command: Option<String>,
     pub mode: Option<Mode>,
+    pub compiler: Option<crate::toolchain::Compiler>,
 }
 
 impl Project {
@@ -229,6 +232,7 @@ impl Project {
             frontend: table.build_frontend.unwrap_or_default(),
             build_command: command(&table.build_command),
             mode: table.mode,
+            compiler: table.compiler,
         })
     }
 
@@ -272,6 +276,7 @@ before-build = "echo hi"
 environment = { CFLAGS = "-O2", FOO_1 = "x y" }
 build-frontend = "build"
 mode = "emulate"
+compiler = "zig"
 "#,
         )
         .unwrap();
@@ -289,6 +294,7 @@ mode = "emulate"
         assert_eq!(p.test_requires, ["pytest", "numpy"]);
         assert_eq!(p.frontend, Frontend::Build);
         assert_eq!(p.mode, Some(Mode::Emulate));
+        assert_eq!(p.compiler, Some(crate::toolchain::Compiler::Zig));
         assert_eq!(
             p.environment,
             [

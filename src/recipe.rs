@@ -2,12 +2,12 @@
 //! `rootfs/*.toml` are embedded in the binary; the config dir's `rootfs/` may add or override
 //! recipes. Branch source lists (`source_lists/<branch>.list`) are rendered from a recipe too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::arch::Arch;
-use crate::config::{parse_toml, read_optional, ConfigError};
+use crate::config::{parse_toml, ConfigError};
 
 /// The recipes shipped with pookie-ns: (name, TOML text).
 pub const EMBEDDED: [(&str, &str); 3] = [
@@ -165,34 +165,10 @@ impl Recipe {
 
 /// All recipes: the embedded ones, then `<config_dir>/rootfs/*.toml` (which override by name).
 pub fn all(config_dir: &Path) -> Result<Vec<Recipe>, ConfigError> {
-    let mut out = Vec::new();
-    for (name, text) in EMBEDDED {
-        out.push(Recipe::parse(
-            name,
-            &PathBuf::from(format!("<built-in>/rootfs/{name}.toml")),
-            text,
-        )?);
-    }
-    let dir = config_dir.join("rootfs");
-    let mut extra: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    extra.retain(|p| p.extension().is_some_and(|e| e == "toml"));
-    extra.sort();
-    for path in extra {
-        let Some(text) = read_optional(&path)? else {
-            continue;
-        };
-        let name = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let recipe = Recipe::parse(&name, &path, &text)?;
-        out.retain(|r: &Recipe| r.name != recipe.name);
-        out.push(recipe);
-    }
-    Ok(out)
+    crate::config::definitions(config_dir, "rootfs", &EMBEDDED)?
+        .into_iter()
+        .map(|(name, origin, text)| Recipe::parse(&name, &origin, &text))
+        .collect()
 }
 
 /// One recipe by name, or an error listing the known ones.

@@ -38,6 +38,16 @@ pub struct Bind {
     pub readonly: bool,
 }
 
+/// Read-only layers stacked at a path inside the sandbox: a cross build's sysroot (the target's
+/// base OS with its instance layers).
+#[derive(Debug, Clone)]
+pub struct LowerMount {
+    /// Topmost first, like [`Layers::lower`]; relative to the store root.
+    pub lower: Vec<PathBuf>,
+    /// Absolute path inside the sandbox.
+    pub dst: PathBuf,
+}
+
 /// Everything one sandboxed command needs.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -47,6 +57,8 @@ pub struct Spec {
     /// Absolute path of the (empty) directory the overlay is mounted on.
     pub merged: PathBuf,
     pub binds: Vec<Bind>,
+    /// Read-only layer stacks mounted inside (a cross build's `/sysroot`).
+    pub lower_mounts: Vec<LowerMount>,
     /// Share the host's network (and its DNS and CA configuration); otherwise only loopback.
     pub network: bool,
     pub hostname: String,
@@ -182,6 +194,25 @@ fn init_main(spec: &Spec) -> Result<i32> {
         Some(&options),
     )?;
     let root = spec.merged.as_path();
+
+    // Read-only stacks (a cross build's sysroot), mounted like the overlay, from the store root
+    // (still our cwd); a single layer is bind-mounted read-only (overlayfs needs two without an
+    // upper dir).
+    for m in &spec.lower_mounts {
+        let target = mount_point(root, &m.dst, true)?;
+        match crate::overlay::read_only_options(&m.lower)
+            .map_err(|e| Error::usage(e.to_string()))?
+        {
+            Some(options) => sys::mount(
+                Some("overlay"),
+                &target,
+                Some("overlay"),
+                MsFlags::MS_RDONLY,
+                Some(&options),
+            )?,
+            None => sys::bind(&spec.store_root.join(&m.lower[0]), &target, true)?,
+        }
+    }
 
     // /proc of the new pid namespace: shows the sandbox's processes only.
     let proc_dir = mount_point(root, "/proc", true)?;

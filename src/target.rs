@@ -71,6 +71,17 @@ pub fn parse_platform(tag: &str) -> Result<Platform, String> {
     Err(unknown())
 }
 
+/// The glibc version a manylinux policy stands for: `manylinux_2_17` (or its alias
+/// `manylinux2014`) → (2, 17).
+pub fn policy_glibc(policy: &str) -> Option<(u32, u32)> {
+    let policy = LEGACY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == policy)
+        .map_or(policy, |(_, p)| p);
+    let (major, minor) = policy.strip_prefix("manylinux_")?.split_once('_')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// One target of a build: what the report, the logs and the selectors call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {

@@ -32,7 +32,8 @@ use crate::project::{self, Frontend, Mode, Project};
 use crate::recipe;
 use crate::store::{self, Store};
 use crate::target;
-use plan::{Loaded, Offer, Source};
+use crate::toolchain::{self, Compiler};
+use plan::{Loaded, Offer};
 use report::{Report, TargetResult};
 use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
@@ -114,9 +115,25 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         recipe::DEFAULT_RECIPE,
     )
     .map_err(Error::usage)?;
-    let mut modes = Vec::new();
+    // How each target builds, and with which toolchain. A cross build runs on the host-arch
+    // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
+    let toolchains = toolchain::all(&config.config_dir)?;
+    let compiler = args.compiler.or(project.compiler);
+    let asked = args.mode.or(project.mode);
+    let mut decisions = Vec::new();
     for p in &planned {
-        modes.push(mode_for(p.target.arch, args.mode.or(project.mode))?);
+        let name = p.source.name();
+        let host_base = loaded
+            .iter()
+            .any(|l| l.name == name && l.arch == Arch::host())
+            || offers
+                .iter()
+                .any(|o| o.name == name && o.arches.contains(&Arch::host()));
+        let d = decide(p.target.arch, asked, compiler, &toolchains, host_base)?;
+        if let (Some(why), true) = (&d.note, say) {
+            eprintln!("pookie-ns: {}: {why}", p.target.name());
+        }
+        decisions.push(d);
     }
     // Emulation is checked before anything is loaded or built: a missing QEMU fails now.
     for p in &planned {
@@ -128,44 +145,55 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         }
     }
 
-    // Base OSes loaded on first use.
-    for p in &planned {
-        if let Source::Recipe(name) = &p.source {
-            if store
-                .list_baseos()?
-                .iter()
-                .any(|b| &b.name == name && b.arch == p.target.arch)
-            {
-                continue;
-            }
-            let recipe = recipes
-                .iter()
-                .find(|r| &r.name == name)
-                .expect("planned from these recipes");
-            if say {
-                eprintln!(
-                    "pookie-ns: loading base OS {name} for {}: target {} needs CPython {}, which \
-                     no loaded base OS provides for {}",
-                    p.target.arch,
-                    p.target.name(),
-                    p.target.python,
-                    p.target.arch.uname()
-                );
-            }
-            baseos::load_recipe(
-                config,
-                store,
-                recipe,
-                p.target.arch,
-                name,
-                None,
-                baseos::Output {
-                    quiet,
-                    json: false,
-                    replace: false,
-                },
-            )?;
+    // Base OSes loaded on first use: the targets' own, and the host-arch ones cross builds run on.
+    let mut needed: Vec<(String, Arch, String)> = Vec::new();
+    for (p, d) in planned.iter().zip(&decisions) {
+        let why = format!(
+            "target {} needs CPython {}, which no loaded base OS provides for {}",
+            p.target.name(),
+            p.target.python,
+            p.target.arch.uname()
+        );
+        needed.push((p.source.name().to_string(), p.target.arch, why));
+        if d.mode == Mode::Cross {
+            let why = format!(
+                "target {} cross-compiles on the {} base OS of its suite",
+                p.target.name(),
+                Arch::host().uname()
+            );
+            needed.push((p.source.name().to_string(), Arch::host(), why));
         }
+    }
+    for (name, arch, why) in needed {
+        if store
+            .list_baseos()?
+            .iter()
+            .any(|b| b.name == name && b.arch == arch)
+        {
+            continue;
+        }
+        let recipe = recipes.iter().find(|r| r.name == name).ok_or_else(|| {
+            Error::usage(format!(
+                "no base OS {name} for {arch} is loaded and no recipe of that name builds one; \
+                 load it (pookie-ns load-baseos ... --name {name} --arch {arch}) or use --mode emulate"
+            ))
+        })?;
+        if say {
+            eprintln!("pookie-ns: loading base OS {name} for {arch}: {why}");
+        }
+        baseos::load_recipe(
+            config,
+            store,
+            recipe,
+            arch,
+            &name,
+            None,
+            baseos::Output {
+                quiet,
+                json: false,
+                replace: false,
+            },
+        )?;
     }
 
     // One job per target.
@@ -174,11 +202,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         .join("output")
         .join(&args.branch)
         .join(&project_name);
-    let build_command = args
-        .build
-        .clone()
-        .or_else(|| project.build_command.clone())
-        .unwrap_or_else(|| default_build_command(project.frontend));
+    let custom_build = args.build.clone().or_else(|| project.build_command.clone());
     let test_command = args.test.clone().or_else(|| project.test_command.clone());
     let test_requires = if args.test_requires.is_empty() {
         project.test_requires.clone()
@@ -191,19 +215,61 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         .or_else(|| project.before_all.clone());
     let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
     let mut jobs = Vec::new();
-    for (p, mode) in planned.iter().zip(&modes) {
+    for (p, d) in planned.iter().zip(&decisions) {
         let dir = out_root.join(p.target.name());
         reset_dir(store, &dir)?;
-        let base = BaseRef {
+        let test_base = BaseRef {
             name: p.source.name().to_string(),
             arch: p.target.arch,
         };
+        let build_base = BaseRef {
+            arch: if d.mode == Mode::Cross {
+                Arch::host()
+            } else {
+                p.target.arch
+            },
+            ..test_base.clone()
+        };
+        let toolchain = match d.toolchain {
+            Some(i) => {
+                let glibc = p
+                    .target
+                    .policy
+                    .as_deref()
+                    .and_then(target::policy_glibc)
+                    .map_or_else(
+                        || toolchain::DEFAULT_GLIBC.into(),
+                        |(a, b)| format!("{a}.{b}"),
+                    );
+                let cx = toolchain::Context {
+                    arch: p.target.arch,
+                    python: &p.target.python,
+                    glibc: &glibc,
+                };
+                Some(toolchains[i].resolve(&cx).map_err(|e| {
+                    Error::usage(format!("toolchain {}: {e}", toolchains[i].origin))
+                })?)
+            }
+            None => None,
+        };
+        // With a toolchain, the default build command installs the build requirements natively
+        // first and then builds without isolation (an isolated build would fetch them for the
+        // target's platform).
+        let (build_command, install_build_requires) = match &custom_build {
+            Some(c) => (c.clone(), false),
+            None => (
+                default_build_command(project.frontend, toolchain.is_some()),
+                toolchain.is_some(),
+            ),
+        };
         let job = Job {
             target: p.target.clone(),
-            mode: *mode,
+            mode: d.mode,
             branch: args.branch.clone(),
-            build_base: base.clone(),
-            test_base: base,
+            build_base,
+            test_base,
+            toolchain,
+            install_build_requires,
             bundle: bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),
@@ -285,30 +351,136 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-/// How a target on `arch` builds: natively on the host's arch; otherwise as asked, emulated by
-/// default.
-fn mode_for(arch: Arch, asked: Option<Mode>) -> Result<Mode> {
-    match (arch.is_native(), asked) {
-        (true, _) => Ok(Mode::Native),
-        (false, None | Some(Mode::Emulate)) => Ok(Mode::Emulate),
-        (false, Some(Mode::Native)) => Err(Error::usage(format!(
-            "mode native is only for the host's arch ({}); {} builds with --mode emulate",
+/// How one target builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decision {
+    mode: Mode,
+    /// Index into the toolchains.
+    toolchain: Option<usize>,
+    /// Why the mode is not the one a user might expect (said once per target).
+    note: Option<String>,
+}
+
+/// How a target on `arch` builds: on the host's arch natively (with a toolchain when `compiler`
+/// asks for clang or zig); otherwise as asked, or cross where a toolchain exists for the arch and
+/// the host-arch base OS of the target's suite can be had (`host_base`), else emulated.
+fn decide(
+    arch: Arch,
+    asked: Option<Mode>,
+    compiler: Option<Compiler>,
+    toolchains: &[toolchain::Toolchain],
+    host_base: bool,
+) -> Result<Decision> {
+    let find = || {
+        toolchain::choose(toolchains, arch, compiler)
+            .and_then(|t| toolchains.iter().position(|x| x.name == t.name))
+    };
+    let missing = |c: Compiler| {
+        Error::usage(format!(
+            "no {c} toolchain builds for {}; the {c} toolchains serve: {}",
+            arch.uname(),
+            toolchain::arches_of(toolchains, c)
+        ))
+    };
+    if arch.is_native() {
+        if asked == Some(Mode::Cross) {
+            return Err(Error::usage(format!(
+                "mode cross is for foreign arches; {} is the host's and builds natively (pick \
+                 another compiler with --compiler)",
+                arch.uname()
+            )));
+        }
+        let toolchain = match compiler {
+            None | Some(Compiler::Gcc) => None,
+            Some(c) => Some(find().ok_or_else(|| missing(c))?),
+        };
+        return Ok(Decision {
+            mode: Mode::Native,
+            toolchain,
+            note: None,
+        });
+    }
+    let exotic = compiler.filter(|c| *c != Compiler::Gcc);
+    match asked {
+        Some(Mode::Native) => Err(Error::usage(format!(
+            "mode native is only for the host's arch ({}); {} builds with --mode cross or emulate",
             Arch::host().uname(),
             arch.uname()
         ))),
-        (false, Some(Mode::Cross)) => Err(Error::usage(format!(
-            "--mode cross for {}: no cross toolchain is defined yet; use --mode emulate",
-            arch.uname()
-        ))),
+        Some(Mode::Emulate) => match exotic {
+            Some(c) => Err(Error::usage(format!(
+                "--compiler {c} builds in cross mode; an emulated build uses the target base OS's \
+                 own gcc (drop --compiler or --mode emulate)"
+            ))),
+            None => Ok(Decision {
+                mode: Mode::Emulate,
+                toolchain: None,
+                note: None,
+            }),
+        },
+        Some(Mode::Cross) => {
+            let t = find().ok_or_else(|| missing(compiler.unwrap_or(Compiler::Gcc)))?;
+            if !host_base {
+                return Err(Error::usage(format!(
+                    "--mode cross for {} needs a {} base OS of the target's suite, and none is \
+                     loaded nor has a recipe; load one or use --mode emulate",
+                    arch.uname(),
+                    Arch::host().uname()
+                )));
+            }
+            Ok(Decision {
+                mode: Mode::Cross,
+                toolchain: Some(t),
+                note: None,
+            })
+        }
+        None => match (find(), host_base, exotic) {
+            (Some(t), true, _) => Ok(Decision {
+                mode: Mode::Cross,
+                toolchain: Some(t),
+                note: None,
+            }),
+            (None, _, Some(c)) => Err(missing(c)),
+            (Some(_), false, Some(c)) => Err(Error::usage(format!(
+                "--compiler {c} for {} needs a {} base OS of the target's suite, and none is \
+                 loaded nor has a recipe",
+                arch.uname(),
+                Arch::host().uname()
+            ))),
+            (found, _, None) => Ok(Decision {
+                mode: Mode::Emulate,
+                toolchain: None,
+                note: Some(if found.is_none() {
+                    format!(
+                        "no cross toolchain for {}: building under emulation",
+                        arch.uname()
+                    )
+                } else {
+                    format!(
+                        "no {} base OS of the target's suite to cross-compile on: building under \
+                         emulation",
+                        Arch::host().uname()
+                    )
+                }),
+            }),
+        },
     }
 }
 
-fn default_build_command(frontend: Frontend) -> String {
-    match frontend {
-        Frontend::Pip => {
+fn default_build_command(frontend: Frontend, toolchain: bool) -> String {
+    match (frontend, toolchain) {
+        (Frontend::Pip, false) => {
             format!("python3 -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}")
         }
-        Frontend::Build => format!("python3 -m build --wheel --outdir {OUT_INSIDE} {{project}}"),
+        (Frontend::Pip, true) => format!(
+            "python3 -m pip wheel --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE} {{project}}"
+        ),
+        (Frontend::Build, false) => {
+            format!("python3 -m build --wheel --outdir {OUT_INSIDE} {{project}}")
+        }
+        (Frontend::Build, true) => {
+            format!("python3 -m build --wheel --no-isolation --outdir {OUT_INSIDE} {{project}}")
+        }
     }
 }
 
@@ -507,24 +679,73 @@ pub fn output_dir(store: &Store, branch: &str, project: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    #[test]
-    fn modes() {
-        let foreign = if Arch::host() == Arch::Arm64 {
+    fn foreign() -> Arch {
+        if Arch::host() == Arch::Arm64 {
             Arch::Amd64
         } else {
             Arch::Arm64
-        };
-        assert_eq!(mode_for(Arch::host(), None).unwrap(), Mode::Native);
-        assert_eq!(
-            mode_for(Arch::host(), Some(Mode::Emulate)).unwrap(),
-            Mode::Native
-        );
-        assert_eq!(mode_for(foreign, None).unwrap(), Mode::Emulate);
-        assert!(mode_for(foreign, Some(Mode::Native))
-            .unwrap_err()
-            .to_string()
-            .contains("--mode emulate"));
-        assert!(mode_for(foreign, Some(Mode::Cross)).is_err());
+        }
+    }
+
+    fn err(r: Result<Decision>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn modes_and_toolchains() {
+        let t = toolchain::all(Path::new("/nonexistent")).unwrap();
+        let name = |d: &Decision| d.toolchain.map(|i| t[i].name.as_str());
+        let host = Arch::host();
+        let f = foreign();
+
+        // The host's arch: native, with the base OS's gcc unless another compiler is asked for.
+        let d = decide(host, None, None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, None));
+        let d = decide(host, Some(Mode::Emulate), Some(Compiler::Gcc), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, None));
+        let d = decide(host, None, Some(Compiler::Clang), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, Some("clang")));
+        assert!(err(decide(host, Some(Mode::Cross), None, &t, true)).contains("builds natively"));
+
+        // A foreign arch: cross by default where a toolchain and a host base OS exist.
+        let d = decide(f, None, None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("gcc-cross")));
+        assert_eq!(d.note, None);
+        let d = decide(f, None, Some(Compiler::Zig), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("zig")));
+        let d = decide(f, None, None, &t, false).unwrap();
+        assert_eq!(d.mode, Mode::Emulate);
+        assert!(d.note.unwrap().contains("base OS of the target's suite"));
+        let d = decide(f, Some(Mode::Emulate), None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Emulate, None));
+        assert!(err(decide(
+            f,
+            Some(Mode::Emulate),
+            Some(Compiler::Zig),
+            &t,
+            true
+        ))
+        .contains("builds in cross mode"));
+        assert!(err(decide(f, Some(Mode::Cross), None, &t, false)).contains("--mode emulate"));
+        assert!(err(decide(f, Some(Mode::Native), None, &t, true)).contains("only for the host"));
+
+        // An arch no toolchain serves: emulated by default, an error when asked for.
+        let none: Vec<toolchain::Toolchain> = Vec::new();
+        let d = decide(f, None, None, &none, true).unwrap();
+        assert_eq!(d.mode, Mode::Emulate);
+        assert!(d.note.unwrap().contains("no cross toolchain"));
+        assert!(err(decide(f, Some(Mode::Cross), None, &none, true))
+            .contains("no gcc toolchain builds for"));
+        assert!(err(decide(f, None, Some(Compiler::Zig), &none, true)).contains("serve: none"));
+    }
+
+    #[test]
+    fn policies_name_their_glibc() {
+        assert_eq!(target::policy_glibc("manylinux_2_17"), Some((2, 17)));
+        assert_eq!(target::policy_glibc("manylinux2014"), Some((2, 17)));
+        assert_eq!(target::policy_glibc("manylinux_2_28"), Some((2, 28)));
+        assert_eq!(target::policy_glibc("manylinux_x_17"), None);
+        assert_eq!(target::policy_glibc("musllinux_1_2"), None);
     }
 
     #[test]
@@ -547,8 +768,14 @@ mod tests {
 
     #[test]
     fn default_build_commands_write_to_the_output_dir() {
-        assert!(default_build_command(Frontend::Pip).contains("pip wheel --no-deps"));
-        assert!(default_build_command(Frontend::Build).contains("-m build --wheel"));
-        assert!(default_build_command(Frontend::Pip).ends_with("{project}"));
+        for toolchain in [false, true] {
+            let pip = default_build_command(Frontend::Pip, toolchain);
+            assert!(pip.contains("pip wheel --no-deps"), "{pip}");
+            assert!(pip.ends_with("{project}"));
+            assert_eq!(pip.contains("--no-build-isolation"), toolchain, "{pip}");
+            let build = default_build_command(Frontend::Build, toolchain);
+            assert!(build.contains("-m build --wheel"));
+            assert_eq!(build.contains("--no-isolation"), toolchain, "{build}");
+        }
     }
 }

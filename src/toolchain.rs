@@ -1,0 +1,415 @@
+//! Toolchains: how a build on the host's arch makes code for a target arch (cross mode), or with
+//! another compiler than the base OS's gcc on the host's arch. The repository's `toolchains/*.toml`
+//! are embedded in the binary; the config dir's `toolchains/` adds or replaces them by name.
+//!
+//! A toolchain names the compiler it stands for (`gcc`, `clang`, `zig`), the target arches it
+//! serves, a `setup` script (run once, cached, in a layer over the host-arch instance), the lines of
+//! a CMake toolchain file, and the environment that makes a Python build frontend cross-compile.
+//! Its text uses placeholders (`{triplet}`, `{sysroot}` …, listed in [`Context::value`]) that
+//! [`Toolchain::resolve`] fills in for one target. The target's own base OS is the sysroot, mounted
+//! read-only at [`SYSROOT`] in the build sandbox.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::config::{parse_toml, ConfigError};
+
+/// The toolchains shipped with pookie-ns: (name, TOML text).
+pub const EMBEDDED: [(&str, &str); 3] = [
+    ("gcc-cross", include_str!("../toolchains/gcc-cross.toml")),
+    ("clang", include_str!("../toolchains/clang.toml")),
+    ("zig", include_str!("../toolchains/zig.toml")),
+];
+
+/// Where the target's base OS (with its instance and before-all layers) appears in a cross build.
+pub const SYSROOT: &str = "/sysroot";
+/// Where a cross build finds the target's sysconfigdata and the CMake toolchain file.
+pub const CROSS_DIR: &str = "/buildroot/cross";
+/// The glibc a zig build targets when the target names no manylinux policy.
+pub const DEFAULT_GLIBC: &str = "2.17";
+
+/// What `--compiler` picks.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Deserialize,
+    Serialize,
+    clap::ValueEnum,
+    PartialOrd,
+    Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Compiler {
+    Gcc,
+    Clang,
+    Zig,
+}
+
+impl std::fmt::Display for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compiler::Gcc => "gcc",
+            Compiler::Clang => "clang",
+            Compiler::Zig => "zig",
+        })
+    }
+}
+
+/// A toolchain as written in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainFile {
+    pub description: String,
+    pub compiler: Compiler,
+    /// Target arches it serves (Debian or `uname -m` names).
+    pub arches: Vec<Arch>,
+    /// Shell script run once in a cached layer over the host-arch instance, with the network.
+    pub setup: String,
+    /// Lines of the CMake toolchain file, after the ones every toolchain gets.
+    #[serde(default)]
+    pub cmake: String,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A checked toolchain with its name and where it came from.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    pub name: String,
+    pub origin: String,
+    pub spec: ToolchainFile,
+}
+
+/// A toolchain filled in for one target: what the build worker needs (in `job.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub name: String,
+    pub compiler: Compiler,
+    pub setup: String,
+    /// The whole CMake toolchain file.
+    pub cmake: String,
+    /// Exported before the build command, in this order.
+    pub env: Vec<(String, String)>,
+    /// Directories of the target's shared libraries inside the sandbox, where auditwheel looks
+    /// for the libraries the wheel links (LD_LIBRARY_PATH of the repair step).
+    pub library_path: String,
+}
+
+/// What the placeholders of a toolchain stand for, for one target.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub arch: Arch,
+    pub python: &'a str,
+    pub glibc: &'a str,
+}
+
+impl Context<'_> {
+    /// The value of placeholder `name`, or `None` for an unknown one.
+    fn value(&self, name: &str) -> Option<String> {
+        let a = self.arch;
+        Some(match name {
+            "triplet" => a.multiarch().into(),
+            "debarch" => a.debian().into(),
+            "uname" => a.uname().into(),
+            "rust_target" => a.rust_target().into(),
+            "rust_target_env" => a.rust_target().to_ascii_uppercase().replace('-', "_"),
+            "glibc" => self.glibc.into(),
+            "python" => self.python.into(),
+            "sysroot" => SYSROOT.into(),
+            "cross" => CROSS_DIR.into(),
+            // Found in the sysroot by the build script (its file name differs between Debian
+            // releases): a shell variable the script sets before the environment is exported.
+            "sysconfigdata" => "${POOKIE_NS_SYSCONFIGDATA}".into(),
+            _ => return None,
+        })
+    }
+
+    /// `text` with every `{name}` replaced; an unknown placeholder is an error naming it.
+    pub fn fill(&self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let name_len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            // `{name}` is a placeholder; any other brace (shell `${x}`, C code) is kept as is.
+            let shell = out.ends_with('$');
+            if !shell && name_len > 0 && after[name_len..].starts_with('}') {
+                let name = &after[..name_len];
+                let value = self
+                    .value(name)
+                    .ok_or_else(|| format!("unknown placeholder {{{name}}}"))?;
+                out.push_str(&value);
+                rest = &after[name_len + 1..];
+            } else {
+                out.push('{');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+impl Toolchain {
+    /// Parses and checks one toolchain; `origin` names the file in errors.
+    pub fn parse(name: &str, origin: &Path, text: &str) -> Result<Toolchain, ConfigError> {
+        let spec: ToolchainFile = parse_toml(origin, text)?;
+        let invalid = |what: String| ConfigError::Invalid(format!("{}: {what}", origin.display()));
+        if spec.arches.is_empty() {
+            return Err(invalid("arches is empty".into()));
+        }
+        if spec.setup.trim().is_empty() {
+            return Err(invalid("setup is empty".into()));
+        }
+        for key in spec.env.keys() {
+            let ok = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '{' | '}'));
+            if !ok {
+                return Err(invalid(format!(
+                    "env key {key:?} is not an environment variable name"
+                )));
+            }
+        }
+        let t = Toolchain {
+            name: name.to_string(),
+            origin: origin.display().to_string(),
+            spec,
+        };
+        // Every placeholder must be known: checked now, not when a build needs it.
+        for arch in t.spec.arches.clone() {
+            t.resolve(&Context {
+                arch,
+                python: "3.11",
+                glibc: DEFAULT_GLIBC,
+            })
+            .map_err(&invalid)?;
+        }
+        Ok(t)
+    }
+
+    /// The toolchain filled in for one target.
+    pub fn resolve(&self, cx: &Context) -> Result<Resolved, String> {
+        let fill = |what: &str, text: &str| cx.fill(text).map_err(|e| format!("{what}: {e}"));
+        let mut env = Vec::new();
+        for (k, v) in &self.spec.env {
+            env.push((fill("env key", k)?, fill(&format!("env {k}"), v)?));
+        }
+        let triplet = cx.arch.multiarch();
+        let cmake = format!(
+            "# Written by pookie-ns for the {} toolchain, target {}.\n\
+             set(CMAKE_SYSTEM_NAME Linux)\n\
+             set(CMAKE_SYSTEM_PROCESSOR {})\n\
+             # Programs run on the build machine; libraries, headers and packages come from the\n\
+             # target's base OS.\n\
+             set(CMAKE_FIND_ROOT_PATH {SYSROOT})\n\
+             set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)\n\
+             set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\n\
+             set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n\
+             set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)\n\
+             {}",
+            self.name,
+            cx.arch.uname(),
+            cx.arch.uname(),
+            fill("cmake", &self.spec.cmake)?
+        );
+        Ok(Resolved {
+            name: self.name.clone(),
+            compiler: self.spec.compiler,
+            setup: fill("setup", &self.spec.setup)?,
+            cmake,
+            env,
+            library_path: format!(
+                "{SYSROOT}/usr/lib/{triplet}:{SYSROOT}/lib/{triplet}:{SYSROOT}/usr/lib:{SYSROOT}/lib"
+            ),
+        })
+    }
+}
+
+/// All toolchains: the embedded ones, then `<config_dir>/toolchains/*.toml`.
+pub fn all(config_dir: &Path) -> Result<Vec<Toolchain>, ConfigError> {
+    crate::config::definitions(config_dir, "toolchains", &EMBEDDED)?
+        .into_iter()
+        .map(|(name, origin, text)| Toolchain::parse(&name, &origin, &text))
+        .collect()
+}
+
+/// The toolchain for a target on `arch`: the one for `compiler`, else (`None`) Debian's cross
+/// gcc for a foreign arch and none on the host's own (its base OS's gcc builds natively).
+pub fn choose(
+    toolchains: &[Toolchain],
+    arch: Arch,
+    compiler: Option<Compiler>,
+) -> Option<&Toolchain> {
+    let compiler = match compiler {
+        Some(Compiler::Gcc) | None if arch.is_native() => return None,
+        Some(c) => c,
+        None => Compiler::Gcc,
+    };
+    toolchains
+        .iter()
+        .find(|t| t.spec.compiler == compiler && t.spec.arches.contains(&arch))
+}
+
+/// The arches some toolchain of `compiler` serves, for error messages.
+pub fn arches_of(toolchains: &[Toolchain], compiler: Compiler) -> String {
+    let mut v: Vec<&str> = toolchains
+        .iter()
+        .filter(|t| t.spec.compiler == compiler)
+        .flat_map(|t| t.spec.arches.iter().map(|a| a.uname()))
+        .collect();
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Vec<Toolchain> {
+        all(Path::new("/nonexistent")).unwrap()
+    }
+
+    fn cx(arch: Arch) -> Context<'static> {
+        Context {
+            arch,
+            python: "3.11",
+            glibc: "2.17",
+        }
+    }
+
+    fn env<'a>(r: &'a Resolved, key: &str) -> &'a str {
+        &r.env.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    #[test]
+    fn the_builtin_toolchains_parse_and_cover_the_foreign_arches() {
+        let t = builtin();
+        for arch in [
+            Arch::Arm64,
+            Arch::Armhf,
+            Arch::Ppc64el,
+            Arch::S390x,
+            Arch::Riscv64,
+        ] {
+            let gcc = choose(&t, arch, None).unwrap();
+            assert_eq!(gcc.name, "gcc-cross");
+            assert!(choose(&t, arch, Some(Compiler::Clang)).is_some(), "{arch}");
+        }
+        assert!(choose(&t, Arch::host(), None).is_none());
+        assert!(choose(&t, Arch::host(), Some(Compiler::Gcc)).is_none());
+        assert_eq!(
+            choose(&t, Arch::Amd64, Some(Compiler::Clang)).unwrap().name,
+            "clang"
+        );
+        assert_eq!(
+            choose(&t, Arch::Arm64, Some(Compiler::Zig)).unwrap().name,
+            "zig"
+        );
+        assert!(choose(&t, Arch::I386, None).is_none() || Arch::host() != Arch::Amd64);
+    }
+
+    #[test]
+    fn resolving_fills_in_the_target() {
+        let t = builtin();
+        let gcc = choose(&t, Arch::Arm64, None)
+            .unwrap()
+            .resolve(&cx(Arch::Arm64))
+            .unwrap();
+        assert_eq!(env(&gcc, "CC"), "aarch64-linux-gnu-gcc --sysroot=/sysroot");
+        assert_eq!(env(&gcc, "_PYTHON_HOST_PLATFORM"), "linux-aarch64");
+        assert_eq!(env(&gcc, "PYTHONPATH"), CROSS_DIR);
+        assert_eq!(
+            env(&gcc, "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"),
+            "aarch64-linux-gnu-gcc"
+        );
+        assert_eq!(
+            env(&gcc, "_PYTHON_SYSCONFIGDATA_NAME"),
+            "${POOKIE_NS_SYSCONFIGDATA}"
+        );
+        assert!(gcc.setup.contains("crossbuild-essential-arm64"));
+        assert!(gcc.cmake.contains("set(CMAKE_SYSTEM_PROCESSOR aarch64)"));
+        assert!(gcc
+            .cmake
+            .contains("set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)"));
+        assert!(gcc
+            .library_path
+            .starts_with("/sysroot/usr/lib/aarch64-linux-gnu:"));
+
+        let armhf = choose(&t, Arch::Armhf, None)
+            .unwrap()
+            .resolve(&cx(Arch::Armhf))
+            .unwrap();
+        assert_eq!(
+            env(&armhf, "CC"),
+            "arm-linux-gnueabihf-gcc --sysroot=/sysroot"
+        );
+        assert_eq!(
+            env(&armhf, "CARGO_BUILD_TARGET"),
+            "armv7-unknown-linux-gnueabihf"
+        );
+
+        let zig = choose(&t, Arch::Arm64, Some(Compiler::Zig))
+            .unwrap()
+            .resolve(&cx(Arch::Arm64))
+            .unwrap();
+        assert!(
+            zig.setup.contains("-target aarch64-linux-gnu.2.17"),
+            "{}",
+            zig.setup
+        );
+        // Shell braces in the setup script are kept.
+        assert!(zig.setup.contains("\"$@\""));
+    }
+
+    #[test]
+    fn placeholders() {
+        let c = cx(Arch::Arm64);
+        assert_eq!(c.fill("{triplet}-gcc").unwrap(), "aarch64-linux-gnu-gcc");
+        assert_eq!(c.fill("${HOME} {x y} {").unwrap(), "${HOME} {x y} {");
+        assert_eq!(
+            c.fill("int f() { return 0; }").unwrap(),
+            "int f() { return 0; }"
+        );
+        assert!(c.fill("{nope}").unwrap_err().contains("{nope}"));
+        assert_eq!(
+            c.fill("{rust_target_env}").unwrap(),
+            "AARCH64_UNKNOWN_LINUX_GNU"
+        );
+    }
+
+    #[test]
+    fn bad_toolchains_are_refused_with_the_file_named() {
+        let p = Path::new("/etc/pookie-ns/toolchains/x.toml");
+        let base =
+            "description = \"d\"\ncompiler = \"gcc\"\narches = [\"arm64\"]\nsetup = \"true\"\n";
+        assert!(Toolchain::parse("x", p, &format!("{base}[env]\nCC = \"cc\"\n")).is_ok());
+        let e = Toolchain::parse("x", p, &format!("{base}[env]\nCC = \"{{cc}}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml") && e.contains("{cc}"), "{e}");
+        let e = Toolchain::parse("x", p, "compiler = \"tcc\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml"), "{e}");
+        let e = Toolchain::parse("x", p, &format!("{base}[env]\n\"A B\" = \"1\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an environment variable name"), "{e}");
+    }
+}
