@@ -2,7 +2,8 @@
 //! machine by scripts/build-test-rootfs through the recipe): the example C extension built and
 //! tested for x86_64 natively and for aarch64 under QEMU, the before-all layer reused by a second
 //! build, a failing test that fails only its own target, a failing build, and bad input that is
-//! refused before anything runs.
+//! refused before anything runs; cross mode (gcc-cross, zig, clang) for aarch64 and armv7l, with
+//! C, C++ and an external library, tested on each target's own base OS.
 
 mod common;
 
@@ -93,6 +94,48 @@ fn target<'a>(report: &'a Value, arch: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {arch} target in {report}"))
 }
 
+/// `e_machine` of the (first) extension module inside a wheel: 62 x86_64, 183 aarch64, 40 arm.
+fn extension_machine(wheel: &Path) -> u16 {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+             so = [n for n in z.namelist() if n.endswith('.so')][0]; \
+             h = z.read(so)[:20]; assert h[:4] == b'\\x7fELF', so; \
+             print(int.from_bytes(h[18:20], 'little'))",
+        ])
+        .arg(wheel)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        wheel.display(),
+        stderr(&out)
+    );
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text}"))
+}
+
+/// The names inside a wheel (a zip file).
+fn wheel_names(wheel: &Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
+        ])
+        .arg(wheel)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn read(p: &Value) -> String {
     std::fs::read_to_string(p.as_str().unwrap_or_else(|| panic!("not a path: {p}")))
         .unwrap_or_else(|e| panic!("{p}: {e}"))
@@ -120,6 +163,8 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
             "--target",
             "x86_64",
             "aarch64",
+            "--mode",
+            "emulate",
             "--out",
             out1.to_str().unwrap(),
         ],
@@ -154,21 +199,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
     }
     // The compiled extension inside the aarch64 wheel is an aarch64 ELF.
     let wheel = out1.join("fastmath-0.1.0-cp311-cp311-linux_aarch64.whl");
-    let listing = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
-             so = [n for n in z.namelist() if n.endswith('.so')][0]; \
-             h = z.read(so)[:20]; print(so, h[:4] == b'\\x7fELF', int.from_bytes(h[18:20], 'little'))",
-        ])
-        .arg(&wheel)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(
-        listing.trim_end().ends_with("True 183"),
-        "e_machine aarch64: {listing}"
-    );
+    assert_eq!(extension_machine(&wheel), 183, "e_machine aarch64");
 
     // Second build: the instance layers and the before-all layer are reused.
     let out2 = dist(&r, "dist2");
@@ -181,6 +212,8 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
             "--target",
             "x86_64",
             "aarch64",
+            "--mode",
+            "emulate",
             "--out",
             out2.to_str().unwrap(),
         ],
@@ -212,6 +245,8 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
             "--target",
             "x86_64",
             "aarch64",
+            "--mode",
+            "emulate",
             "--out",
             out3.to_str().unwrap(),
             "--keep-failed",
@@ -414,4 +449,201 @@ fn cpp_example_builds_with_scikit_build_core() {
         wheels(&out),
         ["cppstats-0.1.0-cp311-cp311-linux_x86_64.whl"]
     );
+}
+
+/// A copy of another example (`examples/NAME`) the runner's user owns.
+fn example_copy(r: &Runner, name: &str, dest_name: &str) -> PathBuf {
+    let dest = r.store.parent().unwrap().join(dest_name);
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dest
+}
+
+/// Builds `project` for `targets` with `extra` flags into a fresh `out` and checks that every
+/// target passed its tests on its own arch; returns the report and the wheels.
+fn build_passing(
+    r: &Runner,
+    project: &Path,
+    targets: &[&str],
+    extra: &[&str],
+    out: &str,
+) -> (Value, Vec<String>) {
+    let out = dist(r, out);
+    let mut args = vec![project.to_str().unwrap(), "--branch", "stable", "--target"];
+    args.extend_from_slice(targets);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let (code, report, err) = build(r, &args);
+    assert_eq!(code, 0, "{args:?}: {err}\n{report}");
+    for t in report["targets"].as_array().unwrap() {
+        assert_eq!(t["result"], "passed", "{t}");
+        let arch = t["arch"].as_str().unwrap();
+        let log = read(&t["test_log"]);
+        assert!(
+            log.contains(&format!("platform.machine() == '{arch}'")),
+            "tested on its own arch: {log}"
+        );
+    }
+    let w = wheels(&out);
+    (
+        report,
+        w.iter()
+            .map(|n| out.join(n).display().to_string())
+            .collect(),
+    )
+}
+
+/// The cross-mode issue's checks: the C example cross-compiled for aarch64 and armv7l with
+/// Debian's cross gcc (the default mode for a foreign arch), each extension an ELF of its arch,
+/// each wheel tested under emulation on its own base OS and tagged with the policy its symbols
+/// allow; with zig, a manylinux_2_17 wheel; the C++ example through CMake; a package linking
+/// libffi (installed for the target by before-all), whose repaired wheel carries it; a policy
+/// the symbols cannot meet is a failure that names them; the toolchain layer is reused.
+#[test]
+fn cross_mode_builds_for_aarch64_and_armv7l() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64", "arm64", "armhf"]) else {
+        return;
+    };
+
+    // gcc-cross, by default, for two arches at once.
+    let project = project_copy(&r, "c-ext");
+    let (report, w) = build_passing(&r, &project, &["aarch64", "armv7l"], &[], "dist-gcc");
+    for (arch, machine) in [("aarch64", 183), ("armv7l", 40)] {
+        let t = target(&report, arch);
+        assert_eq!(t["mode"], "cross", "{t}");
+        assert_eq!(t["toolchain"], "gcc-cross", "{t}");
+        assert_eq!(t["toolchain_setup"], "ran", "{t}");
+        assert_eq!(t["build_base"], "debian-bookworm/amd64", "{t}");
+        let wheel = w
+            .iter()
+            .find(|n| n.ends_with(&format!("_{arch}.whl")))
+            .unwrap();
+        assert!(
+            wheel.contains("-manylinux_"),
+            "repaired to a policy: {wheel}"
+        );
+        assert_eq!(extension_machine(Path::new(wheel)), machine, "{wheel}");
+        let log = read(&t["build_log"]);
+        assert!(log.contains("--sysroot=/sysroot"), "{log}");
+        assert!(log.contains("auditwheel repair --plat auto"), "{log}");
+        assert!(read(&t["test_log"]).contains("6 passed"));
+    }
+
+    // A second build reuses the toolchain layer.
+    let (report, _) = build_passing(&r, &project, &["aarch64"], &[], "dist-gcc2");
+    assert_eq!(target(&report, "aarch64")["toolchain_setup"], "cached");
+
+    // zig: glibc 2.17, so the wheel is manylinux_2_17 per auditwheel show.
+    let (report, w) = build_passing(
+        &r,
+        &project,
+        &["manylinux_2_17_aarch64"],
+        &["--compiler", "zig"],
+        "dist-zig",
+    );
+    let t = target(&report, "aarch64");
+    assert_eq!(
+        (t["mode"].as_str(), t["toolchain"].as_str()),
+        (Some("cross"), Some("zig"))
+    );
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("manylinux_2_17_aarch64"), "{w:?}");
+    assert_eq!(extension_machine(Path::new(&w[0])), 183);
+    assert!(
+        read(&t["build_log"])
+            .contains("is consistent with the following platform tag: \"manylinux_2_17_aarch64\""),
+        "auditwheel show says manylinux_2_17"
+    );
+
+    // C++ through scikit-build-core and CMake (the toolchain file), cross.
+    let cpp = example_copy(&r, "cpp-ext", "cpp-ext");
+    let (report, w) = build_passing(&r, &cpp, &["aarch64"], &["--mode", "cross"], "dist-cpp");
+    assert_eq!(target(&report, "aarch64")["mode"], "cross");
+    assert_eq!(w.len(), 1);
+    assert_eq!(extension_machine(Path::new(&w[0])), 183, "{w:?}");
+    assert!(read(&target(&report, "aarch64")["test_log"]).contains("6 passed"));
+
+    // An external library: libffi, installed for the target by before-all, vendored by the repair.
+    let ffi = example_copy(&r, "ffi-ext", "ffi-ext");
+    let (report, w) = build_passing(&r, &ffi, &["aarch64"], &[], "dist-ffi");
+    let t = target(&report, "aarch64");
+    assert_eq!(t["mode"], "cross");
+    assert!(
+        read(&t["before_all_log"]).contains("libffi-dev"),
+        "before-all ran for the target too"
+    );
+    let names = wheel_names(Path::new(&w[0]));
+    assert!(
+        names.iter().any(|n| n.starts_with("fficall.libs/libffi")),
+        "libffi vendored: {names:?}"
+    );
+    assert!(read(&t["test_log"]).contains("3 passed"));
+
+    // Symbols newer than the policy allows: the target fails and the log names them.
+    let recent = project_copy(&r, "c-ext-recent");
+    let source = recent.join("src/fastmath/_fastmath.c");
+    let text = std::fs::read_to_string(&source).unwrap();
+    // getentropy appeared in glibc 2.25.
+    let text = text.replacen(
+        "#include <stdint.h>",
+        "#include <stdint.h>\n#include <unistd.h>\nint fm_entropy(void *b) { return getentropy(b, 8); }",
+        1,
+    );
+    std::fs::write(&source, text).unwrap();
+    let out = dist(&r, "dist-recent");
+    let (code, report, err) = build(
+        &r,
+        &[
+            recent.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "manylinux_2_17_aarch64",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let t = target(&report, "aarch64");
+    assert_eq!(t["result"], "build-failed", "{t}");
+    let log = read(&t["build_log"]);
+    assert!(
+        log.contains("getentropy@GLIBC_2.25"),
+        "names the symbol: {log}"
+    );
+    assert!(wheels(&out).is_empty());
+}
+
+/// clang on the host's arch (pookie's `--linux-x86_64-compiler clang`): a native build with
+/// another compiler, repaired to the policy its symbols allow.
+#[test]
+fn native_build_with_clang() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
+        return;
+    };
+    let project = project_copy(&r, "c-ext");
+    let (report, w) = build_passing(&r, &project, &["x86_64"], &["--compiler", "clang"], "dist");
+    let t = target(&report, "x86_64");
+    assert_eq!(
+        (t["mode"].as_str(), t["toolchain"].as_str()),
+        (Some("native"), Some("clang"))
+    );
+    assert!(read(&t["build_log"]).contains("CC=clang --target=x86_64-linux-gnu"));
+    assert!(w[0].contains("manylinux"), "{w:?}");
+    assert_eq!(extension_machine(Path::new(&w[0])), 62);
 }
