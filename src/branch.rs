@@ -187,7 +187,7 @@ pub fn ensure_fresh(
     let script = format!(
         "set -e; {sandbox_user}rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
          cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
-         apt-get update; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
+         {APT_UPDATE}; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
     );
     let mut env = sandbox::base_env(true);
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
@@ -254,6 +254,16 @@ pub fn ensure_fresh(
     }
     Ok(())
 }
+
+/// `apt-get update`, tried three times: Debian's mirrors are sometimes mid-sync for one index
+/// ("File has unexpected size ... Mirror sync in progress?", seen for bookworm-security armhf).
+/// When the last try still fails, apt has kept every index it fetched and the old one of the
+/// failed, so the upgrade goes on from those, and the log says so.
+const APT_UPDATE: &str = "for try in 1 2 3; do \
+     if apt-get update; then break; fi; \
+     if [ $try = 3 ]; then echo 'pookie-ns: apt-get update failed 3 times (a mirror mid-sync?): \
+     upgrading from the package lists it could fetch' >&2; else sleep 10; fi; \
+     done";
 
 #[cfg(test)]
 mod tests {
