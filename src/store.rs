@@ -379,19 +379,32 @@ impl Store {
         extra: &[PathBuf],
         ws: &Workspace,
     ) -> Result<Layers> {
-        let rel = |p: PathBuf| {
-            p.strip_prefix(&self.root)
-                .expect("inside the store")
-                .to_path_buf()
-        };
+        Ok(Layers {
+            lower: self.lower_layers(base, id, extra)?,
+            upper: self.relative(&ws.upper()),
+            work: self.relative(&ws.work()),
+        })
+    }
+
+    /// The read-only part of [`Store::layers_over`]: `extra`, the instance's layers and the base
+    /// OS, newest first, relative to the store root (also a cross build's sysroot).
+    pub fn lower_layers(
+        &self,
+        base: &BaseOs,
+        id: &InstanceId,
+        extra: &[PathBuf],
+    ) -> Result<Vec<PathBuf>> {
         let mut lower = extra.to_vec();
         lower.extend(self.instance_layers(id)?);
-        lower.push(rel(base.rootfs()));
-        Ok(Layers {
-            lower,
-            upper: rel(ws.upper()),
-            work: rel(ws.work()),
-        })
+        lower.push(self.relative(&base.rootfs()));
+        Ok(lower)
+    }
+
+    /// A path inside the store, relative to its root.
+    pub fn relative(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root)
+            .expect("inside the store")
+            .to_path_buf()
     }
 
     /// Where the next committed layer of `id` goes (absolute).

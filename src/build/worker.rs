@@ -185,19 +185,9 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// Its whole read-only stack (setup layers, instance layers, base OS), newest first,
-    /// relative to the store root: a cross build's sysroot.
+    /// Its whole read-only stack, relative to the store root: a cross build's sysroot.
     fn lower(&self, store: &Store) -> Result<Vec<PathBuf>> {
-        let mut lower = self.extra.clone();
-        lower.extend(store.instance_layers(&self.instance)?);
-        lower.push(
-            self.base
-                .rootfs()
-                .strip_prefix(&store.root)
-                .expect("inside the store")
-                .to_path_buf(),
-        );
-        Ok(lower)
+        store.lower_layers(&self.base, &self.instance, &self.extra)
     }
 }
 
@@ -341,13 +331,7 @@ fn prepare(
             if layer.is_dir() {
                 note_setup(r, setup.kind, BeforeAll::Cached);
                 tracing::info!(layer = %layer.display(), "{}: using the cached layer", setup.kind.name());
-                extra.insert(
-                    0,
-                    layer
-                        .strip_prefix(&store.root)
-                        .expect("inside the store")
-                        .to_path_buf(),
-                );
+                extra.insert(0, store.relative(&layer));
                 continue;
             }
             drop(lock);
