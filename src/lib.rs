@@ -9,6 +9,7 @@ pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod confine;
 pub mod error;
 pub mod import;
 pub mod overlay;
