@@ -220,7 +220,10 @@ pub fn remove_pids_cgroup(pid: nix::unistd::Pid) {
     }
 }
 
-/// Removes the `pookie-ns-<pid>` cgroups whose helper is gone (pookie-ns was killed).
+/// Removes the `pookie-ns-<pid>` cgroups whose helper is gone (pookie-ns was killed): those whose
+/// pid is free, and — since a pid may have been given to another process since — those older
+/// than a minute. rmdir refuses a cgroup that still has processes (EBUSY), so a live sandbox
+/// keeps its own.
 fn sweep_pids_cgroups(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -234,9 +237,24 @@ fn sweep_pids_cgroups(parent: &Path) {
         else {
             continue;
         };
-        let gone =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
-        if gone {
+        // A killed helper may stay a zombie for a while (its parent died too; the host's init
+        // reaps it when it gets to it): that counts as gone.
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+            .unwrap_or(false);
+        let gone = zombie
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if gone || stale {
             // An empty cgroup is removed with rmdir; one still in use refuses (EBUSY).
             let _ = std::fs::remove_dir(e.path());
         }

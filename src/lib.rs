@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod confine;
 pub mod error;
+pub mod fault;
 pub mod import;
 pub mod overlay;
 pub mod process;

@@ -130,8 +130,10 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
         if let Some(parent) = dest.parent() {
             sys::mkdir_p(parent, 0o755)?;
         }
+        crate::fault::point("commit-before-rename");
         // One rename: the instance gains the whole layer or nothing.
         std::fs::rename(&upper, dest).map_err(|e| Error::io("commit layer", dest, e))?;
+        crate::fault::point("commit-after-rename");
         tracing::debug!(layer = %dest.display(), "committed");
     }
     if code != 0 && spec.keep_upper_on_failure {
@@ -204,6 +206,7 @@ fn init_main(spec: &Spec) -> Result<i32> {
     }
     // Kernel tunables read-only, kernel internals hidden (after binfmt: it is kept below).
     crate::confine::harden_proc(&proc_dir)?;
+    crate::fault::point("overlay-mounted");
 
     // A private /tmp, gone when the sandbox ends.
     let tmp = mount_point(root, "/tmp", true)?;
@@ -273,7 +276,10 @@ fn init_main(spec: &Spec) -> Result<i32> {
             // SAFETY: exec failed; leave without running anything of the parent.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => Ok(process::wait_for(child, true)?),
+        ForkResult::Parent { child } => {
+            crate::fault::point("command-running");
+            Ok(process::wait_for(child, true)?)
+        }
     }
 }
 

@@ -286,6 +286,9 @@ fn unpack_stream(
             });
         }
         unpacker.entry(&mut entry)?;
+        if summary.entries == 10 {
+            crate::fault::point("import-unpacking");
+        }
     }
     if summary.entries == 0 {
         return Err(ImportError::NotAnArchive {
