@@ -190,6 +190,7 @@ pub fn import_archive(
         import: summary,
     };
     store::write_json(&staged.join("meta.json"), &base_meta)?;
+    crate::fault::point("import-unpacked");
     let dest = store.baseos_dir(name, arch);
     if out.replace && dest.exists() {
         // One atomic exchange: runs see the old base OS or the new one, never none. The old

@@ -213,6 +213,7 @@ pub fn ensure_fresh(
         keep_upper_on_failure: false,
     };
     let started = Instant::now();
+    crate::fault::point("refresh-started");
     let child = sandbox::spawn(&store.map, &spec)?;
     let spinner = crate::progress::spinner(
         format!(

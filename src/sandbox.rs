@@ -107,6 +107,9 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
                 .map_err(|e| SysError::new("dup2 onto the log", Some(log), e))?;
         }
     }
+    // A pids cgroup for the whole sandbox where the host allows one (root): the fork-bomb limit
+    // that RLIMIT_NPROC cannot give the host's root (see confine).
+    let _ = crate::confine::enter_pids_cgroup();
     // A new pid namespace applies to the children of the caller: the next fork is its pid 1.
     sys::unshare(CloneFlags::CLONE_NEWPID)?;
     // SAFETY: this process is single-threaded (a fresh fork of a single-threaded pookie-ns).
@@ -139,8 +142,10 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
         if let Some(parent) = dest.parent() {
             sys::mkdir_p(parent, 0o755)?;
         }
+        crate::fault::point("commit-before-rename");
         // One rename: the instance gains the whole layer or nothing.
         std::fs::rename(&upper, dest).map_err(|e| Error::io("commit layer", dest, e))?;
+        crate::fault::point("commit-after-rename");
         tracing::debug!(layer = %dest.display(), "committed");
     }
     if code != 0 && spec.keep_upper_on_failure {
@@ -230,6 +235,9 @@ fn init_main(spec: &Spec) -> Result<i32> {
     if !spec.binfmt.is_empty() {
         crate::binfmt::setup_private(&root.join("proc/sys/fs/binfmt_misc"), &spec.binfmt)?;
     }
+    // Kernel tunables read-only, kernel internals hidden (after binfmt: it is kept below).
+    crate::confine::harden_proc(&proc_dir)?;
+    crate::fault::point("overlay-mounted");
 
     // A private /tmp, gone when the sandbox ends.
     let tmp = mount_point(root, "/tmp", true)?;
@@ -299,7 +307,10 @@ fn init_main(spec: &Spec) -> Result<i32> {
             // SAFETY: exec failed; leave without running anything of the parent.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => Ok(process::wait_for(child, true)?),
+        ForkResult::Parent { child } => {
+            crate::fault::point("command-running");
+            Ok(process::wait_for(child, true)?)
+        }
     }
 }
 
@@ -318,6 +329,13 @@ fn exec_command(spec: &Spec, program: &Path) -> i32 {
     }
     // Nothing of pookie-ns (lock files, pipes) may leak into the command.
     if let Err(e) = sys::close_fds_from(3) {
+        eprintln!("pookie-ns: {e}");
+        return 126;
+    }
+    // No CAP_SYS_ADMIN (no remounting the bundle writable), a bounded number of processes.
+    if let Err(e) =
+        crate::confine::drop_capabilities().and_then(|_| crate::confine::limit_processes())
+    {
         eprintln!("pookie-ns: {e}");
         return 126;
     }

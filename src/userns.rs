@@ -279,6 +279,7 @@ impl Child {
     /// Returns its exit status (128+N when killed by signal N), or the error it reported.
     pub fn wait(self) -> Result<i32> {
         let code = process::wait_forwarding(self.pid)?;
+        crate::confine::remove_pids_cgroup(self.pid);
         let mut msg = String::new();
         let mut f = std::fs::File::from(self.errors);
         let _ = f.read_to_string(&mut msg);

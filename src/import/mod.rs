@@ -113,11 +113,15 @@ pub enum ImportError {
     #[error("archive entry {entry:?} {reason}; nothing was imported")]
     Unsafe { entry: String, reason: String },
     #[error(
-        "the archive {} has more than {limit} entries; if it is genuine, raise \
-         max_archive_entries in config.toml",
+        "the archive {} has more than {limit} entries (stopped at entry {entry:?}); if it is \
+         genuine, raise max_archive_entries in config.toml",
         path.display()
     )]
-    TooManyEntries { path: PathBuf, limit: u64 },
+    TooManyEntries {
+        path: PathBuf,
+        limit: u64,
+        entry: String,
+    },
     #[error("cannot unpack into {}: {source}", path.display())]
     Destination {
         path: PathBuf,
@@ -278,9 +282,13 @@ fn unpack_stream(
             return Err(ImportError::TooManyEntries {
                 path: archive.to_path_buf(),
                 limit: opts.max_entries,
+                entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
             });
         }
         unpacker.entry(&mut entry)?;
+        if summary.entries == 10 {
+            crate::fault::point("import-unpacking");
+        }
     }
     if summary.entries == 0 {
         return Err(ImportError::NotAnArchive {
@@ -627,7 +635,9 @@ mod tests {
         let e = ImportError::TooManyEntries {
             path: "x.tar".into(),
             limit: 10,
+            entry: "f11".into(),
         };
         assert!(e.to_string().contains("max_archive_entries"));
+        assert!(e.to_string().contains("\"f11\""));
     }
 }

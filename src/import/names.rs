@@ -38,6 +38,10 @@ pub(super) fn safe_path(raw: &[u8]) -> Result<SafePath, &'static str> {
     if raw.starts_with(b"/") {
         return Err("is an absolute path, which would escape the root filesystem");
     }
+    // Longer than PATH_MAX: no program inside could open it by name, only a bomb needs it.
+    if raw.len() >= libc::PATH_MAX as usize {
+        return Err("is longer than a path may be (4096 bytes)");
+    }
     let mut comps = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
@@ -71,6 +75,16 @@ mod tests {
             p.parent.to_str().unwrap().to_owned(),
             p.name.map(|n| n.to_str().unwrap().to_owned()),
         )
+    }
+
+    #[test]
+    fn names_longer_than_path_max_are_refused() {
+        let long = "d/".repeat(2048);
+        assert_eq!(
+            safe_path(long.as_bytes()),
+            Err("is longer than a path may be (4096 bytes)")
+        );
+        assert!(safe_path("d/".repeat(2047).as_bytes()).is_ok());
     }
 
     #[test]

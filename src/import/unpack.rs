@@ -26,6 +26,13 @@ use super::{ImportError, ImportOptions, Result};
 /// in the CPU cache between the copy in and the copy out (128 KiB measured faster than 1 MiB).
 const BUFFER: usize = 1 << 17;
 
+/// The largest sparse file accepted. A GNU sparse header can claim any size for a few bytes of
+/// data (a 10 GB file from a 1 KB archive): the holes cost nothing on disk, but reading them back
+/// costs time, and every later full copy (an overlay copy-up, a `cp` without `--sparse`) writes
+/// them out. Real root filesystems hold no sparse file near this size (`/var/log/lastlog`, the
+/// usual one, is a few MB).
+pub const MAX_SPARSE_SIZE: u64 = 1 << 30;
+
 /// A directory whose mode and time are applied once everything inside it is written.
 struct DirMeta {
     /// Beneath the root, normalised; empty for the root itself.
@@ -265,9 +272,19 @@ impl<'a> Unpacker<'a> {
         meta: Meta,
         shown: &str,
     ) -> Result<()> {
+        let size = entry.size();
+        if sparse && size > MAX_SPARSE_SIZE {
+            return Err(refuse(
+                shown,
+                format!(
+                    "is a sparse file of {size} bytes holding {} bytes of data; sparse files over \
+                     {MAX_SPARSE_SIZE} bytes are refused (a decompression bomb?)",
+                    entry.header().entry_size().unwrap_or(0)
+                ),
+            ));
+        }
         let mut file =
             at::replacing(pfd, name, || at::create_file(pfd, name)).map_err(|f| f.on(shown))?;
-        let size = entry.size();
         let written = self.write_contents(entry, &mut file, sparse, shown)?;
         if written != size {
             return Err(self.corrupt(shown, format!("cut short after {written} of {size} bytes")));

@@ -1,0 +1,213 @@
+//! Several pookie-ns processes on one store at once, as root, as a user with a subuid range and as
+//! one without: eight runs on one instance, two commits into it, a cleanup during a run.
+
+mod common;
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{everyone, stderr, stdout, Runner};
+
+fn spawn(r: &Runner, args: &[&str]) -> Child {
+    r.command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until `n` workspaces of live runs exist (their sandboxes are up).
+fn wait_for_workspaces(r: &Runner, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = std::fs::read_dir(r.store.join("workspaces"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if count >= n {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} workspaces never appeared ({count})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn eight_runs_at_once_each_see_only_their_own_files() {
+    const RUNS: usize = 8;
+    let mut held = 0;
+    for who in everyone() {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        // A committed layer that every run must see.
+        r.ok(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--commit",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo shared > /etc/shared",
+        ]);
+        // Each run writes its marker, waits until all eight have (so that they overlap), then
+        // lists what it sees.
+        let children: Vec<Child> = (0..RUNS)
+            .map(|i| {
+                let script = format!(
+                    "echo {i} > /root/mine-{i}; echo {i} > /tmp/tmp-{i}; cat /etc/shared
+                     sleep 3; ls /root /tmp; cat /root/mine-{i}"
+                );
+                spawn(
+                    &r,
+                    &["run", "--baseos", "bb", "--", "/bin/sh", "-c", &script],
+                )
+            })
+            .collect();
+        wait_for_workspaces(&r, RUNS);
+        let live = std::fs::read_dir(r.store.join("workspaces"))
+            .unwrap()
+            .count();
+        assert_eq!(live, RUNS, "{who:?}: all runs at once");
+        for (i, child) in children.into_iter().enumerate() {
+            let out = finish(child);
+            assert!(out.status.success(), "{who:?} run {i}: {}", stderr(&out));
+            let text = stdout(&out);
+            assert!(text.starts_with("shared\n"), "{who:?} run {i}: {text}");
+            for j in 0..RUNS {
+                let mine =
+                    text.contains(&format!("mine-{j}\n")) || text.contains(&format!("tmp-{j}\n"));
+                assert_eq!(mine, i == j, "{who:?} run {i} sees run {j}'s files: {text}");
+            }
+            assert!(text.ends_with(&format!("{i}\n")), "{who:?} run {i}: {text}");
+        }
+        held += RUNS;
+        // Nothing of them is left; the instance still has its one layer.
+        let list: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
+        assert!(list["workspaces"].as_array().unwrap().is_empty(), "{list}");
+        assert_eq!(list["instances"][0]["layers"], 1, "{list}");
+    }
+    eprintln!("concurrent runs held: {held}");
+}
+
+#[test]
+fn two_commits_serialize_and_the_second_says_it_waits() {
+    for who in everyone() {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        let first = spawn(
+            &r,
+            &[
+                "run",
+                "--baseos",
+                "bb",
+                "--commit",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo first > /etc/first; sleep 2",
+            ],
+        );
+        wait_for_workspaces(&r, 1);
+        let started = Instant::now();
+        // The second starts while the first holds the instance: it must wait, say so, and then
+        // see the first one's layer.
+        let second = r.run(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--commit",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/first && echo second > /etc/second",
+        ]);
+        let waited = started.elapsed();
+        let first = finish(first);
+        assert!(first.status.success(), "{who:?}: {}", stderr(&first));
+        assert!(second.status.success(), "{who:?}: {}", stderr(&second));
+        assert!(
+            stderr(&second).contains("waiting for instance stable/bb/amd64"),
+            "{who:?}: the second commit does not say it waits: {}",
+            stderr(&second)
+        );
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "{who:?}: did not wait"
+        );
+        assert_eq!(stdout(&second), "first\n", "{who:?}");
+        let out = r.sh_ok("bb", "cat /etc/first /etc/second");
+        assert_eq!(out, "first\nsecond\n", "{who:?}");
+        let list: serde_json::Value = serde_json::from_str(&r.ok(&["--json", "list"])).unwrap();
+        assert_eq!(list["instances"][0]["layers"], 2, "{who:?}: {list}");
+    }
+}
+
+#[test]
+fn cleanup_refuses_the_layers_of_a_running_instance() {
+    for who in everyone() {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        r.ok(&[
+            "run",
+            "--baseos",
+            "bb",
+            "--commit",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo layer > /etc/layer",
+        ]);
+        let layers = r.store.join("instances/stable/bb/amd64/layers");
+        let before = common::hash_tree(&layers);
+        let base = common::hash_tree(&r.store.join("baseos"));
+        let running = spawn(
+            &r,
+            &[
+                "run",
+                "--baseos",
+                "bb",
+                "--",
+                "/bin/sh",
+                "-c",
+                "sleep 3; cat /etc/layer /etc/motd",
+            ],
+        );
+        wait_for_workspaces(&r, 1);
+        for target in ["stable/bb/amd64", "baseos", "all"] {
+            let out = r.run(&["cleanup", target]);
+            assert_eq!(out.status.code(), Some(2), "{who:?} cleanup {target}");
+            assert!(
+                stderr(&out).contains("in use"),
+                "{who:?} cleanup {target}: {}",
+                stderr(&out)
+            );
+        }
+        let out = r.run(&["cleanup", "workspaces"]);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("(in use)"),
+            "{who:?}: {}",
+            stderr(&out)
+        );
+        let out = finish(running);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "layer\nhello from the base\n", "{who:?}");
+        assert_eq!(
+            common::hash_tree(&layers),
+            before,
+            "{who:?}: layers changed"
+        );
+        assert_eq!(common::hash_tree(&r.store.join("baseos")), base, "{who:?}");
+        // Once the run is over, cleanup goes through.
+        r.ok(&["cleanup", "stable/bb/amd64"]);
+        assert!(!layers.exists(), "{who:?}");
+    }
+}
