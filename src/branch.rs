@@ -16,7 +16,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
-use crate::userns::IdMap;
 
 pub const BUILT_IN: [&str; 2] = ["stable", "testing"];
 
@@ -178,14 +177,10 @@ pub fn ensure_fresh(
     std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
     let log = store.instance_dir(id).join("refresh.log");
     let ws = store.create_workspace(id, &["refresh".to_string()])?;
-    // In single-uid mode apt cannot switch to its _apt user: tell it to stay root.
-    let sandbox_user = if matches!(store.map, IdMap::Single { .. }) {
-        "printf 'APT::Sandbox::User \"root\";\\n' > /etc/apt/apt.conf.d/99pookie-ns-single-uid; "
-    } else {
-        ""
-    };
+    // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
+    // changes of owner pass (crate::single_uid).
     let script = format!(
-        "set -e; {sandbox_user}rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
+        "set -e; rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
          cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
          {APT_UPDATE}; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
     );

@@ -19,6 +19,7 @@ pub mod progress;
 pub mod project;
 pub mod recipe;
 pub mod sandbox;
+pub mod single_uid;
 pub mod store;
 pub mod sudo;
 pub mod sys;

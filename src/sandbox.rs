@@ -94,11 +94,12 @@ pub fn run(map: &IdMap, spec: &Spec) -> Result<i32> {
 pub fn spawn(map: &IdMap, spec: &Spec) -> Result<userns::Child> {
     // The host side only waits: everything else happens in a child inside the user namespace,
     // where the id map makes the store's files ours.
-    userns::spawn(map, |errors| helper_main(spec, errors))
+    let single_uid = matches!(map, IdMap::Single { .. });
+    userns::spawn(map, |errors| helper_main(spec, single_uid, errors))
 }
 
 /// The helper: first process of the user namespace.
-fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
+fn helper_main(spec: &Spec, single_uid: bool, errors: &OwnedFd) -> Result<i32> {
     if let Some(log) = &spec.log {
         // Opened here, on the host's filesystem; init and the command inherit it as 1 and 2.
         let f = std::fs::File::create(log).map_err(|e| SysError::io("create log", log, &e))?;
@@ -115,7 +116,7 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
     // SAFETY: this process is single-threaded (a fresh fork of a single-threaded pookie-ns).
     let init = match unsafe { fork() }.map_err(|e| SysError::new("fork", None, e))? {
         ForkResult::Child => {
-            let code = match init_main(spec) {
+            let code = match init_main(spec, single_uid) {
                 Ok(code) => code,
                 Err(e) => {
                     userns::report_error(errors, &e);
@@ -161,8 +162,8 @@ fn helper_main(spec: &Spec, errors: &OwnedFd) -> Result<i32> {
 }
 
 /// Pid 1 of the sandbox: builds the root filesystem, starts the command, reaps, and exits with the
-/// command's status.
-fn init_main(spec: &Spec) -> Result<i32> {
+/// command's status. `single_uid`: the user namespace maps one id (see [`crate::single_uid`]).
+fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
     // If the helper dies (pookie-ns was killed), so does the sandbox: pid 1 exiting kills every
     // process of its pid namespace.
     sys::set_parent_death_signal(Signal::SIGKILL)?;
@@ -260,6 +261,12 @@ fn init_main(spec: &Spec) -> Result<i32> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )?;
+    if single_uid {
+        // apt stays uid 0 (APT_CONFIG points here; see exec_command).
+        let conf = mount_point(root, crate::single_uid::APT_CONFIG, false)?;
+        std::fs::write(&conf, crate::single_uid::APT_CONFIG_TEXT)
+            .map_err(|e| SysError::io("write", &conf, &e))?;
+    }
 
     for b in &spec.binds {
         let is_dir = std::fs::metadata(&b.src)
@@ -303,7 +310,7 @@ fn init_main(spec: &Spec) -> Result<i32> {
     // SAFETY: single-threaded process (pid 1 of a fresh namespace).
     match unsafe { fork() }.map_err(|e| SysError::new("fork", None, e))? {
         ForkResult::Child => {
-            let code = exec_command(spec, &program);
+            let code = exec_command(spec, &program, single_uid);
             // SAFETY: exec failed; leave without running anything of the parent.
             unsafe { libc::_exit(code) }
         }
@@ -316,7 +323,7 @@ fn init_main(spec: &Spec) -> Result<i32> {
 
 /// Replaces this process with the command. Returns only on failure, with the shell's status for
 /// it (126 not executable, 127 not found).
-fn exec_command(spec: &Spec, program: &Path) -> i32 {
+fn exec_command(spec: &Spec, program: &Path, single_uid: bool) -> i32 {
     process::reset_signals();
     let cwd = match &spec.cwd {
         Some(dir) => dir.as_path(),
@@ -339,11 +346,22 @@ fn exec_command(spec: &Spec, program: &Path) -> i32 {
         eprintln!("pookie-ns: {e}");
         return 126;
     }
+    // Single-uid mode: changes of owner to unmapped ids succeed as no-ops (dpkg installs
+    // `root:shadow` files), and apt does not try to become _apt.
+    let mut env = spec.env.clone();
+    if single_uid {
+        if let Err(e) = crate::single_uid::install_chown_filter() {
+            eprintln!("pookie-ns: {e}");
+            return 126;
+        }
+        if !env.iter().any(|(k, _)| k == "APT_CONFIG") {
+            env.push(("APT_CONFIG".into(), crate::single_uid::APT_CONFIG.into()));
+        }
+    }
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
     let path = to_c(program.as_os_str().as_bytes());
     let argv: Vec<CString> = spec.argv.iter().map(|a| to_c(a.as_bytes())).collect();
-    let env: Vec<CString> = spec
-        .env
+    let env: Vec<CString> = env
         .iter()
         .map(|(k, v)| to_c(format!("{k}={v}").as_bytes()))
         .collect();
