@@ -21,7 +21,9 @@ use crate::userns::{self, IdMap};
 pub struct RecipeInfo {
     pub recipe: String,
     pub suite: String,
-    pub python: String,
+    /// The CPython versions it provides (older stores wrote one string).
+    #[serde(deserialize_with = "crate::recipe::one_or_many")]
+    pub python: Vec<String>,
     pub mirror: String,
     #[serde(default = "main_component")]
     pub components: Vec<String>,

@@ -269,7 +269,7 @@ mod tests {
         RecipeInfo {
             recipe: "debian-bookworm".into(),
             suite: "bookworm".into(),
-            python: "3.11".into(),
+            python: vec!["3.11".into()],
             mirror: "http://deb.debian.org/debian".into(),
             components: vec!["main".into()],
             next: Some("trixie".into()),

@@ -454,8 +454,8 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
                 .meta
                 .recipe
                 .as_ref()
-                .map(|r| (r.suite.as_str(), r.python.as_str()))
-                .unwrap_or(("-", "-"));
+                .map(|r| (r.suite.as_str(), r.python.join(",")))
+                .unwrap_or(("-", "-".into()));
             println!(
                 "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} {}",
                 b.name,

@@ -10,7 +10,7 @@ use crate::arch::Arch;
 use crate::config::{parse_toml, ConfigError};
 
 /// The recipes shipped with pookie-ns: (name, TOML text).
-pub const EMBEDDED: [(&str, &str); 3] = [
+pub const EMBEDDED: [(&str, &str); 4] = [
     (
         "debian-bookworm",
         include_str!("../rootfs/debian-bookworm.toml"),
@@ -23,7 +23,23 @@ pub const EMBEDDED: [(&str, &str); 3] = [
         "debian-trixie",
         include_str!("../rootfs/debian-trixie.toml"),
     ),
+    ("debian-forky", include_str!("../rootfs/debian-forky.toml")),
 ];
+
+/// Reads a string or a list of strings as a list: recipes and older `meta.json` files write
+/// `python = "3.11"`, newer ones a list.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
 
 /// The recipe `load-baseos` builds when none is named.
 pub const DEFAULT_RECIPE: &str = "debian-bookworm";
@@ -40,8 +56,10 @@ pub struct RecipeFile {
     pub components: Vec<String>,
     #[serde(default)]
     pub packages: Vec<String>,
-    /// The CPython version the suite provides, e.g. "3.11".
-    pub python: String,
+    /// The CPython versions the suite provides, each with its `-dev` and `-venv` packages and
+    /// its own interpreter (`python3.14`): `"3.11"` or `["3.13", "3.14", "3.15"]`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub python: Vec<String>,
     pub arches: Vec<Arch>,
     /// Archive mirror (default: config.toml's `mirror`, else the host's Debian mirror).
     pub mirror: Option<String>,
@@ -88,15 +106,19 @@ impl Recipe {
         if spec.arches.is_empty() {
             return Err(invalid("arches is empty".into()));
         }
-        let mut python = spec.python.split('.');
-        let ok_python = python.next().is_some_and(|m| m.parse::<u32>().is_ok())
-            && python.next().is_some_and(|m| m.parse::<u32>().is_ok())
-            && python.next().is_none();
-        if !ok_python {
-            return Err(invalid(format!(
-                "python {:?} is not a MAJOR.MINOR version",
-                spec.python
-            )));
+        if spec.python.is_empty() {
+            return Err(invalid("python is empty: list the CPython versions the suite provides".into()));
+        }
+        for version in &spec.python {
+            let mut parts = version.split('.');
+            let ok = parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+                && parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+                && parts.next().is_none();
+            if !ok {
+                return Err(invalid(format!(
+                    "python {version:?} is not a MAJOR.MINOR version"
+                )));
+            }
         }
         for word in spec
             .packages
@@ -197,17 +219,34 @@ mod tests {
     fn embedded_recipes_parse_and_provide_their_python() {
         let dir = tempfile::tempdir().unwrap();
         let all = all(dir.path()).unwrap();
-        let py: Vec<(&str, &str)> = all
+        let py: Vec<(&str, Vec<&str>)> = all
             .iter()
-            .map(|r| (r.name.as_str(), r.spec.python.as_str()))
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.spec.python.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
-        assert!(py.contains(&("debian-bullseye", "3.9")));
-        assert!(py.contains(&("debian-bookworm", "3.11")));
-        assert!(py.contains(&("debian-trixie", "3.13")));
+        assert!(py.contains(&("debian-bullseye", vec!["3.9"])));
+        assert!(py.contains(&("debian-bookworm", vec!["3.11"])));
+        assert!(py.contains(&("debian-trixie", vec!["3.13"])));
+        assert!(py.contains(&("debian-forky", vec!["3.13", "3.14", "3.15"])));
         for r in &all {
             r.check_arch(Arch::Amd64).unwrap();
             r.check_arch(Arch::Arm64).unwrap();
-            assert!(r.spec.packages.iter().any(|p| p == "python3-dev"));
+            // Every Python a recipe names comes with its headers and venv.
+            for v in &r.spec.python {
+                for suffix in ["-dev", "-venv"] {
+                    let versioned = format!("python{v}{suffix}");
+                    let default = format!("python3{suffix}");
+                    assert!(
+                        r.spec.packages.iter().any(|p| *p == versioned || (r.spec.python.len() == 1 && *p == default)),
+                        "{}: {versioned}",
+                        r.name
+                    );
+                }
+            }
         }
         assert!(find(dir.path(), "debian-trixie")
             .unwrap()
@@ -232,6 +271,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MAJOR.MINOR"), "{err}");
+        let list = parse(&GOOD.replace("\"3.11\"", "[\"3.13\", \"3.14\"]")).unwrap();
+        assert_eq!(list.spec.python, ["3.13", "3.14"]);
+        let err = parse(&GOOD.replace("\"3.11\"", "[\"3.13\", \"3\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"3\" is not a MAJOR.MINOR"), "{err}");
+        let err = parse(&GOOD.replace("\"3.11\"", "[]")).unwrap_err().to_string();
+        assert!(err.contains("python is empty"), "{err}");
         let err = parse(&GOOD.replace("aarch64", "sparc"))
             .unwrap_err()
             .to_string();
@@ -293,7 +340,7 @@ mod tests {
         let all = all(dir.path()).unwrap();
         assert_eq!(
             find(dir.path(), "debian-bookworm").unwrap().spec.python,
-            "3.12"
+            ["3.12"]
         );
         assert!(all.iter().any(|r| r.name == "mine"));
         let err = find(dir.path(), "nope").unwrap_err().to_string();

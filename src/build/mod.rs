@@ -79,7 +79,12 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         .map(|b| Loaded {
             name: b.name.clone(),
             arch: b.arch,
-            python: b.meta.recipe.as_ref().map(|r| r.python.clone()),
+            python: b
+                .meta
+                .recipe
+                .as_ref()
+                .map(|r| r.python.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let recipes = recipe::all(&config.config_dir)?;

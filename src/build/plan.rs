@@ -12,15 +12,16 @@ use crate::target::{Platform, Target};
 pub struct Loaded {
     pub name: String,
     pub arch: Arch,
-    /// From its recipe; `None` for an archive imported by path (not chosen for builds).
-    pub python: Option<String>,
+    /// The CPythons its recipe provides; empty for an archive imported by path (not chosen for
+    /// builds).
+    pub python: Vec<String>,
 }
 
 /// A recipe, as far as choosing one goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
     pub name: String,
-    pub python: String,
+    pub python: Vec<String>,
     pub arches: Vec<Arch>,
 }
 
@@ -52,7 +53,7 @@ pub struct Planned {
 pub fn default_platforms(loaded: &[Loaded]) -> Vec<Platform> {
     let mut arches: Vec<Arch> = loaded
         .iter()
-        .filter(|l| l.python.is_some())
+        .filter(|l| !l.python.is_empty())
         .map(|l| l.arch)
         .collect();
     arches.push(Arch::host());
@@ -85,14 +86,14 @@ pub fn plan(
             let mut v: Vec<String> = loaded
                 .iter()
                 .filter(|l| l.arch == platform.arch)
-                .filter_map(|l| l.python.clone())
+                .flat_map(|l| l.python.iter().cloned())
                 .collect();
             if v.is_empty() {
                 v.extend(
                     offers
                         .iter()
-                        .find(|o| o.name == default_recipe)
-                        .map(|o| o.python.clone()),
+                        .filter(|o| o.name == default_recipe)
+                        .flat_map(|o| o.python.iter().cloned()),
                 );
             }
             v.sort_by_key(|p| version_key(p));
@@ -147,7 +148,7 @@ fn choose(
 ) -> Option<Source> {
     let mut have: Vec<&Loaded> = loaded
         .iter()
-        .filter(|l| l.arch == arch && l.python.as_deref() == Some(python))
+        .filter(|l| l.arch == arch && l.python.iter().any(|p| p == python))
         .collect();
     have.sort_by_key(|l| (l.name != default_recipe, l.name.clone()));
     if let Some(l) = have.first() {
@@ -155,11 +156,13 @@ fn choose(
     }
     let mut can: Vec<&Offer> = offers
         .iter()
-        .filter(|o| o.python == python && o.arches.contains(&arch))
+        .filter(|o| o.python.iter().any(|p| p == python) && o.arches.contains(&arch))
         // A loaded base OS of that name for that arch provides another Python: not this one.
         .filter(|o| !loaded.iter().any(|l| l.name == o.name && l.arch == arch))
         .collect();
-    can.sort_by_key(|o| (o.name != default_recipe, o.name.clone()));
+    // The default recipe first, then in the recipes' own order (a released suite before
+    // testing: trixie's 3.13 before forky's).
+    can.sort_by_key(|o| o.name != default_recipe);
     can.first().map(|o| Source::Recipe(o.name.clone()))
 }
 
@@ -172,10 +175,14 @@ fn describe_available(loaded: &[Loaded], offers: &[Offer]) -> String {
     let mut parts = Vec::new();
     let with_python: Vec<String> = loaded
         .iter()
-        .filter_map(|l| {
-            l.python
-                .as_ref()
-                .map(|p| format!("{} {} (CPython {p})", l.name, l.arch.uname()))
+        .filter(|l| !l.python.is_empty())
+        .map(|l| {
+            format!(
+                "{} {} (CPython {})",
+                l.name,
+                l.arch.uname(),
+                l.python.join(", ")
+            )
         })
         .collect();
     if !with_python.is_empty() {
@@ -186,7 +193,12 @@ fn describe_available(loaded: &[Loaded], offers: &[Offer]) -> String {
             .iter()
             .map(|o| {
                 let arches: Vec<&str> = o.arches.iter().map(|a| a.uname()).collect();
-                format!("{} (CPython {}: {})", o.name, o.python, arches.join(" "))
+                format!(
+                    "{} (CPython {}: {})",
+                    o.name,
+                    o.python.join(", "),
+                    arches.join(" ")
+                )
             })
             .collect();
         parts.push(format!("recipes: {}", recipes.join("; ")));
@@ -208,17 +220,22 @@ mod tests {
         vec![
             Offer {
                 name: "debian-bullseye".into(),
-                python: "3.9".into(),
+                python: vec!["3.9".into()],
                 arches: all.clone(),
             },
             Offer {
                 name: "debian-bookworm".into(),
-                python: "3.11".into(),
+                python: vec!["3.11".into()],
                 arches: all.clone(),
             },
             Offer {
                 name: "debian-trixie".into(),
-                python: "3.13".into(),
+                python: vec!["3.13".into()],
+                arches: vec![Arch::Amd64, Arch::Arm64],
+            },
+            Offer {
+                name: "debian-forky".into(),
+                python: vec!["3.13".into(), "3.14".into(), "3.15".into()],
                 arches: vec![Arch::Amd64, Arch::Arm64],
             },
         ]
@@ -228,7 +245,7 @@ mod tests {
         Loaded {
             name: name.into(),
             arch,
-            python: python.map(str::to_string),
+            python: python.map(str::to_string).into_iter().collect(),
         }
     }
 
@@ -274,6 +291,51 @@ mod tests {
         .unwrap();
         let sources: Vec<&str> = p.iter().map(|p| p.source.name()).collect();
         assert_eq!(sources, ["debian-bullseye", "debian-bookworm", "mine"]);
+    }
+
+    #[test]
+    fn one_recipe_provides_several_pythons() {
+        let (p, _) = plan(
+            &platforms(&["aarch64"]),
+            &["3.13".into(), "3.14".into(), "3.15".into()],
+            &Project::default(),
+            &[],
+            &offers(),
+            "debian-bookworm",
+        )
+        .unwrap();
+        let sources: Vec<&Source> = p.iter().map(|p| &p.source).collect();
+        // 3.13 from trixie (the released suite, listed first), 3.14 and 3.15 from forky.
+        assert_eq!(
+            sources,
+            [
+                &Source::Recipe("debian-trixie".into()),
+                &Source::Recipe("debian-forky".into()),
+                &Source::Recipe("debian-forky".into())
+            ]
+        );
+        let mut l = loaded("debian-forky", Arch::Arm64, None);
+        l.python = vec!["3.13".into(), "3.14".into(), "3.15".into()];
+        let (p, _) = plan(
+            &platforms(&["aarch64"]),
+            &[],
+            &Project::default(),
+            &[l],
+            &offers(),
+            "debian-bookworm",
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&p),
+            [
+                "cp313-manylinux_aarch64",
+                "cp314-manylinux_aarch64",
+                "cp315-manylinux_aarch64"
+            ]
+        );
+        assert!(p
+            .iter()
+            .all(|p| p.source == Source::Loaded("debian-forky".into())));
     }
 
     #[test]
