@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{parse_toml, ConfigError};
 use crate::target::{parse_platform, Platform, Selector};
@@ -72,6 +72,19 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// How a built wheel becomes the one delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Repair {
+    /// `auditwheel show` + `auditwheel repair`: a manylinux tag, or the target fails.
+    #[default]
+    Auditwheel,
+    /// `repair-wheel-command = ""`: delivered as built (`linux_*`), and the report says so.
+    Skip,
+    /// The project's own command, `{wheel}` and `{dest_dir}` substituted.
+    Command(String),
+}
+
 /// `[tool.pookie-ns]` as written.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -85,6 +98,9 @@ pub struct ToolTable {
     pub before_build: Option<Commands>,
     pub environment: Option<BTreeMap<String, String>>,
     pub build_frontend: Option<Frontend>,
+    /// cibuildwheel's: how a wheel is repaired (`{wheel}`, `{dest_dir}`); `""` delivers it
+    /// unrepaired. Default: auditwheel.
+    pub repair_wheel_command: Option<Commands>,
     /// pookie-ns's own: the whole build command, instead of the frontend's.
     pub build_command: Option<Commands>,
     /// pookie-ns's own: `emulate` or `cross` for non-native targets.
@@ -124,6 +140,7 @@ pub struct Project {
     pub before_build: Option<String>,
     pub environment: Vec<(String, String)>,
     pub frontend: Frontend,
+    pub repair: Repair,
     pub build_command: Option<String>,
     pub mode: Option<Mode>,
     pub compiler: Option<crate::toolchain::Compiler>,
@@ -230,6 +247,11 @@ impl Project {
             before_build: command(&table.before_build),
             environment,
             frontend: table.build_frontend.unwrap_or_default(),
+            repair: match &table.repair_wheel_command {
+                None => Repair::Auditwheel,
+                Some(c) if c.script().trim().is_empty() => Repair::Skip,
+                Some(c) => Repair::Command(c.script()),
+            },
             build_command: command(&table.build_command),
             mode: table.mode,
             compiler: table.compiler,

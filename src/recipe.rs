@@ -107,7 +107,9 @@ impl Recipe {
             return Err(invalid("arches is empty".into()));
         }
         if spec.python.is_empty() {
-            return Err(invalid("python is empty: list the CPython versions the suite provides".into()));
+            return Err(invalid(
+                "python is empty: list the CPython versions the suite provides".into(),
+            ));
         }
         for version in &spec.python {
             let mut parts = version.split('.');
@@ -277,7 +279,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"3\" is not a MAJOR.MINOR"), "{err}");
-        let err = parse(&GOOD.replace("\"3.11\"", "[]")).unwrap_err().to_string();
+        let err = parse(&GOOD.replace("\"3.11\"", "[]"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("python is empty"), "{err}");
         let err = parse(&GOOD.replace("aarch64", "sparc"))
             .unwrap_err()

@@ -263,7 +263,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         let (build_command, install_build_requires) = match &custom_build {
             Some(c) => (c.clone(), false),
             None => (
-                default_build_command(project.frontend, toolchain.is_some()),
+                default_build_command(project.frontend, toolchain.is_some(), &p.target.python),
                 toolchain.is_some(),
             ),
         };
@@ -282,6 +282,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             test_command: test_command.as_deref().map(sub),
             test_requires: test_requires.clone(),
             environment: project.environment.clone(),
+            repair: project.repair.clone(),
             dir: dir.clone(),
             keep_failed: args.keep_failed,
         };
@@ -472,19 +473,22 @@ fn decide(
     }
 }
 
-fn default_build_command(frontend: Frontend, toolchain: bool) -> String {
+/// The build command when the project names none, with the target's own interpreter
+/// (`python3.14`), never the suite's default `python3`.
+fn default_build_command(frontend: Frontend, toolchain: bool, python: &str) -> String {
+    let py = format!("python{python}");
     match (frontend, toolchain) {
         (Frontend::Pip, false) => {
-            format!("python3 -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}")
+            format!("{py} -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}")
         }
         (Frontend::Pip, true) => format!(
-            "python3 -m pip wheel --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE} {{project}}"
+            "{py} -m pip wheel --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE} {{project}}"
         ),
         (Frontend::Build, false) => {
-            format!("python3 -m build --wheel --outdir {OUT_INSIDE} {{project}}")
+            format!("{py} -m build --wheel --outdir {OUT_INSIDE} {{project}}")
         }
         (Frontend::Build, true) => {
-            format!("python3 -m build --wheel --no-isolation --outdir {OUT_INSIDE} {{project}}")
+            format!("{py} -m build --wheel --no-isolation --outdir {OUT_INSIDE} {{project}}")
         }
     }
 }
@@ -774,12 +778,15 @@ mod tests {
     #[test]
     fn default_build_commands_write_to_the_output_dir() {
         for toolchain in [false, true] {
-            let pip = default_build_command(Frontend::Pip, toolchain);
-            assert!(pip.contains("pip wheel --no-deps"), "{pip}");
+            let pip = default_build_command(Frontend::Pip, toolchain, "3.14");
+            assert!(
+                pip.starts_with("python3.14 -m pip wheel --no-deps"),
+                "{pip}"
+            );
             assert!(pip.ends_with("{project}"));
             assert_eq!(pip.contains("--no-build-isolation"), toolchain, "{pip}");
-            let build = default_build_command(Frontend::Build, toolchain);
-            assert!(build.contains("-m build --wheel"));
+            let build = default_build_command(Frontend::Build, toolchain, "3.9");
+            assert!(build.starts_with("python3.9 -m build --wheel"), "{build}");
             assert_eq!(build.contains("--no-isolation"), toolchain, "{build}");
         }
     }

@@ -68,6 +68,9 @@ pub struct TargetResult {
     /// Its setup layer: made in this build, cached from an earlier one, or failed.
     #[serde(default = "no_setup")]
     pub toolchain_setup: BeforeAll,
+    /// How the wheel was repaired: `auditwheel`, the project's command, or not at all.
+    #[serde(default)]
+    pub repair: String,
     /// `NAME/ARCH` of the base OS the build ran on, and the one the tests ran on.
     pub build_base: String,
     pub test_base: String,
@@ -221,6 +224,7 @@ mod tests {
             mode: Mode::Native,
             toolchain: None,
             toolchain_setup: BeforeAll::None,
+            repair: "auditwheel".into(),
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/amd64".into(),
             result: outcome,

