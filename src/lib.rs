@@ -14,6 +14,7 @@ pub mod error;
 pub mod fault;
 pub mod import;
 pub mod overlay;
+pub mod pep440;
 pub mod process;
 pub mod progress;
 pub mod project;

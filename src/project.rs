@@ -118,6 +118,8 @@ struct PyProject {
 #[derive(Debug, Deserialize)]
 struct ProjectTable {
     name: Option<String>,
+    #[serde(rename = "requires-python")]
+    requires_python: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +133,8 @@ struct Tools {
 pub struct Project {
     /// `[project] name`, if the file has one.
     pub name: Option<String>,
+    /// `[project] requires-python`: the CPythons a build covers by default.
+    pub requires_python: Option<crate::pep440::Specifier>,
     pub build: Selector,
     pub skip: Selector,
     pub archs: Vec<Platform>,
@@ -232,8 +236,19 @@ impl Project {
                 .map(Commands::script)
                 .filter(|s| !s.trim().is_empty())
         };
+        let (name, requires_python) = match file.project {
+            Some(p) => (p.name, p.requires_python),
+            None => (None, None),
+        };
+        let requires_python = requires_python
+            .map(|text| {
+                crate::pep440::Specifier::parse(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: [project] {e}", path.display())))
+            })
+            .transpose()?;
         Ok(Project {
-            name: file.project.and_then(|p| p.name),
+            name,
+            requires_python,
             build: selector("build", &table.build)?,
             skip: selector("skip", &table.skip)?,
             archs,

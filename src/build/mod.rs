@@ -144,9 +144,9 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     for p in &planned {
         crate::commands::emulation_for(config, p.target.arch)?;
     }
-    for name in &skipped {
+    for s in &skipped {
         if say {
-            eprintln!("pookie-ns: {name}: left out by the project's build/skip selectors");
+            eprintln!("pookie-ns: {}: skipped: {}", s.identifier, s.reason);
         }
     }
 

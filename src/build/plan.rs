@@ -65,11 +65,25 @@ pub fn default_platforms(loaded: &[Loaded]) -> Vec<Platform> {
         .collect()
 }
 
+/// The CPython versions a build covers when `--python` names none, as cibuildwheel's: every
+/// one the project's `requires-python` admits (those no base OS provides are reported skipped).
+pub const CPYTHONS: [&str; 8] = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"];
+
+/// A target left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    /// cibuildwheel's identifier: `cp310-manylinux_x86_64`.
+    pub identifier: String,
+    pub reason: String,
+}
+
 /// Pairs platforms with Python versions and chooses a base OS for each pair.
 ///
-/// Without `pythons`, each arch gets the versions of its loaded base OSes, or else the default
-/// recipe's. A pair nothing provides is an error that lists what is available. Targets the
-/// selectors exclude are left out (and named in the second list).
+/// Without `pythons`, each platform gets every CPython of [`CPYTHONS`] that the project's
+/// `requires-python` admits; a version no loaded base OS nor recipe provides for the arch is
+/// skipped with the reason. Versions asked for (`pythons`) must be provided: a pair nothing
+/// provides is an error that lists what is available. Targets the selectors or
+/// `requires-python` exclude are skipped too.
 pub fn plan(
     platforms: &[Platform],
     pythons: &[String],
@@ -77,32 +91,18 @@ pub fn plan(
     loaded: &[Loaded],
     offers: &[Offer],
     default_recipe: &str,
-) -> Result<(Vec<Planned>, Vec<String>), String> {
+) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
     let mut planned = Vec::new();
-    let mut skipped = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
     let mut missing = Vec::new();
+    let explicit = !pythons.is_empty();
+    let versions: Vec<String> = if explicit {
+        pythons.to_vec()
+    } else {
+        CPYTHONS.iter().map(|v| v.to_string()).collect()
+    };
     for platform in platforms {
-        let versions: Vec<String> = if pythons.is_empty() {
-            let mut v: Vec<String> = loaded
-                .iter()
-                .filter(|l| l.arch == platform.arch)
-                .flat_map(|l| l.python.iter().cloned())
-                .collect();
-            if v.is_empty() {
-                v.extend(
-                    offers
-                        .iter()
-                        .filter(|o| o.name == default_recipe)
-                        .flat_map(|o| o.python.iter().cloned()),
-                );
-            }
-            v.sort_by_key(|p| version_key(p));
-            v.dedup();
-            v
-        } else {
-            pythons.to_vec()
-        };
-        for python in versions {
+        for python in &versions {
             let target = Target {
                 arch: platform.arch,
                 python: python.clone(),
@@ -111,13 +111,37 @@ pub fn plan(
             if planned.iter().any(|p: &Planned| p.target == target) {
                 continue;
             }
+            let mut skip = |reason: String| {
+                if !skipped.iter().any(|s| s.identifier == target.identifier()) {
+                    skipped.push(Skipped {
+                        identifier: target.identifier(),
+                        reason,
+                    });
+                }
+            };
+            if let Some(spec) = &project.requires_python {
+                if !spec.admits_minor(python) {
+                    if explicit {
+                        skip(format!(
+                            "the project's requires-python ({spec}) excludes it"
+                        ));
+                    }
+                    continue;
+                }
+            }
             if !project.selected(&target.identifier()) {
-                skipped.push(target.identifier());
+                skip("left out by the project's build/skip selectors".into());
                 continue;
             }
-            match choose(platform.arch, &python, loaded, offers, default_recipe) {
+            match choose(platform.arch, python, loaded, offers, default_recipe) {
                 Some(source) => planned.push(Planned { target, source }),
-                None => missing.push(format!("CPython {python} for {}", platform.arch.uname())),
+                None if explicit => {
+                    missing.push(format!("CPython {python} for {}", platform.arch.uname()))
+                }
+                None => skip(format!(
+                    "no loaded base OS nor recipe provides CPython {python} for {}",
+                    platform.arch.uname()
+                )),
             }
         }
     }
@@ -130,8 +154,12 @@ pub fn plan(
     }
     if planned.is_empty() {
         return Err(format!(
-            "no target left to build: the project's build/skip selectors exclude every one ({})",
-            skipped.join(", ")
+            "no target left to build: {}",
+            skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.identifier, s.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok((planned, skipped))
@@ -164,11 +192,6 @@ fn choose(
     // testing: trixie's 3.13 before forky's).
     can.sort_by_key(|o| o.name != default_recipe);
     can.first().map(|o| Source::Recipe(o.name.clone()))
-}
-
-fn version_key(v: &str) -> (u32, u32) {
-    let mut it = v.split('.').map(|p| p.parse().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 fn describe_available(loaded: &[Loaded], offers: &[Offer]) -> String {
@@ -257,12 +280,23 @@ mod tests {
         p.iter().map(|p| p.target.identifier()).collect()
     }
 
+    fn py(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn requiring(spec: &str) -> Project {
+        Project {
+            requires_python: Some(crate::pep440::Specifier::parse(spec).unwrap()),
+            ..Project::default()
+        }
+    }
+
     #[test]
     fn loaded_base_oses_are_preferred_and_missing_ones_come_from_recipes() {
         let l = vec![loaded("debian-bookworm", Arch::Amd64, Some("3.11"))];
         let (p, skipped) = plan(
             &platforms(&["x86_64", "aarch64"]),
-            &[],
+            &py(&["3.11"]),
             &Project::default(),
             &l,
             &offers(),
@@ -282,7 +316,7 @@ mod tests {
     fn pythons_pick_their_base_os() {
         let (p, _) = plan(
             &platforms(&["x86_64"]),
-            &["3.9".into(), "3.11".into(), "3.13".into()],
+            &py(&["3.9", "3.11", "3.13"]),
             &Project::default(),
             &[loaded("mine", Arch::Amd64, Some("3.13"))],
             &offers(),
@@ -297,7 +331,7 @@ mod tests {
     fn one_recipe_provides_several_pythons() {
         let (p, _) = plan(
             &platforms(&["aarch64"]),
-            &["3.13".into(), "3.14".into(), "3.15".into()],
+            &py(&["3.13", "3.14", "3.15"]),
             &Project::default(),
             &[],
             &offers(),
@@ -314,12 +348,13 @@ mod tests {
                 &Source::Recipe("debian-forky".into())
             ]
         );
+        // A loaded forky serves all three of its own.
         let mut l = loaded("debian-forky", Arch::Arm64, None);
-        l.python = vec!["3.13".into(), "3.14".into(), "3.15".into()];
+        l.python = py(&["3.13", "3.14", "3.15"]);
         let (p, _) = plan(
             &platforms(&["aarch64"]),
             &[],
-            &Project::default(),
+            &requiring(">=3.13"),
             &[l],
             &offers(),
             "debian-bookworm",
@@ -339,17 +374,12 @@ mod tests {
     }
 
     #[test]
-    fn default_python_follows_what_is_loaded_for_the_arch() {
-        let l = vec![
-            loaded("debian-trixie", Arch::Arm64, Some("3.13")),
-            loaded("debian-bullseye", Arch::Arm64, Some("3.9")),
-            loaded("busybox", Arch::Arm64, None),
-        ];
-        let (p, _) = plan(
-            &default_platforms(&l),
+    fn default_pythons_are_what_requires_python_admits_and_something_provides() {
+        let (p, skipped) = plan(
+            &platforms(&["x86_64"]),
             &[],
-            &Project::default(),
-            &l,
+            &requiring(">=3.9"),
+            &[],
             &offers(),
             "debian-bookworm",
         )
@@ -357,10 +387,56 @@ mod tests {
         assert_eq!(
             ids(&p),
             [
+                "cp39-manylinux_x86_64",
                 "cp311-manylinux_x86_64",
-                "cp39-manylinux_aarch64",
-                "cp313-manylinux_aarch64"
+                "cp313-manylinux_x86_64",
+                "cp314-manylinux_x86_64",
+                "cp315-manylinux_x86_64"
             ]
+        );
+        let s: Vec<(&str, &str)> = skipped
+            .iter()
+            .map(|s| (s.identifier.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                (
+                    "cp310-manylinux_x86_64",
+                    "no loaded base OS nor recipe provides CPython 3.10 for x86_64"
+                ),
+                (
+                    "cp312-manylinux_x86_64",
+                    "no loaded base OS nor recipe provides CPython 3.12 for x86_64"
+                ),
+            ],
+            "3.8 is excluded by requires-python, not skipped"
+        );
+        // Without requires-python: every version, 3.8 included (and skipped: nothing has it).
+        let (_, skipped) = plan(
+            &platforms(&["x86_64"]),
+            &[],
+            &Project::default(),
+            &[],
+            &offers(),
+            "debian-bookworm",
+        )
+        .unwrap();
+        assert_eq!(skipped[0].identifier, "cp38-manylinux_x86_64");
+        // An explicit version requires-python excludes is skipped, with that reason.
+        let (p, skipped) = plan(
+            &platforms(&["x86_64"]),
+            &py(&["3.11", "3.13"]),
+            &requiring(">=3.13"),
+            &[],
+            &offers(),
+            "debian-bookworm",
+        )
+        .unwrap();
+        assert_eq!(ids(&p), ["cp313-manylinux_x86_64"]);
+        assert!(
+            skipped[0].reason.contains("requires-python (>=3.13)"),
+            "{skipped:?}"
         );
     }
 
@@ -368,7 +444,7 @@ mod tests {
     fn unsatisfiable_pairs_list_what_is_available() {
         let e = plan(
             &platforms(&["armv7l", "x86_64"]),
-            &["3.13".into(), "3.12".into()],
+            &py(&["3.13", "3.12"]),
             &Project::default(),
             &[],
             &offers(),
@@ -382,6 +458,10 @@ mod tests {
             e.contains("debian-trixie (CPython 3.13: x86_64 aarch64)"),
             "{e}"
         );
+        assert!(
+            e.contains("debian-forky (CPython 3.13, 3.14, 3.15: x86_64 aarch64)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -392,7 +472,7 @@ mod tests {
         };
         let (p, skipped) = plan(
             &platforms(&["x86_64", "aarch64"]),
-            &[],
+            &py(&["3.11"]),
             &project,
             &[],
             &offers(),
@@ -400,7 +480,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids(&p), ["cp311-manylinux_x86_64"]);
-        assert_eq!(skipped, ["cp311-manylinux_aarch64"]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].identifier, "cp311-manylinux_aarch64");
+        assert!(skipped[0].reason.contains("selectors"));
 
         let project = Project {
             build: Selector::parse("cp39-*").unwrap(),
@@ -408,7 +490,7 @@ mod tests {
         };
         let e = plan(
             &platforms(&["x86_64"]),
-            &[],
+            &py(&["3.11"]),
             &project,
             &[],
             &offers(),
@@ -416,7 +498,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.contains("exclude every one (cp311-manylinux_x86_64)"),
+            e.contains("no target left to build: cp311-manylinux_x86_64 (left out by the project's build/skip selectors)"),
             "{e}"
         );
     }
@@ -425,7 +507,7 @@ mod tests {
     fn repeated_targets_build_once_and_policies_are_kept() {
         let (p, _) = plan(
             &platforms(&["manylinux_2_17_aarch64", "aarch64"]),
-            &[],
+            &py(&["3.11"]),
             &Project::default(),
             &[],
             &offers(),
@@ -436,7 +518,7 @@ mod tests {
         assert_eq!(p[0].target.platform_tag(), "manylinux_2_17_aarch64");
         let (p, _) = plan(
             &platforms(&["aarch64", "arm64"]),
-            &[],
+            &py(&["3.11"]),
             &Project::default(),
             &[],
             &offers(),

@@ -139,7 +139,9 @@ pub struct Report {
     pub passed: usize,
     pub failed: usize,
     /// Targets the project's build/skip selectors left out.
-    pub skipped: Vec<String>,
+    /// Targets left out (by requires-python, the selectors, or because nothing provides their
+    /// CPython for their arch), each with the reason.
+    pub skipped: Vec<super::plan::Skipped>,
     pub targets: Vec<TargetResult>,
 }
 
