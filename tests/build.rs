@@ -76,10 +76,14 @@ fn wheels(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Runs `build ... --json` and returns (exit code, report, stderr).
+/// Runs `build ... --json` and returns (exit code, report, stderr). Without `--python` in
+/// `args`, bookworm's 3.11 only (a build covers every CPython requires-python admits).
 fn build(r: &Runner, args: &[&str]) -> (i32, Value, String) {
     let mut all = vec!["--json", "build"];
     all.extend_from_slice(args);
+    if !args.contains(&"--python") {
+        all.extend_from_slice(&["--python", "3.11"]);
+    }
     let out = r.run(&all);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap_or(-1), report, stderr(&out))
@@ -174,12 +178,18 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         err.contains("loading base OS debian-bookworm for arm64"),
         "says why it loads: {err}"
     );
+    // Both repaired by auditwheel: the x86_64 one built by zig is manylinux_2_17, the emulated
+    // aarch64 one (bookworm's gcc) carries the oldest policy its symbols allow.
+    let w1 = wheels(&out1);
+    assert_eq!(w1.len(), 2, "{w1:?}");
+    assert!(
+        w1[0].starts_with("fastmath-0.1.0-cp311-cp311-manylinux")
+            && w1[0].ends_with("_aarch64.whl"),
+        "{w1:?}"
+    );
     assert_eq!(
-        wheels(&out1),
-        [
-            "fastmath-0.1.0-cp311-cp311-linux_aarch64.whl",
-            "fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"
-        ]
+        w1[1],
+        "fastmath-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
     );
     for (arch, mode) in [("x86_64", "native"), ("aarch64", "emulate")] {
         let t = target(&report, arch);
@@ -198,7 +208,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         assert!(Path::new(t["wheel_path"].as_str().unwrap()).is_file());
     }
     // The compiled extension inside the aarch64 wheel is an aarch64 ELF.
-    let wheel = out1.join("fastmath-0.1.0-cp311-cp311-linux_aarch64.whl");
+    let wheel = out1.join(&w1[0]);
     assert_eq!(extension_machine(&wheel), 183, "e_machine aarch64");
 
     // Second build: the instance layers and the before-all layer are reused.
@@ -262,10 +272,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         "names the target and its log: {err}"
     );
     assert!(read(&bad["test_log"]).contains("test_not_on_aarch64"));
-    assert_eq!(
-        wheels(&out3),
-        ["fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"]
-    );
+    assert_eq!(wheels(&out3), [w1[1].clone()]);
     // --keep-failed: the workspace stays (the stale sweep leaves it), `list` shows it, and
     // `cleanup workspaces` removes it.
     let kept = PathBuf::from(bad["kept_workspace"].as_str().expect("kept workspace"));
@@ -327,9 +334,12 @@ fn native_builds_as_every_identity() {
         assert_eq!(code, 0, "{who:?}: {err}");
         let t = target(&report, "x86_64");
         assert_eq!(t["result"], "passed", "{who:?}: {t}");
+        // zig against glibc 2.17 by default, the host's arch too: a wheel PyPI accepts.
+        assert_eq!(t["toolchain"], "zig", "{who:?}: {t}");
+        assert_eq!(t["repair"], "auditwheel", "{who:?}: {t}");
         assert_eq!(
             wheels(&out),
-            ["fastmath-0.1.0-cp311-cp311-linux_x86_64.whl"],
+            ["fastmath-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"],
             "{who:?}"
         );
         // The project directory was only read.
@@ -445,9 +455,19 @@ fn cpp_example_builds_with_scikit_build_core() {
     // scikit-build-core's CMake build names the module with the full SOABI (WITH_SOABI).
     assert!(read(&t["build_log"]).contains("Created wheel for cppstats"));
     assert!(read(&t["test_log"]).contains("6 passed"), "{t}");
+    // C++ with zig: libc++ linked statically, so only glibc 2.17 symbols remain (auditwheel
+    // show, in the build log, says manylinux_2_17).
     assert_eq!(
         wheels(&out),
-        ["cppstats-0.1.0-cp311-cp311-linux_x86_64.whl"]
+        ["cppstats-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"]
+    );
+    let log = read(&t["build_log"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        log.contains("is consistent with the following platform tag: \"manylinux_2_17_x86_64\""),
+        "{log}"
     );
 }
 
@@ -503,7 +523,7 @@ fn build_passing(
 }
 
 /// The cross-mode issue's checks: the C example cross-compiled for aarch64 and armv7l with
-/// Debian's cross gcc (the default mode for a foreign arch), each extension an ELF of its arch,
+/// Debian's cross gcc (`--compiler gcc`; zig is the default where it serves), each extension an ELF of its arch,
 /// each wheel tested under emulation on its own base OS and tagged with the policy its symbols
 /// allow; with zig, a manylinux_2_17 wheel; the C++ example through CMake; a package linking
 /// libffi (installed for the target by before-all), whose repaired wheel carries it; a policy
@@ -517,9 +537,10 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
         return;
     };
 
-    // gcc-cross, by default, for two arches at once.
+    // gcc-cross (the default for armv7l, which zig does not serve), for two arches at once.
     let project = project_copy(&r, "c-ext");
-    let (report, w) = build_passing(&r, &project, &["aarch64", "armv7l"], &[], "dist-gcc");
+    let gcc = ["--compiler", "gcc"];
+    let (report, w) = build_passing(&r, &project, &["aarch64", "armv7l"], &gcc, "dist-gcc");
     for (arch, machine) in [("aarch64", 183), ("armv7l", 40)] {
         let t = target(&report, arch);
         assert_eq!(t["mode"], "cross", "{t}");
@@ -542,7 +563,7 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
     }
 
     // A second build reuses the toolchain layer.
-    let (report, _) = build_passing(&r, &project, &["aarch64"], &[], "dist-gcc2");
+    let (report, _) = build_passing(&r, &project, &["aarch64"], &gcc, "dist-gcc2");
     assert_eq!(target(&report, "aarch64")["toolchain_setup"], "cached");
 
     // zig: glibc 2.17, so the wheel is manylinux_2_17 per auditwheel show.
@@ -571,17 +592,21 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
         "auditwheel show says manylinux_2_17: {log}"
     );
 
-    // C++ through scikit-build-core and CMake (the toolchain file), cross.
+    // C++ through scikit-build-core and CMake (the toolchain file), cross, with the default
+    // toolchain: zig, libc++ static, manylinux_2_17.
     let cpp = example_copy(&r, "cpp-ext", "cpp-ext");
     let (report, w) = build_passing(&r, &cpp, &["aarch64"], &["--mode", "cross"], "dist-cpp");
     assert_eq!(target(&report, "aarch64")["mode"], "cross");
+    assert_eq!(target(&report, "aarch64")["toolchain"], "zig");
     assert_eq!(w.len(), 1);
+    assert!(w[0].contains("manylinux_2_17_aarch64"), "{w:?}");
     assert_eq!(extension_machine(Path::new(&w[0])), 183, "{w:?}");
     assert!(read(&target(&report, "aarch64")["test_log"]).contains("6 passed"));
 
-    // An external library: libffi, installed for the target by before-all, vendored by the repair.
+    // An external library: libffi, installed for the target by before-all, vendored by the
+    // repair (bookworm's libffi needs a newer glibc than 2.17: gcc-cross, the suite's policy).
     let ffi = example_copy(&r, "ffi-ext", "ffi-ext");
-    let (report, w) = build_passing(&r, &ffi, &["aarch64"], &[], "dist-ffi");
+    let (report, w) = build_passing(&r, &ffi, &["aarch64"], &gcc, "dist-ffi");
     let t = target(&report, "aarch64");
     assert_eq!(t["mode"], "cross");
     assert!(
@@ -615,6 +640,8 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
             "stable",
             "--target",
             "manylinux_2_17_aarch64",
+            "--compiler",
+            "gcc",
             "--out",
             out.to_str().unwrap(),
         ],

@@ -81,8 +81,9 @@ pub struct Job {
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
     pub environment: Vec<(String, String)>,
-    /// The manylinux policy auditwheel repairs the wheel to: the target's, or the default
-    /// toolchain's (zig: manylinux_2_17); `None`: the best one its symbols allow.
+    /// The manylinux policy auditwheel repairs the wheel to: the target's (exactly), or the
+    /// default toolchain's (zig: manylinux_2_17, else the oldest the wheel meets); `None`: the
+    /// oldest one the wheel's symbols allow.
     #[serde(default)]
     pub repair_policy: Option<String>,
     /// How the wheel is repaired (auditwheel unless the project says otherwise).
@@ -689,12 +690,7 @@ fn build_step(
         return Ok(None);
     }
     ws.remove()?;
-    match harvest(
-        &wheelhouse,
-        &job.target,
-        job.repair_policy.as_deref(),
-        &job.repair,
-    ) {
+    match harvest(&wheelhouse, &job.target, &job.repair) {
         Ok(wheel) => Ok(Some(wheel)),
         Err(why) => {
             r.error = Some(why);
@@ -826,34 +822,48 @@ fn deliver_script(
     let env = toolchain
         .map(|t| format!("LD_LIBRARY_PATH={} ", t.library_path))
         .unwrap_or_default();
-    let plat = match policy {
-        Some(p) => format!("{p}_{}", target.arch.uname()),
-        None => "auto".to_string(),
+    let arch = target.arch.uname();
+    let repair_to = |plat: &str| {
+        format!(
+            "echo '+ auditwheel repair --plat {plat}'; \
+             {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\""
+        )
     };
+    let unfit = "echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"), so it is not \
+                 delivered (PyPI refuses linux_* wheels; auditwheel show above says why): build \
+                 with --compiler zig for glibc 2.17, or set repair-wheel-command = \\\"\\\" to \
+                 deliver it unrepaired\" >&2; exit 1";
     s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
     s.push_str(&each);
     s.push_str(&format!(
         "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
     ));
-    s.push_str(&format!(
-        "    echo '+ auditwheel repair --plat {plat}'\n\
-         \x20   if ! {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\"; then\n"
-    ));
-    match policy {
-        None => s.push_str(
-            "        echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"), so it is not delivered \
-             (PyPI refuses linux_* wheels; auditwheel show above says why): build with --compiler zig \
-             for glibc 2.17, or set repair-wheel-command = \\\"\\\" to deliver it unrepaired\" >&2\n\
-             \x20       exit 1\n    fi\n",
-        ),
-        Some(policy) => {
+    match (&target.policy, policy) {
+        // The target names a policy: exactly that one, or a failure naming the symbols.
+        (Some(_), Some(policy)) => {
+            let plat = format!("{policy}_{arch}");
             let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
             let list = too_recent_symbols(&glibc);
             s.push_str(&format!(
-                "        {list}\n        exit 1\n    fi\n\
-                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n"
+                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n\
+                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n",
+                repair_to(&plat)
             ));
         }
+        // The toolchain's preferred policy (zig: manylinux_2_17), else the oldest one the
+        // wheel's symbols allow (a vendored library of the sysroot may need a newer glibc).
+        (None, Some(policy)) => s.push_str(&format!(
+            "    if ! {{ {}; }}; then\n\
+             \x20       echo \"pookie-ns: {policy} is out of reach for $(basename \"$w\") (see above): \
+             repairing to the oldest policy it meets\"\n\
+             \x20       {{ {}; }} || {{ {unfit}; }}\n    fi\n",
+            repair_to(&format!("{policy}_{arch}")),
+            repair_to("auto"),
+        )),
+        _ => s.push_str(&format!(
+            "    {{ {}; }} || {{ {unfit}; }}\n",
+            repair_to("auto")
+        )),
     }
     s.push_str("done\n");
     s
@@ -897,7 +907,6 @@ fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()
 fn harvest(
     wheelhouse: &Path,
     target: &Target,
-    policy: Option<&str>,
     repair: &Repair,
 ) -> std::result::Result<PathBuf, String> {
     let arch = target.arch;
@@ -936,7 +945,7 @@ fn harvest(
             arch.uname()
         ));
     }
-    if let Some(policy) = policy {
+    if let Some(policy) = &target.policy {
         // A wheel for an older glibc than asked meets the policy too (a cross build's repair
         // tags it with the best policy it meets).
         let wanted = policy_glibc(policy).unwrap_or((0, 0));
@@ -1133,24 +1142,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_aarch64.whl"), "").unwrap();
         // No linux_* wheel is delivered unless the project opted out of repairs.
-        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
         let e = harvest(
             d.path(),
             &t(Arch::Arm64, None),
-            None,
             &Repair::Command("cp {wheel} {dest_dir}".into()),
         )
         .unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Arm64, None), None, &Repair::Skip).is_ok());
-        let e = harvest(
-            d.path(),
-            &t(Arch::Arm64, Some("manylinux_2_17")),
-            Some("manylinux_2_17"),
-            &aw,
-        )
-        .unwrap_err();
+        assert!(harvest(d.path(), &t(Arch::Arm64, None), &Repair::Skip).is_ok());
+        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).unwrap_err();
         assert!(e.contains("not manylinux_2_17_aarch64"), "{e}");
         std::fs::remove_file(d.path().join("m-1-cp311-cp311-linux_aarch64.whl")).unwrap();
         std::fs::write(
@@ -1159,29 +1161,14 @@ mod tests {
             "",
         )
         .unwrap();
-        assert!(harvest(
-            d.path(),
-            &t(Arch::Arm64, Some("manylinux_2_17")),
-            Some("manylinux_2_17"),
-            &aw
-        )
-        .is_ok());
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).is_ok());
         // An older policy than asked meets it; a newer one does not, and says why.
-        assert!(harvest(
-            d.path(),
-            &t(Arch::Arm64, Some("manylinux_2_28")),
-            Some("manylinux_2_28"),
-            &aw
-        )
-        .is_ok());
-        assert!(harvest(
-            d.path(),
-            &t(Arch::Arm64, Some("manylinux_2_5")),
-            Some("manylinux_2_5"),
-            &aw
-        )
-        .unwrap_err()
-        .contains("newer glibc"));
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28")), &aw).is_ok());
+        assert!(
+            harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")), &aw)
+                .unwrap_err()
+                .contains("newer glibc")
+        );
         assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
         assert_eq!(
             tag_glibc("manylinux_2_36_aarch64", Arch::Arm64),
@@ -1189,16 +1176,61 @@ mod tests {
         );
         assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
         let d = tempfile::tempdir().unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), None, &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
         assert!(e.contains("not for aarch64"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), None, &Repair::Skip).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), &Repair::Skip).is_ok());
         std::fs::write(d.path().join("n-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), None, &aw)
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), &aw)
             .unwrap_err()
             .contains("2 wheels"));
+    }
+
+    /// Every shape of the delivery script is valid shell (`sh -n`).
+    #[test]
+    fn delivery_scripts_parse() {
+        let t = |policy: Option<&str>| Target {
+            arch: Arch::Arm64,
+            python: "3.14".into(),
+            policy: policy.map(str::to_string),
+        };
+        let cases = [
+            deliver_script(&t(None), None, None, &Repair::Auditwheel),
+            deliver_script(&t(None), Some("manylinux_2_17"), None, &Repair::Auditwheel),
+            deliver_script(
+                &t(Some("manylinux_2_28")),
+                Some("manylinux_2_28"),
+                None,
+                &Repair::Auditwheel,
+            ),
+            deliver_script(&t(None), None, None, &Repair::Skip),
+            deliver_script(
+                &t(None),
+                None,
+                None,
+                &Repair::Command("auditwheel repair -w {dest_dir} {wheel}".into()),
+            ),
+        ];
+        for script in &cases {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(cases[1].contains("--plat manylinux_2_17_aarch64"));
+        assert!(
+            cases[1].contains("--plat auto"),
+            "falls back to the oldest policy met"
+        );
+        assert!(!cases[2].contains("--plat auto"), "a named policy is exact");
+        assert!(cases[4].contains("auditwheel repair -w /buildroot/wheelhouse \"$w\""));
     }
 
     #[test]
