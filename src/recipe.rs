@@ -65,6 +65,11 @@ pub struct RecipeFile {
     pub mirror: Option<String>,
     /// The suite the `testing` branch moves to.
     pub next: Option<String>,
+    /// apt options for the build, kept in the root filesystem for its refreshes too (mmdebstrap
+    /// writes them to `/etc/apt/apt.conf.d/99mmdebstrap`), e.g. `Acquire::Check-Valid-Until
+    /// "false"` for a testing suite whose week-long Release validity a lagging mirror outlives.
+    #[serde(default)]
+    pub aptopt: Vec<String>,
 }
 
 fn default_variant() -> String {
@@ -179,6 +184,9 @@ impl Recipe {
         ];
         if !self.spec.packages.is_empty() {
             args.push(format!("--include={}", self.spec.packages.join(",")));
+        }
+        for opt in &self.spec.aptopt {
+            args.push(format!("--aptopt={opt}"));
         }
         args.push(self.spec.suite.clone());
         args.push(out.display().to_string());

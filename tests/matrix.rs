@@ -1,0 +1,268 @@
+//! The publishable matrix (issue 16): the C and C++ examples for x86_64 and aarch64 × three
+//! CPythons — 3.11 from Debian bookworm, 3.14 and 3.15 from forky, one base OS giving several —
+//! twelve wheels built by the default toolchain (zig against glibc 2.17), each confirmed
+//! manylinux_2_17 by `auditwheel show` and installed and tested on its own arch with its own
+//! Python; a named policy (manylinux_2_28) delivered exactly; `requires-python` choosing the
+//! CPythons when `--python` names none. Base OSes come from the tarballs scripts/build-test-rootfs
+//! caches.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+use serde_json::Value;
+
+/// A root store with the cached bookworm and forky tarballs where `build` loads them from.
+fn runner() -> Option<Runner> {
+    if !require(common::is_root(), "the matrix test runs as root") {
+        return None;
+    }
+    let r = Runner::new(Who::Root);
+    for name in [
+        "debian-bookworm-amd64",
+        "debian-bookworm-arm64",
+        "debian-forky-amd64",
+        "debian-forky-arm64",
+    ] {
+        let tarball = Path::new(FOREIGN_CACHE).join(format!("{name}.tar.zst"));
+        if !require(
+            tarball.exists(),
+            &format!("{} (scripts/build-test-rootfs)", tarball.display()),
+        ) {
+            return None;
+        }
+        std::os::unix::fs::symlink(&tarball, r.store.join(format!("baseos-{name}.tar.zst")))
+            .unwrap();
+    }
+    Some(r)
+}
+
+fn example(r: &Runner, name: &str, dest: &str) -> PathBuf {
+    let to = r.store.parent().unwrap().join(dest);
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    to
+}
+
+fn build(r: &Runner, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec!["--json", "build"];
+    all.extend_from_slice(args);
+    let out = r.run(&all);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr(&out))
+}
+
+fn wheels(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".whl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `auditwheel show` of every wheel in `dist`, run in a sandbox on the bookworm base OS:
+/// (wheel, the policy its symbols are consistent with).
+fn auditwheel_show(r: &Runner, dist: &Path) -> Vec<(String, String)> {
+    let out = r.run(&[
+        "run",
+        "--network",
+        "--baseos",
+        "debian-bookworm",
+        "--arch",
+        "amd64",
+        "--bundle",
+        dist.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "python3 -m pip install --quiet --break-system-packages auditwheel==6.4.2 >&2 && \
+         for w in /buildroot/src/*.whl; do echo \"== $(basename $w)\"; auditwheel show $w; done",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.split("== ")
+        .filter(|s| !s.is_empty())
+        .map(|part| {
+            let wheel = part.split(' ').next().unwrap().to_string();
+            let tag = part
+                .split("consistent with the following platform tag: \"")
+                .nth(1)
+                .and_then(|t| t.split('"').next())
+                .unwrap_or_else(|| panic!("auditwheel show of {wheel}: {part}"))
+                .to_string();
+            (wheel, tag)
+        })
+        .collect()
+}
+
+/// `manylinux_2_5_x86_64` → (2, 5).
+fn glibc_of(tag: &str) -> (u32, u32) {
+    let rest = tag
+        .strip_prefix("manylinux_")
+        .unwrap_or_else(|| panic!("{tag}"));
+    let mut it = rest.split('_');
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
+    let Some(r) = runner() else { return };
+    let dist = r.store.parent().unwrap().join("dist");
+    for (name, module_test) in [("c-ext", "6 passed"), ("cpp-ext", "6 passed")] {
+        let project = example(&r, name, name);
+        let (code, report, err) = build(
+            &r,
+            &[
+                project.to_str().unwrap(),
+                "--branch",
+                "stable",
+                "--target",
+                "x86_64",
+                "aarch64",
+                "--python",
+                "3.11",
+                "3.14",
+                "3.15",
+                "--out",
+                dist.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{name}: {err}\n{report}");
+        let targets = report["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 6, "{report}");
+        for t in targets {
+            let (arch, python) = (t["arch"].as_str().unwrap(), t["python"].as_str().unwrap());
+            assert_eq!(t["result"], "passed", "{t}");
+            assert_eq!(t["toolchain"], "zig", "{t}");
+            let suite = if python == "3.11" {
+                "bookworm"
+            } else {
+                "forky"
+            };
+            assert!(
+                t["test_base"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("debian-{suite}/")),
+                "{t}"
+            );
+            // Tested on its own arch, with its own CPython (not the suite's python3).
+            let log = std::fs::read_to_string(t["test_log"].as_str().unwrap()).unwrap();
+            assert!(
+                log.contains(&format!("platform.machine() == '{arch}', python {python}.")),
+                "{name} {arch} {python}: {log}"
+            );
+            assert!(log.contains(module_test), "{log}");
+            let wheel = t["wheel"].as_str().unwrap();
+            assert!(
+                wheel.contains(&format!("-cp{0}-cp{0}-", python.replace('.', "")))
+                    && wheel.contains(&format!("manylinux_2_17_{arch}")),
+                "{wheel}"
+            );
+        }
+    }
+    let all = wheels(&dist);
+    assert_eq!(all.len(), 12, "{all:?}");
+    // auditwheel itself: every wheel's symbols fit glibc 2.17.
+    let shown = auditwheel_show(&r, &dist);
+    assert_eq!(shown.len(), 12, "{shown:?}");
+    for (wheel, tag) in &shown {
+        eprintln!("auditwheel show: {wheel}: {tag}");
+        assert!(glibc_of(tag) <= (2, 17), "{wheel}: {tag}");
+        assert!(wheel.contains("manylinux_2_17"), "{wheel}");
+    }
+
+    // A named policy is met exactly: manylinux_2_28 for x86_64 (zig against glibc 2.28).
+    let c_ext = r.store.parent().unwrap().join("c-ext");
+    let dist_28 = r.store.parent().unwrap().join("dist-228");
+    let (code, report, err) = build(
+        &r,
+        &[
+            c_ext.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "manylinux_2_28_x86_64",
+            "--python",
+            "3.14",
+            "--out",
+            dist_28.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    assert_eq!(
+        wheels(&dist_28),
+        ["fastmath-0.1.0-cp314-cp314-manylinux_2_28_x86_64.whl"]
+    );
+
+    // requires-python chooses the CPythons when --python names none: >=3.13 gives 3.13, 3.14
+    // and 3.15 (all from the loaded forky) and nothing older; 3.10 and 3.12 are not even
+    // candidates, so nothing is reported skipped for them.
+    let pp = c_ext.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pp).unwrap().replace(
+        "requires-python = \">=3.9\"",
+        "requires-python = \">=3.13\"",
+    );
+    std::fs::write(&pp, text).unwrap();
+    let dist_req = r.store.parent().unwrap().join("dist-req");
+    let (code, report, err) = build(
+        &r,
+        &[
+            c_ext.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "--out",
+            dist_req.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    let pythons: Vec<&str> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["python"].as_str().unwrap())
+        .collect();
+    assert_eq!(pythons, ["3.13", "3.14", "3.15"], "{report}");
+    assert_eq!(report["skipped"], Value::Array(vec![]), "{report}");
+    // A version asked for that nothing provides: exit 2, with what is available.
+    let out = r.run(&[
+        "build",
+        c_ext.to_str().unwrap(),
+        "--branch",
+        "stable",
+        "--target",
+        "x86_64",
+        "--python",
+        "3.12",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no base OS provides CPython 3.12 for x86_64")
+            && stderr(&out).contains("debian-forky (CPython 3.13, 3.14, 3.15"),
+        "{}",
+        stderr(&out)
+    );
+}
