@@ -35,7 +35,12 @@ impl Layers {
     ///
     /// `userxattr`: inside a user namespace overlayfs cannot use `trusted.*` xattrs; without this
     /// option the mount succeeds but removing a lower directory fails with EIO (FIELD-NOTES).
-    /// It excludes `redirect_dir` and `metacopy`, which stay off.
+    /// It excludes `redirect_dir` and `metacopy`, which stay off. Inside a user namespace
+    /// overlayfs cannot decode file handles either (index and origin checks need
+    /// `CAP_DAC_READ_SEARCH` in the host's namespace), so a lower file hard-linked in the merged
+    /// tree gets two overlay inodes and a rename of one name over the other fails with ESTALE
+    /// (ovl_rename's upper check); `index=on` changes nothing here. dpkg meets it only when it
+    /// restores backups after a failed unpack (README, "What the kernel must allow").
     pub fn options(&self) -> Result<String, OverlayError> {
         if self.lower.is_empty() {
             return Err(OverlayError::NoLower);
