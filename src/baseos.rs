@@ -403,11 +403,11 @@ pub fn load_recipe(
         .spawn()
         .map_err(|e| Error::io("run", "mmdebstrap", e))?;
     // The spinner's thread starts only now: nothing is forked from this process while it runs.
-    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-    let status = child
-        .wait()
-        .map_err(|e| Error::io("wait for", "mmdebstrap", e))?;
-    spinner.finish_and_clear();
+    spinner.tick();
+    let status = child.wait();
+    // The ticker thread ends here, before the import forks.
+    spinner.finish();
+    let status = status.map_err(|e| Error::io("wait for", "mmdebstrap", e))?;
     if !status.success() {
         return Err(Error::Command {
             command: format!("mmdebstrap {}", args.join(" ")),

@@ -218,10 +218,10 @@ pub fn ensure_fresh(
         ),
         quiet,
     );
-    // The fork is behind us: a ticking thread is safe now.
-    spinner.enable_steady_tick(Duration::from_millis(200));
+    // The fork is behind us: a ticking thread is safe now, until finish() joins it.
+    spinner.tick();
     let code = child.wait();
-    spinner.finish_and_clear();
+    spinner.finish();
     ws.remove()?;
     // Only the list and the lock are in there, both ours.
     let _ = std::fs::remove_dir_all(&tmp);

@@ -7,6 +7,8 @@
 //! the command included, so they are *not* forwarded (the command would see Ctrl-C twice); only
 //! signals sent with kill(2) (`si_code` SI_USER / SI_QUEUE) are.
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -133,5 +135,64 @@ fn wait_signal(set: &SigSet) -> SysResult<(i32, i32)> {
             return Err(SysError::new("sigwaitinfo", None, e));
         }
         return Ok((r, info.si_code));
+    }
+}
+
+/// The signal (SIGINT or SIGTERM) that asked a `build` to stop, 0 until one came.
+static INTERRUPT: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record_interrupt(signo: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    INTERRUPT.store(signo, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag instead of ending the process, for a parent that must stop
+/// its workers and report before it exits (`build`). Children get the default dispositions back
+/// when they exec.
+pub fn catch_interrupts() -> SysResult<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(record_interrupt),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(s, &action) }
+            .map_err(|e| SysError::new(format!("sigaction({s})"), None, e))?;
+    }
+    Ok(())
+}
+
+/// The interrupting signal [`catch_interrupts`] recorded, if any.
+pub fn interrupted() -> Option<Signal> {
+    match INTERRUPT.load(Ordering::SeqCst) {
+        0 => None,
+        n => Signal::try_from(n).ok(),
+    }
+}
+
+/// The number of threads of this process (`Threads:` of /proc/self/status).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// pookie-ns forks without exec (user-namespace helpers, sandboxes): the child is a copy of the
+/// calling thread only, and a lock another thread held (the allocator's, stdout's) stays locked
+/// there for ever. So nothing may fork while a second thread lives — a progress bar's ticker
+/// included. Checked in debug builds at every such fork.
+pub fn debug_assert_single_threaded(at: &str) {
+    if cfg!(debug_assertions) {
+        let n = thread_count();
+        assert!(
+            n == 1,
+            "fork at {at} with {n} threads alive: a progress bar still ticking? (process.rs)"
+        );
     }
 }

@@ -3,11 +3,19 @@
 
 use std::path::Path;
 
-/// A spinner with `msg` and the elapsed time; hidden when `quiet`. It does not tick yet: the
-/// caller calls `enable_steady_tick` once nothing will be forked any more (the tick is a thread).
-pub fn spinner(msg: String, quiet: bool) -> indicatif::ProgressBar {
+/// A one-line spinner with a message and the elapsed time, for a step that runs in a child
+/// process. Its ticking is a thread, and pookie-ns forks without exec: so it ticks only between
+/// [`Spinner::tick`] (once the child is started) and [`Spinner::finish`], which stops and joins
+/// the thread (indicatif joins its ticker only when the bar is dropped, not when it is
+/// finished). A hidden spinner (`quiet`) never starts one.
+pub struct Spinner {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// A [`Spinner`] with `msg`; hidden when `quiet`.
+pub fn spinner(msg: String, quiet: bool) -> Spinner {
     if quiet {
-        return indicatif::ProgressBar::hidden();
+        return Spinner { bar: None };
     }
     let s = indicatif::ProgressBar::new_spinner();
     s.set_style(
@@ -15,7 +23,27 @@ pub fn spinner(msg: String, quiet: bool) -> indicatif::ProgressBar {
             .expect("valid template"),
     );
     s.set_message(msg);
-    s
+    Spinner { bar: Some(s) }
+}
+
+impl Spinner {
+    /// Starts ticking (a thread): call it only once nothing will be forked until [`finish`].
+    ///
+    /// [`finish`]: Spinner::finish
+    pub fn tick(&self) {
+        if let Some(bar) = &self.bar {
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Clears the line and ends the ticker thread.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+            // Dropping the last handle joins the ticker thread.
+            drop(bar);
+        }
+    }
 }
 
 /// The last `n` lines of a log file, for an error message.
@@ -27,6 +55,23 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[should_panic(expected = "threads alive")]
+    fn forking_with_a_second_thread_alive_fails_in_debug_builds() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let result = std::panic::catch_unwind(|| {
+            crate::process::debug_assert_single_threaded("a test");
+        });
+        drop(tx);
+        t.join().unwrap();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
     #[test]
     fn log_tail_keeps_the_last_lines() {
         let dir = tempfile::tempdir().unwrap();

@@ -215,6 +215,7 @@ pub const CHILD_FAILED: i32 = 125;
 ///
 /// Must be called while the process has a single thread (fork(2) copies only the caller).
 pub fn spawn(map: &IdMap, body: impl FnOnce(&OwnedFd) -> Result<i32>) -> Result<Child> {
+    process::debug_assert_single_threaded("userns::spawn");
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (err_r, err_w) = pipe()?;

@@ -34,7 +34,7 @@ use crate::store::{self, Store};
 use crate::target;
 use crate::toolchain::{self, Compiler};
 use plan::{Loaded, Offer};
-use report::{Report, TargetResult};
+use report::{Outcome, Report, TargetResult};
 use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
 pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
@@ -293,6 +293,11 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
 
     let mut results = run_workers(config, store, cli, &jobs, jobs_n, quiet)?;
+    let interrupted = crate::process::interrupted();
+    if interrupted.is_some() {
+        // Workers killed after the grace period leave their workspaces: their owners are gone.
+        store.sweep_stale()?;
+    }
 
     // The wheels of the targets that passed go to --out.
     let out = &args.out;
@@ -347,16 +352,24 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
     if !cli.quiet {
         eprintln!(
-            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s; wheels in {}; report: {}",
+            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
             report.targets.len(),
             report.passed,
             report.failed,
             report.total_secs,
+            interrupted
+                .map(|s| format!(", interrupted by {s}"))
+                .unwrap_or_default(),
             report.out.display(),
             report_path.display()
         );
     }
-    Ok(if failed == 0 { 0 } else { 1 })
+    // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
+    Ok(match interrupted {
+        Some(sig) => 128 + sig as i32,
+        None if failed == 0 => 0,
+        None => 1,
+    })
 }
 
 /// How one target builds.
@@ -600,10 +613,14 @@ fn run_workers(
     let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
     let mut queue: VecDeque<usize> = (0..jobs.len()).collect();
     let (tx, rx) = mpsc::channel::<Event>();
-    let mut running = 0;
+    let mut running: Vec<(usize, nix::unistd::Pid)> = Vec::new();
+    // SIGINT/SIGTERM: stop starting workers, ask the running ones to stop (their sandboxes get
+    // the signal forwarded and remove their workspaces), kill what is left after a grace period.
+    crate::process::catch_interrupts()?;
+    let mut stopping: Option<Instant> = None;
     std::thread::scope(|scope| -> Result<()> {
         loop {
-            while running < jobs_n {
+            while running.len() < jobs_n && stopping.is_none() {
                 let Some(i) = queue.pop_front() else { break };
                 let job = &jobs[i];
                 let log = std::fs::File::create(job.worker_log())
@@ -622,10 +639,19 @@ fn run_workers(
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(log);
+                // A worker dies with this process (SIGTERM: it stops its sandbox and removes its
+                // workspace), even when this one is killed outright.
+                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                            .map_err(std::io::Error::from)
+                    });
+                }
                 let mut child = cmd
                     .spawn()
                     .map_err(|e| Error::io("start a build worker", &exe, e))?;
-                running += 1;
+                running.push((i, nix::unistd::Pid::from_raw(child.id() as i32)));
                 bars[i].set_message(format!("starting ({})", job.mode));
                 bars[i].reset_elapsed();
                 bars[i].enable_steady_tick(Duration::from_millis(250));
@@ -645,14 +671,45 @@ fn run_workers(
                     let _ = tx.send(Event::Exited(i, status));
                 });
             }
-            if running == 0 {
+            if running.is_empty() {
                 break;
             }
-            match rx.recv().expect("a worker thread holds a sender") {
-                Event::Phase(i, p) => bars[i].set_message(format!("{p} ({})", jobs[i].mode)),
-                Event::Exited(i, status) => {
-                    running -= 1;
-                    let r = read_result(&jobs[i], status);
+            if let Some(sig) = crate::process::interrupted() {
+                match stopping {
+                    None => {
+                        stopping = Some(Instant::now());
+                        for i in queue.drain(..) {
+                            bars[i].finish_with_message("interrupted before it started");
+                        }
+                        for (_, pid) in &running {
+                            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGTERM);
+                        }
+                        tracing::debug!(signal = %sig, "stopping the workers");
+                    }
+                    Some(at) if at.elapsed() > Duration::from_millis(1500) => {
+                        for (_, pid) in &running {
+                            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    unreachable!("a worker thread holds a sender")
+                }
+                Ok(Event::Phase(i, p)) => bars[i].set_message(format!("{p} ({})", jobs[i].mode)),
+                Ok(Event::Exited(i, status)) => {
+                    running.retain(|(j, _)| *j != i);
+                    let mut r = read_result(&jobs[i], status);
+                    if stopping.is_some() && !r.result.ok() {
+                        r.result = Outcome::Interrupted;
+                        r.error = Some(format!(
+                            "interrupted{}",
+                            r.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ));
+                    }
                     let mark = if r.result.ok() { "✓" } else { "✗" };
                     bars[i].finish_with_message(format!(
                         "{mark} {} ({}){}",
@@ -672,7 +729,14 @@ fn run_workers(
     })?;
     Ok(results
         .into_iter()
-        .map(|r| r.expect("every job ran"))
+        .zip(jobs)
+        .map(|(r, job)| {
+            r.unwrap_or_else(|| TargetResult {
+                result: Outcome::Interrupted,
+                error: Some("interrupted before it started".into()),
+                ..worker::new_result(job)
+            })
+        })
         .collect())
 }
 

@@ -18,6 +18,8 @@ pub enum Outcome {
     TestFailed,
     /// pookie-ns itself could not carry the step out (no base OS, a sandbox error, a crash).
     Error,
+    /// Stopped by SIGINT or SIGTERM to `build` before it finished (or before it started).
+    Interrupted,
 }
 
 impl Outcome {
@@ -32,6 +34,7 @@ impl Outcome {
             Outcome::BuildFailed => "BUILD FAILED",
             Outcome::TestFailed => "TEST FAILED",
             Outcome::Error => "ERROR",
+            Outcome::Interrupted => "INTERRUPTED",
         }
     }
 }
