@@ -166,11 +166,35 @@ pub fn resolve_archs(words: &[String]) -> Result<Vec<Platform>, String> {
     Ok(out)
 }
 
-/// Replaces cibuildwheel's `{project}` and `{package}` placeholders.
+/// Replaces cibuildwheel's `{project}` and `{package}` placeholders; `#{project}` stands for
+/// the literal `{project}`, as in cibuildwheel.
 pub fn substitute(command: &str, project: &str, package: &str) -> String {
-    command
-        .replace("{project}", project)
-        .replace("{package}", package)
+    placeholders(command, &[("project", project), ("package", package)])
+}
+
+/// Replaces `{NAME}` by its value for each pair; `#{NAME}` is the literal `{NAME}`.
+pub fn placeholders(command: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = command;
+    'scan: while !rest.is_empty() {
+        for (name, value) in values {
+            let key = format!("{{{name}}}");
+            if let Some(r) = rest.strip_prefix(&format!("#{key}")) {
+                out.push_str(&key);
+                rest = r;
+                continue 'scan;
+            }
+            if let Some(r) = rest.strip_prefix(&key) {
+                out.push_str(value);
+                rest = r;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -290,7 +314,7 @@ compiler = "zig"
     }
 
     #[test]
-    fn placeholders() {
+    fn placeholders_are_replaced() {
         assert_eq!(
             substitute(
                 "pytest {project}/tests {package}",
@@ -298,6 +322,17 @@ compiler = "zig"
                 "/buildroot/src/pkg"
             ),
             "pytest /buildroot/src/tests /buildroot/src/pkg"
+        );
+        assert_eq!(
+            substitute("echo #{project} {project} #x {package}", "/p", "/k"),
+            "echo {project} /p #x /k"
+        );
+        assert_eq!(
+            placeholders(
+                "r -w {dest_dir} {wheel} #{wheel}",
+                &[("wheel", "$w"), ("dest_dir", "/d")]
+            ),
+            "r -w /d $w {wheel}"
         );
     }
 }

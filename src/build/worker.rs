@@ -780,9 +780,10 @@ fn repair_script(command: &str, toolchain: Option<&Resolved>) -> String {
         s.push_str(&format!("export LD_LIBRARY_PATH={}\n", t.library_path));
     }
     s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
-    let cmd = command
-        .replace("{wheel}", "\"$w\"")
-        .replace("{dest_dir}", WHEELHOUSE_INSIDE);
+    let cmd = crate::project::placeholders(
+        command,
+        &[("wheel", "\"$w\""), ("dest_dir", WHEELHOUSE_INSIDE)],
+    );
     s.push_str(&format!(
         "for w in {OUT_INSIDE}/*.whl; do\n    echo {}\n    {cmd}\ndone\n",
         sh_quote(&format!("+ repair-wheel-command: {command}"))
