@@ -185,11 +185,20 @@ fn find(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name)
 }
 
+/// Every `manylinux-*-image` and `musllinux-*-image` option.
+fn image_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for a in IMAGE_ARCHES {
+        names.push(format!("manylinux-{a}-image"));
+        if !a.starts_with("pypy") {
+            names.push(format!("musllinux-{a}-image"));
+        }
+    }
+    names
+}
+
 fn is_image(name: &str) -> bool {
-    IMAGE_ARCHES.iter().any(|a| {
-        name == format!("manylinux-{a}-image")
-            || (!a.starts_with("pypy") && name == format!("musllinux-{a}-image"))
-    })
+    image_names().iter().any(|n| n == name)
 }
 
 /// A value, converted from TOML or from an environment variable.
@@ -862,7 +871,12 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
             Some(b) => (b, true),
             None => (rest, false),
         };
-        let lower = base.to_ascii_lowercase().replace('_', "-");
+        // The option whose CIBW_ name this is (image names keep their arch's underscore:
+        // CIBW_MANYLINUX_X86_64_IMAGE is manylinux-x86_64-image).
+        let lower = image_names()
+            .into_iter()
+            .find(|n| env_name(n) == format!("CIBW_{base}"))
+            .unwrap_or_else(|| base.to_ascii_lowercase().replace('_', "-"));
         let other_plat = OTHER_PLATFORMS
             .iter()
             .any(|p| rest.ends_with(&format!("_{}", p.to_ascii_uppercase())));
@@ -1840,6 +1854,7 @@ before-build = "x"
             &[
                 ("CIBW_ARCHS_MACOS", "arm64"),
                 ("CIBW_MUSLLINUX_AARCH64_IMAGE", "musllinux_1_2"),
+                ("CIBW_MANYLINUX_PYPY_X86_64_IMAGE", "manylinux_2_28"),
             ],
         );
         let notes = r.notes.join("\n");
@@ -1860,6 +1875,10 @@ before-build = "x"
             "{notes}"
         );
         assert!(notes.contains("CIBW_MUSLLINUX_AARCH64_IMAGE"), "{notes}");
+        assert!(
+            notes.contains("CIBW_MANYLINUX_PYPY_X86_64_IMAGE"),
+            "{notes}"
+        );
         assert!(
             notes.contains("no pre-release, free-threaded, PyPy"),
             "{notes}"

@@ -572,8 +572,7 @@ fn frontend_command(o: &crate::cibw::BuildOptions, toolchain: bool) -> String {
     for (k, val) in &o.config_settings {
         let flag = match f.frontend {
             Frontend::Pip => "--config-settings",
-            Frontend::Build | Frontend::BuildUv => "--config-setting",
-            Frontend::Uv => "--config-setting",
+            Frontend::Build | Frontend::BuildUv | Frontend::Uv => "--config-setting",
         };
         extra.push_str(&format!(
             " {}",
@@ -591,11 +590,18 @@ fn frontend_command(o: &crate::cibw::BuildOptions, toolchain: bool) -> String {
         (Frontend::Pip, true) => format!(
             "python3 -m pip wheel{verbosity} --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE}{extra} {{project}}"
         ),
-        (Frontend::Build, iso) | (Frontend::BuildUv, iso) | (Frontend::Uv, iso) => {
-            let uv = f.frontend != Frontend::Build;
+        (Frontend::Uv, iso) => {
+            let no_iso = if iso { " --no-build-isolation" } else { "" };
+            format!(
+                "python3 -m pip install --quiet uv && python3 -m uv build{verbosity} --wheel{no_iso} --out-dir {OUT_INSIDE}{extra} {{project}}"
+            )
+        }
+        (Frontend::Build | Frontend::BuildUv, iso) => {
+            let uv = f.frontend == Frontend::BuildUv;
             let install = if uv { "build uv" } else { "build" };
             let no_iso = if iso { " --no-isolation" } else { "" };
-            let installer = if uv && !iso && !f.args.iter().any(|a| a == "-n" || a == "--no-isolation") {
+            let own_no_iso = f.args.iter().any(|a| a == "-n" || a == "--no-isolation");
+            let installer = if uv && !iso && !own_no_iso {
                 " --installer=uv"
             } else {
                 ""
@@ -937,6 +943,11 @@ mod tests {
         assert!(c.contains("--config-setting=x=1"), "{c}");
         let c = frontend_command(&o(Frontend::BuildUv, &["--no-isolation"], &[], 0), false);
         assert!(!c.contains("--installer=uv"), "{c}");
+        let c = frontend_command(&o(Frontend::Uv, &[], &[], 0), true);
+        assert!(
+            c.contains("python3 -m uv build --wheel --no-build-isolation --out-dir"),
+            "{c}"
+        );
         let c = frontend_command(&o(Frontend::Build, &[], &[], 0), true);
         assert!(c.contains("--no-isolation") && !c.contains("uv"), "{c}");
     }

@@ -1172,6 +1172,35 @@ mod tests {
     }
 
     #[test]
+    fn repair_wheel_command_scripts() {
+        let s = repair_script(
+            "echo x && auditwheel repair -w {dest_dir} {wheel} #{wheel}",
+            None,
+        );
+        assert!(s.contains(AUDITWHEEL), "{s}");
+        assert!(
+            s.contains("auditwheel repair -w /buildroot/wheelhouse \"$w\" {wheel}"),
+            "{s}"
+        );
+        assert!(s.contains("for w in /buildroot/out/*.whl; do"), "{s}");
+        let s = repair_script("  ", None);
+        assert!(
+            s.contains("the wheel as built") && !s.contains("auditwheel"),
+            "{s}"
+        );
+        let t = |policy: Option<&str>| Target {
+            arch: Arch::Arm64,
+            python: "3.11".into(),
+            policy: policy.map(str::to_string),
+        };
+        assert_eq!(auditwheel_plat(&t(None)), "auto");
+        assert_eq!(
+            auditwheel_plat(&t(Some("manylinux_2_17"))),
+            "manylinux_2_17_aarch64"
+        );
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(sh_quote("pytest"), "pytest");
         assert_eq!(sh_quote("numpy>=1.2"), "'numpy>=1.2'");
