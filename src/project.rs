@@ -292,6 +292,33 @@ compiler = "zig"
     }
 
     #[test]
+    fn the_examples_and_fixtures_parse() {
+        for (name, text) in [
+            ("c-ext", include_str!("../examples/c-ext/pyproject.toml")),
+            (
+                "cpp-ext",
+                include_str!("../examples/cpp-ext/pyproject.toml"),
+            ),
+            (
+                "ffi-ext",
+                include_str!("../examples/ffi-ext/pyproject.toml"),
+            ),
+            (
+                "cibw-options",
+                include_str!("../tests/fixtures/cibw-options/pyproject.toml"),
+            ),
+            (
+                "cibw-selectors",
+                include_str!("../tests/fixtures/cibw-selectors/pyproject.toml"),
+            ),
+        ] {
+            let p = parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            p.options("cp311-manylinux_x86_64")
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
     fn archs_words_resolve_on_this_host() {
         let w = |s: &[&str]| {
             resolve_archs(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()

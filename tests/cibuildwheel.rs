@@ -116,6 +116,28 @@ fn print_build_identifiers_honours_every_selector() {
         ["cp311-manylinux_armv7l"]
     );
 
+    // --config-file: another file's [tool.cibuildwheel]; [project] requires-python still applies.
+    let other = r.store.parent().unwrap().join("cibw.toml");
+    std::fs::write(
+        &other,
+        "[tool.cibuildwheel]\nbuild = \"cp39-* cp313-*\"\narchs = \"aarch64\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        identifiers(
+            &r,
+            &[
+                "--config-file",
+                other.to_str().unwrap(),
+                "--python",
+                "3.9",
+                "3.13"
+            ],
+            &[]
+        ),
+        ["cp313-manylinux_aarch64"]
+    );
+
     // Nothing selected: an error (exit 2) that names the identifiers, unless allowed.
     let f = fixture("cibw-selectors");
     let base = ["build", f.as_str(), "--branch", "stable"];
