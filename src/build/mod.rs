@@ -270,13 +270,6 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             args.test_requires.clone()
         };
         let before_all = args.before_all.clone().or_else(|| o.before_all.clone());
-        // environment-pass: the host's values, as literal words, before the assignments.
-        let mut environment: Vec<(String, String)> = o
-            .environment_pass
-            .iter()
-            .filter_map(|k| env.get(k).map(|v| (k.clone(), worker::sh_quote(v))))
-            .collect();
-        environment.extend(o.environment.iter().cloned());
         let tested = project.config.tested(&identifier);
         if !tested && test_command.is_some() && say {
             eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");
@@ -341,7 +334,8 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             before_build: o.before_build.as_deref().map(sub),
             test_command: test_command.as_deref().map(sub).filter(|_| tested),
             test_requires,
-            environment,
+            environment: o.environment.clone(),
+            environment_pass: o.environment_pass.clone(),
             before_test: o.before_test.as_deref().map(sub),
             test_extras: o.test_extras.clone(),
             test_sources: o.test_sources.clone(),

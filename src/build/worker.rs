@@ -81,8 +81,12 @@ pub struct Job {
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
     /// Variables and their values as shell words, exported in order (cibuildwheel's
-    /// `environment`, after the `environment-pass` values).
+    /// `environment`).
     pub environment: Vec<(String, String)>,
+    /// Names of variables whose values the worker takes from its own environment (inherited
+    /// from `build`) and exports before `environment`: values such as tokens never reach the
+    /// job file.
+    pub environment_pass: Vec<String>,
     /// cibuildwheel's `before-test`: run in the test workspace before the wheel is installed.
     pub before_test: Option<String>,
     /// Extras the wheel is installed with for the tests (`pkg.whl[test,qt]`).
@@ -557,7 +561,12 @@ fn script_text(job: &Job, what: &str, body: &str) -> String {
 /// [`script_text`] with more variables exported after the environment (`test-environment`).
 fn script_text_with(job: &Job, what: &str, body: &str, more: &[(String, String)]) -> String {
     let mut s = String::from("set -e\n");
-    for (k, v) in job.environment.iter().chain(more) {
+    let passed: Vec<(String, String)> = job
+        .environment_pass
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), sh_quote(&v))))
+        .collect();
+    for (k, v) in passed.iter().chain(&job.environment).chain(more) {
         s.push_str(&format!("export {k}={v}\n"));
     }
     s.push_str(&format!(
