@@ -213,6 +213,9 @@ impl Prepared {
 struct Setup<'a> {
     kind: SetupKind,
     script: &'a str,
+    /// More of what the layer depends on (before-all: the project's `environment`, exported
+    /// while it runs); empty for none.
+    salt: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,12 +246,19 @@ impl SetupKind {
 fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
     let started = Instant::now();
+    // A layer made with other variables is another layer (empty: the key of a project without).
+    let env_salt = if job.environment.is_empty() {
+        String::new()
+    } else {
+        format!("{:?}", job.environment)
+    };
     let before_all: Vec<Setup> = job
         .before_all
         .as_deref()
         .map(|script| Setup {
             kind: SetupKind::BeforeAll,
             script,
+            salt: &env_salt,
         })
         .into_iter()
         .collect();
@@ -270,6 +280,7 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
         build_setups.push(Setup {
             kind: SetupKind::Toolchain,
             script: &t.setup,
+            salt: "",
         });
     }
     build_setups.extend(before_all.iter().copied());
@@ -405,6 +416,10 @@ fn setup_layer(
 ) -> Result<PathBuf> {
     let mut h = Sha256::new();
     h.update(setup.script.as_bytes());
+    if !setup.salt.is_empty() {
+        h.update(b"\0");
+        h.update(setup.salt.as_bytes());
+    }
     h.update(b"\0");
     h.update(base.meta.import.sha256.as_bytes());
     for layer in below
