@@ -324,4 +324,41 @@ fn a_cibuildwheel_project_builds_unchanged() {
     let on_disk: Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     assert_eq!(merged, on_disk);
+
+    // --config-file: build[uv], config-settings, an empty repair-wheel-command, test-skip.
+    let out_dir2 = r.store.parent().unwrap().join("wheelhouse2");
+    let config = format!("{f}/frontend.toml");
+    let out = run_env(
+        &r,
+        &[
+            "--json",
+            "build",
+            &f,
+            "--branch",
+            "stable",
+            "--config-file",
+            &config,
+            "--out",
+            out_dir2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{err}\n{report}");
+    assert!(
+        err.contains("cp311-manylinux_x86_64: tests skipped (test-skip)"),
+        "{err}"
+    );
+    let t = &report["targets"][0];
+    assert_eq!(t["result"], "built", "{t}");
+    assert!(t["test_log"].is_null(), "{t}");
+    let build = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
+    for needle in [
+        "python3 -m build --wheel --installer=uv --outdir /buildroot/out --config-setting=pookie-ns-fixture=1",
+        "repair-wheel-command is empty: the wheel as built",
+    ] {
+        assert!(build.contains(needle), "{needle:?} not in the build log:\n{build}");
+    }
+    assert!(out_dir2.join(wheel).is_file());
 }
