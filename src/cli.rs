@@ -63,6 +63,9 @@ pub enum Command {
         /// all, baseos, workspaces, or an instance written BRANCH/NAME/ARCH
         what: String,
     },
+    /// Reports of builds: merge the report.json files of several jobs into one
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Host-wide QEMU registration in binfmt_misc (needs root; only for kernels before 6.7)
     #[command(subcommand)]
     Binfmt(BinfmtCommand),
@@ -86,6 +89,26 @@ pub struct BuildArgs {
     /// `archs` in pyproject.toml, else the host's arch and every arch with a loaded base OS)
     #[arg(long, num_args = 1.., value_name = "TAG")]
     pub target: Vec<String>,
+    /// cibuildwheel's --archs: arch names, auto, auto64, auto32, native, all (comma or space
+    /// separated); overrides CIBW_ARCHS and `archs` in pyproject.toml
+    #[arg(long, value_name = "ARCHS", conflicts_with = "target")]
+    pub archs: Option<String>,
+    /// Build only this identifier (cp311-manylinux_aarch64): overrides build, skip and archs
+    #[arg(long, value_name = "IDENTIFIER", conflicts_with_all = ["target", "archs", "python"])]
+    pub only: Option<String>,
+    /// Print the identifiers the build would build, one a line (for CI matrices), and exit
+    #[arg(long)]
+    pub print_build_identifiers: bool,
+    /// cibuildwheel's --platform: only linux (or auto) is built here
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Read the cibuildwheel/pookie-ns configuration from this TOML file instead of the bundle's
+    /// pyproject.toml ({package} stands for the bundle)
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<String>,
+    /// Exit 0 when the selectors leave nothing to build
+    #[arg(long)]
+    pub allow_empty: bool,
     /// CPython versions (3.9, 3.11, 3.13 ...): picks the base OSes that provide them, loading
     /// them on first use (default: the versions of the loaded base OSes, else the default recipe's)
     #[arg(long, num_args = 1.., value_name = "X.Y")]
@@ -112,9 +135,9 @@ pub struct BuildArgs {
     /// (targets an old glibc: manylinux_2_17 wheels)
     #[arg(long, value_name = "COMPILER")]
     pub compiler: Option<crate::toolchain::Compiler>,
-    /// Where the wheels go (default: ./dist)
-    #[arg(long, value_name = "DIR", default_value = "dist")]
-    pub out: PathBuf,
+    /// Where the wheels go (default: CIBW_OUTPUT_DIR, else ./dist)
+    #[arg(long, value_name = "DIR", visible_alias = "output-dir")]
+    pub out: Option<PathBuf>,
     /// Targets built at the same time (default: the number of CPUs)
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -183,6 +206,20 @@ pub struct RunArgs {
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the report.json files of builds of the same project and branch (e.g. one CI job
+    /// per identifier, `build --only ID`) into one report, as one build of them all would write
+    Merge {
+        /// The report.json files
+        #[arg(required = true, value_name = "REPORT")]
+        reports: Vec<PathBuf>,
+        /// Write the merged report here (default: stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     if let Command::Binfmt(cmd) = &cli.command {
         return binfmt_command(&load_config(cli)?, cmd);
     }
+    // Reports are files: no store, no sudo.
+    if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
+        return crate::build::report::merge_files(reports, output.as_deref());
+    }
     let via_sudo = if cli.system || cli.work_dir.is_some() {
         None
     } else {
@@ -49,7 +53,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what } => cleanup(&store, what),
-        Command::Binfmt(_) => unreachable!("handled above"),
+        Command::Binfmt(_) | Command::Report(_) => unreachable!("handled above"),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod baseos;
 pub mod binfmt;
 pub mod branch;
 pub mod build;
+pub mod cibw;
 pub mod cli;
 pub mod commands;
 pub mod config;

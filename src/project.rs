@@ -1,57 +1,31 @@
-//! A bundle's own build configuration: the `[tool.pookie-ns]` table of its `pyproject.toml`, with
-//! keys named as cibuildwheel names them where the meaning is the same, so that projects can
-//! move over by renaming the table. Unknown keys and ill-typed values are errors that name the
-//! file, the line and the key.
+//! A bundle's own build configuration: cibuildwheel's (`[tool.cibuildwheel]`, `CIBW_*`) and
+//! pookie-ns's `[tool.pookie-ns]` table of its `pyproject.toml`, read by [`crate::cibw`], with
+//! what holds for the whole run (selectors, archs, mode, compiler) unpacked. Unknown keys and
+//! ill-typed values are errors that name the file, the line and the key.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::config::{parse_toml, ConfigError};
+use crate::config::ConfigError;
 use crate::target::{parse_platform, Platform, Selector};
-
-/// A value cibuildwheel accepts either as one string (words separated by spaces) or as a list.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Words {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Words {
-    pub fn words(&self) -> Vec<String> {
-        match self {
-            Words::One(s) => s.split_whitespace().map(str::to_string).collect(),
-            Words::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// A command cibuildwheel accepts as a string or as a list of commands joined with `&&`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Commands {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Commands {
-    pub fn script(&self) -> String {
-        match self {
-            Commands::One(s) => s.clone(),
-            Commands::Many(v) => v.join(" && "),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 pub enum Frontend {
+    /// `python3 -m pip wheel` (pookie-ns's default).
     #[default]
     #[serde(rename = "pip")]
     Pip,
+    /// `python3 -m build --wheel` (cibuildwheel's default, `"default"`).
     #[serde(rename = "build")]
     Build,
+    /// `python3 -m build --wheel --installer=uv`.
+    #[serde(rename = "build[uv]")]
+    BuildUv,
+    /// `uv build --wheel`.
+    #[serde(rename = "uv")]
+    Uv,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -72,218 +46,155 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// How a built wheel becomes the one delivered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Repair {
-    /// `auditwheel show` + `auditwheel repair`: a manylinux tag, or the target fails.
-    #[default]
-    Auditwheel,
-    /// `repair-wheel-command = ""`: delivered as built (`linux_*`), and the report says so.
-    Skip,
-    /// The project's own command, `{wheel}` and `{dest_dir}` substituted.
-    Command(String),
-}
-
-/// `[tool.pookie-ns]` as written.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ToolTable {
-    pub build: Option<Words>,
-    pub skip: Option<Words>,
-    pub archs: Option<Words>,
-    pub test_command: Option<Commands>,
-    pub test_requires: Option<Words>,
-    pub before_all: Option<Commands>,
-    pub before_build: Option<Commands>,
-    pub environment: Option<BTreeMap<String, String>>,
-    pub build_frontend: Option<Frontend>,
-    /// cibuildwheel's: how a wheel is repaired (`{wheel}`, `{dest_dir}`); `""` delivers it
-    /// unrepaired. Default: auditwheel.
-    pub repair_wheel_command: Option<Commands>,
-    /// pookie-ns's own: the whole build command, instead of the frontend's.
-    pub build_command: Option<Commands>,
-    /// pookie-ns's own: `emulate` or `cross` for non-native targets.
-    pub mode: Option<Mode>,
-    /// pookie-ns's own: `gcc`, `clang` or `zig`, the toolchain of cross (and native) builds.
-    pub compiler: Option<crate::toolchain::Compiler>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PyProject {
-    project: Option<ProjectTable>,
-    tool: Option<Tools>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProjectTable {
-    name: Option<String>,
-    #[serde(rename = "requires-python")]
-    requires_python: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Tools {
-    #[serde(rename = "pookie-ns")]
-    pookie_ns: Option<ToolTable>,
-}
-
-/// The checked project configuration.
+/// The checked project configuration: cibuildwheel's options and `[tool.pookie-ns]`'s, resolved
+/// by [`crate::cibw`] (which documents the precedence), with what holds for the whole run
+/// unpacked here and the per-identifier options behind [`Project::options`].
 #[derive(Debug, Clone, Default)]
 pub struct Project {
     /// `[project] name`, if the file has one.
     pub name: Option<String>,
-    /// `[project] requires-python`: the CPythons a build covers by default.
-    pub requires_python: Option<crate::pep440::Specifier>,
     pub build: Selector,
     pub skip: Selector,
     pub archs: Vec<Platform>,
-    pub test_command: Option<String>,
-    pub test_requires: Vec<String>,
-    pub before_all: Option<String>,
-    pub before_build: Option<String>,
-    pub environment: Vec<(String, String)>,
-    pub frontend: Frontend,
-    pub repair: Repair,
-    pub build_command: Option<String>,
     pub mode: Option<Mode>,
     pub compiler: Option<crate::toolchain::Compiler>,
+    /// Everything else (per identifier, notes, requires-python, test-skip ...).
+    pub config: crate::cibw::Resolved,
 }
 
 impl Project {
-    /// Reads `BUNDLE/pyproject.toml` (a bundle without one builds with the defaults).
-    pub fn load(bundle: &Path) -> Result<Project, ConfigError> {
-        let path = bundle.join("pyproject.toml");
-        match crate::config::read_optional(&path)? {
-            Some(text) => Project::parse(&path, &text),
-            None => Ok(Project::default()),
+    /// Reads the configuration of the bundle: `--config-file` (else `BUNDLE/pyproject.toml`) and
+    /// the `CIBW_*` variables of `env`. A bundle without pyproject.toml builds with the defaults.
+    pub fn load(
+        bundle: &Path,
+        config_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Project, ConfigError> {
+        let pyproject_path = bundle.join("pyproject.toml");
+        let pyproject = crate::config::read_optional(&pyproject_path)?;
+        match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?;
+                Project::parse_with(path, &text, Some(pyproject.as_deref().unwrap_or("")), env)
+            }
+            None => Project::parse_with(
+                &pyproject_path,
+                pyproject.as_deref().unwrap_or(""),
+                None,
+                env,
+            ),
         }
     }
 
+    /// Parses a pyproject.toml without `CIBW_*` variables.
     pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
-        let file: PyProject = parse_toml(path, text).map_err(|e| match e {
-            ConfigError::Parse {
-                path,
-                line,
-                column,
-                message,
-            } => {
-                // serde names an unknown key but not the key of an ill-typed value: take it
-                // from the line the error points at.
-                let in_our_table = text
-                    .lines()
-                    .take(line)
-                    .filter(|l| l.trim_start().starts_with('['))
-                    .last()
-                    .is_some_and(|h| h.trim_start().starts_with("[tool.pookie-ns"));
-                let key = text
-                    .lines()
-                    .nth(line - 1)
-                    .filter(|_| in_our_table)
-                    .and_then(|l| l.split_once('='))
-                    .map(|(k, _)| k.trim().trim_matches('"').to_string())
-                    .filter(|k| !k.is_empty() && !message.contains(k.as_str()));
-                let message = match key {
-                    Some(k) => format!("[tool.pookie-ns] {k}: {message}"),
-                    None if in_our_table && message.starts_with("unknown field") => {
-                        format!("[tool.pookie-ns]: {message}")
-                    }
-                    None => message,
-                };
-                ConfigError::Parse {
-                    path,
-                    line,
-                    column,
-                    message,
-                }
-            }
-            e => e,
+        Project::parse_with(path, text, None, &BTreeMap::new())
+    }
+
+    /// Parses a config file; `pyproject`: the project's own pyproject.toml when `text` is another
+    /// file (`--config-file`).
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        pyproject: Option<&str>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Project, ConfigError> {
+        let config = crate::cibw::resolve(&crate::cibw::Input {
+            path,
+            text,
+            pyproject,
+            env,
         })?;
-        let table = file.tool.and_then(|t| t.pookie_ns).unwrap_or_default();
-        let invalid = |what: String| {
-            ConfigError::Invalid(format!("{}: [tool.pookie-ns] {what}", path.display()))
-        };
-        let selector = |key: &str, w: &Option<Words>| {
-            Selector::parse(&w.as_ref().map(|w| w.words().join(" ")).unwrap_or_default())
-                .map_err(|e| invalid(format!("{key}: {e}")))
-        };
-        let mut archs = Vec::new();
-        for word in table.archs.as_ref().map(Words::words).unwrap_or_default() {
-            // cibuildwheel's "auto"/"native" mean the host's arch.
-            let platform = match word.as_str() {
-                "auto" | "native" => Ok(Platform {
-                    arch: crate::arch::Arch::host(),
-                    policy: None,
-                }),
-                w => parse_platform(w),
-            };
-            archs.push(platform.map_err(|e| invalid(format!("archs: {e}")))?);
-        }
-        let mut environment = Vec::new();
-        for (k, v) in table.environment.clone().unwrap_or_default() {
-            let ok = !k.is_empty()
-                && !k.starts_with(|c: char| c.is_ascii_digit())
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                return Err(invalid(format!(
-                    "environment: {k:?} is not a valid variable name"
-                )));
-            }
-            environment.push((k, v));
-        }
-        let command = |c: &Option<Commands>| {
-            c.as_ref()
-                .map(Commands::script)
-                .filter(|s| !s.trim().is_empty())
-        };
-        let (name, requires_python) = match file.project {
-            Some(p) => (p.name, p.requires_python),
-            None => (None, None),
-        };
-        let requires_python = requires_python
-            .map(|text| {
-                crate::pep440::Specifier::parse(&text)
-                    .map_err(|e| ConfigError::Invalid(format!("{}: [project] {e}", path.display())))
-            })
-            .transpose()?;
+        let archs = resolve_archs(&config.archs)
+            .map_err(|e| ConfigError::Invalid(format!("{}: archs: {e}", path.display())))?;
         Ok(Project {
-            name,
-            requires_python,
-            build: selector("build", &table.build)?,
-            skip: selector("skip", &table.skip)?,
+            name: config.name.clone(),
+            build: config.build.clone(),
+            skip: config.skip.clone(),
             archs,
-            test_command: command(&table.test_command),
-            test_requires: table
-                .test_requires
-                .as_ref()
-                .map(Words::words)
-                .unwrap_or_default(),
-            before_all: command(&table.before_all),
-            before_build: command(&table.before_build),
-            environment,
-            frontend: table.build_frontend.unwrap_or_default(),
-            repair: match &table.repair_wheel_command {
-                None => Repair::Auditwheel,
-                Some(c) if c.script().trim().is_empty() => Repair::Skip,
-                Some(c) => Repair::Command(c.script()),
-            },
-            build_command: command(&table.build_command),
-            mode: table.mode,
-            compiler: table.compiler,
+            mode: config.mode,
+            compiler: config.compiler,
+            config,
         })
     }
 
-    /// True when the `build`/`skip` selectors let this identifier through.
+    /// True when the `build`/`skip` selectors and `requires-python` let this identifier through.
     pub fn selected(&self, identifier: &str) -> bool {
-        (self.build.is_empty() || self.build.matches(identifier)) && !self.skip.matches(identifier)
+        (self.build.is_empty() || self.build.matches(identifier))
+            && !self.skip.matches(identifier)
+            && self.config.selected_python(identifier)
+    }
+
+    /// The options of one build identifier (overrides applied).
+    pub fn options(&self, identifier: &str) -> Result<crate::cibw::BuildOptions, ConfigError> {
+        self.config.options_for(identifier)
     }
 }
 
-/// Replaces cibuildwheel's `{project}` and `{package}` placeholders.
+/// cibuildwheel's `archs` words on this host: `auto` and `native` (the host's arch), `auto64`
+/// (the host's, when 64-bit), `auto32` (i686 on x86_64, armv7l on aarch64), `all` (every arch
+/// pookie-ns knows), arch names and platform tags.
+pub fn resolve_archs(words: &[String]) -> Result<Vec<Platform>, String> {
+    use crate::arch::Arch;
+    let host = Arch::host();
+    let plain = |arch| Platform { arch, policy: None };
+    let mut out: Vec<Platform> = Vec::new();
+    for word in words {
+        let add: Vec<Platform> = match word.as_str() {
+            "auto" | "native" => vec![plain(host)],
+            "auto64" => match host {
+                Arch::I386 | Arch::Armhf => Vec::new(),
+                a => vec![plain(a)],
+            },
+            "auto32" => match host {
+                Arch::Amd64 | Arch::I386 => vec![plain(Arch::I386)],
+                Arch::Arm64 | Arch::Armhf => vec![plain(Arch::Armhf)],
+                _ => Vec::new(),
+            },
+            "all" => Arch::ALL.iter().map(|&a| plain(a)).collect(),
+            w => vec![parse_platform(w)?],
+        };
+        for p in add {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces cibuildwheel's `{project}` and `{package}` placeholders; `#{project}` stands for
+/// the literal `{project}`, as in cibuildwheel.
 pub fn substitute(command: &str, project: &str, package: &str) -> String {
-    command
-        .replace("{project}", project)
-        .replace("{package}", package)
+    placeholders(command, &[("project", project), ("package", package)])
+}
+
+/// Replaces `{NAME}` by its value for each pair; `#{NAME}` is the literal `{NAME}`.
+pub fn placeholders(command: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = command;
+    'scan: while !rest.is_empty() {
+        for (name, value) in values {
+            let key = format!("{{{name}}}");
+            if let Some(r) = rest.strip_prefix(&format!("#{key}")) {
+                out.push_str(&key);
+                rest = r;
+                continue 'scan;
+            }
+            if let Some(r) = rest.strip_prefix(&key) {
+                out.push_str(value);
+                rest = r;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -324,19 +235,20 @@ compiler = "zig"
         assert_eq!(p.archs.len(), 2);
         assert_eq!(p.archs[1].arch, Arch::Arm64);
         assert_eq!(p.archs[1].policy.as_deref(), Some("manylinux_2_17"));
+        let o = p.options("cp311-manylinux_x86_64").unwrap();
         assert_eq!(
-            p.test_command.as_deref(),
+            o.test_command.as_deref(),
             Some("cd {project} && python3 -m pytest {package}/tests")
         );
-        assert_eq!(p.test_requires, ["pytest", "numpy"]);
-        assert_eq!(p.frontend, Frontend::Build);
+        assert_eq!(o.test_requires, ["pytest", "numpy"]);
+        assert_eq!(o.frontend.frontend, Frontend::Build);
         assert_eq!(p.mode, Some(Mode::Emulate));
         assert_eq!(p.compiler, Some(crate::toolchain::Compiler::Zig));
         assert_eq!(
-            p.environment,
+            o.environment,
             [
-                ("CFLAGS".to_string(), "-O2".to_string()),
-                ("FOO_1".to_string(), "x y".to_string())
+                ("CFLAGS".to_string(), "\"-O2\"".to_string()),
+                ("FOO_1".to_string(), "\"x y\"".to_string())
             ]
         );
     }
@@ -346,8 +258,9 @@ compiler = "zig"
         let p = parse("[project]\nname = \"x\"\n").unwrap();
         assert!(p.selected("cp311-manylinux_x86_64"));
         assert!(p.archs.is_empty());
-        assert_eq!(p.frontend, Frontend::Pip);
-        assert!(p.test_command.is_none());
+        let o = p.options("cp311-manylinux_x86_64").unwrap();
+        assert_eq!(o.frontend.frontend, Frontend::Pip);
+        assert!(o.test_command.is_none());
     }
 
     #[test]
@@ -369,7 +282,7 @@ compiler = "zig"
             ("skip = \"cp311-[x\"", "skip"),
             ("environment = { \"A-B\" = \"1\" }", "A-B"),
             ("test-requires = 3", "test-requires"),
-            ("environment = \"CFLAGS=-O2\"", "environment"),
+            ("environment = \"CFLAGS\"", "environment"),
         ] {
             let e = parse(&format!("[tool.pookie-ns]\n{text}\n"))
                 .unwrap_err()
@@ -379,7 +292,56 @@ compiler = "zig"
     }
 
     #[test]
-    fn placeholders() {
+    fn the_examples_and_fixtures_parse() {
+        for (name, text) in [
+            ("c-ext", include_str!("../examples/c-ext/pyproject.toml")),
+            (
+                "cpp-ext",
+                include_str!("../examples/cpp-ext/pyproject.toml"),
+            ),
+            (
+                "ffi-ext",
+                include_str!("../examples/ffi-ext/pyproject.toml"),
+            ),
+            (
+                "cibw-options",
+                include_str!("../tests/fixtures/cibw-options/pyproject.toml"),
+            ),
+            (
+                "cibw-selectors",
+                include_str!("../tests/fixtures/cibw-selectors/pyproject.toml"),
+            ),
+        ] {
+            let p = parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            p.options("cp311-manylinux_x86_64")
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn archs_words_resolve_on_this_host() {
+        let w = |s: &[&str]| {
+            resolve_archs(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        let host = Arch::host();
+        assert_eq!(w(&["auto"])[0].arch, host);
+        assert_eq!(w(&["native", "auto", "auto64"]).len(), 1);
+        assert_eq!(w(&["all"]).len(), Arch::ALL.len());
+        if host == Arch::Amd64 {
+            assert_eq!(w(&["auto32"])[0].arch, Arch::I386);
+            assert_eq!(
+                w(&["auto", "aarch64"])
+                    .iter()
+                    .map(|p| p.arch)
+                    .collect::<Vec<_>>(),
+                [Arch::Amd64, Arch::Arm64]
+            );
+        }
+        assert!(resolve_archs(&["universal2".to_string()]).is_err());
+    }
+
+    #[test]
+    fn placeholders_are_replaced() {
         assert_eq!(
             substitute(
                 "pytest {project}/tests {package}",
@@ -387,6 +349,17 @@ compiler = "zig"
                 "/buildroot/src/pkg"
             ),
             "pytest /buildroot/src/tests /buildroot/src/pkg"
+        );
+        assert_eq!(
+            substitute("echo #{project} {project} #x {package}", "/p", "/k"),
+            "echo {project} /p #x /k"
+        );
+        assert_eq!(
+            placeholders(
+                "r -w {dest_dir} {wheel} #{wheel}",
+                &[("wheel", "$w"), ("dest_dir", "/d")]
+            ),
+            "r -w /d $w {wheel}"
         );
     }
 }

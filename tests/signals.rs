@@ -122,11 +122,13 @@ fn signals_stop_the_whole_build_and_report_it_interrupted() {
         cmd.stderr(std::process::Stdio::null());
         // Its own process group, so that a group signal reaches the build only.
         cmd.process_group(0);
-        let mut child = cmd.spawn().unwrap();
-        let main = child.id() as i32;
         let log = r
             .store
             .join("output/none/slow/cp311-linux_aarch64/build.log");
+        // The previous round's log must not pass for this one's.
+        let _ = std::fs::remove_file(&log);
+        let mut child = cmd.spawn().unwrap();
+        let main = child.id() as i32;
         // Readiness: the emulated build command has started.
         let deadline = Instant::now() + Duration::from_secs(300);
         while !std::fs::read_to_string(&log)

@@ -61,7 +61,28 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             bundle.display()
         )));
     }
-    let project = Project::load(&bundle)?;
+    // cibuildwheel's configuration: the file, then the CIBW_* variables, then the command line.
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let config_file = args
+        .config_file
+        .as_ref()
+        .filter(|f| !f.is_empty())
+        .map(|f| PathBuf::from(f.replace("{package}", &bundle.to_string_lossy())));
+    let mut project = Project::load(&bundle, config_file.as_deref(), &env)?;
+    if let Some(p) = &args.platform {
+        if !matches!(p.as_str(), "linux" | "auto") {
+            return Err(Error::usage(format!(
+                "--platform {p}: pookie-ns builds Linux wheels only (linux or auto)"
+            )));
+        }
+    }
+    if say && !args.print_build_identifiers {
+        for note in &project.config.notes {
+            eprintln!("pookie-ns: note: {note}");
+        }
+    }
+    let allow_empty = args.allow_empty || project.config.allow_empty;
+    let keep_failed = args.keep_failed || project.config.keep_failed;
     let project_name = project_dir_name(&project, &bundle);
     let jobs_n = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -96,7 +117,26 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             arches: r.spec.arches.clone(),
         })
         .collect();
-    let platforms = if !args.target.is_empty() {
+    let mut pythons = args
+        .python
+        .iter()
+        .map(|p| target::parse_python(p).map_err(Error::usage))
+        .collect::<Result<Vec<_>>>()?;
+    let platforms = if let Some(id) = &args.only {
+        // cibuildwheel's --only: this identifier, whatever build, skip and archs say.
+        let (python, arch) = crate::cibw::split_identifier(id).map_err(Error::usage)?;
+        project.build = target::Selector::parse(id).map_err(Error::usage)?;
+        project.skip = target::Selector::default();
+        pythons = vec![python];
+        vec![target::Platform { arch, policy: None }]
+    } else if let Some(archs) = &args.archs {
+        let words: Vec<String> = archs
+            .split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        project::resolve_archs(&words).map_err(|e| Error::usage(format!("--archs: {e}")))?
+    } else if !args.target.is_empty() {
         args.target
             .iter()
             .map(|t| target::parse_platform(t).map_err(Error::usage))
@@ -106,20 +146,30 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     } else {
         plan::default_platforms(&loaded)
     };
-    let pythons = args
-        .python
-        .iter()
-        .map(|p| target::parse_python(p).map_err(Error::usage))
-        .collect::<Result<Vec<_>>>()?;
-    let (planned, skipped) = plan::plan(
+    let planned = plan::plan(
         &platforms,
         &pythons,
         &project,
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
-    )
-    .map_err(Error::usage)?;
+    );
+    let (planned, skipped) = match planned {
+        Err(e) if allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
+            if say {
+                eprintln!("pookie-ns: {e}; nothing to build (allowed by --allow-empty)");
+            }
+            return Ok(0);
+        }
+        p => p.map_err(Error::usage)?,
+    };
+    // For CI matrices: the identifiers this build would build, from the same resolution.
+    if args.print_build_identifiers {
+        for p in &planned {
+            println!("{}", p.target.identifier());
+        }
+        return Ok(0);
+    }
     // How each target builds, and with which toolchain. A cross build runs on the host-arch
     // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
     let toolchains = toolchain::all(&config.config_dir)?;
@@ -207,20 +257,28 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         .join("output")
         .join(&args.branch)
         .join(&project_name);
-    let custom_build = args.build.clone().or_else(|| project.build_command.clone());
-    let test_command = args.test.clone().or_else(|| project.test_command.clone());
-    let test_requires = if args.test_requires.is_empty() {
-        project.test_requires.clone()
-    } else {
-        args.test_requires.clone()
-    };
-    let before_all = args
-        .before_all
-        .clone()
-        .or_else(|| project.before_all.clone());
     let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
     let mut jobs = Vec::new();
     for (p, d) in planned.iter().zip(&decisions) {
+        // The identifier's own options (overrides applied); command-line flags win.
+        let identifier = p.target.identifier();
+        let o = project.options(&identifier)?;
+        let custom_build = args.build.clone().or_else(|| o.build_command.clone());
+        let test_command = args.test.clone().or_else(|| o.test_command.clone());
+        let test_requires = if args.test_requires.is_empty() {
+            o.test_requires
+                .iter()
+                .chain(&o.test_group_requires)
+                .cloned()
+                .collect()
+        } else {
+            args.test_requires.clone()
+        };
+        let before_all = args.before_all.clone().or_else(|| o.before_all.clone());
+        let tested = project.config.tested(&identifier);
+        if !tested && test_command.is_some() && say {
+            eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");
+        }
         let dir = out_root.join(p.target.name());
         reset_dir(store, &dir)?;
         let test_base = BaseRef {
@@ -263,7 +321,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         let (build_command, install_build_requires) = match &custom_build {
             Some(c) => (c.clone(), false),
             None => (
-                default_build_command(project.frontend, toolchain.is_some(), &p.target.python),
+                frontend_command(&o, toolchain.is_some(), &p.target.python),
                 toolchain.is_some(),
             ),
         };
@@ -280,13 +338,18 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             bundle: bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),
-            before_build: project.before_build.as_deref().map(sub),
-            test_command: test_command.as_deref().map(sub),
-            test_requires: test_requires.clone(),
-            environment: project.environment.clone(),
-            repair: project.repair.clone(),
+            before_build: o.before_build.as_deref().map(sub),
+            test_command: test_command.as_deref().map(sub).filter(|_| tested),
+            test_requires,
+            environment: o.environment.clone(),
+            environment_pass: o.environment_pass.clone(),
+            before_test: o.before_test.as_deref().map(sub),
+            test_extras: o.test_extras.clone(),
+            test_sources: o.test_sources.clone(),
+            test_environment: o.test_environment.clone(),
+            repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
             dir: dir.clone(),
-            keep_failed: args.keep_failed,
+            keep_failed,
         };
         store::write_json(&dir.join("job.json"), &job)?;
         jobs.push(job);
@@ -300,7 +363,11 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
 
     // The wheels of the targets that passed go to --out.
-    let out = &args.out;
+    let out = &args
+        .out
+        .clone()
+        .or_else(|| project.config.output_dir.clone().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("dist"));
     if results.iter().any(|r| r.result.ok()) {
         std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
     }
@@ -516,22 +583,77 @@ fn repair_policy(
     }
 }
 
-/// The build command when the project names none, with the target's own interpreter
-/// (`python3.14`), never the suite's default `python3`.
+#[cfg(test)]
 fn default_build_command(frontend: Frontend, toolchain: bool, python: &str) -> String {
+    frontend_command(
+        &crate::cibw::BuildOptions {
+            frontend: crate::cibw::FrontendSpec {
+                frontend,
+                args: Vec::new(),
+            },
+            ..Default::default()
+        },
+        toolchain,
+        python,
+    )
+}
+
+/// The build command of cibuildwheel's `build-frontend` with its `args`, `config-settings` and
+/// `build-verbosity`, run by the target's own interpreter (`python3.14`), never the suite's
+/// default `python3`; with a toolchain, without build isolation (the requirements are installed
+/// natively first).
+fn frontend_command(o: &crate::cibw::BuildOptions, toolchain: bool, python: &str) -> String {
     let py = format!("python{python}");
-    match (frontend, toolchain) {
-        (Frontend::Pip, false) => {
-            format!("{py} -m pip wheel --no-deps --wheel-dir {OUT_INSIDE} {{project}}")
-        }
-        (Frontend::Pip, true) => format!(
-            "{py} -m pip wheel --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE} {{project}}"
+    let f = &o.frontend;
+    let v = o.build_verbosity;
+    let verbosity = if v > 0 {
+        format!(" -{}", "v".repeat(v as usize))
+    } else if v < 0 {
+        format!(" -{}", "q".repeat(v.unsigned_abs() as usize))
+    } else {
+        String::new()
+    };
+    let mut extra = String::new();
+    for (k, val) in &o.config_settings {
+        let flag = match f.frontend {
+            Frontend::Pip => "--config-settings",
+            Frontend::Build | Frontend::BuildUv | Frontend::Uv => "--config-setting",
+        };
+        extra.push_str(&format!(
+            " {}",
+            worker::sh_quote(&format!("{flag}={k}={val}"))
+        ));
+    }
+    for a in &f.args {
+        extra.push(' ');
+        extra.push_str(&worker::sh_quote(a));
+    }
+    match (f.frontend, toolchain) {
+        (Frontend::Pip, false) => format!(
+            "{py} -m pip wheel{verbosity} --no-deps --wheel-dir {OUT_INSIDE}{extra} {{project}}"
         ),
-        (Frontend::Build, false) => {
-            format!("{py} -m build --wheel --outdir {OUT_INSIDE} {{project}}")
+        (Frontend::Pip, true) => format!(
+            "{py} -m pip wheel{verbosity} --no-deps --no-build-isolation --wheel-dir {OUT_INSIDE}{extra} {{project}}"
+        ),
+        (Frontend::Uv, iso) => {
+            let no_iso = if iso { " --no-build-isolation" } else { "" };
+            format!(
+                "{py} -m pip install --quiet uv && {py} -m uv build{verbosity} --wheel{no_iso} --out-dir {OUT_INSIDE}{extra} {{project}}"
+            )
         }
-        (Frontend::Build, true) => {
-            format!("{py} -m build --wheel --no-isolation --outdir {OUT_INSIDE} {{project}}")
+        (Frontend::Build | Frontend::BuildUv, iso) => {
+            let uv = f.frontend == Frontend::BuildUv;
+            let install = if uv { "build uv" } else { "build" };
+            let no_iso = if iso { " --no-isolation" } else { "" };
+            let own_no_iso = f.args.iter().any(|a| a == "-n" || a == "--no-isolation");
+            let installer = if uv && !iso && !own_no_iso {
+                " --installer=uv"
+            } else {
+                ""
+            };
+            format!(
+                "{py} -m pip install --quiet {install} && {py} -m build{verbosity} --wheel{no_iso}{installer} --outdir {OUT_INSIDE}{extra} {{project}}"
+            )
         }
     }
 }
@@ -926,8 +1048,60 @@ mod tests {
             assert!(pip.ends_with("{project}"));
             assert_eq!(pip.contains("--no-build-isolation"), toolchain, "{pip}");
             let build = default_build_command(Frontend::Build, toolchain, "3.9");
-            assert!(build.starts_with("python3.9 -m build --wheel"), "{build}");
+            assert!(build.contains("&& python3.9 -m build --wheel"), "{build}");
             assert_eq!(build.contains("--no-isolation"), toolchain, "{build}");
         }
+    }
+
+    #[test]
+    fn frontends_carry_args_settings_and_verbosity() {
+        let o = |frontend, args: &[&str], settings: &[(&str, &str)], v| crate::cibw::BuildOptions {
+            frontend: crate::cibw::FrontendSpec {
+                frontend,
+                args: args.iter().map(|a| a.to_string()).collect(),
+            },
+            config_settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            build_verbosity: v,
+            ..Default::default()
+        };
+        let c = frontend_command(
+            &o(Frontend::Pip, &["--no-build-isolation"], &[("a", "b c")], 2),
+            false,
+            "3.11",
+        );
+        assert!(
+            c.starts_with("python3.11 -m pip wheel -vv --no-deps"),
+            "{c}"
+        );
+        assert!(
+            c.contains(" '--config-settings=a=b c' --no-build-isolation {project}"),
+            "{c}"
+        );
+        let c = frontend_command(&o(Frontend::BuildUv, &[], &[("x", "1")], -1), false, "3.11");
+        assert!(
+            c.starts_with("python3.11 -m pip install --quiet build uv && "),
+            "{c}"
+        );
+        assert!(
+            c.contains("python3.11 -m build -q --wheel --installer=uv"),
+            "{c}"
+        );
+        assert!(c.contains("--config-setting=x=1"), "{c}");
+        let c = frontend_command(
+            &o(Frontend::BuildUv, &["--no-isolation"], &[], 0),
+            false,
+            "3.11",
+        );
+        assert!(!c.contains("--installer=uv"), "{c}");
+        let c = frontend_command(&o(Frontend::Uv, &[], &[], 0), true, "3.11");
+        assert!(
+            c.contains("python3.11 -m uv build --wheel --no-build-isolation --out-dir"),
+            "{c}"
+        );
+        let c = frontend_command(&o(Frontend::Build, &[], &[], 0), true, "3.11");
+        assert!(c.contains("--no-isolation") && !c.contains("uv"), "{c}");
     }
 }

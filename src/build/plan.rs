@@ -77,6 +77,9 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// How the error of a plan that the selectors left empty starts (`--allow-empty` accepts it).
+pub const NOTHING_LEFT: &str = "no target left to build";
+
 /// Pairs platforms with Python versions and chooses a base OS for each pair.
 ///
 /// Without `pythons`, each platform gets every CPython of [`CPYTHONS`] that the project's
@@ -119,15 +122,14 @@ pub fn plan(
                     });
                 }
             };
-            if let Some(spec) = &project.requires_python {
-                if !spec.admits_minor(python) {
-                    if explicit {
-                        skip(format!(
-                            "the project's requires-python ({spec}) excludes it"
-                        ));
-                    }
-                    continue;
+            if !project.config.selected_python(&target.identifier()) {
+                if explicit {
+                    skip(format!(
+                        "the project's requires-python ({}) excludes it",
+                        project.config.requires_python.as_deref().unwrap_or("")
+                    ));
                 }
+                continue;
             }
             if !project.selected(&target.identifier()) {
                 skip("left out by the project's build/skip selectors".into());
@@ -154,7 +156,7 @@ pub fn plan(
     }
     if planned.is_empty() {
         return Err(format!(
-            "no target left to build: {}",
+            "{NOTHING_LEFT}: {}",
             skipped
                 .iter()
                 .map(|s| format!("{} ({})", s.identifier, s.reason))
@@ -285,10 +287,9 @@ mod tests {
     }
 
     fn requiring(spec: &str) -> Project {
-        Project {
-            requires_python: Some(crate::pep440::Specifier::parse(spec).unwrap()),
-            ..Project::default()
-        }
+        let mut p = Project::default();
+        p.config.requires_python = Some(spec.to_string());
+        p
     }
 
     #[test]

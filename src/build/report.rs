@@ -148,6 +148,69 @@ pub struct Report {
     pub targets: Vec<TargetResult>,
 }
 
+/// Combines the reports of several builds of one project and branch (one CI job per identifier,
+/// `build --only ID`) into the report one build of them all would write: every target once
+/// (a later report's wins), the counts recomputed, `skipped` what no report built, `total_secs`
+/// and `jobs` those of the longest and widest build.
+pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
+    let mut it = reports.into_iter();
+    let mut merged = it.next().ok_or("no report to merge")?;
+    let mut skipped: Vec<super::plan::Skipped> = std::mem::take(&mut merged.skipped);
+    for r in it {
+        if r.project != merged.project || r.branch != merged.branch {
+            return Err(format!(
+                "the reports are of different builds: {}/{} and {}/{} (merge the reports of one \
+                 project on one branch)",
+                merged.project, merged.branch, r.project, r.branch
+            ));
+        }
+        merged.total_secs = merged.total_secs.max(r.total_secs);
+        merged.jobs = merged.jobs.max(r.jobs);
+        skipped.extend(r.skipped);
+        for t in r.targets {
+            match merged.targets.iter_mut().find(|m| m.target == t.target) {
+                Some(m) => *m = t,
+                None => merged.targets.push(t),
+            }
+        }
+    }
+    // A target left out by one job (its --only named another) but built by another is no skip.
+    skipped.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    skipped.dedup_by(|a, b| a.identifier == b.identifier);
+    skipped.retain(|s| !merged.targets.iter().any(|t| t.identifier == s.identifier));
+    merged.skipped = skipped;
+    merged.failed = merged.targets.iter().filter(|t| !t.result.ok()).count();
+    merged.passed = merged.targets.len() - merged.failed;
+    Ok(merged)
+}
+
+/// `pookie-ns report merge`: reads the files, writes the merged report (to `output`, else
+/// stdout). Exit status 1 when a merged target failed, as the build's.
+pub fn merge_files(
+    paths: &[std::path::PathBuf],
+    output: Option<&std::path::Path>,
+) -> crate::Result<i32> {
+    let mut reports = Vec::new();
+    for p in paths {
+        let text = std::fs::read(p).map_err(|e| crate::Error::io("read the report", p, e))?;
+        let r: Report = serde_json::from_slice(&text).map_err(|e| {
+            crate::Error::usage(format!(
+                "{}: not a report.json written by `pookie-ns build`: {e}",
+                p.display()
+            ))
+        })?;
+        reports.push(r);
+    }
+    let merged = merge(reports).map_err(crate::Error::usage)?;
+    let json = serde_json::to_string_pretty(&merged).expect("serializable") + "\n";
+    match output {
+        Some(path) => std::fs::write(path, json)
+            .map_err(|e| crate::Error::io("write the merged report", path, e))?,
+        None => print!("{json}"),
+    }
+    Ok(if merged.failed == 0 { 0 } else { 1 })
+}
+
 fn secs(v: Option<f64>) -> String {
     v.map_or("-".into(), |s| format!("{s:.1}"))
 }
@@ -281,6 +344,68 @@ mod tests {
         assert!(lines[2].contains("TEST FAILED"));
         let col = |l: &str| l.find("3.11").unwrap();
         assert_eq!(col(lines[1]), col(lines[2]));
+    }
+
+    fn report(targets: Vec<TargetResult>, skipped: &[&str], secs: f64) -> Report {
+        Report {
+            bundle: "/b".into(),
+            project: "fastmath".into(),
+            branch: "stable".into(),
+            out: "dist".into(),
+            jobs: 1,
+            total_secs: secs,
+            passed: targets.iter().filter(|t| t.result.ok()).count(),
+            failed: targets.iter().filter(|t| !t.result.ok()).count(),
+            skipped: skipped
+                .iter()
+                .map(|s| super::super::plan::Skipped {
+                    identifier: s.to_string(),
+                    reason: "left out by the project's build/skip selectors".into(),
+                })
+                .collect(),
+            targets,
+        }
+    }
+
+    #[test]
+    fn three_partial_reports_merge_into_the_whole_build_s() {
+        let a = result("cp311-manylinux_x86_64", Outcome::Passed);
+        let b = result("cp311-manylinux_aarch64", Outcome::TestFailed);
+        let c = result("cp311-manylinux_ppc64le", Outcome::Built);
+        let all = [
+            "cp311-manylinux_x86_64",
+            "cp311-manylinux_aarch64",
+            "cp311-manylinux_ppc64le",
+        ];
+        // Each --only job left the others out; the whole build skipped armv7l by selector.
+        let others = |me: &str| {
+            let mut v: Vec<&str> = all.iter().copied().filter(|x| *x != me).collect();
+            v.push("cp311-manylinux_armv7l");
+            v
+        };
+        let whole = report(
+            vec![a.clone(), b.clone(), c.clone()],
+            &["cp311-manylinux_armv7l"],
+            9.0,
+        );
+        let merged = merge(vec![
+            report(vec![a], &others(all[0]), 3.0),
+            report(vec![b], &others(all[1]), 9.0),
+            report(vec![c], &others(all[2]), 4.0),
+        ])
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&merged).unwrap(),
+            serde_json::to_value(&whole).unwrap()
+        );
+        assert_eq!((merged.passed, merged.failed), (2, 1));
+
+        let mut other = report(vec![], &[], 1.0);
+        other.branch = "testing".into();
+        assert!(merge(vec![whole, other])
+            .unwrap_err()
+            .contains("different builds"));
+        assert!(merge(vec![]).is_err());
     }
 
     #[test]

