@@ -251,6 +251,11 @@ fn a_cibuildwheel_project_builds_unchanged() {
             &f,
             "--branch",
             "stable",
+            // One CPython, and the distribution's gcc (AUDITWHEEL_PLAT=auto below).
+            "--python",
+            "3.11",
+            "--compiler",
+            "gcc",
             "--output-dir",
             out_dir.to_str().unwrap(),
         ],
@@ -272,7 +277,12 @@ fn a_cibuildwheel_project_builds_unchanged() {
     let t = &targets[0];
     assert_eq!(t["identifier"], "cp311-manylinux_x86_64");
     assert_eq!(t["result"], "passed", "{t}");
-    let wheel = "cibwfix-0.1.0-cp311-cp311-linux_x86_64.whl";
+    // The project's repair command (auditwheel) gave it a manylinux tag.
+    let wheel = t["wheel"].as_str().unwrap();
+    assert!(
+        wheel.starts_with("cibwfix-0.1.0-cp311-cp311-manylinux") && wheel.ends_with("_x86_64.whl"),
+        "{wheel}"
+    );
     assert!(out_dir.join(wheel).is_file(), "--output-dir");
 
     let log = |k: &str| std::fs::read_to_string(t[k].as_str().unwrap()).unwrap();
@@ -288,7 +298,7 @@ fn a_cibuildwheel_project_builds_unchanged() {
         // CIBUILDWHEEL, AUDITWHEEL_PLAT, the identifier and environment's $(...) expansion.
         "before-build CIBUILDWHEEL=1 AUDITWHEEL_PLAT=auto id=cp311-manylinux_x86_64 SHOUT=HELLO WORLD",
         // CIBW_BUILD_VERBOSITY=1 → pip wheel -v.
-        "python3 -m pip wheel -v --no-deps",
+        "python3.11 -m pip wheel -v --no-deps",
         // The override prepended to repair-wheel-command; {wheel} and {dest_dir}.
         "before the repair",
         "repairing /buildroot/out/cibwfix-0.1.0-cp311-cp311-linux_x86_64.whl into /buildroot/wheelhouse",
@@ -296,9 +306,10 @@ fn a_cibuildwheel_project_builds_unchanged() {
         assert!(build.contains(needle), "{needle:?} not in the build log:\n{build}");
     }
     let test = log("test_log");
+    let with_extra = format!("{wheel}[extra]");
     for needle in [
         "before-test ran for /buildroot/src",
-        "cibwfix-0.1.0-cp311-cp311-linux_x86_64.whl[extra]",
+        with_extra.as_str(),
         " six tomli",
         "+ test-sources: tests",
         "check.py: all good on 3.11",
@@ -338,6 +349,10 @@ fn a_cibuildwheel_project_builds_unchanged() {
             "stable",
             "--config-file",
             &config,
+            "--python",
+            "3.11",
+            "--compiler",
+            "gcc",
             "--out",
             out_dir2.to_str().unwrap(),
         ],
@@ -355,10 +370,14 @@ fn a_cibuildwheel_project_builds_unchanged() {
     assert!(t["test_log"].is_null(), "{t}");
     let build = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
     for needle in [
-        "python3 -m build --wheel --installer=uv --outdir /buildroot/out --config-setting=pookie-ns-fixture=1",
+        "python3.11 -m build --wheel --installer=uv --outdir /buildroot/out --config-setting=pookie-ns-fixture=1",
         "repair-wheel-command is empty: the wheel as built",
     ] {
         assert!(build.contains(needle), "{needle:?} not in the build log:\n{build}");
     }
-    assert!(out_dir2.join(wheel).is_file());
+    // The explicit opt-out: delivered as built, and the report says so.
+    assert!(out_dir2
+        .join("cibwfix-0.1.0-cp311-cp311-linux_x86_64.whl")
+        .is_file());
+    assert!(t["repair"].as_str().unwrap().contains("unrepaired"), "{t}");
 }
