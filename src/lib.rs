@@ -13,6 +13,7 @@ pub mod confine;
 pub mod error;
 pub mod fault;
 pub mod import;
+pub mod oci;
 pub mod overlay;
 pub mod process;
 pub mod progress;

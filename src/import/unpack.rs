@@ -33,6 +33,10 @@ const BUFFER: usize = 1 << 17;
 /// usual one, is a few MB).
 pub const MAX_SPARSE_SIZE: u64 = 1 << 30;
 
+/// The prefix of a whiteout entry's name, and the name of the opaque-directory marker after it.
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..opq";
+
 /// A directory whose mode and time are applied once everything inside it is written.
 struct DirMeta {
     /// Beneath the root, normalised; empty for the root itself.
@@ -73,6 +77,12 @@ pub(super) struct Unpacker<'a> {
     /// rather than refused as links to nothing.
     skipped: Vec<Vec<u8>>,
     pub first_skipped: Option<String>,
+    /// An OCI image layer: `.wh.NAME` entries remove NAME from the layers below and
+    /// `.wh..wh..opq` empties its directory of what the layers below put there.
+    layer: bool,
+    /// In a layer, what this layer created (normalised names): an opaque directory keeps those.
+    created: std::collections::HashSet<Vec<u8>>,
+    pub whiteouts: u64,
 }
 
 fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
@@ -83,8 +93,16 @@ fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
 }
 
 impl<'a> Unpacker<'a> {
-    pub fn new(root: BorrowedFd<'a>, opts: &'a ImportOptions, archive: &'a Path) -> Self {
+    pub fn new(
+        root: BorrowedFd<'a>,
+        opts: &'a ImportOptions,
+        archive: &'a Path,
+        layer: bool,
+    ) -> Self {
         Unpacker {
+            layer,
+            created: Default::default(),
+            whiteouts: 0,
             root,
             opts,
             archive,
@@ -134,6 +152,12 @@ impl<'a> Unpacker<'a> {
         let Some(name) = &path.name else {
             return self.root_entry(kind, meta, &shown);
         };
+        if self.layer {
+            if let Some(hidden) = name.to_bytes().strip_prefix(WHITEOUT) {
+                return self.whiteout(&path, hidden, &shown);
+            }
+            self.created.insert(path.normalised());
+        }
         let parent = self.take_parent(&path.parent, &shown)?;
         let pfd = parent.1.as_fd();
         let done = match kind {
@@ -147,6 +171,42 @@ impl<'a> Unpacker<'a> {
         };
         self.parent = Some(parent);
         done
+    }
+
+    /// An OCI whiteout (image-spec layer.md): `.wh..wh..opq` removes what the layers below put
+    /// in its directory; `.wh.NAME` removes NAME (a whole tree for a directory). The marker
+    /// itself is not created. A directory that does not exist has nothing to hide.
+    fn whiteout(&mut self, path: &SafePath, hidden: &[u8], shown: &str) -> Result<()> {
+        self.whiteouts += 1;
+        let dir = match self.open_dir(&path.parent, Walk::LinkTarget, shown) {
+            Ok(fd) => fd,
+            Err(ImportError::Unsafe { reason, .. }) if reason.contains("not in the archive") => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        if hidden == OPAQUE {
+            let listing = at::open_dir(dir.as_fd(), c".", libc::O_RDONLY)
+                .and_then(|fd| at::list(fd.as_fd()))
+                .map_err(|f| f.on(shown))?;
+            let prefix = path.parent.to_bytes();
+            for child in listing {
+                let mut full = prefix.to_vec();
+                if !full.is_empty() {
+                    full.push(b'/');
+                }
+                full.extend_from_slice(child.to_bytes());
+                if !self.created.contains(&full) {
+                    at::remove_tree(dir.as_fd(), &child).map_err(|f| f.on(shown))?;
+                }
+            }
+            return Ok(());
+        }
+        if hidden.is_empty() || hidden == b"." || hidden.starts_with(WHITEOUT) {
+            return Err(refuse(shown, "is a whiteout of no valid name"));
+        }
+        let hidden = CString::new(hidden).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+        at::remove_tree(dir.as_fd(), &hidden).map_err(|f| f.on(shown))
     }
 
     /// Mode, owner and time from the header, overridden by the entry's PAX records if any.
