@@ -275,8 +275,15 @@ fn unpack(
             reported: 0,
             progress: &mut *progress,
         };
-        let mut summary =
-            unpack_stream(stream, archive, root.as_fd(), opts, compression, n == 0, layer)?;
+        let mut summary = unpack_stream(
+            stream,
+            archive,
+            root.as_fd(),
+            opts,
+            compression,
+            n == 0,
+            layer,
+        )?;
         // The reader hashed the rest of the file after the compressed stream ended.
         let (sha256, bytes) = match reader.join() {
             Ok(r) => r.map_err(|e| stream_error(archive, None, e))?,

@@ -34,8 +34,7 @@ pub fn normalise(name: &str) -> Option<String> {
     }
     let ok = out.iter().all(|c| {
         c.len() <= 200
-            && c
-                .chars()
+            && c.chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-' | ':' | '+'))
     });
     ok.then(|| out.join("/"))
@@ -78,8 +77,11 @@ pub fn unpack_archive_files(file: &Path, parent: &Path) -> Result<Scratch> {
         if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
             continue;
         }
-        let name = normalise(&raw)
-            .ok_or_else(|| corrupt(format!("member {raw:?} has a name pookie-ns does not accept")))?;
+        let name = normalise(&raw).ok_or_else(|| {
+            corrupt(format!(
+                "member {raw:?} has a name pookie-ns does not accept"
+            ))
+        })?;
         if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
@@ -91,7 +93,9 @@ pub fn unpack_archive_files(file: &Path, parent: &Path) -> Result<Scratch> {
                 _ => target.clone(),
             };
             let resolved = normalise(&base).ok_or_else(|| {
-                corrupt(format!("member {raw:?} links to {target:?}, outside the archive"))
+                corrupt(format!(
+                    "member {raw:?} links to {target:?}, outside the archive"
+                ))
             })?;
             scratch.links.insert(name, resolved);
             continue;
@@ -196,7 +200,7 @@ pub fn from_layout(
         let what = format!("the manifest {} of {reference}", desc.digest());
         let bytes = small_blob(dir, &desc, &what)?;
         let digest = desc.digest().to_string();
-        match parse_doc(&what, &bytes, Some(&desc.media_type().to_string()))? {
+        match parse_doc(&what, &bytes, Some(desc.media_type().as_ref()))? {
             Doc::Index(inner) if depth == 0 => {
                 desc = pick(reference, &inner, arch)?.clone();
             }
@@ -278,14 +282,20 @@ pub fn from_docker_archive(reference: &str, scratch: Scratch, arch: Option<Arch>
         tracing::warn!(
             "{reference} holds {} images; loading the first ({})",
             list.len(),
-            m.repo_tags.as_ref().map(|t| t.join(", ")).unwrap_or_default()
+            m.repo_tags
+                .as_ref()
+                .map(|t| t.join(", "))
+                .unwrap_or_default()
         );
     }
     let member = |name: &str, what: &str| {
-        scratch.member(name).filter(|p| p.is_file()).ok_or_else(|| OciError::NotFound {
-            what: format!("{what} ({name}) in {reference}"),
-            hint: String::new(),
-        })
+        scratch
+            .member(name)
+            .filter(|p| p.is_file())
+            .ok_or_else(|| OciError::NotFound {
+                what: format!("{what} ({name}) in {reference}"),
+                hint: String::new(),
+            })
     };
     let cfg_what = format!("the config of {reference}");
     let config = read_limited(&cfg_what, &member(&m.config, "the config")?, MAX_MANIFEST)?;
@@ -358,12 +368,18 @@ mod tests {
 
     #[test]
     fn member_names_stay_inside() {
-        assert_eq!(normalise("./blobs/sha256/ab").as_deref(), Some("blobs/sha256/ab"));
+        assert_eq!(
+            normalise("./blobs/sha256/ab").as_deref(),
+            Some("blobs/sha256/ab")
+        );
         assert_eq!(normalise("a/../b").as_deref(), Some("b"));
         assert_eq!(normalise("../x"), None);
         assert_eq!(normalise("/"), None);
         assert_eq!(normalise("a b"), None);
-        assert_eq!(hex_in_name(&format!("{}.json", "a".repeat(64))), Some(&*"a".repeat(64)));
+        assert_eq!(
+            hex_in_name(&format!("{}.json", "a".repeat(64))),
+            Some(&*"a".repeat(64))
+        );
         assert_eq!(hex_in_name("manifest.json"), None);
     }
 }

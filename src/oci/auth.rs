@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn base64_round_trips() {
         for s in ["", "a", "ab", "abc", "user:pass word", "pookie:s3cr3t!"] {
-            assert_eq!(base64_decode(&base64_encode(s.as_bytes())).unwrap(), s.as_bytes());
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
         }
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
         assert!(base64_decode("not*base64").is_none());

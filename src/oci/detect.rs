@@ -37,11 +37,9 @@ fn exists_in_root(root: &Path, path: &str) -> bool {
 }
 
 fn list_in_root(root: &Path, path: &str) -> Vec<String> {
-    let Ok(fd) = crate::sys::open_in_root(
-        root,
-        Path::new(path),
-        libc::O_RDONLY | libc::O_DIRECTORY,
-    ) else {
+    let Ok(fd) =
+        crate::sys::open_in_root(root, Path::new(path), libc::O_RDONLY | libc::O_DIRECTORY)
+    else {
         return Vec::new();
     };
     let raw = fd.into_raw_fd();
@@ -79,7 +77,7 @@ pub fn pythons(root: &Path) -> Vec<PythonInstall> {
             })
         })
         .collect();
-    found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    found.sort_by_key(|a| (a.0, a.1));
     found.into_iter().map(|(_, _, p)| p).collect()
 }
 
@@ -121,9 +119,12 @@ mod tests {
         std::fs::create_dir_all(root.join("opt/python/cp313-cp313t/bin")).unwrap();
         std::fs::write(root.join("opt/python/cp313-cp313t/bin/python"), "").unwrap();
         std::fs::create_dir_all(root.join("opt/python/cp312-cp312")).unwrap(); // no bin/python
-        // Absolute symlink: resolved inside the root, not on the host.
-        std::os::unix::fs::symlink("/opt/_internal/cpython-3.11", root.join("opt/python/cp311-cp311"))
-            .unwrap();
+                                                                               // Absolute symlink: resolved inside the root, not on the host.
+        std::os::unix::fs::symlink(
+            "/opt/_internal/cpython-3.11",
+            root.join("opt/python/cp311-cp311"),
+        )
+        .unwrap();
         std::fs::create_dir_all(root.join("sbin")).unwrap();
         std::fs::write(root.join("sbin/apk"), "").unwrap();
         let found = pythons(&root);

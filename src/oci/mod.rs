@@ -60,13 +60,17 @@ pub enum OciError {
         registry: String,
         retry_after: Option<String>,
     },
-    #[error("{what} does not match its digest: expected {expected}, got {actual}; nothing was imported")]
+    #[error(
+        "{what} does not match its digest: expected {expected}, got {actual}; nothing was imported"
+    )]
     DigestMismatch {
         what: String,
         expected: String,
         actual: String,
     },
-    #[error("{what} has {actual} bytes where its descriptor says {expected}; nothing was imported")]
+    #[error(
+        "{what} has {actual} bytes where its descriptor says {expected}; nothing was imported"
+    )]
     SizeMismatch {
         what: String,
         expected: u64,
@@ -165,6 +169,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Takes charge of `dir`: it is removed when the value is dropped.
+    pub fn new(dir: PathBuf) -> Self {
+        Scratch {
+            dir,
+            links: Default::default(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -236,8 +248,8 @@ const CONFIG_TYPES: [&str; 2] = [
 
 /// A parsed manifest document: an index to pick from, or an image manifest.
 pub enum Doc {
-    Index(ImageIndex),
-    Manifest(ImageManifest),
+    Index(Box<ImageIndex>),
+    Manifest(Box<ImageManifest>),
 }
 
 /// Parses a manifest or index. The media type is the one the registry or the parent descriptor
@@ -249,19 +261,22 @@ pub fn parse_doc(what: &str, bytes: &[u8], media_type: Option<&str>) -> Result<D
     };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
     let own = value.get("mediaType").and_then(|m| m.as_str());
-    let kind = match media_type.filter(|m| !m.is_empty() && *m != "application/json").or(own) {
+    let kind = match media_type
+        .filter(|m| !m.is_empty() && *m != "application/json")
+        .or(own)
+    {
         Some(m) => m.split(';').next().unwrap_or(m).trim().to_string(),
         None if value.get("manifests").is_some() => OCI_INDEX.into(),
         None if value.get("layers").is_some() => OCI_MANIFEST.into(),
         None => String::new(),
     };
     match kind.as_str() {
-        OCI_INDEX | DOCKER_LIST => Ok(Doc::Index(
+        OCI_INDEX | DOCKER_LIST => Ok(Doc::Index(Box::new(
             serde_json::from_value(value).map_err(malformed)?,
-        )),
-        OCI_MANIFEST | DOCKER_MANIFEST => Ok(Doc::Manifest(
+        ))),
+        OCI_MANIFEST | DOCKER_MANIFEST => Ok(Doc::Manifest(Box::new(
             serde_json::from_value(value).map_err(malformed)?,
-        )),
+        ))),
         other => Err(OciError::UnsupportedMediaType {
             what: what.to_string(),
             media_type: if other.is_empty() {
@@ -524,8 +539,11 @@ mod tests {
 
     #[test]
     fn unknown_media_types_are_refused() {
-        let e = match parse_doc("m", br#"{"mediaType":"application/x-foo","schemaVersion":2}"#, None)
-        {
+        let e = match parse_doc(
+            "m",
+            br#"{"mediaType":"application/x-foo","schemaVersion":2}"#,
+            None,
+        ) {
             Err(e) => e,
             Ok(_) => panic!("accepted"),
         };

@@ -16,7 +16,10 @@ const DOCKER_HUB_API: &str = "registry-1.docker.io";
 pub enum ImageSource {
     Registry(RegistryRef),
     /// An OCI image layout directory, with the `org.opencontainers.image.ref.name` to pick.
-    Layout { dir: PathBuf, name: Option<String> },
+    Layout {
+        dir: PathBuf,
+        name: Option<String>,
+    },
     OciArchive(PathBuf),
     DockerArchive(PathBuf),
 }
@@ -81,10 +84,7 @@ impl fmt::Display for ImageSource {
         match self {
             ImageSource::Registry(r) => r.fmt(f),
             ImageSource::Layout { dir, name: None } => write!(f, "oci:{}", dir.display()),
-            ImageSource::Layout {
-                dir,
-                name: Some(n),
-            } => write!(f, "oci:{}:{n}", dir.display()),
+            ImageSource::Layout { dir, name: Some(n) } => write!(f, "oci:{}:{n}", dir.display()),
             ImageSource::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
             ImageSource::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
         }
@@ -120,9 +120,10 @@ pub fn parse(s: &str) -> Option<Result<ImageSource, OciError>> {
                 name: name.filter(|n| !n.is_empty()),
             })
         }
-        "oci-archive" | "docker-archive" if rest.is_empty() => {
-            Err(bad(s, format!("{transport}: needs a file: {transport}:FILE")))
-        }
+        "oci-archive" | "docker-archive" if rest.is_empty() => Err(bad(
+            s,
+            format!("{transport}: needs a file: {transport}:FILE"),
+        )),
         // skopeo allows docker-archive:FILE:REF; a ref in a one-image archive changes nothing.
         "oci-archive" => Ok(ImageSource::OciArchive(rest.into())),
         "docker-archive" => Ok(ImageSource::DockerArchive(rest.into())),
@@ -197,7 +198,9 @@ pub fn parse_registry(s: &str) -> Result<ImageSource, String> {
 /// A digest we can check: `sha256:` and 64 lowercase hex digits.
 pub fn check_digest(d: &str) -> Result<&str, String> {
     match d.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
             Ok(hex)
         }
         _ => Err(format!(
@@ -230,7 +233,10 @@ mod tests {
             ("docker.io", "pypa/manylinux")
         );
         assert_eq!(r.tag.as_deref(), Some("2024"));
-        assert_eq!(reg("docker://docker.io/ubuntu").repository, "library/ubuntu");
+        assert_eq!(
+            reg("docker://docker.io/ubuntu").repository,
+            "library/ubuntu"
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
     let mut params = Vec::new();
     let mut rest = rest.trim();
     while let Some((key, after)) = rest.split_once('=') {
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, next) = if let Some(q) = after.strip_prefix('"') {
             match q.split_once('"') {
@@ -325,14 +329,15 @@ impl<'a> Client<'a> {
 }
 
 /// Resolves a reference to the manifest for `arch`: its digest and the parsed manifest.
-fn resolve_manifest(
-    client: &mut Client,
-    arch: Option<Arch>,
-) -> Result<(String, ImageManifest)> {
+fn resolve_manifest(client: &mut Client, arch: Option<Arch>) -> Result<(String, ImageManifest)> {
     let r = client.r;
     let (bytes, media_type, digest) = client.manifest(r.manifest_ref())?;
-    match parse_doc(&format!("the manifest of {r}"), &bytes, media_type.as_deref())? {
-        Doc::Manifest(m) => Ok((digest, m)),
+    match parse_doc(
+        &format!("the manifest of {r}"),
+        &bytes,
+        media_type.as_deref(),
+    )? {
+        Doc::Manifest(m) => Ok((digest, *m)),
         Doc::Index(index) => {
             let d = pick(&r.to_string(), &index, arch)?.clone();
             let hex = sha256_of("an index entry", &d)?;
@@ -341,7 +346,7 @@ fn resolve_manifest(
             verify(&what, &bytes, &hex, Some(d.size()))?;
             let mt = media_type.or_else(|| Some(d.media_type().to_string()));
             match parse_doc(&what, &bytes, mt.as_deref())? {
-                Doc::Manifest(m) => Ok((digest, m)),
+                Doc::Manifest(m) => Ok((digest, *m)),
                 Doc::Index(_) => Err(OciError::UnsupportedMediaType {
                     what,
                     media_type: "an index inside an index".into(),
@@ -514,6 +519,9 @@ mod tests {
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
         assert_eq!(s, "basic");
         assert_eq!(p, vec![("realm".into(), "Registry Realm".into())]);
-        assert_eq!(percent_encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(
+            percent_encode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
     }
 }
