@@ -1,0 +1,928 @@
+//! OCI images as base OSes, through the real command against a real registry: Debian's
+//! `docker-registry` (the CNCF distribution registry) started here on 127.0.0.1 with a free
+//! port, images written here as OCI layouts from the busybox fixtures and pushed with `skopeo`.
+//! Covers: a two-arch index (amd64, arm64), whiteouts and an opaque directory, the blob cache,
+//! `update-baseos` by digest, basic auth, a manylinux-like `/opt/python`, the archive transports,
+//! and hostile images — each refused with exit status 2 and nothing left in the store.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fixtures, is_root, require, stderr, Runner, Who};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Root (the runner switches to the test users), docker-registry, skopeo and htpasswd.
+fn prerequisites() -> bool {
+    require(
+        is_root(),
+        "the OCI tests run as root (and switch to the test users)",
+    ) && require(
+        have("docker-registry") && have("skopeo") && have("htpasswd"),
+        "docker-registry, skopeo and apache2-utils (scripts/setup-host installs them)",
+    )
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar layer made entry by entry: (name, contents) — a name ending in `/` is a directory, a
+/// contents starting with `->` a symlink.
+fn layer(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, contents) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        if name.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, name, &[][..]).unwrap();
+        } else if let Some(target) = contents.strip_prefix("->") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        } else {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o755);
+            h.set_size(contents.len() as u64);
+            b.append_data(&mut h, name, contents.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// The busybox rootfs of an arch as an uncompressed tar.
+fn busybox_tar(debian_arch: &str) -> Option<Vec<u8>> {
+    let f = fixtures();
+    let archive = if debian_arch == "amd64" {
+        f.archive("tar")
+    } else {
+        f.foreign(debian_arch)?
+    };
+    let bytes = std::fs::read(&archive).unwrap();
+    if archive.extension().is_some_and(|e| e == "zst") {
+        Some(zstd::decode_all(&bytes[..]).unwrap())
+    } else {
+        Some(bytes)
+    }
+}
+
+/// An OCI image layout written blob by blob.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Stores a blob; returns its descriptor.
+    fn blob(&self, media_type: &str, bytes: &[u8]) -> Value {
+        let hex = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    }
+
+    fn path_of(&self, desc: &Value) -> PathBuf {
+        let d = desc["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        self.dir.join("blobs/sha256").join(d)
+    }
+
+    /// An image manifest with these layers (media type, bytes); returns its descriptor with the
+    /// platform set.
+    fn image(
+        &self,
+        arch: &str,
+        variant: Option<&str>,
+        layers: &[(&str, Vec<u8>)],
+        env: &[&str],
+    ) -> Value {
+        let layer_descs: Vec<Value> = layers.iter().map(|(t, b)| self.blob(t, b)).collect();
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|(t, b)| {
+                if *t == LAYER_GZIP {
+                    let mut d = flate2::read::GzDecoder::new(&b[..]);
+                    let mut raw = Vec::new();
+                    std::io::Read::read_to_end(&mut d, &mut raw).unwrap();
+                    format!("sha256:{}", sha256(&raw))
+                } else {
+                    format!("sha256:{}", sha256(b))
+                }
+            })
+            .collect();
+        let mut platform = json!({"os": "linux", "architecture": arch});
+        let mut config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": env, "WorkingDir": "/work", "User": "0:0"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        if let Some(v) = variant {
+            platform["variant"] = json!(v);
+            config["variant"] = json!(v);
+        }
+        let config = self.blob(OCI_CONFIG, config.to_string().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": config, "layers": layer_descs,
+        });
+        let mut desc = self.blob(OCI_MANIFEST, manifest.to_string().as_bytes());
+        desc["platform"] = platform;
+        desc
+    }
+
+    /// index.json naming each descriptor with its tag.
+    fn finish(&self, tagged: &[(&str, Value)]) {
+        let manifests: Vec<Value> = tagged
+            .iter()
+            .map(|(tag, d)| {
+                let mut d = d.clone();
+                d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+                d
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    /// A multi-arch index blob over image descriptors; returns its descriptor.
+    fn index(&self, images: &[Value]) -> Value {
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images});
+        self.blob(OCI_INDEX, index.to_string().as_bytes())
+    }
+}
+
+/// A registry on 127.0.0.1, stopped when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .unwrap();
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: pookie-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("docker://{}/{repo_tag}", self.host())
+    }
+
+    /// `skopeo copy --all oci:DIR:TAG docker://HOST/REPO:TAG`.
+    fn push(&self, layout: &Path, tag: &str, repo_tag: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(creds) = creds {
+            c.args(["--dest-creds", creds]);
+        }
+        c.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(self.reference(repo_tag));
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_meta(r: &Runner, name: &str, arch: &str) -> Value {
+    let p = r
+        .store
+        .join("baseos")
+        .join(name)
+        .join(arch)
+        .join("meta.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+fn rootfs(r: &Runner, name: &str, arch: &str) -> PathBuf {
+    r.store.join("baseos").join(name).join(arch).join("rootfs")
+}
+
+/// Nothing of a failed load is left: no base OS, no scratch dir.
+fn store_is_empty(r: &Runner) {
+    let listing = |d: &str| -> Vec<String> {
+        std::fs::read_dir(r.store.join(d))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(listing("baseos"), Vec::<String>::new(), "baseos/");
+    assert_eq!(listing("tmp"), Vec::<String>::new(), "tmp/");
+}
+
+/// The extra layers over busybox: a tree, then whiteouts of part of it and an opaque directory
+/// (its new file written before the marker, which must survive it).
+fn whiteout_layers() -> Vec<(&'static str, Vec<u8>)> {
+    let a = layer(&[
+        ("work/", ""),
+        ("data/", ""),
+        ("data/keep/", ""),
+        ("data/keep/a", "kept\n"),
+        ("data/gone/", ""),
+        ("data/gone/x", "x\n"),
+        ("data/file-to-delete", "bye\n"),
+        ("data/opq/", ""),
+        ("data/opq/old1", "old\n"),
+        ("data/opq/sub/", ""),
+        ("data/opq/sub/old2", "old\n"),
+    ]);
+    let b = layer(&[
+        ("data/.wh.gone", ""),
+        ("data/.wh.file-to-delete", ""),
+        ("data/opq/", ""),
+        ("data/opq/new", "new\n"),
+        ("data/opq/.wh..wh..opq", ""),
+        ("data/keep/b", "added\n"),
+    ]);
+    vec![(LAYER_GZIP, gzip(&a)), (LAYER_TAR, b)]
+}
+
+fn check_whiteouts(root: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/keep/a")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/keep/b")).unwrap(),
+        "added\n"
+    );
+    assert!(!root.join("data/gone").exists(), "whiteout of a directory");
+    assert!(
+        !root.join("data/file-to-delete").exists(),
+        "whiteout of a file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/opq/new")).unwrap(),
+        "new\n"
+    );
+    assert!(
+        !root.join("data/opq/old1").exists(),
+        "opaque dir hides the lower layer"
+    );
+    assert!(
+        !root.join("data/opq/sub").exists(),
+        "opaque dir hides the lower layer"
+    );
+    for d in ["data", "data/opq"] {
+        for e in std::fs::read_dir(root.join(d)).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(
+                !n.to_string_lossy().starts_with(".wh."),
+                "marker {n:?} left in {d}"
+            );
+        }
+    }
+    assert!(root.join("bin/busybox").is_file());
+}
+
+/// A layout with the busybox image plus the whiteout layers, tagged `v1`.
+fn whiteout_layout(dir: &Path) -> Layout {
+    let l = Layout::new(dir);
+    let mut layers = vec![(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))];
+    layers.extend(whiteout_layers());
+    let img = l.image(
+        "amd64",
+        None,
+        &layers,
+        &["PATH=/usr/bin:/bin", "IMAGE_VAR=from-config"],
+    );
+    l.finish(&[("v1", img)]);
+    l
+}
+
+fn names_under(root: &Path) -> Vec<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && find . | sort", root.display()))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn oci_layout_applies_whiteouts_and_records_the_image() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let r = Runner::new(Who::Root);
+    let src = format!("oci:{}:v1", layout.dir.display());
+    r.ok(&["load-baseos", &src, "--name", "wh"]);
+    let root = rootfs(&r, "wh", "amd64");
+    check_whiteouts(&root);
+    let meta = read_meta(&r, "wh", "amd64");
+    let image = &meta["image"];
+    assert!(image["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(image["working_dir"], "/work");
+    assert_eq!(image["user"], "0:0");
+    assert_eq!(image["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(meta["whiteouts"], 3);
+    // run starts commands with the image's Env and WorkingDir.
+    let out = r.ok(&[
+        "run",
+        "--baseos",
+        "wh",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $IMAGE_VAR; pwd",
+    ]);
+    assert_eq!(out, "from-config\n/work\n");
+    let list = r.ok(&["list"]);
+    assert!(
+        list.contains(image["manifest_digest"].as_str().unwrap()),
+        "{list}"
+    );
+
+    // The same image as an oci-archive and as a docker-archive (made by skopeo) loads the same
+    // tree.
+    let archive = tmp.path().join("image.oci.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout.dir)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&[
+        "load-baseos",
+        &format!("oci-archive:{}", archive.display()),
+        "--name",
+        "wh-oci-archive",
+    ]);
+    let docker = tmp.path().join("image.docker.tar");
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "copy"])
+        .arg(&src)
+        .arg(format!("docker-archive:{}:wh:v1", docker.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    r.ok(&[
+        "load-baseos",
+        &format!("docker-archive:{}", docker.display()),
+        "--name",
+        "wh-docker-archive",
+    ]);
+    let want = names_under(&root);
+    for name in ["wh-oci-archive", "wh-docker-archive"] {
+        let other = rootfs(&r, name, "amd64");
+        assert_eq!(names_under(&other), want, "{name}");
+        check_whiteouts(&other);
+        assert_eq!(
+            common::hash_tree(&other.join("data")),
+            common::hash_tree(&root.join("data")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(arm64) = busybox_tar("arm64") else {
+        require(
+            false,
+            "busybox-arm64 in /var/cache/pookie-ns-test (scripts/setup-host)",
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Layout::new(&tmp.path().join("multi"));
+    let amd = l.image(
+        "amd64",
+        None,
+        &[(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))],
+        &[],
+    );
+    let arm = l.image("arm64", Some("v8"), &[(LAYER_GZIP, gzip(&arm64))], &[]);
+    let index = l.index(&[amd, arm]);
+    l.finish(&[("v1", index)]);
+    let reg = Registry::start(None);
+    reg.push(&l.dir, "v1", "multi/busybox:v1", None);
+    let reference = reg.reference("multi/busybox:v1");
+    let host = reg.host();
+
+    let r = Runner::new(Who::Root);
+    let load = |arch: &str, name: &str| {
+        r.run(&[
+            "load-baseos",
+            &reference,
+            "--arch",
+            arch,
+            "--name",
+            name,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let out = load("arm64", "multi");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_meta(&r, "multi", "arm64")["arch"], "arm64");
+    let out = load("amd64", "multi");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = read_meta(&r, "multi", "amd64")["image"]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blobs = r.store.join("blobs/sha256");
+    assert_eq!(
+        std::fs::read_dir(&blobs).unwrap().count(),
+        2,
+        "two layers cached"
+    );
+
+    // An arch the index lacks: exit 2, the arches it has listed.
+    let out = load("riscv64", "multi");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
+
+    // A second pull of the same digest downloads no blob: the layer comes from the cache.
+    let out = r.run(&[
+        "-v",
+        "load-baseos",
+        &reference,
+        "--arch",
+        "amd64",
+        "--name",
+        "again",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("0 B downloaded, 1 from the cache"),
+        "{}",
+        stderr(&out)
+    );
+
+    // update-baseos: the same digest is no change; a new push under the tag is swapped in.
+    let out = r.run(&[
+        "update-baseos",
+        "--name",
+        "multi",
+        "--arch",
+        "amd64",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("up to date"), "{}", stderr(&out));
+    let l2 = Layout::new(&tmp.path().join("multi2"));
+    let amd2 = l2.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap())),
+            (LAYER_TAR, layer(&[("etc/", ""), ("etc/version", "2\n")])),
+        ],
+        &[],
+    );
+    l2.finish(&[("v1", amd2)]);
+    reg.push(&l2.dir, "v1", "multi/busybox:v1", None);
+    let out = r.run(&[
+        "update-baseos",
+        "--name",
+        "multi",
+        "--arch",
+        "amd64",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_digest = read_meta(&r, "multi", "amd64")["image"]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_digest, digest);
+    assert_eq!(
+        std::fs::read_to_string(rootfs(&r, "multi", "amd64").join("etc/version")).unwrap(),
+        "2\n"
+    );
+    // Without --insecure-registry the loopback registry is spoken to over HTTPS, and refused.
+    let out = r.run(&["load-baseos", &reference, "--name", "tls"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--insecure-registry"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unprivileged_pull_with_credentials() {
+    if !prerequisites() {
+        return;
+    }
+    if !require(
+        nix::unistd::User::from_name(common::SUB_USER)
+            .ok()
+            .flatten()
+            .is_some(),
+        "test user pookie-sub (scripts/setup-host)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let reg = Registry::start(Some(("pookie", "s3cret")));
+    reg.push(&layout.dir, "v1", "private/wh:v1", Some("pookie:s3cret"));
+    let reference = reg.reference("private/wh:v1");
+    let host = reg.host();
+    let r = Runner::new(Who::SubUser);
+    let args = [
+        "load-baseos",
+        &reference,
+        "--name",
+        "wh",
+        "--insecure-registry",
+        &host,
+    ];
+
+    // No credentials: 401, exit 2, the files searched named.
+    let auth = tmp.path().join("auth.json");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("credentials tried: none"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(auth.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+
+    // Bad credentials: exit 2, the user and file named.
+    let write_auth = |user_pass: &str| {
+        let b64 = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s '{user_pass}' | base64"))
+            .output()
+            .unwrap();
+        let b64 = String::from_utf8(b64.stdout).unwrap();
+        std::fs::write(
+            &auth,
+            format!(r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#, b64.trim()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    write_auth("pookie:wrong");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("user \"pookie\" from"),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+
+    write_auth("pookie:s3cret");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = read_meta(&r, "wh", "amd64");
+    assert_eq!(meta["ownership"], "subuid");
+    check_whiteouts(&rootfs(&r, "wh", "amd64"));
+    let out = r.ok(&[
+        "run",
+        "--baseos",
+        "wh",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /data/keep/b",
+    ]);
+    assert_eq!(out, "added\n");
+}
+
+#[test]
+fn manylinux_like_image_records_its_pythons_and_package_manager() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Layout::new(&tmp.path().join("ml"));
+    let extra = layer(&[
+        ("opt/", ""),
+        ("opt/_internal/", ""),
+        ("opt/_internal/cpython-3.11.9/", ""),
+        ("opt/_internal/cpython-3.11.9/bin/", ""),
+        ("opt/_internal/cpython-3.11.9/bin/python", "->/bin/busybox"),
+        ("opt/_internal/cpython-3.13.1-nogil/", ""),
+        ("opt/_internal/cpython-3.13.1-nogil/bin/", ""),
+        (
+            "opt/_internal/cpython-3.13.1-nogil/bin/python",
+            "->/bin/busybox",
+        ),
+        ("opt/python/", ""),
+        ("opt/python/cp311-cp311", "->/opt/_internal/cpython-3.11.9"),
+        (
+            "opt/python/cp313-cp313t",
+            "->/opt/_internal/cpython-3.13.1-nogil",
+        ),
+        ("opt/python/cp312-cp312", "->/opt/_internal/missing"),
+        ("usr/", ""),
+        ("usr/bin/", ""),
+        ("usr/bin/dnf", "#!/bin/sh\n"),
+    ]);
+    let img = l.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap())),
+            (LAYER_TAR, extra),
+        ],
+        &[],
+    );
+    l.finish(&[("latest", img)]);
+    let r = Runner::new(Who::Root);
+    r.ok(&["load-baseos", &format!("oci:{}", l.dir.display())]);
+    let meta = read_meta(&r, "ml", "amd64");
+    let pythons: Vec<(String, bool)> = meta["pythons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["version"].as_str().unwrap().to_string(),
+                p["free_threaded"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pythons,
+        [("3.11".to_string(), false), ("3.13".to_string(), true)]
+    );
+    assert_eq!(
+        meta["pythons"][0]["path"],
+        "/opt/python/cp311-cp311/bin/python"
+    );
+    assert_eq!(meta["package_manager"], "dnf");
+    assert!(r.ok(&["list"]).contains("3.11,3.13t"));
+}
+
+/// One hostile variant of a valid single-layer layout: what to break, and what the error says.
+fn hostile_case(dir: &Path, case: &str) -> (PathBuf, &'static str) {
+    let l = Layout::new(dir);
+    let busybox = gzip(&busybox_tar("amd64").unwrap());
+    let mut layers = vec![(LAYER_GZIP, busybox)];
+    match case {
+        "dotdot" => layers.push((LAYER_TAR, {
+            // Written by hand: the tar crate refuses `..` when building.
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(4);
+            h.as_old_mut().name[..11].copy_from_slice(b"../escaped\0");
+            h.set_cksum();
+            let mut b = tar::Builder::new(Vec::new());
+            b.append(&h, &b"evil"[..]).unwrap();
+            b.into_inner().unwrap()
+        })),
+        "symlink-escape" => layers.push((
+            LAYER_TAR,
+            layer(&[("escape", "->/tmp"), ("escape/pwned", "evil")]),
+        )),
+        "wrong-digest" => layers.push((LAYER_TAR, layer(&[("payload", &"A".repeat(1000))]))),
+        _ => {}
+    }
+    let media = if case == "media-type" {
+        "application/vnd.example.unknown"
+    } else {
+        LAYER_GZIP
+    };
+    let img = l.image("amd64", None, &layers, &[]);
+    l.finish(&[("v1", img.clone())]);
+    let manifest_path = l.path_of(&img);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let layer0 = l.path_of(&manifest["layers"][0]);
+    let expect = match case {
+        "wrong-digest" => {
+            // Same size, one byte of a file's data changed (a plain tar has no checksum there).
+            let path = l.path_of(&manifest["layers"][1]);
+            let mut b = std::fs::read(&path).unwrap();
+            let at = b.windows(8).position(|w| w == b"AAAAAAAA").unwrap();
+            b[at] = b'B';
+            std::fs::write(&path, b).unwrap();
+            "does not match its digest"
+        }
+        "truncated" => {
+            let b = std::fs::read(&layer0).unwrap();
+            std::fs::write(&layer0, &b[..b.len() / 2]).unwrap();
+            "truncated"
+        }
+        "dotdot" => "escapes the root filesystem",
+        "symlink-escape" => "through the symlink",
+        "media-type" => {
+            let mut m = manifest.clone();
+            m["layers"][0]["mediaType"] = json!(media);
+            let bytes = m.to_string();
+            let mut d = l.blob(OCI_MANIFEST, bytes.as_bytes());
+            d["platform"] = img["platform"].clone();
+            l.finish(&[("v1", d)]);
+            "unsupported media type"
+        }
+        "huge-manifest" => {
+            let mut m = manifest.clone();
+            m["annotations"] = json!({"padding": "x".repeat(5 << 20)});
+            let mut d = l.blob(OCI_MANIFEST, m.to_string().as_bytes());
+            d["platform"] = img["platform"].clone();
+            l.finish(&[("v1", d)]);
+            "larger than"
+        }
+        "manifest-digest" => {
+            // The manifest file edited after the index was written.
+            let mut m = manifest.clone();
+            m["annotations"] = json!({"edited": "yes"});
+            std::fs::write(&manifest_path, m.to_string()).unwrap();
+            "bytes where its descriptor says"
+        }
+        other => panic!("{other}"),
+    };
+    (l.dir.clone(), expect)
+}
+
+#[test]
+fn hostile_images_exit_2_and_leave_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Runner::new(Who::Root);
+    for case in [
+        "wrong-digest",
+        "truncated",
+        "dotdot",
+        "symlink-escape",
+        "media-type",
+        "huge-manifest",
+        "manifest-digest",
+    ] {
+        let (dir, expect) = hostile_case(&tmp.path().join(case), case);
+        let out = r.run(&[
+            "load-baseos",
+            &format!("oci:{}:v1", dir.display()),
+            "--name",
+            case,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{case}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expect), "{case}: {}", stderr(&out));
+        store_is_empty(&r);
+    }
+    assert!(!Path::new("/tmp/pwned").exists() && !Path::new("/escaped").exists());
+    // A registry that does not exist.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let out = r.run(&[
+        "load-baseos",
+        &format!("docker://{host}/nothing:v1"),
+        "--insecure-registry",
+        &host,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the registry"),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+    // A tag that is not there.
+    let reg = Registry::start(None);
+    let out = r.run(&[
+        "load-baseos",
+        &reg.reference("nothing/here:v1"),
+        "--insecure-registry",
+        &reg.host(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not found (404)"), "{}", stderr(&out));
+    store_is_empty(&r);
+}
