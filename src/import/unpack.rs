@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -185,10 +185,13 @@ impl<'a> Unpacker<'a> {
             }
             Err(e) => return Err(e),
         };
+        // The directory keeps its time: what the layer says, not when it was unpacked.
+        let dir = at::open_dir(dir.as_fd(), c".", libc::O_RDONLY).map_err(|f| f.on(shown))?;
+        let mtime = nix::sys::stat::fstat(dir.as_raw_fd())
+            .map(|st| TimeSpec::new(st.st_mtime, st.st_mtime_nsec))
+            .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
         if hidden == OPAQUE {
-            let listing = at::open_dir(dir.as_fd(), c".", libc::O_RDONLY)
-                .and_then(|fd| at::list(fd.as_fd()))
-                .map_err(|f| f.on(shown))?;
+            let listing = at::list(dir.as_fd()).map_err(|f| f.on(shown))?;
             let prefix = path.parent.to_bytes();
             for child in listing {
                 let mut full = prefix.to_vec();
@@ -200,13 +203,14 @@ impl<'a> Unpacker<'a> {
                     at::remove_tree(dir.as_fd(), &child).map_err(|f| f.on(shown))?;
                 }
             }
-            return Ok(());
+        } else {
+            if hidden.is_empty() || hidden == b"." || hidden.starts_with(WHITEOUT) {
+                return Err(refuse(shown, "is a whiteout of no valid name"));
+            }
+            let hidden = CString::new(hidden).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+            at::remove_tree(dir.as_fd(), &hidden).map_err(|f| f.on(shown))?;
         }
-        if hidden.is_empty() || hidden == b"." || hidden.starts_with(WHITEOUT) {
-            return Err(refuse(shown, "is a whiteout of no valid name"));
-        }
-        let hidden = CString::new(hidden).map_err(|_| refuse(shown, "contains a NUL byte"))?;
-        at::remove_tree(dir.as_fd(), &hidden).map_err(|f| f.on(shown))
+        at::set_mtime_fd(dir.as_fd(), mtime).map_err(|f| f.on(shown))
     }
 
     /// Mode, owner and time from the header, overridden by the entry's PAX records if any.

@@ -127,7 +127,17 @@ impl<'a> Client<'a> {
                 detail: e.to_string(),
                 insecure: self.insecure,
             },
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            // Before any response: refused, reset, or not TLS at all (a plain HTTP registry
+            // answers a ClientHello with garbage: "corrupt message of type InvalidContentType").
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::InvalidData
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 OciError::UnknownRegistry {
                     registry: self.r.registry.clone(),
                     detail: io.to_string(),
