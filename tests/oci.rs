@@ -926,3 +926,49 @@ fn hostile_images_exit_2_and_leave_nothing() {
     assert!(stderr(&out).contains("not found (404)"), "{}", stderr(&out));
     store_is_empty(&r);
 }
+
+#[test]
+fn a_pull_killed_mid_download_leaves_a_consistent_store() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let reg = Registry::start(None);
+    reg.push(&layout.dir, "v1", "crash/wh:v1", None);
+    let reference = reg.reference("crash/wh:v1");
+    let host = reg.host();
+    let r = Runner::new(Who::Root);
+    let args = [
+        "load-baseos",
+        &reference,
+        "--name",
+        "wh",
+        "--insecure-registry",
+        &host,
+    ];
+    let out = r
+        .command(&args)
+        .env("POOKIE_NS_FAULT", "oci-downloading")
+        .process_group(0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", stderr(&out));
+    let blobs = r.store.join("blobs/sha256");
+    let partial = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".partial."))
+            .count()
+    };
+    assert_eq!(partial(&blobs), 1, "the killed download's partial file");
+    assert!(!r.store.join("baseos/wh").exists(), "no half-made base OS");
+    // The next pull starts the download afresh and completes; nothing of the first is left.
+    r.ok(&args);
+    assert_eq!(partial(&blobs), 0);
+    check_whiteouts(&rootfs(&r, "wh", "amd64"));
+    r.ok(&["list"]);
+    assert_eq!(std::fs::read_dir(r.store.join("tmp")).unwrap().count(), 0);
+}

@@ -483,6 +483,9 @@ fn download(resp: Response, path: &Path, hex: &str, size: u64, what: &str) -> Re
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n])
                 .map_err(|e| OciError::io("write", &tmp, e))?;
+            if got > (1 << 20) {
+                crate::fault::point("oci-downloading");
+            }
         }
         if got != size {
             return Err(OciError::SizeMismatch {
