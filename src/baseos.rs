@@ -219,6 +219,7 @@ fn stage(
     )
     .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
 
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "unpacked");
     let base_meta = BaseOsMeta {
         name: name.to_string(),
         arch,
@@ -255,6 +256,7 @@ fn stage(
         std::fs::rename(&staged, &dest)
             .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
     }
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "moved into place");
     drop(guard);
 
     let secs = started.elapsed().as_secs_f64();
@@ -359,7 +361,12 @@ pub fn import_image(
     let reference = reference.as_str();
     let (scratch, _lock) = store.create_tmp()?;
     let _scratch_guard = crate::oci::Scratch::new(scratch.clone());
+    let started = Instant::now();
     let image = crate::oci::resolve(&source, arch, &store.root.join("blobs"), &scratch, registry)?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "image resolved, its blobs on disk"
+    );
     let arch = arch.or(image.arch);
     if let (Some(arch), false) = (arch, out.replace) {
         refuse_existing(store, name, arch)?;

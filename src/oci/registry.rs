@@ -409,8 +409,15 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
             cached += 1;
         } else {
             let what = format!("layer {} ({}) of {name}", i + 1, l.digest());
+            let started = std::time::Instant::now();
             let resp = client.get(&format!("blobs/sha256:{hex}"), "*/*", &what)?;
             download(resp, &path, &hex, l.size(), &what)?;
+            tracing::debug!(
+                layer = i + 1,
+                bytes = l.size(),
+                secs = started.elapsed().as_secs_f64(),
+                "downloaded"
+            );
             fetched += l.size();
         }
         layers.push(Layer {
@@ -502,7 +509,9 @@ fn download(resp: Response, path: &Path, hex: &str, size: u64, what: &str) -> Re
                 actual: format!("sha256:{actual}"),
             });
         }
+        let synced = std::time::Instant::now();
         out.sync_all().map_err(|e| OciError::io("sync", &tmp, e))?;
+        tracing::debug!(secs = synced.elapsed().as_secs_f64(), "fsync of the blob");
         std::fs::rename(&tmp, path).map_err(|e| OciError::io("rename", &tmp, e))
     })();
     if result.is_err() {
