@@ -1071,3 +1071,161 @@ fn bench_debian_pull_vs_skopeo_and_tar() {
         ours / theirs
     );
 }
+
+/// What the stand-in registry answers: status, extra headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A registry stand-in on 127.0.0.1 for what a real registry never does (bearer tokens, rate
+/// limits, blobs that do not match their digest). `answer` gets the request path and its
+/// Authorization header. One thread, one connection at a time, `Connection: close`.
+fn fake_registry(answer: impl Fn(&str, Option<&str>) -> Answer + Send + 'static) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut auth = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let (status, headers, body) = answer(&path, auth.as_deref());
+            // `X-Cut`: twice the length announced, the body sent, the connection closed.
+            let cut = headers.iter().any(|(k, _)| k == "X-Cut");
+            let length = if cut { body.len() * 2 } else { body.len() };
+            let mut head =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: {length}\r\nConnection: close\r\n");
+            for (k, v) in headers.into_iter().filter(|(k, _)| k != "X-Cut") {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    port
+}
+
+/// A one-layer busybox image as the stand-in serves it: (manifest, config, layer) bytes.
+fn fake_image() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let layer = gzip(&busybox_tar("amd64").unwrap());
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["FAKE=1"]},
+        "rootfs": {"type": "layers", "diff_ids": []}})
+    .to_string()
+    .into_bytes();
+    let desc = |t: &str, b: &[u8]| json!({"mediaType": t, "digest": format!("sha256:{}", sha256(b)), "size": b.len()});
+    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc(OCI_CONFIG, &config), "layers": [desc(LAYER_GZIP, &layer)]})
+    .to_string()
+    .into_bytes();
+    (manifest, config, layer)
+}
+
+#[test]
+fn bearer_tokens_rate_limits_and_bad_blobs_from_a_registry() {
+    if !prerequisites() {
+        return;
+    }
+    let (manifest, config, layer) = fake_image();
+    let (m_hex, c_hex, l_hex) = (sha256(&manifest), sha256(&config), sha256(&layer));
+    let json_type = |t: &str| vec![("Content-Type".to_string(), t.to_string())];
+    // /v2/<mode>/...: `ok` (behind a bearer token), `limited`, `corrupt`, `short`, `cut`, `huge`.
+    let port_cell = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let port_for = port_cell.clone();
+    let port = fake_registry(move |path, auth| {
+        let port = port_for.get().copied().unwrap_or(0);
+        if path.starts_with("/token?") {
+            assert!(path.contains("scope=repository%3Aok%3Apull"), "{path}");
+            return (200, vec![], br#"{"token":"T0KEN"}"#.to_vec());
+        }
+        let mode = path
+            .trim_start_matches("/v2/")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if mode == "ok" && auth != Some("Bearer T0KEN") {
+            let challenge = format!(
+                r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake",scope="repository:ok:pull""#
+            );
+            return (401, vec![("WWW-Authenticate".into(), challenge)], vec![]);
+        }
+        if mode == "limited" {
+            return (429, vec![("Retry-After".into(), "30".into())], vec![]);
+        }
+        if path.ends_with("/manifests/v1") {
+            if mode == "huge" {
+                return (200, json_type(OCI_MANIFEST), vec![b' '; 5 << 20]);
+            }
+            return (200, json_type(OCI_MANIFEST), manifest.clone());
+        }
+        if path.ends_with(&c_hex) {
+            return (200, vec![], config.clone());
+        }
+        if path.ends_with(&l_hex) {
+            return match mode {
+                "corrupt" => {
+                    let mut b = layer.clone();
+                    let n = b.len();
+                    b[n / 2] ^= 0xff;
+                    (200, vec![], b)
+                }
+                "short" => (200, vec![], layer[..layer.len() / 2].to_vec()),
+                "cut" => (
+                    200,
+                    vec![("X-Cut".into(), "1".into())],
+                    layer[..layer.len() / 2].to_vec(),
+                ),
+                _ => (200, vec![], layer.clone()),
+            };
+        }
+        (404, vec![], vec![])
+    });
+    port_cell.set(port).unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let r = Runner::new(Who::Root);
+    let load = |mode: &str| {
+        r.run(&[
+            "load-baseos",
+            &format!("docker://{host}/{mode}:v1"),
+            "--name",
+            mode,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let blobs = r.store.join("blobs/sha256");
+    let blob_files = || std::fs::read_dir(&blobs).map(|rd| rd.count()).unwrap_or(0);
+    for (mode, expect) in [
+        ("limited", "retry after 30 s"),
+        ("huge", "larger than"),
+        ("corrupt", "does not match its digest"),
+        ("short", "bytes where its descriptor says"),
+        ("cut", "the connection ended early"),
+    ] {
+        let out = load(mode);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expect), "{mode}: {}", stderr(&out));
+        store_is_empty(&r);
+        assert_eq!(blob_files(), 0, "{mode}: nothing in the blob cache");
+    }
+    let out = load("ok");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = read_meta(&r, "ok", "amd64");
+    assert_eq!(meta["image"]["manifest_digest"], format!("sha256:{m_hex}"));
+    assert_eq!(meta["image"]["env"][0], "FAKE=1");
+    assert_eq!(blob_files(), 1);
+}

@@ -471,6 +471,14 @@ fn download(resp: Response, path: &Path, hex: &str, size: u64, what: &str) -> Re
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The connection ended before the length announced: a truncated blob.
+                Err(e) if got < size => {
+                    return Err(OciError::SizeMismatch {
+                        what: format!("{what} (the connection ended early: {e})"),
+                        expected: size,
+                        actual: got,
+                    })
+                }
                 Err(e) => {
                     return Err(OciError::Http {
                         what: "download of",
