@@ -753,6 +753,12 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
                 userns::remove_tree(&store.map, &output)?;
                 eprintln!("removed build output {}", output.display());
             }
+            // Blobs pulled from registries (written by pookie-ns itself, outside the namespace).
+            let blobs = store.root.join("blobs");
+            if blobs.exists() {
+                std::fs::remove_dir_all(&blobs).map_err(|e| Error::io("remove", &blobs, e))?;
+                eprintln!("removed the blob cache {}", blobs.display());
+            }
         }
         other => match InstanceId::parse(other).filter(|id| instances.contains(id)) {
             Some(id) => remove_instance(&id)?,

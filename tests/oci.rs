@@ -323,6 +323,8 @@ fn whiteout_layers() -> Vec<(&'static str, Vec<u8>)> {
         ("data/opq/old1", "old\n"),
         ("data/opq/sub/", ""),
         ("data/opq/sub/old2", "old\n"),
+        ("data/dir-to-link/", ""),
+        ("data/dir-to-link/f", "f\n"),
     ]);
     let b = layer(&[
         ("data/.wh.gone", ""),
@@ -331,6 +333,8 @@ fn whiteout_layers() -> Vec<(&'static str, Vec<u8>)> {
         ("data/opq/new", "new\n"),
         ("data/opq/.wh..wh..opq", ""),
         ("data/keep/b", "added\n"),
+        // A directory of the layer below becomes a symlink.
+        ("data/dir-to-link", "->keep"),
     ]);
     vec![(LAYER_GZIP, gzip(&a)), (LAYER_TAR, b)]
 }
@@ -370,6 +374,10 @@ fn check_whiteouts(root: &Path) {
             );
         }
     }
+    assert_eq!(
+        std::fs::read_link(root.join("data/dir-to-link")).unwrap(),
+        Path::new("keep")
+    );
     assert!(root.join("bin/busybox").is_file());
 }
 
@@ -472,8 +480,19 @@ fn oci_layout_applies_whiteouts_and_records_the_image() {
         "--name",
         "wh-docker-archive",
     ]);
+    // And pulled from a registry.
+    let reg = Registry::start(None);
+    reg.push(&layout.dir, "v1", "test/wh:v1", None);
+    r.ok(&[
+        "load-baseos",
+        &reg.reference("test/wh:v1"),
+        "--name",
+        "wh-registry",
+        "--insecure-registry",
+        &reg.host(),
+    ]);
     let want = names_under(&root);
-    for name in ["wh-oci-archive", "wh-docker-archive"] {
+    for name in ["wh-oci-archive", "wh-docker-archive", "wh-registry"] {
         let other = rootfs(&r, name, "amd64");
         assert_eq!(names_under(&other), want, "{name}");
         check_whiteouts(&other);

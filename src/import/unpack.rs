@@ -82,6 +82,8 @@ pub(super) struct Unpacker<'a> {
     layer: bool,
     /// In a layer, what this layer created (normalised names): an opaque directory keeps those.
     created: std::collections::HashSet<Vec<u8>>,
+    /// In a layer, the times of the lower layers' directories it changes without listing them.
+    kept_times: std::collections::HashMap<CString, TimeSpec>,
     pub whiteouts: u64,
 }
 
@@ -102,6 +104,7 @@ impl<'a> Unpacker<'a> {
         Unpacker {
             layer,
             created: Default::default(),
+            kept_times: Default::default(),
             whiteouts: 0,
             root,
             opts,
@@ -160,6 +163,14 @@ impl<'a> Unpacker<'a> {
         }
         let parent = self.take_parent(&path.parent, &shown)?;
         let pfd = parent.1.as_fd();
+        // A layer turns a lower layer's directory into a file or a symlink (merged /usr: `lib`
+        // becomes `usr/lib`) by naming it as one: the directory goes, with what it held.
+        if self.layer
+            && kind != EntryType::Directory
+            && at::file_type(pfd, name) == Ok(libc::S_IFDIR)
+        {
+            at::remove_tree(pfd, name).map_err(|f| f.on(&shown))?;
+        }
         let done = match kind {
             EntryType::Directory => self.directory(pfd, name, &path, meta, &shown),
             EntryType::Symlink => self.symlink(entry, pfd, name, meta, &shown),
@@ -559,6 +570,17 @@ impl<'a> Unpacker<'a> {
             }
         }
         let fd = self.open_dir(dir, Walk::Create, shown)?;
+        if self.layer
+            && !self.created.contains(dir.to_bytes())
+            && !self.kept_times.contains_key(dir)
+        {
+            // A lower layer's directory this layer does not list: it keeps its time, whatever
+            // this layer adds to it or removes from it (so every transport gives the same tree).
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
+            self.kept_times
+                .insert(dir.to_owned(), TimeSpec::new(st.st_mtime, st.st_mtime_nsec));
+        }
         Ok((dir.to_owned(), fd))
     }
 
@@ -629,6 +651,25 @@ impl<'a> Unpacker<'a> {
     /// (which changes a directory's mtime), and so that a read-only directory could be filled.
     pub fn finish(&mut self) -> Result<()> {
         self.parent = None;
+        for (path, mtime) in std::mem::take(&mut self.kept_times) {
+            if self.created.contains(path.to_bytes()) {
+                continue; // listed later in the layer: its own time is applied below
+            }
+            let shown = String::from_utf8_lossy(path.as_bytes()).into_owned();
+            let fd = if path.is_empty() {
+                at::dup(self.root)
+            } else {
+                at::open_dir(self.root, &path, libc::O_RDONLY)
+            };
+            match fd {
+                Ok(fd) => at::set_mtime_fd(fd.as_fd(), mtime).map_err(|f| f.on(&shown))?,
+                Err(Fail {
+                    errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
+                    ..
+                }) => {}
+                Err(f) => return Err(f.on(&shown)),
+            }
+        }
         let mut dirs = std::mem::take(&mut self.dirs);
         // A directory's path is longer than its parent's; the sort is stable, so of a repeated
         // entry the last one wins.
