@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod auth;
 pub mod detect;
+pub mod policy;
 pub mod reference;
 pub mod registry;
 
