@@ -736,6 +736,23 @@ fn unprivileged_pull_with_credentials() {
         "cat /data/keep/b",
     ]);
     assert_eq!(out, "added\n");
+
+    // A user without a subuid range: every file theirs, the same tree.
+    if require(
+        nix::unistd::User::from_name(common::SINGLE_USER)
+            .ok()
+            .flatten()
+            .is_some(),
+        "test user pookie-single (scripts/setup-host)",
+    ) {
+        let single = Runner::new(Who::SingleUser);
+        let mut c = single.command(&args);
+        c.env("REGISTRY_AUTH_FILE", &auth);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(read_meta(&single, "wh", "amd64")["ownership"], "single-uid");
+        check_whiteouts(&rootfs(&single, "wh", "amd64"));
+    }
 }
 
 #[test]

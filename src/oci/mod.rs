@@ -336,6 +336,15 @@ pub fn pick<'a>(
             None => "(no platform)".into(),
         })
         .collect();
+    if candidates.len() > 1 && candidates.iter().all(|d| platform(d).is_none()) {
+        return Err(OciError::Malformed {
+            what: reference.to_string(),
+            detail: format!(
+                "it holds {} images without a platform: name one (oci:DIR:REF)",
+                candidates.len()
+            ),
+        });
+    }
     Err(OciError::NoSuchArch {
         reference: reference.to_string(),
         arch: wanted,
