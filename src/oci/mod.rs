@@ -31,14 +31,11 @@ pub const MAX_MANIFEST: u64 = 4 << 20;
 pub enum OciError {
     #[error("invalid image reference {reference:?}: {reason}")]
     BadReference { reference: String, reason: String },
-    #[error(
-        "cannot reach the registry {registry}: {detail}{}",
-        if *insecure { "" } else { " (if it serves plain HTTP, name it with --insecure-registry HOST)" }
-    )]
+    #[error("cannot reach the registry {registry}: {detail}{hint}")]
     UnknownRegistry {
         registry: String,
         detail: String,
-        insecure: bool,
+        hint: String,
     },
     #[error("the registry {registry} refused access to {repository} ({status}); credentials tried: {tried}")]
     Unauthorized {

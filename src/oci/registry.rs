@@ -117,33 +117,37 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// What to do about a registry that cannot be reached, told from the error's text.
+    fn unreachable(&self, detail: String) -> OciError {
+        let hint = if detail.contains("InvalidContentType") || detail.contains("corrupt message") {
+            if self.insecure {
+                ""
+            } else {
+                " (it does not speak TLS: if it serves plain HTTP, name it with \
+                 --insecure-registry HOST)"
+            }
+        } else if detail.contains("lookup") || detail.contains("resolve") {
+            " (check the registry's name; pulling needs the network)"
+        } else {
+            ""
+        };
+        OciError::UnknownRegistry {
+            registry: self.r.registry.clone(),
+            detail,
+            hint: hint.to_string(),
+        }
+    }
+
     fn transport_error(&self, url: &str, e: ureq::Error) -> OciError {
         match e {
             ureq::Error::HostNotFound
             | ureq::Error::ConnectionFailed
             | ureq::Error::Tls(_)
-            | ureq::Error::Rustls(_) => OciError::UnknownRegistry {
-                registry: self.r.registry.clone(),
-                detail: e.to_string(),
-                insecure: self.insecure,
-            },
-            // Before any response: refused, reset, or not TLS at all (a plain HTTP registry
-            // answers a ClientHello with garbage: "corrupt message of type InvalidContentType").
-            ureq::Error::Io(io)
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::InvalidData
-                        | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                OciError::UnknownRegistry {
-                    registry: self.r.registry.clone(),
-                    detail: io.to_string(),
-                    insecure: self.insecure,
-                }
-            }
+            | ureq::Error::Rustls(_) => self.unreachable(e.to_string()),
+            // Before any response: a name that does not resolve, a refused or reset
+            // connection, or no TLS at all (a plain HTTP registry answers a ClientHello with
+            // garbage: "corrupt message of type InvalidContentType").
+            ureq::Error::Io(io) => self.unreachable(io.to_string()),
             e => OciError::Http {
                 what: "GET",
                 url: url.to_string(),
