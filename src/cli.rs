@@ -50,7 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Import a root filesystem archive (tar, .gz, .xz, .zst) or an OCI image as a base OS
     LoadBaseos(LoadBaseosArgs),
-    /// Rebuild base OSes from their recipes, swap them in, and refresh their instances
+    /// Rebuild base OSes from their recipes (pull images again if their tag moved), swap them in,
+    /// and refresh their instances
     UpdateBaseos(UpdateBaseosArgs),
     /// Build and test a Python package's wheels for every target, in parallel, into dist/
     Build(BuildArgs),

@@ -527,6 +527,30 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
     let arm = l.image("arm64", Some("v8"), &[(LAYER_GZIP, gzip(&arm64))], &[]);
     let index = l.index(&[amd, arm]);
     l.finish(&[("v1", index)]);
+    // The layout itself: index.json -> the two-arch index -> the arm64 manifest.
+    let local = Runner::new(Who::Root);
+    let out = local.run(&[
+        "load-baseos",
+        &format!("oci:{}:v1", l.dir.display()),
+        "--arch",
+        "armv7l",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no image for armhf (linux/arm/v7)"),
+        "{}",
+        stderr(&out)
+    );
+    local.ok(&[
+        "load-baseos",
+        &format!("oci:{}:v1", l.dir.display()),
+        "--arch",
+        "arm64",
+    ]);
+    assert_eq!(
+        read_meta(&local, "multi-v1", "arm64")["image"]["platform"],
+        "linux/arm64/v8"
+    );
     let reg = Registry::start(None);
     reg.push(&l.dir, "v1", "multi/busybox:v1", None);
     let reference = reg.reference("multi/busybox:v1");
