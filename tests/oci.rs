@@ -612,6 +612,36 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
         "{}",
         stderr(&out)
     );
+    // A cached blob damaged on disk (same size) is noticed and downloaded again.
+    let cached = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 100_000)
+        .unwrap();
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&cached, &bytes).unwrap();
+    let again = |name: &str| {
+        r.run(&[
+            "load-baseos",
+            &reference,
+            "--arch",
+            "amd64",
+            "--name",
+            name,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let out = again("damaged");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is damaged: downloading it again"),
+        "{}",
+        stderr(&out)
+    );
 
     // update-baseos: the same digest is no change; a new push under the tag is swapped in.
     let out = r.run(&[

@@ -408,8 +408,7 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
     for (i, l) in manifest.layers().iter().enumerate() {
         let hex = sha256_of("a layer descriptor", l)?;
         let path = dir.join(&hex);
-        let have = std::fs::metadata(&path).is_ok_and(|m| m.len() == l.size());
-        if have {
+        if cached_blob_ok(&path, &hex, l.size()) {
             cached += 1;
         } else {
             let what = format!("layer {} ({}) of {name}", i + 1, l.digest());
@@ -442,6 +441,29 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
         arch: image_arch,
         scratch: None,
     })
+}
+
+/// True when the cache holds the blob intact. It was verified when it was downloaded; it is
+/// hashed again (a fraction of the unpacking's cost) because a file on disk can be damaged since,
+/// and a damaged one is removed so that it is downloaded again.
+fn cached_blob_ok(path: &Path, hex: &str, size: u64) -> bool {
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    if !f.metadata().is_ok_and(|m| m.len() == size) {
+        let _ = std::fs::remove_file(path);
+        return false;
+    }
+    let mut h = Sha256::new();
+    if std::io::copy(&mut f, &mut h).is_err() || format!("{:x}", h.finalize()) != hex {
+        tracing::warn!(
+            "the cached blob {} is damaged: downloading it again",
+            path.display()
+        );
+        let _ = std::fs::remove_file(path);
+        return false;
+    }
+    true
 }
 
 /// Removes the partial downloads of pookie-ns processes that are gone.
