@@ -386,11 +386,16 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         .clone()
         .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()))
         .or_else(|| {
+            // The image's WorkingDir, when the base OS has it (Docker would create it).
             base.meta
                 .image
                 .as_ref()
                 .and_then(|i| i.working_dir.clone())
                 .map(PathBuf::from)
+                .filter(|wd| {
+                    let flags = libc::O_PATH | libc::O_DIRECTORY;
+                    crate::sys::open_in_root(&base.rootfs(), wd, flags).is_ok()
+                })
         });
 
     check_id_map(store, &base)?;
