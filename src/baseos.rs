@@ -131,6 +131,41 @@ pub fn import_archive(
     if !meta.is_file() {
         return Err(Error::usage(format!("{} is not a file", archive.display())));
     }
+    let len = meta.len();
+    let fill = |rootfs: &Path, opts: &ImportOptions| -> Result<ImportSummary> {
+        let bar = progress_bar(len, name, out.quiet || out.json);
+        let mut report = |n: u64| bar.set_position(n);
+        let summary = import::unpack_archive(&archive, rootfs, opts, &mut report)?;
+        bar.finish_and_clear();
+        Ok(summary)
+    };
+    let source = Source {
+        path: archive.clone(),
+        recipe,
+        image: None,
+    };
+    stage(config, store, name, arch, source, out, fill)
+}
+
+/// Where a base OS comes from, for its meta.json.
+struct Source {
+    path: PathBuf,
+    recipe: Option<RecipeInfo>,
+    image: Option<crate::oci::ImageMeta>,
+}
+
+/// Unpacks a base OS into a scratch dir of the store (`fill`, run inside the user namespace so
+/// that files keep their owners), finds its arch, CPythons and package manager, writes its
+/// meta.json, and moves it into place whole — or swaps it with the loaded one (`out.replace`).
+fn stage(
+    config: &Config,
+    store: &Store,
+    name: &str,
+    arch: Option<Arch>,
+    source: Source,
+    out: Output,
+    fill: impl FnOnce(&Path, &ImportOptions) -> Result<ImportSummary>,
+) -> Result<BaseOsMeta> {
     store::check_name(name)?;
     if let (Some(arch), false) = (arch, out.replace) {
         refuse_existing(store, name, arch)?;
@@ -153,10 +188,7 @@ pub fn import_archive(
         max_entries: config.max_archive_entries,
     };
     let unpack = || -> Result<()> {
-        let bar = progress_bar(meta.len(), name, out.quiet || out.json);
-        let mut report = |n: u64| bar.set_position(n);
-        let summary = import::unpack_archive(&archive, &rootfs, &opts, &mut report)?;
-        bar.finish_and_clear();
+        let summary = fill(&rootfs, &opts)?;
         let detected = import::detect_arch(&rootfs);
         let found = match (arch, detected) {
             (Some(given), Ok(found)) if given != found => {
@@ -167,28 +199,42 @@ pub fn import_archive(
             (None, Ok(found)) => found,
             (None, Err(e)) => return Err(e.into()),
         };
-        store::write_json(&result_path, &(summary, found, arch.is_some()))
+        let found_more = (
+            crate::oci::detect::pythons(&rootfs),
+            crate::oci::detect::package_manager(&rootfs),
+        );
+        store::write_json(&result_path, &(summary, found, arch.is_some(), found_more))
     };
     // The unpacking runs in the user namespace so that files keep their owners as mapped ids.
     match &store.map {
         IdMap::Root => unpack()?,
         map => userns::run(map, unpack)?,
     }
-    let (summary, arch, given): (ImportSummary, Arch, bool) = serde_json::from_slice(
+    #[allow(clippy::type_complexity)]
+    let (summary, arch, given, (pythons, package_manager)): (
+        ImportSummary,
+        Arch,
+        bool,
+        (Vec<crate::oci::detect::PythonInstall>, Option<String>),
+    ) = serde_json::from_slice(
         &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
     )
     .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
 
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "unpacked");
     let base_meta = BaseOsMeta {
         name: name.to_string(),
         arch,
         arch_source: if given { "given" } else { "detected" }.into(),
-        source: archive.clone(),
+        source: source.path,
         imported_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         imported_at_unix: store::unix_now(),
         ownership: store.map.mode_name().into(),
         id_map: store.map.clone(),
-        recipe,
+        recipe: source.recipe,
+        image: source.image,
+        pythons,
+        package_manager,
         import: summary,
     };
     store::write_json(&staged.join("meta.json"), &base_meta)?;
@@ -212,6 +258,7 @@ pub fn import_archive(
         std::fs::rename(&staged, &dest)
             .map_err(|e| Error::io("move the imported base OS to", &dest, e))?;
     }
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "moved into place");
     drop(guard);
 
     let secs = started.elapsed().as_secs_f64();
@@ -222,10 +269,14 @@ pub fn import_archive(
         );
     } else if !out.quiet {
         eprintln!(
-            "loaded base OS {name} ({arch}, {}): {} entries, {} unpacked, in {secs:.1} s{}",
+            "loaded base OS {name} ({arch}, {}): {} entries, {} unpacked, in {secs:.1} s{}{}",
             base_meta.arch_source,
             base_meta.import.entries,
             store::human_size(base_meta.import.unpacked_bytes),
+            match &base_meta.image {
+                Some(i) => format!("; image {}", i.manifest_digest),
+                None => String::new(),
+            },
             match store.map {
                 IdMap::Single { .. } => " — single-uid mode: every file is owned by you",
                 _ => "",
@@ -233,6 +284,162 @@ pub fn import_archive(
         );
     }
     Ok(base_meta)
+}
+
+/// The base OS name an image gets without --name: the last part of its repository or file
+/// name, with its tag (`docker://quay.io/pypa/manylinux_2_28_x86_64:2024` → `manylinux_2_28_x86_64-2024`).
+pub fn name_from_image(source: &crate::oci::ImageSource) -> String {
+    use crate::oci::ImageSource;
+    let raw = match source {
+        ImageSource::Registry(r) => {
+            let last = r.repository.rsplit('/').next().unwrap_or(&r.repository);
+            match &r.tag {
+                Some(t) if t != "latest" => format!("{last}-{t}"),
+                _ => last.to_string(),
+            }
+        }
+        ImageSource::Layout { dir, name } => {
+            let base = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            match name {
+                Some(n) => format!("{base}-{n}"),
+                None => base,
+            }
+        }
+        ImageSource::OciArchive(p) | ImageSource::DockerArchive(p) => name_from_archive(p),
+    };
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['.', '-']).to_string();
+    if cleaned.is_empty() {
+        "image".into()
+    } else {
+        cleaned.chars().take(64).collect()
+    }
+}
+
+/// Loads an OCI image as base OS `name`: resolves it (pulling what the blob cache lacks), then
+/// applies its layers in order through the importer, each checked against its digest and size.
+#[allow(clippy::too_many_arguments)]
+pub fn import_image(
+    config: &Config,
+    store: &Store,
+    source: &crate::oci::ImageSource,
+    name: &str,
+    arch: Option<Arch>,
+    registry: &crate::oci::registry::Options,
+    out: Output,
+) -> Result<BaseOsMeta> {
+    use crate::oci::ImageSource;
+    store::check_name(name)?;
+    if let (Some(arch), false) = (arch, out.replace) {
+        refuse_existing(store, name, arch)?;
+    }
+    let source = match source {
+        ImageSource::Layout { dir, name } => ImageSource::Layout {
+            dir: std::path::absolute(dir).map_err(|e| Error::io("resolve", dir, e))?,
+            name: name.clone(),
+        },
+        ImageSource::OciArchive(p) => {
+            ImageSource::OciArchive(std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?)
+        }
+        ImageSource::DockerArchive(p) => ImageSource::DockerArchive(
+            std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?,
+        ),
+        s => s.clone(),
+    };
+    // Recorded in meta.json in its canonical form (absolute paths): update-baseos reads it again.
+    let reference = source.to_string();
+    let reference = reference.as_str();
+    let (scratch, _lock) = store.create_tmp()?;
+    let _scratch_guard = crate::oci::Scratch::new(scratch.clone());
+    let started = Instant::now();
+    let image = crate::oci::resolve(&source, arch, &store.root.join("blobs"), &scratch, registry)?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "image resolved, its blobs on disk"
+    );
+    let arch = arch.or(image.arch);
+    if let (Some(arch), false) = (arch, out.replace) {
+        refuse_existing(store, name, arch)?;
+    }
+    let mut meta = image.meta.clone();
+    meta.reference = reference.to_string();
+    let layers = image.layers.clone();
+    let total: u64 = layers
+        .iter()
+        .map(|l| {
+            l.size
+                .unwrap_or_else(|| std::fs::metadata(&l.path).map(|m| m.len()).unwrap_or(0))
+        })
+        .sum();
+    let fill = |rootfs: &Path, opts: &ImportOptions| -> Result<ImportSummary> {
+        let bar = progress_bar(total, name, out.quiet || out.json);
+        let mut all = ImportSummary::default();
+        let mut done = 0u64;
+        for (i, layer) in layers.iter().enumerate() {
+            let mut report = |n: u64| bar.set_position(done + n);
+            let s = import::unpack_layer(&layer.path, rootfs, opts, &mut report)?;
+            let what = format!("layer {} of {reference}", i + 1);
+            if let Some(size) = layer.size {
+                if s.archive_bytes != size {
+                    return Err(crate::oci::OciError::SizeMismatch {
+                        what,
+                        expected: size,
+                        actual: s.archive_bytes,
+                    }
+                    .into());
+                }
+            }
+            let expected = match (&layer.sha256, &layer.diff_id) {
+                (Some(h), _) => Some(h),
+                (None, Some(d)) if s.compression == Some(import::Compression::None) => Some(d),
+                _ => None,
+            };
+            if let Some(h) = expected {
+                if &s.sha256 != h {
+                    return Err(crate::oci::OciError::DigestMismatch {
+                        what,
+                        expected: format!("sha256:{h}"),
+                        actual: format!("sha256:{}", s.sha256),
+                    }
+                    .into());
+                }
+            }
+            done += s.archive_bytes;
+            all.compression = s.compression;
+            all.archive_bytes += s.archive_bytes;
+            all.entries += s.entries;
+            all.unpacked_bytes += s.unpacked_bytes;
+            all.skipped_devices += s.skipped_devices;
+            all.whiteouts += s.whiteouts;
+        }
+        all.sha256 = meta
+            .manifest_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&meta.manifest_digest)
+            .to_string();
+        bar.finish_and_clear();
+        Ok(all)
+    };
+    let src = Source {
+        path: PathBuf::from(reference),
+        recipe: None,
+        image: Some(meta.clone()),
+    };
+    let result = stage(config, store, name, arch, src, out, fill);
+    drop(image);
+    result
 }
 
 /// The Debian mirror to build from: the recipe's, else config.toml's `mirror`, else the host's

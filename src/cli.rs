@@ -48,9 +48,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import a root filesystem archive (tar, .gz, .xz, .zst) as a base OS
+    /// Import a root filesystem archive (tar, .gz, .xz, .zst) or an OCI image as a base OS
     LoadBaseos(LoadBaseosArgs),
-    /// Rebuild base OSes from their recipes, swap them in, and refresh their instances
+    /// Rebuild base OSes from their recipes (pull images again if their tag moved), swap them in,
+    /// and refresh their instances
     UpdateBaseos(UpdateBaseosArgs),
     /// Build and test a Python package's wheels for every target, in parallel, into dist/
     Build(BuildArgs),
@@ -149,8 +150,10 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadBaseosArgs {
-    /// A recipe name (default: debian-bookworm) or the path of an archive to import
-    #[arg(value_name = "RECIPE|PATH")]
+    /// A recipe name (default: debian-bookworm), the path of an archive to import, or an OCI
+    /// image: docker://[REGISTRY/]REPO[:TAG|@sha256:DIGEST], oci:DIR[:REF], oci-archive:FILE,
+    /// docker-archive:FILE
+    #[arg(value_name = "RECIPE|PATH|IMAGE")]
     pub source: Option<String>,
     /// Name of the base OS (default: the recipe's, or the archive's file name without extensions)
     #[arg(long)]
@@ -162,6 +165,9 @@ pub struct LoadBaseosArgs {
     /// Keep the tarball a recipe build made (one --arch only)
     #[arg(long, value_name = "PATH")]
     pub save_tarball: Option<PathBuf>,
+    /// Speak plain HTTP to this registry (HOST[:PORT]; e.g. a test registry on loopback)
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +181,9 @@ pub struct UpdateBaseosArgs {
     /// Only these architectures
     #[arg(long, num_args = 1..)]
     pub arch: Vec<Arch>,
+    /// Speak plain HTTP to this registry (HOST[:PORT])
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]

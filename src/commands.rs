@@ -107,9 +107,14 @@ fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
     Ok(())
 }
 
-/// True when load-baseos's argument names an archive rather than a recipe.
+/// True when load-baseos's argument names an archive or an image rather than a recipe.
 fn is_archive_path(source: Option<&str>) -> bool {
-    source.is_some_and(|s| Path::new(s).exists() || s.contains('/') || s.contains(".tar"))
+    source.is_some_and(|s| {
+        Path::new(s).exists()
+            || s.contains('/')
+            || s.contains(".tar")
+            || crate::oci::reference::parse(s).is_some()
+    })
 }
 
 // ---- load-baseos ---------------------------------------------------------------------------
@@ -121,6 +126,39 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
         replace: false,
     };
     let source = args.source.as_deref().unwrap_or(recipe::DEFAULT_RECIPE);
+    // An image reference wins over a file of the same name only when it has a transport prefix.
+    if let Some(image) =
+        crate::oci::reference::parse(source).filter(|_| !Path::new(source).exists())
+    {
+        let image = image?;
+        if args.arch.len() > 1 {
+            return Err(Error::usage(
+                "an image is loaded for one architecture at a time: give --arch once",
+            ));
+        }
+        if args.save_tarball.is_some() {
+            return Err(Error::usage(
+                "--save-tarball is for recipe builds, not images",
+            ));
+        }
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| baseos::name_from_image(&image));
+        let registry = crate::oci::registry::Options {
+            insecure: args.insecure_registry.clone(),
+        };
+        baseos::import_image(
+            config,
+            store,
+            &image,
+            &name,
+            args.arch.first().copied(),
+            &registry,
+            out,
+        )?;
+        return Ok(0);
+    }
     if is_archive_path(Some(source)) {
         if args.arch.len() > 1 {
             return Err(Error::usage(
@@ -189,20 +227,28 @@ fn update_baseos(
         .list_baseos()?
         .into_iter()
         .filter(|b| {
-            b.meta
+            let from_recipe = b
+                .meta
                 .recipe
                 .as_ref()
-                .is_some_and(|r| args.recipe.as_ref().is_none_or(|want| &r.recipe == want))
+                .is_some_and(|r| args.recipe.as_ref().is_none_or(|want| &r.recipe == want));
+            // Images have no recipe: they are chosen by name (or when no recipe is named).
+            let from_image = b.meta.image.is_some() && args.recipe.is_none();
+            (from_recipe || from_image)
                 && args.name.as_ref().is_none_or(|n| &b.name == n)
                 && (args.arch.is_empty() || args.arch.contains(&b.arch))
         })
         .collect();
     if chosen.is_empty() {
         return Err(Error::usage(
-            "no base OS built from a recipe matches; load one with `pookie-ns load-baseos [RECIPE]` \
-             (archives imported from a file are updated by importing a new file)",
+            "no base OS built from a recipe or loaded from an image matches; load one with \
+             `pookie-ns load-baseos [RECIPE|IMAGE]` (archives imported from a file are updated by \
+             importing a new file)",
         ));
     }
+    let registry = crate::oci::registry::Options {
+        insecure: args.insecure_registry.clone(),
+    };
     let instances = store.list_instances()?;
     for base in chosen {
         let on_base: Vec<&InstanceId> = instances
@@ -215,9 +261,19 @@ fn update_baseos(
                 base.name
             )));
         }
-        let info = base.meta.recipe.as_ref().expect("filtered on recipe");
-        let recipe = recipe::find(&config.config_dir, &info.recipe)?;
-        let new = baseos::load_recipe(config, store, &recipe, base.arch, &base.name, None, out)?;
+        let new = match (&base.meta.recipe, &base.meta.image) {
+            (Some(info), _) => {
+                let recipe = recipe::find(&config.config_dir, &info.recipe)?;
+                baseos::load_recipe(config, store, &recipe, base.arch, &base.name, None, out)?
+            }
+            (None, Some(image)) => {
+                match update_image(config, store, &base, image, &registry, out)? {
+                    Some(new) => new,
+                    None => continue,
+                }
+            }
+            (None, None) => unreachable!("filtered on recipe or image"),
+        };
         // Instances on the old base start afresh on the new one (their refresh sees the new
         // digest), and are refreshed now rather than at their next use.
         for id in on_base {
@@ -229,6 +285,69 @@ fn update_baseos(
         }
     }
     Ok(0)
+}
+
+/// Re-resolves an image base OS's reference and loads it again only when the manifest digest
+/// changed (a reference pinned by digest never changes). None when it is up to date.
+fn update_image(
+    config: &Config,
+    store: &Store,
+    base: &BaseOs,
+    image: &crate::oci::ImageMeta,
+    registry: &crate::oci::registry::Options,
+    out: baseos::Output,
+) -> Result<Option<store::BaseOsMeta>> {
+    use crate::oci::ImageSource;
+    let source = crate::oci::reference::parse(&image.reference).ok_or_else(|| {
+        Error::usage(format!(
+            "base OS {} records the image reference {:?}, which pookie-ns cannot read",
+            base.name, image.reference
+        ))
+    })??;
+    let current = match &source {
+        ImageSource::Registry(r) => {
+            crate::oci::registry::current_digest(r, Some(base.arch), registry)?
+        }
+        // Local images are read whole: the import below compares nothing, so resolve here.
+        other => {
+            let (scratch, _lock) = store.create_tmp()?;
+            let _guard = crate::oci::Scratch::new(scratch.clone());
+            crate::oci::resolve(
+                other,
+                Some(base.arch),
+                &store.root.join("blobs"),
+                &scratch,
+                registry,
+            )?
+            .meta
+            .manifest_digest
+        }
+    };
+    if current == image.manifest_digest {
+        if !out.quiet {
+            eprintln!(
+                "base OS {} ({}) is up to date: {} is still {current}",
+                base.name, base.arch, image.reference
+            );
+        }
+        return Ok(None);
+    }
+    if !out.quiet {
+        eprintln!(
+            "{} moved from {} to {current}: loading it",
+            image.reference, image.manifest_digest
+        );
+    }
+    baseos::import_image(
+        config,
+        store,
+        &source,
+        &base.name,
+        Some(base.arch),
+        registry,
+        out,
+    )
+    .map(Some)
 }
 
 // ---- run -----------------------------------------------------------------------------------
@@ -252,7 +371,12 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
             readonly: true,
         });
     }
+    let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
     let mut env = sandbox::base_env(args.network);
+    // An image's own Env (PATH=/opt/rh/devtoolset/... in manylinux images) over ours; --env last.
+    if let Some(image) = &base.meta.image {
+        image_env(&mut env, &image.env);
+    }
     for kv in &args.env {
         let (k, v) = kv
             .split_once('=')
@@ -264,9 +388,20 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
     let cwd = args
         .cwd
         .clone()
-        .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()));
+        .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()))
+        .or_else(|| {
+            // The image's WorkingDir, when the base OS has it (Docker would create it).
+            base.meta
+                .image
+                .as_ref()
+                .and_then(|i| i.working_dir.clone())
+                .map(PathBuf::from)
+                .filter(|wd| {
+                    let flags = libc::O_PATH | libc::O_DIRECTORY;
+                    crate::sys::open_in_root(&base.rootfs(), wd, flags).is_ok()
+                })
+        });
 
-    let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
     check_id_map(store, &base)?;
     let binfmt = emulation_for(config, base.arch)?;
     let instance = InstanceId {
@@ -319,6 +454,16 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         _ => {}
     }
     Ok(code)
+}
+
+/// Sets an image config's `Env` (`KEY=VALUE` lines) over `env`.
+pub(crate) fn image_env(env: &mut Vec<(String, String)>, image: &[String]) {
+    for kv in image {
+        if let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
 }
 
 /// A base OS's files are owned through the id map it was imported with; another map would see
@@ -454,12 +599,26 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
             "BASE OS", "ARCH", "SUITE", "PYTHON", "SIZE", "OWNERSHIP", "AGE"
         );
         for b in &bases {
+            let pythons = b
+                .meta
+                .pythons
+                .iter()
+                .map(|p| format!("{}{}", p.version, if p.free_threaded { "t" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(",");
             let (suite, python) = b
                 .meta
                 .recipe
                 .as_ref()
                 .map(|r| (r.suite.as_str(), r.python.join(",")))
-                .unwrap_or(("-", "-".into()));
+                .unwrap_or((
+                    "-",
+                    if pythons.is_empty() {
+                        "-".to_string()
+                    } else {
+                        pythons
+                    },
+                ));
             println!(
                 "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} {}",
                 b.name,
@@ -469,11 +628,11 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
                 size_column(&b.dir),
                 b.meta.ownership,
                 age(b.meta.imported_at_unix),
-                b.meta
-                    .recipe
-                    .as_ref()
-                    .map(|r| format!("recipe {} ({})", r.recipe, r.mirror))
-                    .unwrap_or_else(|| b.meta.source.display().to_string())
+                match (&b.meta.recipe, &b.meta.image) {
+                    (Some(r), _) => format!("recipe {} ({})", r.recipe, r.mirror),
+                    (None, Some(i)) => format!("{} ({})", i.reference, i.manifest_digest),
+                    (None, None) => b.meta.source.display().to_string(),
+                }
             );
         }
     }
@@ -609,6 +768,12 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
             if output.exists() {
                 userns::remove_tree(&store.map, &output)?;
                 eprintln!("removed build output {}", output.display());
+            }
+            // Blobs pulled from registries (written by pookie-ns itself, outside the namespace).
+            let blobs = store.root.join("blobs");
+            if blobs.exists() {
+                std::fs::remove_dir_all(&blobs).map_err(|e| Error::io("remove", &blobs, e))?;
+                eprintln!("removed the blob cache {}", blobs.display());
             }
         }
         other => match InstanceId::parse(other).filter(|id| instances.contains(id)) {

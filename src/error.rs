@@ -19,6 +19,9 @@ pub enum Error {
     Import(#[from] crate::import::ImportError),
 
     #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
+
+    #[error(transparent)]
     Binfmt(#[from] crate::binfmt::BinfmtError),
 
     #[error(transparent)]
@@ -64,6 +67,7 @@ impl Error {
             Error::Usage(_) | Error::Config(_) => 2,
             Error::Import(e) if e.is_input_error() => 2,
             Error::Binfmt(e) if e.is_input_error() => 2,
+            Error::Oci(e) if e.is_input_error() => 2,
             Error::Child { exit_code, .. } => *exit_code,
             _ => 1,
         }

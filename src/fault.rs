@@ -4,7 +4,9 @@
 //! or a power cut would. Release builds compile every call away.
 
 /// The named points, in the order a command meets them.
-pub const POINTS: [&str; 7] = [
+pub const POINTS: [&str; 8] = [
+    // load-baseos of a registry image: a layer blob partly downloaded into blobs/ (tests/oci.rs).
+    "oci-downloading",
     // load-baseos: entries unpacked into tmp/, the rest not yet.
     "import-unpacking",
     // load-baseos: the base OS whole in tmp/, not yet renamed into baseos/.

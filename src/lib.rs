@@ -14,6 +14,7 @@ pub mod confine;
 pub mod error;
 pub mod fault;
 pub mod import;
+pub mod oci;
 pub mod overlay;
 pub mod pep440;
 pub mod process;

@@ -49,6 +49,15 @@ pub struct BaseOsMeta {
     /// Set when the base OS was built from a recipe.
     #[serde(default)]
     pub recipe: Option<crate::baseos::RecipeInfo>,
+    /// Set when the base OS was loaded from an OCI image (its manifest digest, Env ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::oci::ImageMeta>,
+    /// The CPythons under `/opt/python` (manylinux and musllinux images).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pythons: Vec<crate::oci::detect::PythonInstall>,
+    /// `apt`, `dnf`, `yum` or `apk`.
+    #[serde(default)]
+    pub package_manager: Option<String>,
     #[serde(flatten)]
     pub import: ImportSummary,
 }

@@ -6,7 +6,7 @@
 
 use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -204,6 +204,44 @@ pub fn remove(dir: BorrowedFd, name: &CStr) -> AtResult<()> {
         UnlinkatFlags::NoRemoveDir
     };
     nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, flag).map_err(failed("replace"))
+}
+
+/// The names in the directory `fd` (opened `O_RDONLY`), `.` and `..` left out.
+pub fn list(fd: BorrowedFd) -> AtResult<Vec<std::ffi::CString>> {
+    let dup = dup(fd)?;
+    let mut dir = nix::dir::Dir::from_fd(dup.into_raw_fd()).map_err(failed("read directory"))?;
+    let mut names = Vec::new();
+    for e in dir.iter() {
+        let e = e.map_err(failed("read directory"))?;
+        let name = e.file_name();
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` from `dir` with everything beneath it; a symlink is removed, never followed
+/// (each directory is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`). A name that
+/// is not there is no error.
+pub fn remove_tree(dir: BorrowedFd, name: &CStr) -> AtResult<()> {
+    match file_type(dir, name) {
+        Ok(libc::S_IFDIR) => {
+            let sub = open_dir(dir, name, libc::O_RDONLY)?;
+            for child in list(sub.as_fd())? {
+                remove_tree(sub.as_fd(), &child)?;
+            }
+            nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::RemoveDir)
+                .map_err(failed("remove directory"))
+        }
+        Ok(_) => nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
+            .map_err(failed("remove")),
+        Err(Fail {
+            errno: Errno::ENOENT,
+            ..
+        }) => Ok(()),
+        Err(f) => Err(f),
+    }
 }
 
 /// Runs `create`; when the name exists already (tarballs may repeat an entry), removes what is

@@ -90,6 +90,13 @@ pub struct ImportSummary {
     /// Bytes of file data written (sparse files at their full size).
     pub unpacked_bytes: u64,
     pub skipped_devices: u64,
+    /// OCI image layers: whiteouts and opaque-directory markers applied.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub whiteouts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +211,29 @@ pub fn unpack_archive(
     opts: &ImportOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ImportSummary> {
+    unpack(archive, dest, opts, false, progress)
+}
+
+/// Unpacks one OCI image layer over what `dest` holds: like [`unpack_archive`], and besides
+/// `.wh.NAME` whiteouts remove NAME from the layers below, `.wh..wh..opq` empties its directory of
+/// them, and an empty layer is fine. The summary's `sha256` is the blob's digest: the caller
+/// compares it with the manifest's.
+pub fn unpack_layer(
+    archive: &Path,
+    dest: &Path,
+    opts: &ImportOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ImportSummary> {
+    unpack(archive, dest, opts, true, progress)
+}
+
+fn unpack(
+    archive: &Path,
+    dest: &Path,
+    opts: &ImportOptions,
+    layer: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ImportSummary> {
     let file = File::open(archive).map_err(|source| ImportError::Open {
         path: archive.to_path_buf(),
         source,
@@ -245,7 +275,15 @@ pub fn unpack_archive(
             reported: 0,
             progress: &mut *progress,
         };
-        let mut summary = unpack_stream(stream, archive, root.as_fd(), opts, compression, n == 0)?;
+        let mut summary = unpack_stream(
+            stream,
+            archive,
+            root.as_fd(),
+            opts,
+            compression,
+            n == 0,
+            layer,
+        )?;
         // The reader hashed the rest of the file after the compressed stream ended.
         let (sha256, bytes) = match reader.join() {
             Ok(r) => r.map_err(|e| stream_error(archive, None, e))?,
@@ -267,10 +305,11 @@ fn unpack_stream(
     opts: &ImportOptions,
     compression: Compression,
     empty_file: bool,
+    layer: bool,
 ) -> Result<ImportSummary> {
     let mut summary = ImportSummary::default();
     let mut tar = tar::Archive::new(stream);
-    let mut unpacker = Unpacker::new(root, opts, archive);
+    let mut unpacker = Unpacker::new(root, opts, archive, layer);
     let entries = tar.entries().map_err(|e| stream_error(archive, None, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| match summary.entries {
@@ -290,7 +329,7 @@ fn unpack_stream(
             crate::fault::point("import-unpacking");
         }
     }
-    if summary.entries == 0 {
+    if summary.entries == 0 && !layer {
         return Err(ImportError::NotAnArchive {
             path: archive.to_path_buf(),
             detail: if empty_file {
@@ -306,6 +345,7 @@ fn unpack_stream(
     unpacker.finish()?;
     summary.unpacked_bytes = unpacker.unpacked_bytes;
     summary.skipped_devices = unpacker.skipped_devices;
+    summary.whiteouts = unpacker.whiteouts;
     if unpacker.skipped_devices > 0 {
         tracing::warn!(
             "skipped {} device nodes (e.g. {}): they cannot be created without root; \

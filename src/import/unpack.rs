@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -32,6 +32,10 @@ const BUFFER: usize = 1 << 17;
 /// them out. Real root filesystems hold no sparse file near this size (`/var/log/lastlog`, the
 /// usual one, is a few MB).
 pub const MAX_SPARSE_SIZE: u64 = 1 << 30;
+
+/// The prefix of a whiteout entry's name, and the name of the opaque-directory marker after it.
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..opq";
 
 /// A directory whose mode and time are applied once everything inside it is written.
 struct DirMeta {
@@ -73,6 +77,14 @@ pub(super) struct Unpacker<'a> {
     /// rather than refused as links to nothing.
     skipped: Vec<Vec<u8>>,
     pub first_skipped: Option<String>,
+    /// An OCI image layer: `.wh.NAME` entries remove NAME from the layers below and
+    /// `.wh..wh..opq` empties its directory of what the layers below put there.
+    layer: bool,
+    /// In a layer, what this layer created (normalised names): an opaque directory keeps those.
+    created: std::collections::HashSet<Vec<u8>>,
+    /// In a layer, the times of the lower layers' directories it changes without listing them.
+    kept_times: std::collections::HashMap<CString, TimeSpec>,
+    pub whiteouts: u64,
 }
 
 fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
@@ -83,8 +95,17 @@ fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
 }
 
 impl<'a> Unpacker<'a> {
-    pub fn new(root: BorrowedFd<'a>, opts: &'a ImportOptions, archive: &'a Path) -> Self {
+    pub fn new(
+        root: BorrowedFd<'a>,
+        opts: &'a ImportOptions,
+        archive: &'a Path,
+        layer: bool,
+    ) -> Self {
         Unpacker {
+            layer,
+            created: Default::default(),
+            kept_times: Default::default(),
+            whiteouts: 0,
             root,
             opts,
             archive,
@@ -134,8 +155,22 @@ impl<'a> Unpacker<'a> {
         let Some(name) = &path.name else {
             return self.root_entry(kind, meta, &shown);
         };
+        if self.layer {
+            if let Some(hidden) = name.to_bytes().strip_prefix(WHITEOUT) {
+                return self.whiteout(&path, hidden, &shown);
+            }
+            self.created.insert(path.normalised());
+        }
         let parent = self.take_parent(&path.parent, &shown)?;
         let pfd = parent.1.as_fd();
+        // A layer turns a lower layer's directory into a file or a symlink (merged /usr: `lib`
+        // becomes `usr/lib`) by naming it as one: the directory goes, with what it held.
+        if self.layer
+            && kind != EntryType::Directory
+            && at::file_type(pfd, name) == Ok(libc::S_IFDIR)
+        {
+            at::remove_tree(pfd, name).map_err(|f| f.on(&shown))?;
+        }
         let done = match kind {
             EntryType::Directory => self.directory(pfd, name, &path, meta, &shown),
             EntryType::Symlink => self.symlink(entry, pfd, name, meta, &shown),
@@ -147,6 +182,46 @@ impl<'a> Unpacker<'a> {
         };
         self.parent = Some(parent);
         done
+    }
+
+    /// An OCI whiteout (image-spec layer.md): `.wh..wh..opq` removes what the layers below put
+    /// in its directory; `.wh.NAME` removes NAME (a whole tree for a directory). The marker
+    /// itself is not created. A directory that does not exist has nothing to hide.
+    fn whiteout(&mut self, path: &SafePath, hidden: &[u8], shown: &str) -> Result<()> {
+        self.whiteouts += 1;
+        let dir = match self.open_dir(&path.parent, Walk::LinkTarget, shown) {
+            Ok(fd) => fd,
+            Err(ImportError::Unsafe { reason, .. }) if reason.contains("not in the archive") => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        // The directory keeps its time: what the layer says, not when it was unpacked.
+        let dir = at::open_dir(dir.as_fd(), c".", libc::O_RDONLY).map_err(|f| f.on(shown))?;
+        let mtime = nix::sys::stat::fstat(dir.as_raw_fd())
+            .map(|st| TimeSpec::new(st.st_mtime, st.st_mtime_nsec))
+            .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
+        if hidden == OPAQUE {
+            let listing = at::list(dir.as_fd()).map_err(|f| f.on(shown))?;
+            let prefix = path.parent.to_bytes();
+            for child in listing {
+                let mut full = prefix.to_vec();
+                if !full.is_empty() {
+                    full.push(b'/');
+                }
+                full.extend_from_slice(child.to_bytes());
+                if !self.created.contains(&full) {
+                    at::remove_tree(dir.as_fd(), &child).map_err(|f| f.on(shown))?;
+                }
+            }
+        } else {
+            if hidden.is_empty() || hidden == b"." || hidden.starts_with(WHITEOUT) {
+                return Err(refuse(shown, "is a whiteout of no valid name"));
+            }
+            let hidden = CString::new(hidden).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+            at::remove_tree(dir.as_fd(), &hidden).map_err(|f| f.on(shown))?;
+        }
+        at::set_mtime_fd(dir.as_fd(), mtime).map_err(|f| f.on(shown))
     }
 
     /// Mode, owner and time from the header, overridden by the entry's PAX records if any.
@@ -495,6 +570,17 @@ impl<'a> Unpacker<'a> {
             }
         }
         let fd = self.open_dir(dir, Walk::Create, shown)?;
+        if self.layer
+            && !self.created.contains(dir.to_bytes())
+            && !self.kept_times.contains_key(dir)
+        {
+            // A lower layer's directory this layer does not list: it keeps its time, whatever
+            // this layer adds to it or removes from it (so every transport gives the same tree).
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
+            self.kept_times
+                .insert(dir.to_owned(), TimeSpec::new(st.st_mtime, st.st_mtime_nsec));
+        }
         Ok((dir.to_owned(), fd))
     }
 
@@ -565,6 +651,25 @@ impl<'a> Unpacker<'a> {
     /// (which changes a directory's mtime), and so that a read-only directory could be filled.
     pub fn finish(&mut self) -> Result<()> {
         self.parent = None;
+        for (path, mtime) in std::mem::take(&mut self.kept_times) {
+            if self.created.contains(path.to_bytes()) {
+                continue; // listed later in the layer: its own time is applied below
+            }
+            let shown = String::from_utf8_lossy(path.as_bytes()).into_owned();
+            let fd = if path.is_empty() {
+                at::dup(self.root)
+            } else {
+                at::open_dir(self.root, &path, libc::O_RDONLY)
+            };
+            match fd {
+                Ok(fd) => at::set_mtime_fd(fd.as_fd(), mtime).map_err(|f| f.on(&shown))?,
+                Err(Fail {
+                    errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
+                    ..
+                }) => {}
+                Err(f) => return Err(f.on(&shown)),
+            }
+        }
         let mut dirs = std::mem::take(&mut self.dirs);
         // A directory's path is longer than its parent's; the sort is stable, so of a repeated
         // entry the last one wins.

@@ -1,0 +1,1321 @@
+//! OCI images as base OSes, through the real command against a real registry: Debian's
+//! `docker-registry` (the CNCF distribution registry) started here on 127.0.0.1 with a free
+//! port, images written here as OCI layouts from the busybox fixtures and pushed with `skopeo`.
+//! Covers: a two-arch index (amd64, arm64), whiteouts and an opaque directory, the blob cache,
+//! `update-baseos` by digest, basic auth, a manylinux-like `/opt/python`, the archive transports,
+//! and hostile images — each refused with exit status 2 and nothing left in the store.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fixtures, is_root, require, stderr, Runner, Who};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Root (the runner switches to the test users), docker-registry, skopeo and htpasswd.
+fn prerequisites() -> bool {
+    require(
+        is_root(),
+        "the OCI tests run as root (and switch to the test users)",
+    ) && require(
+        have("docker-registry") && have("skopeo") && have("htpasswd"),
+        "docker-registry, skopeo and apache2-utils (scripts/setup-host installs them)",
+    )
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar layer made entry by entry: (name, contents) — a name ending in `/` is a directory, a
+/// contents starting with `->` a symlink.
+fn layer(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, contents) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        if name.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, name, &[][..]).unwrap();
+        } else if let Some(target) = contents.strip_prefix("->") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        } else {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o755);
+            h.set_size(contents.len() as u64);
+            b.append_data(&mut h, name, contents.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// The busybox rootfs of an arch as an uncompressed tar.
+fn busybox_tar(debian_arch: &str) -> Option<Vec<u8>> {
+    let f = fixtures();
+    let archive = if debian_arch == "amd64" {
+        f.archive("tar")
+    } else {
+        f.foreign(debian_arch)?
+    };
+    let bytes = std::fs::read(&archive).unwrap();
+    if archive.extension().is_some_and(|e| e == "zst") {
+        Some(zstd::decode_all(&bytes[..]).unwrap())
+    } else {
+        Some(bytes)
+    }
+}
+
+/// An OCI image layout written blob by blob.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Stores a blob; returns its descriptor.
+    fn blob(&self, media_type: &str, bytes: &[u8]) -> Value {
+        let hex = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    }
+
+    fn path_of(&self, desc: &Value) -> PathBuf {
+        let d = desc["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        self.dir.join("blobs/sha256").join(d)
+    }
+
+    /// An image manifest with these layers (media type, bytes); returns its descriptor with the
+    /// platform set.
+    fn image(
+        &self,
+        arch: &str,
+        variant: Option<&str>,
+        layers: &[(&str, Vec<u8>)],
+        env: &[&str],
+    ) -> Value {
+        let layer_descs: Vec<Value> = layers.iter().map(|(t, b)| self.blob(t, b)).collect();
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|(t, b)| {
+                if *t == LAYER_GZIP {
+                    let mut d = flate2::read::GzDecoder::new(&b[..]);
+                    let mut raw = Vec::new();
+                    std::io::Read::read_to_end(&mut d, &mut raw).unwrap();
+                    format!("sha256:{}", sha256(&raw))
+                } else {
+                    format!("sha256:{}", sha256(b))
+                }
+            })
+            .collect();
+        let mut platform = json!({"os": "linux", "architecture": arch});
+        let mut config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": env, "WorkingDir": "/work", "User": "0:0"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        if let Some(v) = variant {
+            platform["variant"] = json!(v);
+            config["variant"] = json!(v);
+        }
+        let config = self.blob(OCI_CONFIG, config.to_string().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": config, "layers": layer_descs,
+        });
+        let mut desc = self.blob(OCI_MANIFEST, manifest.to_string().as_bytes());
+        desc["platform"] = platform;
+        desc
+    }
+
+    /// index.json naming each descriptor with its tag.
+    fn finish(&self, tagged: &[(&str, Value)]) {
+        let manifests: Vec<Value> = tagged
+            .iter()
+            .map(|(tag, d)| {
+                let mut d = d.clone();
+                d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+                d
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    /// A multi-arch index blob over image descriptors; returns its descriptor.
+    fn index(&self, images: &[Value]) -> Value {
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images});
+        self.blob(OCI_INDEX, index.to_string().as_bytes())
+    }
+}
+
+/// A registry on 127.0.0.1, stopped when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .unwrap();
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: pookie-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("docker://{}/{repo_tag}", self.host())
+    }
+
+    /// `skopeo copy --all oci:DIR:TAG docker://HOST/REPO:TAG`.
+    fn push(&self, layout: &Path, tag: &str, repo_tag: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(creds) = creds {
+            c.args(["--dest-creds", creds]);
+        }
+        c.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(self.reference(repo_tag));
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_meta(r: &Runner, name: &str, arch: &str) -> Value {
+    let p = r
+        .store
+        .join("baseos")
+        .join(name)
+        .join(arch)
+        .join("meta.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+fn rootfs(r: &Runner, name: &str, arch: &str) -> PathBuf {
+    r.store.join("baseos").join(name).join(arch).join("rootfs")
+}
+
+/// Nothing of a failed load is left: no base OS, no scratch dir.
+fn store_is_empty(r: &Runner) {
+    let listing = |d: &str| -> Vec<String> {
+        std::fs::read_dir(r.store.join(d))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(listing("baseos"), Vec::<String>::new(), "baseos/");
+    assert_eq!(listing("tmp"), Vec::<String>::new(), "tmp/");
+}
+
+/// The extra layers over busybox: a tree, then whiteouts of part of it and an opaque directory
+/// (its new file written before the marker, which must survive it).
+fn whiteout_layers() -> Vec<(&'static str, Vec<u8>)> {
+    let a = layer(&[
+        ("work/", ""),
+        ("data/", ""),
+        ("data/keep/", ""),
+        ("data/keep/a", "kept\n"),
+        ("data/gone/", ""),
+        ("data/gone/x", "x\n"),
+        ("data/file-to-delete", "bye\n"),
+        ("data/opq/", ""),
+        ("data/opq/old1", "old\n"),
+        ("data/opq/sub/", ""),
+        ("data/opq/sub/old2", "old\n"),
+        ("data/dir-to-link/", ""),
+        ("data/dir-to-link/f", "f\n"),
+    ]);
+    let b = layer(&[
+        ("data/.wh.gone", ""),
+        ("data/.wh.file-to-delete", ""),
+        ("data/opq/", ""),
+        ("data/opq/new", "new\n"),
+        ("data/opq/.wh..wh..opq", ""),
+        ("data/keep/b", "added\n"),
+        // A directory of the layer below becomes a symlink.
+        ("data/dir-to-link", "->keep"),
+    ]);
+    vec![(LAYER_GZIP, gzip(&a)), (LAYER_TAR, b)]
+}
+
+fn check_whiteouts(root: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/keep/a")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/keep/b")).unwrap(),
+        "added\n"
+    );
+    assert!(!root.join("data/gone").exists(), "whiteout of a directory");
+    assert!(
+        !root.join("data/file-to-delete").exists(),
+        "whiteout of a file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/opq/new")).unwrap(),
+        "new\n"
+    );
+    assert!(
+        !root.join("data/opq/old1").exists(),
+        "opaque dir hides the lower layer"
+    );
+    assert!(
+        !root.join("data/opq/sub").exists(),
+        "opaque dir hides the lower layer"
+    );
+    for d in ["data", "data/opq"] {
+        for e in std::fs::read_dir(root.join(d)).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(
+                !n.to_string_lossy().starts_with(".wh."),
+                "marker {n:?} left in {d}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_link(root.join("data/dir-to-link")).unwrap(),
+        Path::new("keep")
+    );
+    assert!(root.join("bin/busybox").is_file());
+}
+
+/// A layout with the busybox image plus the whiteout layers, tagged `v1`.
+fn whiteout_layout(dir: &Path) -> Layout {
+    let l = Layout::new(dir);
+    let mut layers = vec![(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))];
+    layers.extend(whiteout_layers());
+    let img = l.image(
+        "amd64",
+        None,
+        &layers,
+        &["PATH=/usr/bin:/bin", "IMAGE_VAR=from-config"],
+    );
+    l.finish(&[("v1", img)]);
+    l
+}
+
+fn names_under(root: &Path) -> Vec<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && find . | sort", root.display()))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn oci_layout_applies_whiteouts_and_records_the_image() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let r = Runner::new(Who::Root);
+    let src = format!("oci:{}:v1", layout.dir.display());
+    r.ok(&["load-baseos", &src, "--name", "wh"]);
+    let root = rootfs(&r, "wh", "amd64");
+    check_whiteouts(&root);
+    let meta = read_meta(&r, "wh", "amd64");
+    let image = &meta["image"];
+    assert!(image["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(image["working_dir"], "/work");
+    assert_eq!(image["user"], "0:0");
+    assert_eq!(image["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(meta["whiteouts"], 3);
+    // run starts commands with the image's Env and WorkingDir.
+    let out = r.ok(&[
+        "run",
+        "--baseos",
+        "wh",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $IMAGE_VAR; pwd",
+    ]);
+    assert_eq!(out, "from-config\n/work\n");
+    let list = r.ok(&["list"]);
+    assert!(
+        list.contains(image["manifest_digest"].as_str().unwrap()),
+        "{list}"
+    );
+
+    // The same image as an oci-archive and as a docker-archive (made by skopeo) loads the same
+    // tree.
+    let archive = tmp.path().join("image.oci.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout.dir)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&[
+        "load-baseos",
+        &format!("oci-archive:{}", archive.display()),
+        "--name",
+        "wh-oci-archive",
+    ]);
+    let docker = tmp.path().join("image.docker.tar");
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "copy"])
+        .arg(&src)
+        .arg(format!("docker-archive:{}:wh:v1", docker.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    r.ok(&[
+        "load-baseos",
+        &format!("docker-archive:{}", docker.display()),
+        "--name",
+        "wh-docker-archive",
+    ]);
+    // And pulled from a registry.
+    let reg = Registry::start(None);
+    reg.push(&layout.dir, "v1", "test/wh:v1", None);
+    r.ok(&[
+        "load-baseos",
+        &reg.reference("test/wh:v1"),
+        "--name",
+        "wh-registry",
+        "--insecure-registry",
+        &reg.host(),
+    ]);
+    let want = names_under(&root);
+    for name in ["wh-oci-archive", "wh-docker-archive", "wh-registry"] {
+        let other = rootfs(&r, name, "amd64");
+        assert_eq!(names_under(&other), want, "{name}");
+        check_whiteouts(&other);
+        assert_eq!(
+            common::hash_tree(&other.join("data")),
+            common::hash_tree(&root.join("data")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(arm64) = busybox_tar("arm64") else {
+        require(
+            false,
+            "busybox-arm64 in /var/cache/pookie-ns-test (scripts/setup-host)",
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Layout::new(&tmp.path().join("multi"));
+    let amd = l.image(
+        "amd64",
+        None,
+        &[(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))],
+        &[],
+    );
+    let arm = l.image("arm64", Some("v8"), &[(LAYER_GZIP, gzip(&arm64))], &[]);
+    let index = l.index(&[amd, arm]);
+    l.finish(&[("v1", index)]);
+    // The layout itself: index.json -> the two-arch index -> the arm64 manifest.
+    let local = Runner::new(Who::Root);
+    let out = local.run(&[
+        "load-baseos",
+        &format!("oci:{}:v1", l.dir.display()),
+        "--arch",
+        "armv7l",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no image for armhf (linux/arm/v7)"),
+        "{}",
+        stderr(&out)
+    );
+    local.ok(&[
+        "load-baseos",
+        &format!("oci:{}:v1", l.dir.display()),
+        "--arch",
+        "arm64",
+    ]);
+    assert_eq!(
+        read_meta(&local, "multi-v1", "arm64")["image"]["platform"],
+        "linux/arm64/v8"
+    );
+    let reg = Registry::start(None);
+    reg.push(&l.dir, "v1", "multi/busybox:v1", None);
+    let reference = reg.reference("multi/busybox:v1");
+    let host = reg.host();
+
+    let r = Runner::new(Who::Root);
+    let load = |arch: &str, name: &str| {
+        r.run(&[
+            "load-baseos",
+            &reference,
+            "--arch",
+            arch,
+            "--name",
+            name,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let out = load("arm64", "multi");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_meta(&r, "multi", "arm64")["arch"], "arm64");
+    let out = load("amd64", "multi");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = read_meta(&r, "multi", "amd64")["image"]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blobs = r.store.join("blobs/sha256");
+    assert_eq!(
+        std::fs::read_dir(&blobs).unwrap().count(),
+        2,
+        "two layers cached"
+    );
+
+    // An arch the index lacks: exit 2, the arches it has listed.
+    let out = load("riscv64", "multi");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
+
+    // A second pull of the same digest downloads no blob: the layer comes from the cache.
+    let out = r.run(&[
+        "-v",
+        "load-baseos",
+        &reference,
+        "--arch",
+        "amd64",
+        "--name",
+        "again",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("0 B downloaded, 1 from the cache"),
+        "{}",
+        stderr(&out)
+    );
+    // A cached blob damaged on disk (same size) is noticed and downloaded again.
+    let cached = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 100_000)
+        .unwrap();
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&cached, &bytes).unwrap();
+    let again = |name: &str| {
+        r.run(&[
+            "load-baseos",
+            &reference,
+            "--arch",
+            "amd64",
+            "--name",
+            name,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let out = again("damaged");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is damaged: downloading it again"),
+        "{}",
+        stderr(&out)
+    );
+
+    // update-baseos: the same digest is no change; a new push under the tag is swapped in.
+    let out = r.run(&[
+        "update-baseos",
+        "--name",
+        "multi",
+        "--arch",
+        "amd64",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("up to date"), "{}", stderr(&out));
+    let l2 = Layout::new(&tmp.path().join("multi2"));
+    let amd2 = l2.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap())),
+            (LAYER_TAR, layer(&[("etc/", ""), ("etc/version", "2\n")])),
+        ],
+        &[],
+    );
+    l2.finish(&[("v1", amd2)]);
+    reg.push(&l2.dir, "v1", "multi/busybox:v1", None);
+    let out = r.run(&[
+        "update-baseos",
+        "--name",
+        "multi",
+        "--arch",
+        "amd64",
+        "--insecure-registry",
+        &host,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_digest = read_meta(&r, "multi", "amd64")["image"]["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_digest, digest);
+    assert_eq!(
+        std::fs::read_to_string(rootfs(&r, "multi", "amd64").join("etc/version")).unwrap(),
+        "2\n"
+    );
+    // Without --insecure-registry the loopback registry is spoken to over HTTPS, and refused.
+    let out = r.run(&["load-baseos", &reference, "--name", "tls"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--insecure-registry"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unprivileged_pull_with_credentials() {
+    if !prerequisites() {
+        return;
+    }
+    if !require(
+        nix::unistd::User::from_name(common::SUB_USER)
+            .ok()
+            .flatten()
+            .is_some(),
+        "test user pookie-sub (scripts/setup-host)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let reg = Registry::start(Some(("pookie", "s3cret")));
+    reg.push(&layout.dir, "v1", "private/wh:v1", Some("pookie:s3cret"));
+    let reference = reg.reference("private/wh:v1");
+    let host = reg.host();
+    let r = Runner::new(Who::SubUser);
+    let args = [
+        "load-baseos",
+        &reference,
+        "--name",
+        "wh",
+        "--insecure-registry",
+        &host,
+    ];
+
+    // No credentials: 401, exit 2, the files searched named.
+    let auth = tmp.path().join("auth.json");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("credentials tried: none"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(auth.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+
+    // Bad credentials: exit 2, the user and file named.
+    let write_auth = |user_pass: &str| {
+        let b64 = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s '{user_pass}' | base64"))
+            .output()
+            .unwrap();
+        let b64 = String::from_utf8(b64.stdout).unwrap();
+        std::fs::write(
+            &auth,
+            format!(r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#, b64.trim()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    write_auth("pookie:wrong");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("user \"pookie\" from"),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+
+    write_auth("pookie:s3cret");
+    let mut c = r.command(&args);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = read_meta(&r, "wh", "amd64");
+    assert_eq!(meta["ownership"], "subuid");
+    check_whiteouts(&rootfs(&r, "wh", "amd64"));
+    let out = r.ok(&[
+        "run",
+        "--baseos",
+        "wh",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /data/keep/b",
+    ]);
+    assert_eq!(out, "added\n");
+
+    // A user without a subuid range: every file theirs, the same tree.
+    if require(
+        nix::unistd::User::from_name(common::SINGLE_USER)
+            .ok()
+            .flatten()
+            .is_some(),
+        "test user pookie-single (scripts/setup-host)",
+    ) {
+        let single = Runner::new(Who::SingleUser);
+        let mut c = single.command(&args);
+        c.env("REGISTRY_AUTH_FILE", &auth);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(read_meta(&single, "wh", "amd64")["ownership"], "single-uid");
+        check_whiteouts(&rootfs(&single, "wh", "amd64"));
+    }
+}
+
+#[test]
+fn manylinux_like_image_records_its_pythons_and_package_manager() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Layout::new(&tmp.path().join("ml"));
+    let extra = layer(&[
+        ("opt/", ""),
+        ("opt/_internal/", ""),
+        ("opt/_internal/cpython-3.11.9/", ""),
+        ("opt/_internal/cpython-3.11.9/bin/", ""),
+        ("opt/_internal/cpython-3.11.9/bin/python", "->/bin/busybox"),
+        ("opt/_internal/cpython-3.13.1-nogil/", ""),
+        ("opt/_internal/cpython-3.13.1-nogil/bin/", ""),
+        (
+            "opt/_internal/cpython-3.13.1-nogil/bin/python",
+            "->/bin/busybox",
+        ),
+        ("opt/python/", ""),
+        ("opt/python/cp311-cp311", "->/opt/_internal/cpython-3.11.9"),
+        (
+            "opt/python/cp313-cp313t",
+            "->/opt/_internal/cpython-3.13.1-nogil",
+        ),
+        ("opt/python/cp312-cp312", "->/opt/_internal/missing"),
+        ("usr/", ""),
+        ("usr/bin/", ""),
+        ("usr/bin/dnf", "#!/bin/sh\n"),
+    ]);
+    let img = l.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap())),
+            (LAYER_TAR, extra),
+        ],
+        &[],
+    );
+    l.finish(&[("latest", img)]);
+    let r = Runner::new(Who::Root);
+    r.ok(&["load-baseos", &format!("oci:{}", l.dir.display())]);
+    let meta = read_meta(&r, "ml", "amd64");
+    let pythons: Vec<(String, bool)> = meta["pythons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["version"].as_str().unwrap().to_string(),
+                p["free_threaded"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pythons,
+        [("3.11".to_string(), false), ("3.13".to_string(), true)]
+    );
+    assert_eq!(
+        meta["pythons"][0]["path"],
+        "/opt/python/cp311-cp311/bin/python"
+    );
+    assert_eq!(meta["package_manager"], "dnf");
+    assert!(r.ok(&["list"]).contains("3.11,3.13t"));
+}
+
+/// One hostile variant of a valid single-layer layout: what to break, and what the error says.
+fn hostile_case(dir: &Path, case: &str) -> (PathBuf, &'static str) {
+    let l = Layout::new(dir);
+    let busybox = gzip(&busybox_tar("amd64").unwrap());
+    let mut layers = vec![(LAYER_GZIP, busybox)];
+    match case {
+        "dotdot" => layers.push((LAYER_TAR, {
+            // Written by hand: the tar crate refuses `..` when building.
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(4);
+            h.as_old_mut().name[..11].copy_from_slice(b"../escaped\0");
+            h.set_cksum();
+            let mut b = tar::Builder::new(Vec::new());
+            b.append(&h, &b"evil"[..]).unwrap();
+            b.into_inner().unwrap()
+        })),
+        "symlink-escape" => layers.push((
+            LAYER_TAR,
+            layer(&[("escape", "->/tmp"), ("escape/pwned", "evil")]),
+        )),
+        "wrong-digest" => layers.push((LAYER_TAR, layer(&[("payload", &"A".repeat(1000))]))),
+        _ => {}
+    }
+    let media = if case == "media-type" {
+        "application/vnd.example.unknown"
+    } else {
+        LAYER_GZIP
+    };
+    let img = l.image("amd64", None, &layers, &[]);
+    l.finish(&[("v1", img.clone())]);
+    let manifest_path = l.path_of(&img);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let layer0 = l.path_of(&manifest["layers"][0]);
+    let expect = match case {
+        "wrong-digest" => {
+            // Same size, one byte of a file's data changed (a plain tar has no checksum there).
+            let path = l.path_of(&manifest["layers"][1]);
+            let mut b = std::fs::read(&path).unwrap();
+            let at = b.windows(8).position(|w| w == b"AAAAAAAA").unwrap();
+            b[at] = b'B';
+            std::fs::write(&path, b).unwrap();
+            "does not match its digest"
+        }
+        "truncated" => {
+            let b = std::fs::read(&layer0).unwrap();
+            std::fs::write(&layer0, &b[..b.len() / 2]).unwrap();
+            "truncated"
+        }
+        "dotdot" => "escapes the root filesystem",
+        "symlink-escape" => "through the symlink",
+        "media-type" => {
+            let mut m = manifest.clone();
+            m["layers"][0]["mediaType"] = json!(media);
+            let bytes = m.to_string();
+            let mut d = l.blob(OCI_MANIFEST, bytes.as_bytes());
+            d["platform"] = img["platform"].clone();
+            l.finish(&[("v1", d)]);
+            "unsupported media type"
+        }
+        "huge-manifest" => {
+            let mut m = manifest.clone();
+            m["annotations"] = json!({"padding": "x".repeat(5 << 20)});
+            let mut d = l.blob(OCI_MANIFEST, m.to_string().as_bytes());
+            d["platform"] = img["platform"].clone();
+            l.finish(&[("v1", d)]);
+            "larger than"
+        }
+        "manifest-digest" => {
+            // The manifest file edited after the index was written.
+            let mut m = manifest.clone();
+            m["annotations"] = json!({"edited": "yes"});
+            std::fs::write(&manifest_path, m.to_string()).unwrap();
+            "bytes where its descriptor says"
+        }
+        other => panic!("{other}"),
+    };
+    (l.dir.clone(), expect)
+}
+
+#[test]
+fn hostile_images_exit_2_and_leave_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Runner::new(Who::Root);
+    for case in [
+        "wrong-digest",
+        "truncated",
+        "dotdot",
+        "symlink-escape",
+        "media-type",
+        "huge-manifest",
+        "manifest-digest",
+    ] {
+        let (dir, expect) = hostile_case(&tmp.path().join(case), case);
+        let out = r.run(&[
+            "load-baseos",
+            &format!("oci:{}:v1", dir.display()),
+            "--name",
+            case,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{case}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expect), "{case}: {}", stderr(&out));
+        store_is_empty(&r);
+    }
+    assert!(!Path::new("/tmp/pwned").exists() && !Path::new("/escaped").exists());
+    // A registry that does not exist.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let out = r.run(&[
+        "load-baseos",
+        &format!("docker://{host}/nothing:v1"),
+        "--insecure-registry",
+        &host,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the registry"),
+        "{}",
+        stderr(&out)
+    );
+    store_is_empty(&r);
+    // A tag that is not there.
+    let reg = Registry::start(None);
+    let out = r.run(&[
+        "load-baseos",
+        &reg.reference("nothing/here:v1"),
+        "--insecure-registry",
+        &reg.host(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not found (404)"), "{}", stderr(&out));
+    store_is_empty(&r);
+}
+
+#[test]
+fn a_pull_killed_mid_download_leaves_a_consistent_store() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = whiteout_layout(&tmp.path().join("layout"));
+    let reg = Registry::start(None);
+    reg.push(&layout.dir, "v1", "crash/wh:v1", None);
+    let reference = reg.reference("crash/wh:v1");
+    let host = reg.host();
+    let r = Runner::new(Who::Root);
+    let args = [
+        "load-baseos",
+        &reference,
+        "--name",
+        "wh",
+        "--insecure-registry",
+        &host,
+    ];
+    let out = r
+        .command(&args)
+        .env("POOKIE_NS_FAULT", "oci-downloading")
+        .process_group(0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", stderr(&out));
+    let blobs = r.store.join("blobs/sha256");
+    let partial = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".partial."))
+            .count()
+    };
+    assert_eq!(partial(&blobs), 1, "the killed download's partial file");
+    assert!(!r.store.join("baseos/wh").exists(), "no half-made base OS");
+    // The next pull starts the download afresh and completes; nothing of the first is left.
+    r.ok(&args);
+    assert_eq!(partial(&blobs), 0);
+    check_whiteouts(&rootfs(&r, "wh", "amd64"));
+    r.ok(&["list"]);
+    assert_eq!(std::fs::read_dir(r.store.join("tmp")).unwrap().count(), 0);
+}
+
+/// Pull + import of a Debian image (~160 MB, one zstd layer) from the loopback registry against
+/// `skopeo copy` to an OCI layout followed by `zstd -dc | tar -x` of its layer; prints the times.
+/// Run by hand: `cargo test --test oci bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_debian_pull_vs_skopeo_and_tar() {
+    if !prerequisites() {
+        return;
+    }
+    let tarball = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
+    if !require(
+        tarball.exists(),
+        "the cached Debian tarball (scripts/setup-host)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let l = Layout::new(&tmp.path().join("deb"));
+    let bytes = std::fs::read(&tarball).unwrap();
+    let mut h = Sha256::new();
+    let mut dec = zstd::stream::read::Decoder::new(&bytes[..]).unwrap();
+    std::io::copy(&mut dec, &mut h).unwrap();
+    let diff_id = format!("sha256:{:x}", h.finalize());
+    let layer_desc = l.blob("application/vnd.oci.image.layer.v1.tar+zstd", &bytes);
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+    let config = l.blob(OCI_CONFIG, config.to_string().as_bytes());
+    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer_desc]});
+    let d = l.blob(OCI_MANIFEST, manifest.to_string().as_bytes());
+    l.finish(&[("v1", d)]);
+    let reg = Registry::start(None);
+    reg.push(&l.dir, "v1", "bench/debian:v1", None);
+    let reference = reg.reference("bench/debian:v1");
+    let host = reg.host();
+
+    let r = Runner::new(Who::Root);
+    let t = Instant::now();
+    r.ok(&[
+        "-q",
+        "load-baseos",
+        &reference,
+        "--name",
+        "deb",
+        "--insecure-registry",
+        &host,
+    ]);
+    let ours = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    r.ok(&[
+        "-q",
+        "load-baseos",
+        &reference,
+        "--name",
+        "deb2",
+        "--insecure-registry",
+        &host,
+    ]);
+    let cached = t.elapsed().as_secs_f64();
+
+    let dest = tmp.path().join("skopeo");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let t = Instant::now();
+    let out = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            &reference,
+        ])
+        .arg(format!("oci:{}:v1", dest.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hex = layer_desc["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {}/blobs/sha256/{hex} | tar -x --numeric-owner -C {}",
+            dest.display(),
+            root.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let theirs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "BENCH debian-bookworm amd64 ({} MB zstd layer): pookie-ns pull+import {ours:.2} s; \
+         skopeo copy + zstd|tar {theirs:.2} s; ratio {:.2}; second pull of the same digest \
+         (no blob downloaded) {cached:.2} s",
+        bytes.len() >> 20,
+        ours / theirs
+    );
+}
+
+/// What the stand-in registry answers: status, extra headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A registry stand-in on 127.0.0.1 for what a real registry never does (bearer tokens, rate
+/// limits, blobs that do not match their digest). `answer` gets the request path and its
+/// Authorization header. One thread, one connection at a time, `Connection: close`.
+fn fake_registry(answer: impl Fn(&str, Option<&str>) -> Answer + Send + 'static) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut auth = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let (status, headers, body) = answer(&path, auth.as_deref());
+            // `X-Cut`: twice the length announced, the body sent, the connection closed.
+            let cut = headers.iter().any(|(k, _)| k == "X-Cut");
+            let length = if cut { body.len() * 2 } else { body.len() };
+            let mut head =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: {length}\r\nConnection: close\r\n");
+            for (k, v) in headers.into_iter().filter(|(k, _)| k != "X-Cut") {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    port
+}
+
+/// A one-layer busybox image as the stand-in serves it: (manifest, config, layer) bytes.
+fn fake_image() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let layer = gzip(&busybox_tar("amd64").unwrap());
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["FAKE=1"]},
+        "rootfs": {"type": "layers", "diff_ids": []}})
+    .to_string()
+    .into_bytes();
+    let desc = |t: &str, b: &[u8]| json!({"mediaType": t, "digest": format!("sha256:{}", sha256(b)), "size": b.len()});
+    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc(OCI_CONFIG, &config), "layers": [desc(LAYER_GZIP, &layer)]})
+    .to_string()
+    .into_bytes();
+    (manifest, config, layer)
+}
+
+#[test]
+fn bearer_tokens_rate_limits_and_bad_blobs_from_a_registry() {
+    if !prerequisites() {
+        return;
+    }
+    let (manifest, config, layer) = fake_image();
+    let (m_hex, c_hex, l_hex) = (sha256(&manifest), sha256(&config), sha256(&layer));
+    let json_type = |t: &str| vec![("Content-Type".to_string(), t.to_string())];
+    // /v2/<mode>/...: `ok` (behind a bearer token), `limited`, `corrupt`, `short`, `cut`, `huge`.
+    let port_cell = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let port_for = port_cell.clone();
+    let port = fake_registry(move |path, auth| {
+        let port = port_for.get().copied().unwrap_or(0);
+        if path.starts_with("/token?") {
+            assert!(path.contains("scope=repository%3Aok%3Apull"), "{path}");
+            return (200, vec![], br#"{"token":"T0KEN"}"#.to_vec());
+        }
+        let mode = path
+            .trim_start_matches("/v2/")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if mode == "ok" && auth != Some("Bearer T0KEN") {
+            let challenge = format!(
+                r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake",scope="repository:ok:pull""#
+            );
+            return (401, vec![("WWW-Authenticate".into(), challenge)], vec![]);
+        }
+        if mode == "limited" {
+            return (429, vec![("Retry-After".into(), "30".into())], vec![]);
+        }
+        if path.ends_with("/manifests/v1") {
+            if mode == "huge" {
+                return (200, json_type(OCI_MANIFEST), vec![b' '; 5 << 20]);
+            }
+            return (200, json_type(OCI_MANIFEST), manifest.clone());
+        }
+        if path.ends_with(&c_hex) {
+            return (200, vec![], config.clone());
+        }
+        if path.ends_with(&l_hex) {
+            return match mode {
+                "corrupt" => {
+                    let mut b = layer.clone();
+                    let n = b.len();
+                    b[n / 2] ^= 0xff;
+                    (200, vec![], b)
+                }
+                "short" => (200, vec![], layer[..layer.len() / 2].to_vec()),
+                "cut" => (
+                    200,
+                    vec![("X-Cut".into(), "1".into())],
+                    layer[..layer.len() / 2].to_vec(),
+                ),
+                _ => (200, vec![], layer.clone()),
+            };
+        }
+        (404, vec![], vec![])
+    });
+    port_cell.set(port).unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let r = Runner::new(Who::Root);
+    let load = |mode: &str| {
+        r.run(&[
+            "load-baseos",
+            &format!("docker://{host}/{mode}:v1"),
+            "--name",
+            mode,
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let blobs = r.store.join("blobs/sha256");
+    let blob_files = || std::fs::read_dir(&blobs).map(|rd| rd.count()).unwrap_or(0);
+    for (mode, expect) in [
+        ("limited", "retry after 30 s"),
+        ("huge", "larger than"),
+        ("corrupt", "does not match its digest"),
+        ("short", "bytes where its descriptor says"),
+        ("cut", "the connection ended early"),
+    ] {
+        let out = load(mode);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expect), "{mode}: {}", stderr(&out));
+        store_is_empty(&r);
+        assert_eq!(blob_files(), 0, "{mode}: nothing in the blob cache");
+    }
+    let out = load("ok");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = read_meta(&r, "ok", "amd64");
+    assert_eq!(meta["image"]["manifest_digest"], format!("sha256:{m_hex}"));
+    assert_eq!(meta["image"]["env"][0], "FAKE=1");
+    assert_eq!(blob_files(), 1);
+}
