@@ -25,6 +25,7 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use crate::arch::{parse_elf_header, Arch};
+use crate::config::{BinfmtChoice, Config};
 use crate::sys;
 
 /// Where the host's binfmt_misc lives.
@@ -703,6 +704,34 @@ pub enum Strategy {
     Private { interpreter: PathBuf },
     /// The host has a usable registration (enabled, flag `F`): nothing to do.
     Host { entry: Registration },
+}
+
+/// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
+/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
+/// before anything is mounted, so a missing interpreter fails early and names its package.
+pub fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
+    if arch.is_native() {
+        return Ok(Vec::new());
+    }
+    match choose(arch, config.qemu_dir.as_deref(), allow_private(config))? {
+        Strategy::Private { interpreter } => {
+            tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
+            Ok(vec![(arch, interpreter)])
+        }
+        Strategy::Host { entry } => {
+            tracing::info!(
+                "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
+/// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
+pub fn allow_private(config: &Config) -> bool {
+    config.binfmt != BinfmtChoice::Host
+        && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
 }
 
 /// True when this kernel can mount binfmt_misc in a user namespace (Linux 6.7).

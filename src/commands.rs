@@ -1,13 +1,13 @@
 //! The subcommands: each takes the validated configuration and the open store and does one job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::arch::Arch;
 use crate::baseos;
 use crate::binfmt;
 use crate::branch;
 use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs};
-use crate::config::{BinfmtChoice, Config, Env, Overrides};
+use crate::config::{Config, Env, Overrides};
 use crate::error::{Error, Result};
 use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
@@ -263,8 +263,8 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         .or_else(|| args.bundle.as_ref().map(|_| "/buildroot/src".into()));
 
     let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
-    check_id_map(store, &base)?;
-    let binfmt = emulation_for(config, base.arch)?;
+    store.check_id_map(&base)?;
+    let binfmt = binfmt::emulation_for(config, base.arch)?;
     let instance = InstanceId {
         branch: args.branch.clone(),
         name: base.name.clone(),
@@ -317,55 +317,6 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
     Ok(code)
 }
 
-/// A base OS's files are owned through the id map it was imported with; another map would see
-/// them under other owners.
-pub(crate) fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
-    if base.meta.id_map != store.map {
-        return Err(Error::usage(format!(
-            "base OS {} ({}) was imported with the id map \"{}\", but this run uses \"{}\"; \
-             re-import it (`pookie-ns cleanup baseos`, then load-baseos) or use the store of the \
-             user who imported it",
-            base.name,
-            base.arch,
-            base.meta.id_map.describe(),
-            store.map.describe()
-        )));
-    }
-    Ok(())
-}
-
-/// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
-/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
-/// before anything is mounted, so a missing interpreter fails early and names its package.
-pub(crate) fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
-    if arch.is_native() {
-        return Ok(Vec::new());
-    }
-    match binfmt::choose(
-        arch,
-        config.qemu_dir.as_deref(),
-        allow_private_binfmt(config),
-    )? {
-        binfmt::Strategy::Private { interpreter } => {
-            tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
-            Ok(vec![(arch, interpreter)])
-        }
-        binfmt::Strategy::Host { entry } => {
-            tracing::info!(
-                "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
-            );
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
-/// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
-fn allow_private_binfmt(config: &Config) -> bool {
-    config.binfmt != BinfmtChoice::Host
-        && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
-}
-
 // ---- list ----------------------------------------------------------------------------------
 
 /// How each foreign arch of the loaded base OSes would be emulated, for `list`.
@@ -383,7 +334,7 @@ fn emulation_summary(config: &Config, bases: &[BaseOs]) -> Vec<(Arch, String)> {
             let how = match binfmt::choose(
                 arch,
                 config.qemu_dir.as_deref(),
-                allow_private_binfmt(config),
+                binfmt::allow_private(config),
             ) {
                 Ok(binfmt::Strategy::Private { interpreter }) => {
                     format!("private binfmt_misc instance ({})", interpreter.display())

@@ -48,7 +48,7 @@ pub struct BaseOsMeta {
     pub id_map: IdMap,
     /// Set when the base OS was built from a recipe.
     #[serde(default)]
-    pub recipe: Option<crate::baseos::RecipeInfo>,
+    pub recipe: Option<crate::recipe::RecipeInfo>,
     #[serde(flatten)]
     pub import: ImportSummary,
 }
@@ -234,6 +234,23 @@ impl Store {
         };
         store.sweep_stale()?;
         Ok(store)
+    }
+
+    /// A base OS's files are owned through the id map it was imported with; another map would see
+    /// them under other owners.
+    pub fn check_id_map(&self, base: &BaseOs) -> Result<()> {
+        if base.meta.id_map != self.map {
+            return Err(Error::usage(format!(
+                "base OS {} ({}) was imported with the id map \"{}\", but this run uses \"{}\"; \
+                 re-import it (`pookie-ns cleanup baseos`, then load-baseos) or use the store of the \
+                 user who imported it",
+                base.name,
+                base.arch,
+                base.meta.id_map.describe(),
+                self.map.describe()
+            )));
+        }
+        Ok(())
     }
 
     // ---- base OSes -------------------------------------------------------------------------

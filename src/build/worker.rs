@@ -314,7 +314,7 @@ fn prepare(
     r: &mut TargetResult,
 ) -> Result<Option<Prepared>> {
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
-    crate::commands::check_id_map(store, &base)?;
+    store.check_id_map(&base)?;
     let instance = InstanceId {
         branch: job.branch.clone(),
         name: base.name.clone(),
@@ -474,7 +474,7 @@ fn run_setup(
             &format!("{what} on {}/{}", base.name, base.arch),
             setup.script,
         )),
-        binfmt: crate::commands::emulation_for(config, base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         commit_to: Some(partial.clone()),
         log: Some(log.clone()),
         upper_usage: None,
@@ -629,7 +629,7 @@ fn build_step(
             ),
             &body,
         )),
-        binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
         commit_to: None,
         log: Some(log.clone()),
         upper_usage: Some(usage.clone()),
@@ -945,7 +945,7 @@ fn test_step(
             &format!("test on {}/{}", prep.base.name, prep.base.arch),
             &body,
         )),
-        binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
         commit_to: None,
         log: Some(log.clone()),
         upper_usage: None,
