@@ -155,7 +155,7 @@ pub fn import_archive(
     let (summary, arch, given): (ImportSummary, Arch, bool) = serde_json::from_slice(
         &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
     )
-    .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
+    .map_err(|e| Error::internal(format!("corrupt import result: {e}")))?;
 
     let base_meta = BaseOsMeta {
         name: name.to_string(),

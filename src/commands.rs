@@ -206,7 +206,7 @@ fn update_baseos(
             .filter(|i| i.name == base.name && i.arch == base.arch)
             .collect();
         if let Some(busy) = on_base.iter().find(|i| store.instance_in_use(i)) {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "instance {busy} is in use by a running pookie-ns; update {} when it has finished",
                 base.name
             )));
@@ -500,7 +500,7 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
     let remove_instance = |id: &InstanceId| -> Result<()> {
         // Holding the exclusive lock while removing keeps new runs out.
         if store.instance_in_use(id) {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "instance {id} is in use by a running pookie-ns; try again when it has finished"
             )));
         }
@@ -529,7 +529,7 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
             .map(|i| i.to_string())
             .collect();
         if !busy.is_empty() {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "base OSes are in use by running instances ({}); try again when they have finished",
                 busy.join(", ")
             )));

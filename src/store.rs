@@ -432,7 +432,7 @@ impl Store {
             .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok())
             .map_or(1, |n| n + 1);
         if next > 9999 {
-            return Err(Error::usage(format!(
+            return Err(Error::internal(format!(
                 "instance {id} has too many layers; reset it with `pookie-ns cleanup {id}`"
             )));
         }

@@ -183,7 +183,11 @@ fn cleanup_refuses_the_layers_of_a_running_instance() {
         wait_for_workspaces(&r, 1);
         for target in ["stable/bb/amd64", "baseos", "all"] {
             let out = r.run(&["cleanup", target]);
-            assert_eq!(out.status.code(), Some(2), "{who:?} cleanup {target}");
+            assert_eq!(
+                out.status.code(),
+                Some(75),
+                "{who:?} cleanup {target}: busy"
+            );
             assert!(
                 stderr(&out).contains("in use"),
                 "{who:?} cleanup {target}: {}",

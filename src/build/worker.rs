@@ -102,7 +102,7 @@ impl Job {
 pub fn run(config: &Config, store: &Store, job_path: &Path) -> Result<i32> {
     let text = std::fs::read(job_path).map_err(|e| Error::io("read the job file", job_path, e))?;
     let job: Job = serde_json::from_slice(&text).map_err(|e| {
-        Error::usage(format!(
+        Error::internal(format!(
             "{}: not a job file written by `pookie-ns build`: {e}",
             job_path.display()
         ))

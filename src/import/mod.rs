@@ -130,7 +130,7 @@ pub enum ImportError {
     },
     #[error("{op} of archive entry {entry:?} failed: {} ({errno})", errno.desc())]
     Write {
-        op: &'static str,
+        op: String,
         entry: String,
         errno: Errno,
     },
@@ -595,7 +595,7 @@ mod tests {
     #[test]
     fn input_errors_are_told_from_host_trouble() {
         let write = |errno| ImportError::Write {
-            op: "create",
+            op: "create".into(),
             entry: "./x".into(),
             errno,
         };

@@ -18,9 +18,10 @@ use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
-use super::at::{self, Fail};
+use super::at;
 use super::names::{safe_path, SafePath};
 use super::{ImportError, ImportOptions, Result};
+use crate::sys::SysError;
 
 /// How much of a file is written at once: big enough for few system calls, small enough to stay
 /// in the CPU cache between the copy in and the copy out (128 KiB measured faster than 1 MiB).
@@ -237,7 +238,7 @@ impl<'a> Unpacker<'a> {
         // Private until its mode is set at the end, after its contents.
         match at::mkdir(pfd, name, 0o700) {
             Ok(()) => {}
-            Err(Fail {
+            Err(SysError {
                 errno: Errno::EEXIST,
                 ..
             }) => {
@@ -319,10 +320,11 @@ impl<'a> Unpacker<'a> {
             };
             let chunk = &self.buf[..n];
             let write_err = |e: io::Error| {
-                Fail {
-                    op: "write",
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                }
+                SysError::new(
+                    "write",
+                    None,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
                 .on(shown)
             };
             hole_at_end = sparse && chunk.iter().all(|b| *b == 0);
@@ -335,10 +337,11 @@ impl<'a> Unpacker<'a> {
         }
         if hole_at_end {
             file.set_len(written).map_err(|e| {
-                Fail {
-                    op: "truncate",
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                }
+                SysError::new(
+                    "truncate",
+                    None,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
                 .on(shown)
             })?;
         }
@@ -419,7 +422,7 @@ impl<'a> Unpacker<'a> {
                 ))
             }
             Ok(_) => {}
-            Err(Fail {
+            Err(SysError {
                 errno: Errno::ENOENT,
                 ..
             }) => {
@@ -520,10 +523,10 @@ impl<'a> Unpacker<'a> {
             let c = CString::new(comp).map_err(|_| refuse(shown, "contains a NUL byte"))?;
             cur = match at::open_dir(cur.as_fd(), &c, libc::O_PATH) {
                 Ok(fd) => fd,
-                Err(Fail { errno, .. }) if errno == Errno::ENOENT && walk == Walk::Create => {
+                Err(SysError { errno, .. }) if errno == Errno::ENOENT && walk == Walk::Create => {
                     match at::mkdir(cur.as_fd(), &c, 0o755) {
                         Ok(())
-                        | Err(Fail {
+                        | Err(SysError {
                             errno: Errno::EEXIST,
                             ..
                         }) => {}
@@ -531,7 +534,7 @@ impl<'a> Unpacker<'a> {
                     }
                     at::open_dir(cur.as_fd(), &c, libc::O_PATH).map_err(|f| f.on(shown))?
                 }
-                Err(Fail { errno, .. }) => {
+                Err(SysError { errno, .. }) => {
                     let reason = match (errno, walk) {
                         (Errno::ELOOP | Errno::EXDEV, Walk::Create) => {
                             format!("would be written through the symlink {:?}", so_far())
@@ -547,11 +550,7 @@ impl<'a> Unpacker<'a> {
                             so_far()
                         ),
                         (errno, _) => {
-                            return Err(Fail {
-                                op: "open directory",
-                                errno,
-                            }
-                            .on(shown))
+                            return Err(SysError::new("open directory", None, errno).on(shown))
                         }
                     };
                     return Err(refuse(shown, reason));
@@ -578,7 +577,7 @@ impl<'a> Unpacker<'a> {
             };
             let fd = match fd {
                 Ok(fd) => fd,
-                Err(Fail {
+                Err(SysError {
                     errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
                     ..
                 }) => {

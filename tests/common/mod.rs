@@ -8,9 +8,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// Where the shared fixtures live (world-readable so that the test users can import them).
@@ -299,10 +300,69 @@ impl Runner {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `run ARGS -- sh -c SCRIPT` where SCRIPT first says "ready" from inside the sandbox, then
+    /// waits for [`Held::release`]: the run holds its instance (shared) and its workspace until
+    /// then, with no sleep on either side.
+    pub fn hold(&self, args: &[&str], script: &str) -> Held {
+        let script = format!("echo ready; read go; {script}");
+        let mut child = self
+            .command(&[&["run"], args, &["--", "/bin/sh", "-c", &script]].concat())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line != "ready\n" {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!(
+                "[{:?}] the held run never got ready: {line:?} {err}",
+                self.who
+            );
+        }
+        Held {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// `run --baseos NAME --commit -- sh -c SCRIPT`, asserting success.
+    pub fn commit(&self, name: &str, script: &str) -> String {
+        self.ok(&[
+            "run", "--baseos", name, "--commit", "--", "/bin/sh", "-c", script,
+        ])
+    }
+
     pub fn write_config(&self, text: &str) {
         let p = self.config.join("config.toml");
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+/// A run started by [`Runner::hold`], up and waiting.
+pub struct Held {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Held {
+    /// Lets the held command go on and waits for it; `stdout` is what it printed after "ready".
+    pub fn release(mut self) -> Output {
+        writeln!(self.stdin, "go").unwrap();
+        drop(self.stdin);
+        let mut stdout = Vec::new();
+        self.stdout.read_to_end(&mut stdout).unwrap();
+        let mut out = self.child.wait_with_output().unwrap();
+        out.stdout = stdout;
+        out
     }
 }
 
