@@ -132,7 +132,11 @@ pub fn harden_proc(proc: &Path) -> SysResult<()> {
 /// The most processes (threads included) one sandbox may run at a time: enough for `make -j`
 /// with every core busy, few enough that a fork bomb stops long before the host's limits.
 pub fn max_processes() -> u64 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    processes_for(std::thread::available_parallelism().map_or(1, |n| n.get()) as u64)
+}
+
+/// 64 a core (a parallel build's compilers and their helpers), at least 4096.
+fn processes_for(cpus: u64) -> u64 {
     (64 * cpus).max(4096)
 }
 
@@ -280,7 +284,22 @@ mod tests {
     }
 
     #[test]
-    fn the_process_limit_leaves_room_for_builds() {
-        assert!(max_processes() >= 4096);
+    fn the_process_limit_grows_with_the_cores_and_stays_below_the_hosts() {
+        assert_eq!(processes_for(1), 4096);
+        assert_eq!(processes_for(64), 4096);
+        assert_eq!(processes_for(128), 8192);
+        // A fork bomb inside must stop before the host runs out of pids or threads.
+        for file in ["/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"] {
+            let host: u64 = std::fs::read_to_string(file)
+                .expect(file)
+                .trim()
+                .parse()
+                .expect(file);
+            assert!(
+                max_processes() < host / 2,
+                "{} processes leave too little of {file} = {host}",
+                max_processes()
+            );
+        }
     }
 }

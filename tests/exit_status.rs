@@ -26,7 +26,7 @@ fn each_kind_of_failure_has_its_exit_status() {
     }
 
     // Busy: the instance is held by a running command; cleanup of it says so and exits 75.
-    let held = r.hold(&["--baseos", "bb"], "cat /etc/motd");
+    let held = r.hold(&["--baseos", "bb"], "", "cat /etc/motd");
     let out = r.run(&["cleanup", "stable/bb/amd64"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(stderr(&out).contains("in use"), "{}", stderr(&out));

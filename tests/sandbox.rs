@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -124,11 +125,10 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         assert!(!out.contains("scratch"), "{out}");
         assert!(out.contains("hello from the base"), "{out}");
 
-        let out = r.run(&[
-            "run", "--baseos", "bb", "--commit", "--", "/bin/sh", "-c",
+        r.commit(
+            "bb",
             "echo kept > /etc/committed; rm /etc/motd; rm -r /home/www; chown 33:33 /etc/committed || true",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        );
         let out = r.sh_ok("bb", "cat /etc/committed; ls /etc; ls /home");
         assert!(out.contains("kept"), "{out}");
         assert!(
@@ -206,22 +206,6 @@ fn expected_mode_tag(who: Who) -> &'static str {
     }
 }
 
-fn wait_for_workspace(store: &Path) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::fs::read_dir(store.join("workspaces"))
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        {
-            // Let the sandbox finish its mounts.
-            std::thread::sleep(Duration::from_millis(300));
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 fn workspaces(store: &Path) -> usize {
     std::fs::read_dir(store.join("workspaces"))
         .map(|d| d.count())
@@ -236,16 +220,27 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
         let r = Runner::new(who);
         r.load_busybox("tar.zst", "bb");
         for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
+            // The command says it is up from inside the sandbox; its stdout stays open in every
+            // process of the run until the last of them is gone.
             let mut child = r
-                .command(&["run", "--baseos", "bb", "--", "sleep", "60"])
-                .stdout(Stdio::null())
+                .command(&[
+                    "run",
+                    "--baseos",
+                    "bb",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "echo ready; exec sleep 60",
+                ])
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            assert!(
-                wait_for_workspace(&r.store),
-                "{who:?} {sig}: no workspace appeared"
-            );
+            let mut up = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            up.read_line(&mut line).unwrap();
+            assert_eq!(line, "ready\n", "{who:?} {sig}: the run never got ready");
+            assert_eq!(workspaces(&r.store), 1, "{who:?} {sig}: no workspace");
             // runuser forwards signals to its child; signal the real pookie-ns either way.
             let pid = find_pookie_pid(child.id());
             kill(Pid::from_raw(pid as i32), sig).unwrap();
@@ -261,8 +256,15 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
                 assert_eq!(code, Some(128 + sig as i32), "{who:?} {sig}");
                 assert_eq!(workspaces(&r.store), 0, "{who:?} {sig}: workspace left");
             }
-            // The next command sweeps what a SIGKILL left.
-            std::thread::sleep(Duration::from_millis(200));
+            // Every process of the run is gone (the sandbox follows pookie-ns through its
+            // parent-death signal) once the pipe they shared is closed; then the next command
+            // sweeps what a SIGKILL left.
+            let mut rest = String::new();
+            up.read_to_string(&mut rest).unwrap();
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{who:?} {sig}: the sandbox outlived pookie-ns"
+            );
             r.ok(&["list"]);
             assert_eq!(
                 workspaces(&r.store),
@@ -478,7 +480,10 @@ fn hostile_archives(dir: &Path, outside: &Path) -> Vec<(String, std::path::PathB
 
 #[test]
 fn clear_errors_for_bad_input() {
-    let r = Runner::new(if common::is_root() { Who::Root } else { return });
+    if !common::require(common::is_root(), "the sandbox tests run as root") {
+        return;
+    }
+    let r = Runner::new(Who::Root);
     let out = r.run(&["run", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("load-baseos"), "{}", stderr(&out));
@@ -536,16 +541,32 @@ fn cleanup_all_leaves_nothing_the_user_cannot_delete() {
     for who in everyone() {
         let r = Runner::new(who);
         r.load_busybox("tar.zst", "bb");
-        r.run(&[
-            "run",
-            "--baseos",
+        // The hard case: a directory of another user, closed to everyone else, with a file in it.
+        // In single-uid mode only one id exists, so the chown is refused and the case cannot be
+        // made; elsewhere it must be in the committed layer before cleanup.
+        r.commit(
             "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
             "mkdir -p /var/x && chown 33:33 /var/x && chmod 700 /var/x && touch /var/x/f; true",
-        ]);
+        );
+        let x = r.store.join("instances/stable/bb/amd64/layers/0001/var/x");
+        if who != Who::SingleUser {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(&x).unwrap();
+            let user_uid = who.user().map_or(0, |u| {
+                nix::unistd::User::from_name(u)
+                    .unwrap()
+                    .unwrap()
+                    .uid
+                    .as_raw()
+            });
+            assert!(
+                m.uid() != user_uid && m.mode() & 0o777 == 0o700,
+                "{who:?}: the hard case was not made (uid {}, mode {:o})",
+                m.uid(),
+                m.mode()
+            );
+            assert!(x.join("f").exists(), "{who:?}");
+        }
         r.ok(&["cleanup", "all"]);
         for d in ["baseos", "instances", "workspaces"] {
             assert_eq!(

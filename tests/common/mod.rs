@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod archive;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,9 @@ fn user_exists(name: &str) -> bool {
     nix::unistd::User::from_name(name).ok().flatten().is_some()
 }
 
-/// The identities a sandbox test runs as: root, a subuid user and a single-uid user.
+/// The identities a sandbox test runs as: root, a subuid user and a single-uid user. Each missing
+/// one goes through [`require`]: a failure under `CI=true`, a SKIPPED line locally (never a silent
+/// empty list).
 pub fn everyone() -> Vec<Who> {
     let mut out = Vec::new();
     if !require(
@@ -300,11 +304,11 @@ impl Runner {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `run ARGS -- sh -c SCRIPT` where SCRIPT first says "ready" from inside the sandbox, then
-    /// waits for [`Held::release`]: the run holds its instance (shared) and its workspace until
-    /// then, with no sleep on either side.
-    pub fn hold(&self, args: &[&str], script: &str) -> Held {
-        let script = format!("echo ready; read go; {script}");
+    /// `run ARGS -- sh -c "BEFORE; echo ready; read go; AFTER"`: the test waits until the command
+    /// says "ready" from inside its sandbox, which then waits for [`Held::release`]. The run holds
+    /// its instance (shared) and its workspace meanwhile, with no sleep on either side.
+    pub fn hold(&self, args: &[&str], before: &str, after: &str) -> Held {
+        let script = format!("{before}\necho ready; read go\n{after}");
         let mut child = self
             .command(&[&["run"], args, &["--", "/bin/sh", "-c", &script]].concat())
             .stdin(Stdio::piped())
@@ -314,21 +318,28 @@ impl Runner {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        if line != "ready\n" {
-            let _ = child.kill();
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!(
-                "[{:?}] the held run never got ready: {line:?} {err}",
-                self.who
-            );
+        let mut printed = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                let _ = child.wait();
+                panic!(
+                    "[{:?}] the held run ended before it was ready: {err}",
+                    self.who
+                );
+            }
+            if line == "ready\n" {
+                break;
+            }
+            printed.extend_from_slice(line.as_bytes());
         }
         Held {
             child,
             stdin,
             stdout,
+            printed,
         }
     }
 
@@ -348,17 +359,19 @@ impl Runner {
 
 /// A run started by [`Runner::hold`], up and waiting.
 pub struct Held {
-    child: Child,
+    pub child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// What the command printed before "ready".
+    printed: Vec<u8>,
 }
 
 impl Held {
-    /// Lets the held command go on and waits for it; `stdout` is what it printed after "ready".
+    /// Lets the held command go on and waits for it; `stdout` is all it printed but "ready".
     pub fn release(mut self) -> Output {
         writeln!(self.stdin, "go").unwrap();
         drop(self.stdin);
-        let mut stdout = Vec::new();
+        let mut stdout = self.printed;
         self.stdout.read_to_end(&mut stdout).unwrap();
         let mut out = self.child.wait_with_output().unwrap();
         out.stdout = stdout;
@@ -368,8 +381,10 @@ impl Held {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        // Remove the store the way a user would: through pookie-ns, then check nothing is left
-        // that the user cannot delete.
+        // Remove the store the way a user would: through pookie-ns (the temporary directory
+        // goes after it). Whether that leaves anything the user cannot delete is the business of
+        // tests/sandbox.rs `cleanup_all_leaves_nothing_the_user_cannot_delete`, not of every
+        // test's teardown (one failing here would hide the test's own failure).
         let _ = self.command(&["cleanup", "all"]).output();
     }
 }
@@ -415,6 +430,19 @@ pub fn hash_tree(root: &Path) -> String {
     }
     format!("{:x}", h.finalize())
 }
+
+/// `run --network --commit -- apt-get install hello`: a package into an instance, rootless.
+pub const INSTALL_HELLO: &[&str] = &[
+    "run",
+    "--network",
+    "--commit",
+    "--",
+    "apt-get",
+    "install",
+    "-y",
+    "--no-install-recommends",
+    "hello",
+];
 
 /// Lines of the host's mount table that mention `needle`.
 pub fn host_mounts_containing(needle: &str) -> Vec<String> {
