@@ -13,34 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::archive::Tar;
+use common::archive::{gzip, noise, xz, Tar};
 use common::{everyone, fixtures, stderr, Runner, Who};
 use tar::{EntryType, Header};
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A world-readable directory for the archives (the test users read them).
 fn archive_dir(tag: &str) -> PathBuf {
@@ -227,8 +202,8 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
     c.push(("size-10-gb-in-2-kb", claims, "huge".into()));
     // Broken streams: a good archive of 600 kB of data, cut in the middle.
     let good = t
-        .file("a", 0o644, &noise(300_000))
-        .file("b", 0o644, &noise(300_000))
+        .file("a", 0o644, &noise(300_000, 0x9e37_79b9_7f4a_7c15))
+        .file("b", 0o644, &noise(300_000, 0x9e37_79b9_7f4a_7c15))
         .bytes();
     let gz = gzip(&good);
     let xzd = xz(&good);

@@ -7,11 +7,10 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::archive::{Tar, MTIME};
+use common::archive::{gzip, noise, xz, Tar, MTIME};
 use pookie_ns::arch::Arch;
 use pookie_ns::import::{
     detect_arch, unpack_archive, Compression, ImportError, ImportOptions, ImportSummary,
@@ -25,31 +24,10 @@ use tar::EntryType;
 fn compress(data: &[u8], c: Compression) -> Vec<u8> {
     match c {
         Compression::None => data.to_vec(),
-        Compression::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        }
-        Compression::Xz => {
-            let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        }
+        Compression::Gzip => gzip(data),
+        Compression::Xz => xz(data),
         Compression::Zstd => zstd::encode_all(data, 3).unwrap(),
     }
-}
-
-/// Bytes that do not compress (xorshift), so that an archive is several megabytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The first 64 bytes of an ELF executable for `machine` (64-bit little endian).

@@ -364,7 +364,9 @@ fn read_archive(
         let decoded: io::Result<Box<dyn Read + '_>> = match compression {
             Compression::None => Ok(Box::new(input)),
             Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input))),
-            Compression::Xz => Ok(Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input))),
+            Compression::Xz => Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(
+                input,
+            ))),
             Compression::Zstd => zstd::stream::read::Decoder::with_buffer(input)
                 .map(|d| Box::new(d) as Box<dyn Read + '_>),
         };

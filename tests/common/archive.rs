@@ -2,6 +2,8 @@
 //! refuses `..` and absolute names, so headers are written by hand): the importer's tests through
 //! the library (import_hostile.rs) and through the command (import_cli.rs) share it.
 
+use std::io::Write;
+
 use tar::{EntryType, Header};
 
 /// A tar stream built entry by entry, names written as raw bytes.
@@ -146,4 +148,29 @@ impl Tar {
             .into_inner()
             .unwrap()
     }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Bytes that do not compress (xorshift from `seed`), so that an archive is as large as asked.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
