@@ -79,16 +79,7 @@ fn two_commits_serialize_and_the_second_says_it_waits() {
         // see the first one's layer.
         let mut second = spawn(
             &r,
-            &[
-                "run",
-                "--baseos",
-                "bb",
-                "--commit",
-                "--",
-                "/bin/sh",
-                "-c",
-                "cat /etc/first && echo second > /etc/second",
-            ],
+            &common::commit_args("bb", "cat /etc/first && echo second > /etc/second"),
         );
         let mut said = String::new();
         let mut err = BufReader::new(second.stderr.take().unwrap());

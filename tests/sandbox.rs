@@ -138,16 +138,7 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         assert!(!out.contains("www"), "removed dir persists: {out}");
 
         // A failing command commits nothing.
-        let out = r.run(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
-            "touch /etc/failed; exit 3",
-        ]);
+        let out = r.run(&common::commit_args("bb", "touch /etc/failed; exit 3"));
         assert_eq!(out.status.code(), Some(3));
         let out = r.sh_ok("bb", "ls /etc");
         assert!(!out.contains("failed"), "{out}");

@@ -90,6 +90,13 @@ pub fn everyone() -> Vec<Who> {
     out
 }
 
+/// The arguments of `run --baseos NAME --commit -- sh -c SCRIPT`.
+pub fn commit_args<'a>(name: &'a str, script: &'a str) -> [&'a str; 8] {
+    [
+        "run", "--baseos", name, "--commit", "--", "/bin/sh", "-c", script,
+    ]
+}
+
 /// A copy of the binary under test that every test user can execute.
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -345,9 +352,7 @@ impl Runner {
 
     /// `run --baseos NAME --commit -- sh -c SCRIPT`, asserting success.
     pub fn commit(&self, name: &str, script: &str) -> String {
-        self.ok(&[
-            "run", "--baseos", name, "--commit", "--", "/bin/sh", "-c", script,
-        ])
+        self.ok(&commit_args(name, script))
     }
 
     pub fn write_config(&self, text: &str) {
