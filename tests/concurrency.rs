@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output, Stdio};
 
-use common::{everyone, stderr, stdout, Held, Runner};
+use common::{stderr, stdout, Held, Runner};
 
 fn spawn(r: &Runner, args: &[&str]) -> Child {
     r.command(args)
@@ -24,9 +24,8 @@ fn finish(child: Child) -> Output {
 fn eight_runs_at_once_each_see_only_their_own_files() {
     const RUNS: usize = 8;
     let mut held = 0;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         // A committed layer that every run must see.
         r.commit("bb", "echo shared > /etc/shared");
         // Each run writes its marker and says it is ready; once all eight are (so that they
@@ -67,9 +66,8 @@ fn eight_runs_at_once_each_see_only_their_own_files() {
 
 #[test]
 fn two_commits_serialize_and_the_second_says_it_waits() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let first = r.hold(
             &["--baseos", "bb", "--commit"],
             "echo first > /etc/first",
@@ -108,9 +106,8 @@ fn two_commits_serialize_and_the_second_says_it_waits() {
 
 #[test]
 fn cleanup_refuses_the_layers_of_a_running_instance() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         r.commit("bb", "echo layer > /etc/layer");
         let layers = r.store.join("instances/stable/bb/amd64/layers");
         let before = common::hash_tree(&layers);

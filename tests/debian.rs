@@ -11,6 +11,12 @@ use common::{everyone, require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
 
 /// A store holding `work_dir/baseos-debian-bookworm-amd64.tar.zst`, loaded with `load-baseos`.
 fn debian_runner(who: Who) -> Option<Runner> {
+    if !require(
+        common::is_root(),
+        "the Debian tests run as root (and switch to the test users)",
+    ) {
+        return None;
+    }
     let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
     if !require(
         tarball.exists(),
@@ -83,9 +89,6 @@ fn debian_python_gcc_apt_and_branch_refresh() {
 
 #[test]
 fn unknown_branch_names_its_file_and_the_branches() {
-    if !require(common::is_root(), "the Debian tests run as root") {
-        return;
-    }
     let Some(r) = debian_runner(Who::Root) else {
         return;
     };
@@ -100,9 +103,6 @@ fn unknown_branch_names_its_file_and_the_branches() {
 
 #[test]
 fn update_baseos_swaps_in_a_rebuilt_base_and_restarts_its_instances() {
-    if !require(common::is_root(), "the Debian tests run as root") {
-        return;
-    }
     let Some(r) = debian_runner(Who::Root) else {
         return;
     };

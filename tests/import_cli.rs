@@ -235,9 +235,8 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
 fn hostile_archives_are_refused_by_load_baseos() {
     let tag = std::process::id().to_string();
     let mut tried = 0;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let top = r.store.parent().unwrap().to_path_buf();
         let outside = top.join("outside");
         std::fs::create_dir_all(&outside).unwrap();

@@ -49,9 +49,8 @@ fn imports_every_compression_and_runs_on_each() {
 
 #[test]
 fn owners_are_kept_unless_single_uid() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok("bb", "stat -c %u:%g /home/www/index.html");
         let expected = if who == Who::SingleUser {
             "0:0"
@@ -64,9 +63,8 @@ fn owners_are_kept_unless_single_uid() {
 
 #[test]
 fn pid_namespace_shows_only_the_sandbox() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok("bb", "ls /proc | grep -c '^[0-9][0-9]*$'; echo $$");
         let mut lines = out.lines();
         let count: u32 = lines.next().unwrap().parse().unwrap();
@@ -89,9 +87,7 @@ fn host_files_are_invisible() {
     }
     std::fs::write(&marker, "secret").unwrap();
     std::fs::write(&home_marker, "secret").unwrap();
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
         for path in [&marker, &home_marker] {
             let out = r.sh("bb", &format!("cat {path} /proc/1/root{path}"));
             assert!(!out.status.success());
@@ -111,9 +107,8 @@ fn host_files_are_invisible() {
 
 #[test]
 fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let base = r.store.join("baseos/bb/amd64/rootfs");
         let before = hash_tree(&base);
 
@@ -176,9 +171,7 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
 
 #[test]
 fn exit_status_and_signals_pass_through() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
         assert_eq!(r.sh("bb", "exit 7").status.code(), Some(7));
         assert_eq!(r.sh("bb", "kill -TERM $$").status.code(), Some(143));
         assert_eq!(r.sh("bb", "kill -KILL $$").status.code(), Some(137));
@@ -207,9 +200,8 @@ fn workspaces(store: &Path) -> usize {
 fn interrupted_runs_leave_no_workspace_and_no_mount() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
             // The command says it is up from inside the sandbox; its stdout stays open in every
             // process of the run until the last of them is gone.
@@ -290,9 +282,8 @@ fn find_pookie_pid(pid: u32) -> u32 {
 
 #[test]
 fn bundle_is_read_only_and_network_is_off_by_default() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let bundle = r.store.parent().unwrap().join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
         std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
@@ -343,9 +334,8 @@ fn bundle_is_read_only_and_network_is_off_by_default() {
 
 #[test]
 fn nothing_of_pookie_leaks_into_the_sandbox() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok(
             "bb",
             "ls /proc/$$/fd; grep NoNewPrivs /proc/self/status; hostname; echo $HOME",
@@ -529,9 +519,8 @@ fn clear_errors_for_bad_input() {
 
 #[test]
 fn cleanup_all_leaves_nothing_the_user_cannot_delete() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         // The hard case: a directory of another user, closed to everyone else, with a file in it.
         // In single-uid mode only one id exists, so the chown is refused and the case cannot be
         // made; elsewhere it must be in the committed layer before cleanup.
@@ -609,9 +598,8 @@ fn config_can_force_single_uid_mode() {
 #[test]
 fn stdin_passes_through_and_a_tty_stays_a_tty() {
     use std::io::Write;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let mut child = r
             .command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c", "tr a-z A-Z"])
             .stdin(Stdio::piped())

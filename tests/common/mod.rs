@@ -97,6 +97,15 @@ pub fn commit_args<'a>(name: &'a str, script: &'a str) -> [&'a str; 8] {
     ]
 }
 
+/// A runner for each identity of [`everyone`] in turn, the busybox fixture loaded as `bb`.
+pub fn everyone_with_busybox() -> impl Iterator<Item = Runner> {
+    everyone().into_iter().map(|who| {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        r
+    })
+}
+
 /// A copy of the binary under test that every test user can execute.
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
