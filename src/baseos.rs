@@ -6,35 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::arch::Arch;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::import::{self, ImportOptions, ImportSummary};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, RecipeInfo};
 use crate::store::{self, BaseOsMeta, Store};
 use crate::userns::{self, IdMap};
-
-/// What a base OS built from a recipe records about it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RecipeInfo {
-    pub recipe: String,
-    pub suite: String,
-    /// The CPython versions it provides (older stores wrote one string).
-    #[serde(deserialize_with = "crate::recipe::one_or_many")]
-    pub python: Vec<String>,
-    pub mirror: String,
-    #[serde(default = "main_component")]
-    pub components: Vec<String>,
-    /// The suite the `testing` branch moves to.
-    #[serde(default)]
-    pub next: Option<String>,
-}
-
-fn main_component() -> Vec<String> {
-    vec!["main".into()]
-}
 
 /// How loading reports itself, and whether it may replace a loaded base OS.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +197,7 @@ fn stage(
     ) = serde_json::from_slice(
         &std::fs::read(&result_path).map_err(|e| Error::io("read", &result_path, e))?,
     )
-    .map_err(|e| Error::usage(format!("corrupt import result: {e}")))?;
+    .map_err(|e| Error::internal(format!("corrupt import result: {e}")))?;
 
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "unpacked");
     let base_meta = BaseOsMeta {

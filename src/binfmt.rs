@@ -25,7 +25,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use crate::arch::{parse_elf_header, Arch};
-use crate::sys;
+use crate::config::{BinfmtChoice, Config};
+use crate::sys::{self, SysError};
 
 /// Where the host's binfmt_misc lives.
 pub const HOST_DIR: &str = "/proc/sys/fs/binfmt_misc";
@@ -223,18 +224,8 @@ pub enum BinfmtError {
     )]
     NotInUserNamespace { path: PathBuf },
 
-    #[error(
-        "{op} {}: {} ({errno}){}",
-        .path.display(),
-        .errno.desc(),
-        .hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default()
-    )]
-    Sys {
-        op: &'static str,
-        path: PathBuf,
-        errno: Errno,
-        hint: Option<String>,
-    },
+    #[error(transparent)]
+    Sys(#[from] SysError),
 }
 
 fn describe_tried(tried: &[(PathBuf, String)]) -> String {
@@ -254,8 +245,9 @@ impl BinfmtError {
             | BinfmtError::Native(_)
             | BinfmtError::Invalid { .. }
             | BinfmtError::Unavailable { .. } => true,
-            BinfmtError::Sys { errno, path, .. } => {
-                matches!(errno, Errno::EACCES | Errno::EPERM) && path.starts_with(HOST_DIR)
+            BinfmtError::Sys(e) => {
+                matches!(e.errno, Errno::EACCES | Errno::EPERM)
+                    && e.path.as_ref().is_some_and(|p| p.starts_with(HOST_DIR))
             }
             BinfmtError::NotInUserNamespace { .. } => false,
         }
@@ -546,12 +538,12 @@ fn read_named(binfmt_dir: &Path, name: &str) -> Result<Option<Registration>> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(parse_registration(name, &text))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BinfmtError::Sys {
-            op: "read binfmt_misc entry",
+        Err(e) => Err(BinfmtError::Sys(SysError {
+            op: "read binfmt_misc entry".into(),
             hint: needs_root_hint(&path),
             errno: errno_of(&e),
-            path,
-        }),
+            path: Some(path),
+        })),
     }
 }
 
@@ -630,12 +622,12 @@ pub fn register(binfmt_dir: &Path, arch: Arch, interpreter: &Path, flags: &str) 
                     }
                 }
             }
-            Err(BinfmtError::Sys {
-                op: "register in",
+            Err(BinfmtError::Sys(SysError {
+                op: "register in".into(),
                 hint: register_hint(binfmt_dir, errno, &name, interpreter, &line),
-                path: reg,
+                path: Some(reg),
                 errno,
-            })
+            }))
         }
     }
 }
@@ -676,11 +668,13 @@ fn register_hint(
 
 fn remove_entry(binfmt_dir: &Path, name: &str) -> Result<()> {
     let path = binfmt_dir.join(name);
-    write_control(&path, "-1").map_err(|e| BinfmtError::Sys {
-        op: "remove binfmt_misc entry",
-        hint: needs_root_hint(&path),
-        errno: errno_of(&e),
-        path,
+    write_control(&path, "-1").map_err(|e| {
+        BinfmtError::Sys(SysError {
+            op: "remove binfmt_misc entry".into(),
+            hint: needs_root_hint(&path),
+            errno: errno_of(&e),
+            path: Some(path),
+        })
     })
 }
 
@@ -703,6 +697,34 @@ pub enum Strategy {
     Private { interpreter: PathBuf },
     /// The host has a usable registration (enabled, flag `F`): nothing to do.
     Host { entry: Registration },
+}
+
+/// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
+/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
+/// before anything is mounted, so a missing interpreter fails early and names its package.
+pub fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
+    if arch.is_native() {
+        return Ok(Vec::new());
+    }
+    match choose(arch, config.qemu_dir.as_deref(), allow_private(config))? {
+        Strategy::Private { interpreter } => {
+            tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
+            Ok(vec![(arch, interpreter)])
+        }
+        Strategy::Host { entry } => {
+            tracing::info!(
+                "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
+/// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
+pub fn allow_private(config: &Config) -> bool {
+    config.binfmt != BinfmtChoice::Host
+        && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
 }
 
 /// True when this kernel can mount binfmt_misc in a user namespace (Linux 6.7).
@@ -822,12 +844,12 @@ fn ensure_own_user_namespace(mount_point: &Path) -> Result<()> {
         Ok(_) => Err(BinfmtError::NotInUserNamespace {
             path: mount_point.to_path_buf(),
         }),
-        Err(e) => Err(BinfmtError::Sys {
-            op: "find the user namespace of this process:",
-            path: ns.to_path_buf(),
+        Err(e) => Err(BinfmtError::Sys(SysError {
+            op: "find the user namespace of this process:".into(),
+            path: Some(ns.to_path_buf()),
             errno: errno_of(&e),
             hint: Some("/proc must be mounted".into()),
-        }),
+        })),
     }
 }
 
@@ -862,12 +884,12 @@ pub fn setup_private(binfmt_mount_point: &Path, arches: &[(Arch, PathBuf)]) -> R
             )),
             _ => None,
         };
-        BinfmtError::Sys {
-            op: "mount a private binfmt_misc instance on",
-            path: binfmt_mount_point.to_path_buf(),
+        BinfmtError::Sys(SysError {
+            op: "mount a private binfmt_misc instance on".into(),
+            path: Some(binfmt_mount_point.to_path_buf()),
             errno: e.errno,
             hint,
-        }
+        })
     })?;
     for (arch, interpreter) in arches {
         register(binfmt_mount_point, *arch, interpreter, PRIVATE_FLAGS)?;
@@ -896,17 +918,20 @@ fn ensure_host_mounted() -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )
-    .map_err(|e| BinfmtError::Sys {
-        op: "mount binfmt_misc on",
-        path: dir.to_path_buf(),
-        errno: e.errno,
-        hint: match e.errno {
-            Errno::EPERM | Errno::EACCES => needs_root_hint(dir),
-            Errno::ENOENT | Errno::ENODEV => Some(
-                "this kernel has no binfmt_misc: load it with `sudo modprobe binfmt_misc`".into(),
-            ),
-            _ => None,
-        },
+    .map_err(|e| {
+        BinfmtError::Sys(SysError {
+            op: "mount binfmt_misc on".into(),
+            path: Some(dir.to_path_buf()),
+            errno: e.errno,
+            hint: match e.errno {
+                Errno::EPERM | Errno::EACCES => needs_root_hint(dir),
+                Errno::ENOENT | Errno::ENODEV => Some(
+                    "this kernel has no binfmt_misc: load it with `sudo modprobe binfmt_misc`"
+                        .into(),
+                ),
+                _ => None,
+            },
+        })
     })
 }
 
@@ -1389,9 +1414,9 @@ mod tests {
 
     #[test]
     fn host_wide_permission_errors_advise_sudo() {
-        let e = BinfmtError::Sys {
-            op: "register in",
-            path: Path::new(HOST_DIR).join("register"),
+        let e = BinfmtError::Sys(SysError {
+            op: "register in".into(),
+            path: Some(Path::new(HOST_DIR).join("register")),
             errno: Errno::EACCES,
             hint: register_hint(
                 Path::new(HOST_DIR),
@@ -1400,7 +1425,7 @@ mod tests {
                 Path::new("/q"),
                 "",
             ),
-        };
+        });
         assert!(e.is_input_error());
         assert!(e.to_string().contains("run it with sudo"), "{e}");
         let unmounted = tempfile::tempdir().unwrap();

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseos::RecipeInfo;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::recipe::RecipeInfo;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
 
@@ -201,7 +201,7 @@ pub fn ensure_fresh(
         cwd: None,
         env,
         argv: vec!["/bin/sh".into(), "-c".into(), script],
-        binfmt: crate::commands::emulation_for(config, base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         commit_to: Some(store.next_layer_path(id)?),
         log: Some(log.clone()),
         upper_usage: None,

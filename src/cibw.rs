@@ -20,9 +20,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::config::{parse_toml, ConfigError};
-use crate::project::{Frontend, Mode};
 use crate::target::Selector;
 use crate::toolchain::Compiler;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum Frontend {
+    /// `python3 -m pip wheel` (pookie-ns's default).
+    #[default]
+    #[serde(rename = "pip")]
+    Pip,
+    /// `python3 -m build --wheel` (cibuildwheel's default, `"default"`).
+    #[serde(rename = "build")]
+    Build,
+    /// `python3 -m build --wheel --installer=uv`.
+    #[serde(rename = "build[uv]")]
+    BuildUv,
+    /// `uv build --wheel`.
+    #[serde(rename = "uv")]
+    Uv,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Native,
+    Emulate,
+    Cross,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Native => "native",
+            Mode::Emulate => "emulate",
+            Mode::Cross => "cross",
+        })
+    }
+}
 
 /// How an option's value is written and combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,13 @@
 //! The subcommands: each takes the validated configuration and the open store and does one job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::arch::Arch;
 use crate::baseos;
 use crate::binfmt;
 use crate::branch;
 use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs};
-use crate::config::{BinfmtChoice, Config, Env, Overrides};
+use crate::config::{Config, Env, Overrides};
 use crate::error::{Error, Result};
 use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
@@ -256,7 +256,7 @@ fn update_baseos(
             .filter(|i| i.name == base.name && i.arch == base.arch)
             .collect();
         if let Some(busy) = on_base.iter().find(|i| store.instance_in_use(i)) {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "instance {busy} is in use by a running pookie-ns; update {} when it has finished",
                 base.name
             )));
@@ -395,15 +395,15 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
                 .image
                 .as_ref()
                 .and_then(|i| i.working_dir.clone())
-                .map(PathBuf::from)
+                .map(std::path::PathBuf::from)
                 .filter(|wd| {
                     let flags = libc::O_PATH | libc::O_DIRECTORY;
                     crate::sys::open_in_root(&base.rootfs(), wd, flags).is_ok()
                 })
         });
 
-    check_id_map(store, &base)?;
-    let binfmt = emulation_for(config, base.arch)?;
+    store.check_id_map(&base)?;
+    let binfmt = binfmt::emulation_for(config, base.arch)?;
     let instance = InstanceId {
         branch: args.branch.clone(),
         name: base.name.clone(),
@@ -466,55 +466,6 @@ pub(crate) fn image_env(env: &mut Vec<(String, String)>, image: &[String]) {
     }
 }
 
-/// A base OS's files are owned through the id map it was imported with; another map would see
-/// them under other owners.
-pub(crate) fn check_id_map(store: &Store, base: &BaseOs) -> Result<()> {
-    if base.meta.id_map != store.map {
-        return Err(Error::usage(format!(
-            "base OS {} ({}) was imported with the id map \"{}\", but this run uses \"{}\"; \
-             re-import it (`pookie-ns cleanup baseos`, then load-baseos) or use the store of the \
-             user who imported it",
-            base.name,
-            base.arch,
-            base.meta.id_map.describe(),
-            store.map.describe()
-        )));
-    }
-    Ok(())
-}
-
-/// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
-/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
-/// before anything is mounted, so a missing interpreter fails early and names its package.
-pub(crate) fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
-    if arch.is_native() {
-        return Ok(Vec::new());
-    }
-    match binfmt::choose(
-        arch,
-        config.qemu_dir.as_deref(),
-        allow_private_binfmt(config),
-    )? {
-        binfmt::Strategy::Private { interpreter } => {
-            tracing::debug!(%arch, interpreter = %interpreter.display(), "emulation: private binfmt_misc instance");
-            Ok(vec![(arch, interpreter)])
-        }
-        binfmt::Strategy::Host { entry } => {
-            tracing::info!(
-                "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
-            );
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// Private binfmt_misc instances are used unless `binfmt = "host"` in config.toml or
-/// `POOKIE_NS_BINFMT=host` in the environment says otherwise.
-fn allow_private_binfmt(config: &Config) -> bool {
-    config.binfmt != BinfmtChoice::Host
-        && std::env::var("POOKIE_NS_BINFMT").as_deref() != Ok("host")
-}
-
 // ---- list ----------------------------------------------------------------------------------
 
 /// How each foreign arch of the loaded base OSes would be emulated, for `list`.
@@ -532,7 +483,7 @@ fn emulation_summary(config: &Config, bases: &[BaseOs]) -> Vec<(Arch, String)> {
             let how = match binfmt::choose(
                 arch,
                 config.qemu_dir.as_deref(),
-                allow_private_binfmt(config),
+                binfmt::allow_private(config),
             ) {
                 Ok(binfmt::Strategy::Private { interpreter }) => {
                     format!("private binfmt_misc instance ({})", interpreter.display())
@@ -712,7 +663,7 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
     let remove_instance = |id: &InstanceId| -> Result<()> {
         // Holding the exclusive lock while removing keeps new runs out.
         if store.instance_in_use(id) {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "instance {id} is in use by a running pookie-ns; try again when it has finished"
             )));
         }
@@ -741,7 +692,7 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
             .map(|i| i.to_string())
             .collect();
         if !busy.is_empty() {
-            return Err(Error::usage(format!(
+            return Err(Error::busy(format!(
                 "base OSes are in use by running instances ({}); try again when they have finished",
                 busy.join(", ")
             )));

@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::userns::IdMapChoice;
+use serde::{Deserialize, Serialize};
 
 /// `config.toml` as written by the user.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +24,15 @@ pub struct ConfigFile {
     pub mirror: Option<String>,
     /// How often a branch's instance layer is refreshed with apt, e.g. "1h" (the default), "30m".
     pub refresh_interval: Option<String>,
+}
+
+/// What the user asked for in `config.toml` (`id_map = "auto" | "single"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdMapChoice {
+    #[default]
+    Auto,
+    Single,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use caps::Capability;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
@@ -20,31 +21,36 @@ use crate::sys::{self, SysError, SysResult};
 /// and Podman, which package managers and builds need (`chown`, `setuid` to `_apt`, ...).
 /// Everything else — `CAP_SYS_ADMIN` (mount, remount), `CAP_NET_ADMIN`, `CAP_SYS_PTRACE`,
 /// `CAP_SYS_MODULE` ... — leaves the bounding set before the command starts.
-pub const KEPT_CAPABILITIES: [(u32, &str); 14] = [
-    (0, "CAP_CHOWN"),
-    (1, "CAP_DAC_OVERRIDE"),
-    (3, "CAP_FOWNER"),
-    (4, "CAP_FSETID"),
-    (5, "CAP_KILL"),
-    (6, "CAP_SETGID"),
-    (7, "CAP_SETUID"),
-    (8, "CAP_SETPCAP"),
-    (10, "CAP_NET_BIND_SERVICE"),
-    (13, "CAP_NET_RAW"),
-    (18, "CAP_SYS_CHROOT"),
-    (27, "CAP_MKNOD"),
-    (29, "CAP_AUDIT_WRITE"),
-    (31, "CAP_SETFCAP"),
+pub const KEPT_CAPABILITIES: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_KILL,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_MKNOD,
+    Capability::CAP_AUDIT_WRITE,
+    Capability::CAP_SETFCAP,
 ];
 
 /// The bounding set as `/proc/self/status` shows it (`CapBnd`), in hex.
 pub fn kept_capability_mask() -> u64 {
-    KEPT_CAPABILITIES.iter().fold(0, |m, (c, _)| m | 1 << c)
+    KEPT_CAPABILITIES.iter().fold(0, |m, c| m | c.bitmask())
 }
 
 /// Drops every capability but [`KEPT_CAPABILITIES`] from the bounding set and clears the ambient
 /// set. The command is exec'd as uid 0, so execve(2) gives it exactly the bounding set; no later
 /// exec can gain more (no_new_privs is set too).
+///
+/// By number, not through `caps::drop`: the `caps` crate names only the capabilities it knows
+/// (up to `CAP_CHECKPOINT_RESTORE`), and one that a newer kernel adds must leave the bounding set
+/// too; the loop runs until the kernel's last one (`EINVAL`). The errors keep their errno, which
+/// `caps`'s string errors do not.
 pub fn drop_capabilities() -> SysResult<()> {
     let keep = kept_capability_mask();
     for cap in 0..64u32 {
@@ -132,7 +138,11 @@ pub fn harden_proc(proc: &Path) -> SysResult<()> {
 /// The most processes (threads included) one sandbox may run at a time: enough for `make -j`
 /// with every core busy, few enough that a fork bomb stops long before the host's limits.
 pub fn max_processes() -> u64 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    processes_for(std::thread::available_parallelism().map_or(1, |n| n.get()) as u64)
+}
+
+/// 64 a core (a parallel build's compilers and their helpers), at least 4096.
+fn processes_for(cpus: u64) -> u64 {
     (64 * cpus).max(4096)
 }
 
@@ -270,17 +280,32 @@ mod tests {
         let mask = kept_capability_mask();
         assert_eq!(mask, 0x00000000a80425fb);
         for admin in [
-            12, /* NET_ADMIN */
-            16, /* MODULE */
-            19, /* PTRACE */
-            21, /* SYS_ADMIN */
+            Capability::CAP_NET_ADMIN,
+            Capability::CAP_SYS_MODULE,
+            Capability::CAP_SYS_PTRACE,
+            Capability::CAP_SYS_ADMIN,
         ] {
-            assert_eq!(mask & (1 << admin), 0, "capability {admin} kept");
+            assert_eq!(mask & admin.bitmask(), 0, "{admin} kept");
         }
     }
 
     #[test]
-    fn the_process_limit_leaves_room_for_builds() {
-        assert!(max_processes() >= 4096);
+    fn the_process_limit_grows_with_the_cores_and_stays_below_the_hosts() {
+        assert_eq!(processes_for(1), 4096);
+        assert_eq!(processes_for(64), 4096);
+        assert_eq!(processes_for(128), 8192);
+        // A fork bomb inside must stop before the host runs out of pids or threads.
+        for file in ["/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"] {
+            let host: u64 = std::fs::read_to_string(file)
+                .expect(file)
+                .trim()
+                .parse()
+                .expect(file);
+            assert!(
+                max_processes() < host / 2,
+                "{} processes leave too little of {file} = {host}",
+                max_processes()
+            );
+        }
     }
 }

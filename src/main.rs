@@ -1,5 +1,7 @@
 //! The binary's edge: parse the command line, set up logging, run the command, and turn its result
-//! into an exit status (0 success, 1 failure, 2 usage/config/input error, `run`: the command's).
+//! into an exit status (0 success, 1 failure, 2 usage/config/input error, 75 busy, `run`: the
+//! command's). The library's one error type picks the status ([`pookie_ns::Error::exit_code`]), so
+//! this edge needs no `anyhow`: erasing the type would only mean downcasting it back.
 
 use std::io::IsTerminal;
 

@@ -6,45 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::config::ConfigError;
 use crate::target::{parse_platform, Platform, Selector};
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-pub enum Frontend {
-    /// `python3 -m pip wheel` (pookie-ns's default).
-    #[default]
-    #[serde(rename = "pip")]
-    Pip,
-    /// `python3 -m build --wheel` (cibuildwheel's default, `"default"`).
-    #[serde(rename = "build")]
-    Build,
-    /// `python3 -m build --wheel --installer=uv`.
-    #[serde(rename = "build[uv]")]
-    BuildUv,
-    /// `uv build --wheel`.
-    #[serde(rename = "uv")]
-    Uv,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Native,
-    Emulate,
-    Cross,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Native => "native",
-            Mode::Emulate => "emulate",
-            Mode::Cross => "cross",
-        })
-    }
-}
+// The build frontend and the build mode are options of the configuration layer below.
+pub use crate::cibw::{Frontend, Mode};
 
 /// The checked project configuration: cibuildwheel's options and `[tool.pookie-ns]`'s, resolved
 /// by [`crate::cibw`] (which documents the precedence), with what holds for the whole run

@@ -4,10 +4,30 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::config::{parse_toml, ConfigError};
+
+/// What a base OS built from a recipe records about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecipeInfo {
+    pub recipe: String,
+    pub suite: String,
+    /// The CPython versions it provides (older stores wrote one string).
+    #[serde(deserialize_with = "one_or_many")]
+    pub python: Vec<String>,
+    pub mirror: String,
+    #[serde(default = "main_component")]
+    pub components: Vec<String>,
+    /// The suite the `testing` branch moves to.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+fn main_component() -> Vec<String> {
+    vec!["main".into()]
+}
 
 /// The recipes shipped with pookie-ns: (name, TOML text).
 pub const EMBEDDED: [(&str, &str); 4] = [

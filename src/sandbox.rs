@@ -188,10 +188,7 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
     // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
     // the store root so that the layer paths are short and relative.
     sys::chdir(&spec.store_root)?;
-    let options = spec
-        .layers
-        .options()
-        .map_err(|e| Error::usage(e.to_string()))?;
+    let options = spec.layers.options()?;
     sys::mount(
         Some("overlay"),
         &spec.merged,
@@ -206,9 +203,7 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
     // upper dir).
     for m in &spec.lower_mounts {
         let target = mount_point(root, &m.dst, true)?;
-        match crate::overlay::read_only_options(&m.lower)
-            .map_err(|e| Error::usage(e.to_string()))?
-        {
+        match crate::overlay::read_only_options(&m.lower)? {
             Some(options) => sys::mount(
                 Some("overlay"),
                 &target,

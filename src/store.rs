@@ -48,7 +48,7 @@ pub struct BaseOsMeta {
     pub id_map: IdMap,
     /// Set when the base OS was built from a recipe.
     #[serde(default)]
-    pub recipe: Option<crate::baseos::RecipeInfo>,
+    pub recipe: Option<crate::recipe::RecipeInfo>,
     /// Set when the base OS was loaded from an OCI image (its manifest digest, Env ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<crate::oci::ImageMeta>,
@@ -245,6 +245,23 @@ impl Store {
         Ok(store)
     }
 
+    /// A base OS's files are owned through the id map it was imported with; another map would see
+    /// them under other owners.
+    pub fn check_id_map(&self, base: &BaseOs) -> Result<()> {
+        if base.meta.id_map != self.map {
+            return Err(Error::usage(format!(
+                "base OS {} ({}) was imported with the id map \"{}\", but this run uses \"{}\"; \
+                 re-import it (`pookie-ns cleanup baseos`, then load-baseos) or use the store of the \
+                 user who imported it",
+                base.name,
+                base.arch,
+                base.meta.id_map.describe(),
+                self.map.describe()
+            )));
+        }
+        Ok(())
+    }
+
     // ---- base OSes -------------------------------------------------------------------------
 
     pub fn baseos_dir(&self, name: &str, arch: Arch) -> PathBuf {
@@ -424,7 +441,7 @@ impl Store {
             .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok())
             .map_or(1, |n| n + 1);
         if next > 9999 {
-            return Err(Error::usage(format!(
+            return Err(Error::internal(format!(
                 "instance {id} has too many layers; reset it with `pookie-ns cleanup {id}`"
             )));
         }
@@ -679,20 +696,8 @@ pub fn disk_usage(path: &Path) -> (u64, bool) {
     (total, complete)
 }
 
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Sizes for people: `1.5 MiB` (kept here for the callers; it lives with the progress output).
+pub use crate::progress::human_size;
 
 #[cfg(test)]
 mod tests {

@@ -113,7 +113,7 @@ pub fn next_free_start(text: &str) -> u32 {
 /// Becomes the invoking user for good: groups, gid, uid; the environment says who we are.
 pub fn become_user(inv: &Invoker) -> Result<()> {
     let name =
-        CString::new(inv.name.clone()).map_err(|_| Error::usage("user name with a NUL byte"))?;
+        CString::new(inv.name.clone()).map_err(|_| Error::internal("user name with a NUL byte"))?;
     nix::unistd::initgroups(&name, Gid::from_raw(inv.gid))
         .map_err(|e| SysError::new(format!("initgroups({})", inv.name), None, e))?;
     let gid = Gid::from_raw(inv.gid);

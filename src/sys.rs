@@ -3,8 +3,8 @@
 //! the errno has a well-known cause (a disabled user namespace, an old kernel), so that no caller has
 //! to remember which errno means what.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -296,10 +296,36 @@ pub fn close_fds_from(first: RawFd) -> SysResult<()> {
 
 /// `struct open_how` of openat2(2) (libc's is non-exhaustive and cannot be built).
 #[repr(C)]
-pub struct OpenHow {
-    pub flags: u64,
-    pub mode: u64,
-    pub resolve: u64,
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(2)`: opens `path` relative to `dir` with the `RESOLVE_*` flags `resolve` (close-on-exec
+/// always). The one place that makes the call; the callers name the operation in their errors.
+pub fn openat2(dir: BorrowedFd, path: &CStr, flags: i32, resolve: u64) -> Result<OwnedFd, Errno> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: `path` is NUL-terminated, `how` is a valid open_how and its size is passed with it;
+    // the kernel reads both and writes nothing.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// `openat2(2)` resolving `path` as if `root` were `/`: symlinks, `..` and absolute links cannot
@@ -307,30 +333,19 @@ pub struct OpenHow {
 pub fn open_in_root(root: &Path, path: &Path, flags: i32) -> SysResult<OwnedFd> {
     let root_fd = std::fs::File::open(root).map_err(|e| SysError::io("open", root, &e))?;
     let c = cstr(path)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: `c` is a valid NUL-terminated string and `how` a valid open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root_fd.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(SysError::new(
+    openat2(
+        root_fd.as_fd(),
+        &c,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|errno| {
+        SysError::new(
             format!("open (inside {})", root.display()),
             Some(path),
-            Errno::last(),
-        ));
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+            errno,
+        )
+    })
 }
 
 /// The current kernel release, e.g. "6.18.44".

@@ -20,6 +20,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
+use crate::config::IdMapChoice;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::sys::{self, SysError};
@@ -39,15 +40,6 @@ pub enum IdMap {
         uid: u32,
         gid: u32,
     },
-}
-
-/// What the user asked for in `config.toml` (`id_map = "auto" | "single"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdMapChoice {
-    #[default]
-    Auto,
-    Single,
 }
 
 impl IdMap {

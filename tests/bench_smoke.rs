@@ -1,7 +1,7 @@
 //! Keeps `bench/run` working: its `--quick` mode (one run per figure, smaller sizes) against the
 //! binary under test must exit 0 and print every row of the table, each pookie-ns cell a time
-//! (or "not built yet" for features still missing) and each peer cell a time or the reason the
-//! peer cannot run here. The full bench is too slow and too noisy for CI; this is all CI runs.
+//! (every feature the bench measures exists now) and each peer cell a time or the reason the peer
+//! cannot run here. The full bench is too slow and too noisy for CI; this is all CI runs.
 
 mod common;
 
@@ -14,9 +14,6 @@ use common::{require, FOREIGN_CACHE};
 const ROWS: &[&str] = &[
     "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5",
 ];
-
-/// Rows for features that may honestly not exist yet (`--mode cross`, `--compiler zig`).
-const MAY_BE_UNBUILT: &[&str] = &["4c", "4d"];
 
 fn is_time(cell: &str) -> bool {
     let Some((n, unit)) = cell.split_once(' ') else {
@@ -70,8 +67,7 @@ fn quick_bench_prints_every_row() {
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
         assert_eq!(cells.len(), 4, "row {key}: {line}");
         let (ours, peer, ratio) = (cells[1], cells[2], cells[3]);
-        let ours_ok = is_time(ours) || (MAY_BE_UNBUILT.contains(key) && ours == "not built yet");
-        assert!(ours_ok, "row {key}: pookie-ns cell {ours:?}: {line}");
+        assert!(is_time(ours), "row {key}: pookie-ns cell {ours:?}: {line}");
         assert!(
             is_time(peer) || is_reason(peer),
             "row {key}: peer cell {peer:?}: {line}"

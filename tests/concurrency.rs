@@ -3,10 +3,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{everyone, stderr, stdout, Runner};
+use common::{stderr, stdout, Held, Runner};
 
 fn spawn(r: &Runner, args: &[&str]) -> Child {
     r.command(args)
@@ -20,64 +20,31 @@ fn finish(child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Waits until `n` workspaces of live runs exist (their sandboxes are up).
-fn wait_for_workspaces(r: &Runner, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let count = std::fs::read_dir(r.store.join("workspaces"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        if count >= n {
-            std::thread::sleep(Duration::from_millis(300));
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} workspaces never appeared ({count})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn eight_runs_at_once_each_see_only_their_own_files() {
     const RUNS: usize = 8;
     let mut held = 0;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         // A committed layer that every run must see.
-        r.ok(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
-            "echo shared > /etc/shared",
-        ]);
-        // Each run writes its marker, waits until all eight have (so that they overlap), then
-        // lists what it sees.
-        let children: Vec<Child> = (0..RUNS)
+        r.commit("bb", "echo shared > /etc/shared");
+        // Each run writes its marker and says it is ready; once all eight are (so that they
+        // overlap), each lists what it sees.
+        let runs: Vec<Held> = (0..RUNS)
             .map(|i| {
-                let script = format!(
-                    "echo {i} > /root/mine-{i}; echo {i} > /tmp/tmp-{i}; cat /etc/shared
-                     sleep 3; ls /root /tmp; cat /root/mine-{i}"
-                );
-                spawn(
-                    &r,
-                    &["run", "--baseos", "bb", "--", "/bin/sh", "-c", &script],
+                r.hold(
+                    &["--baseos", "bb"],
+                    &format!("echo {i} > /root/mine-{i}; echo {i} > /tmp/tmp-{i}; cat /etc/shared"),
+                    &format!("ls /root /tmp; cat /root/mine-{i}"),
                 )
             })
             .collect();
-        wait_for_workspaces(&r, RUNS);
         let live = std::fs::read_dir(r.store.join("workspaces"))
             .unwrap()
             .count();
         assert_eq!(live, RUNS, "{who:?}: all runs at once");
-        for (i, child) in children.into_iter().enumerate() {
-            let out = finish(child);
+        for (i, run) in runs.into_iter().enumerate() {
+            let out = run.release();
             assert!(out.status.success(), "{who:?} run {i}: {}", stderr(&out));
             let text = stdout(&out);
             assert!(text.starts_with("shared\n"), "{who:?} run {i}: {text}");
@@ -99,49 +66,36 @@ fn eight_runs_at_once_each_see_only_their_own_files() {
 
 #[test]
 fn two_commits_serialize_and_the_second_says_it_waits() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
-        let first = spawn(
-            &r,
-            &[
-                "run",
-                "--baseos",
-                "bb",
-                "--commit",
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo first > /etc/first; sleep 2",
-            ],
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
+        let first = r.hold(
+            &["--baseos", "bb", "--commit"],
+            "echo first > /etc/first",
+            "",
         );
-        wait_for_workspaces(&r, 1);
-        let started = Instant::now();
         // The second starts while the first holds the instance: it must wait, say so, and then
         // see the first one's layer.
-        let second = r.run(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
-            "cat /etc/first && echo second > /etc/second",
-        ]);
-        let waited = started.elapsed();
-        let first = finish(first);
+        let mut second = spawn(
+            &r,
+            &common::commit_args("bb", "cat /etc/first && echo second > /etc/second"),
+        );
+        let mut said = String::new();
+        let mut err = BufReader::new(second.stderr.take().unwrap());
+        while !said.contains("waiting for instance stable/bb/amd64") {
+            assert!(
+                err.read_line(&mut said).unwrap() > 0,
+                "{who:?}: the second commit ended without saying it waits: {said}"
+            );
+        }
+        assert!(
+            second.try_wait().unwrap().is_none(),
+            "{who:?}: the second commit did not wait for the first"
+        );
+        let first = first.release();
+        err.read_to_string(&mut said).unwrap();
+        let second = finish(second);
         assert!(first.status.success(), "{who:?}: {}", stderr(&first));
-        assert!(second.status.success(), "{who:?}: {}", stderr(&second));
-        assert!(
-            stderr(&second).contains("waiting for instance stable/bb/amd64"),
-            "{who:?}: the second commit does not say it waits: {}",
-            stderr(&second)
-        );
-        assert!(
-            waited >= Duration::from_millis(1000),
-            "{who:?}: did not wait"
-        );
+        assert!(second.status.success(), "{who:?}: {said}");
         assert_eq!(stdout(&second), "first\n", "{who:?}");
         let out = r.sh_ok("bb", "cat /etc/first /etc/second");
         assert_eq!(out, "first\nsecond\n", "{who:?}");
@@ -152,38 +106,20 @@ fn two_commits_serialize_and_the_second_says_it_waits() {
 
 #[test]
 fn cleanup_refuses_the_layers_of_a_running_instance() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
-        r.ok(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
-            "echo layer > /etc/layer",
-        ]);
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
+        r.commit("bb", "echo layer > /etc/layer");
         let layers = r.store.join("instances/stable/bb/amd64/layers");
         let before = common::hash_tree(&layers);
         let base = common::hash_tree(&r.store.join("baseos"));
-        let running = spawn(
-            &r,
-            &[
-                "run",
-                "--baseos",
-                "bb",
-                "--",
-                "/bin/sh",
-                "-c",
-                "sleep 3; cat /etc/layer /etc/motd",
-            ],
-        );
-        wait_for_workspaces(&r, 1);
+        let running = r.hold(&["--baseos", "bb"], "", "cat /etc/layer /etc/motd");
         for target in ["stable/bb/amd64", "baseos", "all"] {
             let out = r.run(&["cleanup", target]);
-            assert_eq!(out.status.code(), Some(2), "{who:?} cleanup {target}");
+            assert_eq!(
+                out.status.code(),
+                Some(75),
+                "{who:?} cleanup {target}: busy"
+            );
             assert!(
                 stderr(&out).contains("in use"),
                 "{who:?} cleanup {target}: {}",
@@ -197,7 +133,7 @@ fn cleanup_refuses_the_layers_of_a_running_instance() {
             "{who:?}: {}",
             stderr(&out)
         );
-        let out = finish(running);
+        let out = running.release();
         assert!(out.status.success(), "{who:?}: {}", stderr(&out));
         assert_eq!(stdout(&out), "layer\nhello from the base\n", "{who:?}");
         assert_eq!(

@@ -11,6 +11,12 @@ use common::{everyone, require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
 
 /// A store holding `work_dir/baseos-debian-bookworm-amd64.tar.zst`, loaded with `load-baseos`.
 fn debian_runner(who: Who) -> Option<Runner> {
+    if !require(
+        common::is_root(),
+        "the Debian tests run as root (and switch to the test users)",
+    ) {
+        return None;
+    }
     let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
     if !require(
         tarball.exists(),
@@ -66,17 +72,7 @@ fn debian_python_gcc_apt_and_branch_refresh() {
         );
 
         // apt, rootless: installed into the instance, not the base.
-        let out = r.run(&[
-            "run",
-            "--network",
-            "--commit",
-            "--",
-            "apt-get",
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "hello",
-        ]);
+        let out = r.run(common::INSTALL_HELLO);
         assert!(out.status.success(), "{who:?}: {}", stderr(&out));
         let out = r.run(&["run", "--", "hello"]);
         assert_eq!(stdout(&out), "Hello, world!\n", "{who:?}: {}", stderr(&out));
@@ -93,8 +89,9 @@ fn debian_python_gcc_apt_and_branch_refresh() {
 
 #[test]
 fn unknown_branch_names_its_file_and_the_branches() {
-    let who = if common::is_root() { Who::Root } else { return };
-    let Some(r) = debian_runner(who) else { return };
+    let Some(r) = debian_runner(Who::Root) else {
+        return;
+    };
     let out = r.run(&["run", "--branch", "weekly", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
@@ -106,8 +103,9 @@ fn unknown_branch_names_its_file_and_the_branches() {
 
 #[test]
 fn update_baseos_swaps_in_a_rebuilt_base_and_restarts_its_instances() {
-    let who = if common::is_root() { Who::Root } else { return };
-    let Some(r) = debian_runner(who) else { return };
+    let Some(r) = debian_runner(Who::Root) else {
+        return;
+    };
     r.ok(&[
         "run",
         "--commit",

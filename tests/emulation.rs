@@ -173,11 +173,13 @@ fn debian_arm64_python_and_gcc_run_emulated() {
     ) {
         return;
     }
-    let who = if common::is_root() {
-        Who::SubUser
-    } else {
+    if !require(
+        common::is_root(),
+        "the emulation tests run as root (and switch to the test user)",
+    ) {
         return;
-    };
+    }
+    let who = Who::SubUser;
     if !require(
         nix::unistd::User::from_name(common::SUB_USER)
             .ok()

@@ -13,150 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::archive::{gzip, noise, xz, Tar};
 use common::{everyone, fixtures, stderr, Runner, Who};
 use tar::{EntryType, Header};
-
-/// A tar stream whose names go into the headers untouched (GNU long-name records when long).
-struct Tar(tar::Builder<Vec<u8>>);
-
-impl Tar {
-    fn new() -> Tar {
-        Tar(tar::Builder::new(Vec::new()))
-    }
-
-    fn header(kind: EntryType, mode: u32, size: u64) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_mtime(1_600_000_000);
-        h.set_size(size);
-        h
-    }
-
-    fn long(&mut self, kind: EntryType, value: &[u8]) {
-        let mut data = value.to_vec();
-        data.push(0);
-        let mut h = Tar::header(kind, 0o644, data.len() as u64);
-        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-        h.set_cksum();
-        self.0.append(&h, &data[..]).unwrap();
-    }
-
-    fn raw(&mut self, mut h: Header, name: &[u8], link: Option<&[u8]>, data: &[u8]) -> &mut Tar {
-        if name.len() >= 100 {
-            self.long(EntryType::GNULongName, name);
-        } else {
-            h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        }
-        if let Some(link) = link {
-            if link.len() >= 100 {
-                self.long(EntryType::GNULongLink, link);
-            } else {
-                h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-            }
-        }
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-
-    fn file(&mut self, name: &str, data: &[u8]) -> &mut Tar {
-        let h = Tar::header(EntryType::Regular, 0o644, data.len() as u64);
-        self.raw(h, name.as_bytes(), None, data)
-    }
-
-    fn dir(&mut self, name: &str) -> &mut Tar {
-        let h = Tar::header(EntryType::Directory, 0o755, 0);
-        self.raw(h, name.as_bytes(), None, b"")
-    }
-
-    fn symlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        let h = Tar::header(EntryType::Symlink, 0o777, 0);
-        self.raw(h, name.as_bytes(), Some(target.as_bytes()), b"")
-    }
-
-    fn hardlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        let h = Tar::header(EntryType::Link, 0o644, 0);
-        self.raw(h, name.as_bytes(), Some(target.as_bytes()), b"")
-    }
-
-    fn node(&mut self, name: &str, kind: EntryType) -> &mut Tar {
-        let mut h = Tar::header(kind, 0o666, 0);
-        h.set_device_major(8).unwrap();
-        h.set_device_minor(0).unwrap();
-        self.raw(h, name.as_bytes(), None, b"")
-    }
-
-    fn pax(&mut self, key: &str, value: &[u8]) -> &mut Tar {
-        let base = key.len() + value.len() + 3;
-        let mut len = base + 1;
-        while len != base + len.to_string().len() {
-            len = base + len.to_string().len();
-        }
-        let mut data = format!("{len} {key}=").into_bytes();
-        data.extend_from_slice(value);
-        data.push(b'\n');
-        let h = Tar::header(EntryType::XHeader, 0o644, data.len() as u64);
-        self.raw(h, b"./PaxHeaders/x", None, &data)
-    }
-
-    /// A GNU sparse entry claiming `real` bytes, holding 512 bytes of data at its start.
-    fn sparse(&mut self, name: &str, real: u64) -> &mut Tar {
-        /// Octal, or GNU's base-256 (first byte 0x80) for what octal cannot hold.
-        fn octal(dst: &mut [u8], v: u64) {
-            let s = format!("{v:0w$o}\0", w = dst.len() - 1);
-            if s.len() == dst.len() {
-                dst.copy_from_slice(s.as_bytes());
-            } else {
-                dst.fill(0);
-                dst[0] = 0x80;
-                let n = dst.len();
-                dst[n - 8..].copy_from_slice(&v.to_be_bytes());
-            }
-        }
-        let mut h = Tar::header(EntryType::GNUSparse, 0o644, 512);
-        {
-            let gnu = h.as_gnu_mut().unwrap();
-            octal(&mut gnu.sparse[0].offset, 0);
-            octal(&mut gnu.sparse[0].numbytes, 512);
-            octal(&mut gnu.sparse[1].offset, real);
-            octal(&mut gnu.sparse[1].numbytes, 0);
-            octal(&mut gnu.realsize, real);
-        }
-        self.raw(h, name.as_bytes(), None, &[b'S'; 512])
-    }
-
-    fn bytes(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
-            .into_inner()
-            .unwrap()
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A world-readable directory for the archives (the test users read them).
 fn archive_dir(tag: &str) -> PathBuf {
@@ -200,46 +59,54 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
     let esc = format!("../pookie-ns-escaped-{tag}");
     c.push((
         "dot-dot",
-        t.file("ok", b"x").file(&esc, b"evil").bytes(),
+        t.file("ok", 0o644, b"x").file(&esc, 0o644, b"evil").bytes(),
         esc.clone(),
     ));
     c.push((
         "dot-dot-deep",
-        t.dir("usr").file("usr/../../x", b"evil").bytes(),
+        t.dir("usr", 0o755)
+            .file("usr/../../x", 0o644, b"evil")
+            .bytes(),
         "usr/../../x".into(),
     ));
     let abs = format!("/etc/pookie-ns-abs-{tag}");
-    c.push(("absolute", t.file(&abs, b"evil").bytes(), abs.clone()));
+    c.push((
+        "absolute",
+        t.file(&abs, 0o644, b"evil").bytes(),
+        abs.clone(),
+    ));
     let abs_out = format!("{o}/abs");
     c.push((
         "absolute-outside",
-        t.file(&abs_out, b"evil").bytes(),
+        t.file(&abs_out, 0o644, b"evil").bytes(),
         abs_out.clone(),
     ));
     let through = format!("etc/pookie-ns-through-{tag}");
     c.push((
         "symlink-to-etc-then-through",
-        t.symlink("etc", "/etc").file(&through, b"evil").bytes(),
+        t.symlink("etc", "/etc")
+            .file(&through, 0o644, b"evil")
+            .bytes(),
         through.clone(),
     ));
     c.push((
         "symlink-outside-then-through",
-        t.symlink("a", &o).file("a/x", b"evil").bytes(),
+        t.symlink("a", &o).file("a/x", 0o644, b"evil").bytes(),
         "a/x".into(),
     ));
     c.push((
         "symlink-chain",
-        t.dir("d")
+        t.dir("d", 0o755)
             .symlink("a", "b")
             .symlink("b", "d/c")
             .symlink("d/c", "../../../../../..")
-            .file("a/x", b"evil")
+            .file("a/x", 0o644, b"evil")
             .bytes(),
         "a/x".into(),
     ));
     c.push((
         "symlink-then-dir-through",
-        t.symlink("a", &o).dir("a/sub").bytes(),
+        t.symlink("a", &o).dir("a/sub", 0o755).bytes(),
         "a/sub".into(),
     ));
     c.push((
@@ -261,31 +128,35 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
         "hardlink-to-symlink-then-through",
         t.symlink("s", &o)
             .hardlink("h", "s")
-            .file("h/x", b"evil")
+            .file("h/x", 0o644, b"evil")
             .bytes(),
         "h/x".into(),
     ));
     c.push((
         "fifo-through-symlink",
-        t.symlink("a", &o).node("a/fifo", EntryType::Fifo).bytes(),
+        t.symlink("a", &o)
+            .node("a/fifo", EntryType::Fifo, 8, 0)
+            .bytes(),
         "a/fifo".into(),
     ));
     c.push((
         "device-through-symlink",
-        t.symlink("a", &o).node("a/sda", EntryType::Block).bytes(),
+        t.symlink("a", &o)
+            .node("a/sda", EntryType::Block, 8, 0)
+            .bytes(),
         "a/sda".into(),
     ));
     c.push((
         "pax-path-with-nul",
-        t.pax("path", b"ok\0/../../x")
-            .file("innocent", b"evil")
+        t.pax(&[("path", b"ok\0/../../x")])
+            .file("innocent", 0o644, b"evil")
             .bytes(),
         "NUL".into(),
     ));
     c.push((
         "pax-path-dot-dot",
-        t.pax("path", b"../pax-escaped")
-            .file("innocent", b"evil")
+        t.pax(&[("path", b"../pax-escaped")])
+            .file("innocent", 0o644, b"evil")
             .bytes(),
         "../pax-escaped".into(),
     ));
@@ -302,18 +173,18 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
     let very_long = format!("{}/", "d".repeat(200)).repeat(25) + "f";
     c.push((
         "path-over-path-max",
-        t.file(&very_long, b"x").bytes(),
+        t.file(&very_long, 0o644, b"x").bytes(),
         "dddddddddd".into(),
     ));
     let component = "n".repeat(300);
     c.push((
         "name-over-name-max",
-        t.file(&component, b"x").bytes(),
+        t.file(&component, 0o644, b"x").bytes(),
         component.clone(),
     ));
     c.push((
         "file-where-dir-needed",
-        t.file("f", b"x").file("f/x", b"y").bytes(),
+        t.file("f", 0o644, b"x").file("f/x", 0o644, b"y").bytes(),
         "f/x".into(),
     ));
     c.push((
@@ -331,8 +202,8 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
     c.push(("size-10-gb-in-2-kb", claims, "huge".into()));
     // Broken streams: a good archive of 600 kB of data, cut in the middle.
     let good = t
-        .file("a", &noise(300_000))
-        .file("b", &noise(300_000))
+        .file("a", 0o644, &noise(300_000, 0x9e37_79b9_7f4a_7c15))
+        .file("b", 0o644, &noise(300_000, 0x9e37_79b9_7f4a_7c15))
         .bytes();
     let gz = gzip(&good);
     let xzd = xz(&good);
@@ -364,9 +235,8 @@ fn corpus(outside: &Path, tag: &str) -> Vec<(&'static str, Vec<u8>, String)> {
 fn hostile_archives_are_refused_by_load_baseos() {
     let tag = std::process::id().to_string();
     let mut tried = 0;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let top = r.store.parent().unwrap().to_path_buf();
         let outside = top.join("outside");
         std::fs::create_dir_all(&outside).unwrap();

@@ -4,162 +4,30 @@
 //! test needs root; the few that check what only root can do (owners, device nodes) say so and
 //! return early otherwise.
 
+mod common;
+
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use common::archive::{gzip, noise, xz, Tar, MTIME};
 use pookie_ns::arch::Arch;
 use pookie_ns::import::{
     detect_arch, unpack_archive, Compression, ImportError, ImportOptions, ImportSummary,
 };
 use sha2::Digest;
-use tar::{EntryType, Header};
+use tar::EntryType;
 
 // ---------------------------------------------------------------------------------------------
 // Building archives
 
-/// A tar stream built entry by entry, names written as raw bytes.
-struct Tar {
-    b: tar::Builder<Vec<u8>>,
-}
-
-const MTIME: u64 = 1_600_000_000;
-
-impl Tar {
-    fn new() -> Tar {
-        Tar {
-            b: tar::Builder::new(Vec::new()),
-        }
-    }
-
-    fn header(kind: EntryType, mode: u32, size: u64) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(MTIME);
-        h.set_size(size);
-        h
-    }
-
-    /// A GNU long-name (`L`) or long-link (`K`) record, for names of 100 bytes or more.
-    fn long(&mut self, kind: EntryType, value: &[u8]) {
-        let mut data = value.to_vec();
-        data.push(0);
-        let mut h = Tar::header(kind, 0o644, data.len() as u64);
-        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-        h.set_cksum();
-        self.b.append(&h, &data[..]).unwrap();
-    }
-
-    /// Appends an entry whose name (and link target) go into the header untouched.
-    fn raw(&mut self, mut h: Header, name: &[u8], link: Option<&[u8]>, data: &[u8]) {
-        if name.len() >= 100 {
-            self.long(EntryType::GNULongName, name);
-        } else {
-            h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        }
-        if let Some(link) = link {
-            if link.len() >= 100 {
-                self.long(EntryType::GNULongLink, link);
-            } else {
-                h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-            }
-        }
-        h.set_cksum();
-        self.b.append(&h, data).unwrap();
-    }
-
-    fn dir(&mut self, name: &str, mode: u32) -> &mut Tar {
-        self.raw(
-            Tar::header(EntryType::Directory, mode, 0),
-            name.as_bytes(),
-            None,
-            b"",
-        );
-        self
-    }
-
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Tar {
-        let h = Tar::header(EntryType::Regular, mode, data.len() as u64);
-        self.raw(h, name.as_bytes(), None, data);
-        self
-    }
-
-    fn symlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        let h = Tar::header(EntryType::Symlink, 0o777, 0);
-        self.raw(h, name.as_bytes(), Some(target.as_bytes()), b"");
-        self
-    }
-
-    fn hardlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        let h = Tar::header(EntryType::Link, 0o644, 0);
-        self.raw(h, name.as_bytes(), Some(target.as_bytes()), b"");
-        self
-    }
-
-    fn node(&mut self, name: &str, kind: EntryType, major: u32, minor: u32) -> &mut Tar {
-        let mut h = Tar::header(kind, 0o666, 0);
-        h.set_device_major(major).unwrap();
-        h.set_device_minor(minor).unwrap();
-        self.raw(h, name.as_bytes(), None, b"");
-        self
-    }
-
-    /// A PAX extended header (`x`) for the next entry.
-    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tar {
-        let mut data = Vec::new();
-        for (key, value) in records {
-            // "LEN key=value\n", LEN counting itself.
-            let base = key.len() + value.len() + 3;
-            let mut len = base + 1;
-            while len != base + len.to_string().len() {
-                len = base + len.to_string().len();
-            }
-            data.extend_from_slice(format!("{len} {key}=").as_bytes());
-            data.extend_from_slice(value);
-            data.push(b'\n');
-        }
-        let h = Tar::header(EntryType::XHeader, 0o644, data.len() as u64);
-        self.raw(h, b"./PaxHeaders/x", None, &data);
-        self
-    }
-
-    fn bytes(self) -> Vec<u8> {
-        self.b.into_inner().unwrap()
-    }
-}
-
 fn compress(data: &[u8], c: Compression) -> Vec<u8> {
     match c {
         Compression::None => data.to_vec(),
-        Compression::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        }
-        Compression::Xz => {
-            let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        }
+        Compression::Gzip => gzip(data),
+        Compression::Xz => xz(data),
         Compression::Zstd => zstd::encode_all(data, 3).unwrap(),
     }
-}
-
-/// Bytes that do not compress (xorshift), so that an archive is several megabytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The first 64 bytes of an ELF executable for `machine` (64-bit little endian).

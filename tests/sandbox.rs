@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -48,9 +49,8 @@ fn imports_every_compression_and_runs_on_each() {
 
 #[test]
 fn owners_are_kept_unless_single_uid() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok("bb", "stat -c %u:%g /home/www/index.html");
         let expected = if who == Who::SingleUser {
             "0:0"
@@ -63,9 +63,8 @@ fn owners_are_kept_unless_single_uid() {
 
 #[test]
 fn pid_namespace_shows_only_the_sandbox() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok("bb", "ls /proc | grep -c '^[0-9][0-9]*$'; echo $$");
         let mut lines = out.lines();
         let count: u32 = lines.next().unwrap().parse().unwrap();
@@ -88,9 +87,7 @@ fn host_files_are_invisible() {
     }
     std::fs::write(&marker, "secret").unwrap();
     std::fs::write(&home_marker, "secret").unwrap();
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
         for path in [&marker, &home_marker] {
             let out = r.sh("bb", &format!("cat {path} /proc/1/root{path}"));
             assert!(!out.status.success());
@@ -110,9 +107,8 @@ fn host_files_are_invisible() {
 
 #[test]
 fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let base = r.store.join("baseos/bb/amd64/rootfs");
         let before = hash_tree(&base);
 
@@ -124,11 +120,10 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         assert!(!out.contains("scratch"), "{out}");
         assert!(out.contains("hello from the base"), "{out}");
 
-        let out = r.run(&[
-            "run", "--baseos", "bb", "--commit", "--", "/bin/sh", "-c",
+        r.commit(
+            "bb",
             "echo kept > /etc/committed; rm /etc/motd; rm -r /home/www; chown 33:33 /etc/committed || true",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        );
         let out = r.sh_ok("bb", "cat /etc/committed; ls /etc; ls /home");
         assert!(out.contains("kept"), "{out}");
         assert!(
@@ -138,16 +133,7 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
         assert!(!out.contains("www"), "removed dir persists: {out}");
 
         // A failing command commits nothing.
-        let out = r.run(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
-            "touch /etc/failed; exit 3",
-        ]);
+        let out = r.run(&common::commit_args("bb", "touch /etc/failed; exit 3"));
         assert_eq!(out.status.code(), Some(3));
         let out = r.sh_ok("bb", "ls /etc");
         assert!(!out.contains("failed"), "{out}");
@@ -185,9 +171,7 @@ fn workspace_changes_vanish_and_commits_persist_in_the_instance_only() {
 
 #[test]
 fn exit_status_and_signals_pass_through() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
         assert_eq!(r.sh("bb", "exit 7").status.code(), Some(7));
         assert_eq!(r.sh("bb", "kill -TERM $$").status.code(), Some(143));
         assert_eq!(r.sh("bb", "kill -KILL $$").status.code(), Some(137));
@@ -206,22 +190,6 @@ fn expected_mode_tag(who: Who) -> &'static str {
     }
 }
 
-fn wait_for_workspace(store: &Path) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::fs::read_dir(store.join("workspaces"))
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        {
-            // Let the sandbox finish its mounts.
-            std::thread::sleep(Duration::from_millis(300));
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 fn workspaces(store: &Path) -> usize {
     std::fs::read_dir(store.join("workspaces"))
         .map(|d| d.count())
@@ -232,20 +200,30 @@ fn workspaces(store: &Path) -> usize {
 fn interrupted_runs_leave_no_workspace_and_no_mount() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
+            // The command says it is up from inside the sandbox; its stdout stays open in every
+            // process of the run until the last of them is gone.
             let mut child = r
-                .command(&["run", "--baseos", "bb", "--", "sleep", "60"])
-                .stdout(Stdio::null())
+                .command(&[
+                    "run",
+                    "--baseos",
+                    "bb",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "echo ready; exec sleep 60",
+                ])
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            assert!(
-                wait_for_workspace(&r.store),
-                "{who:?} {sig}: no workspace appeared"
-            );
+            let mut up = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            up.read_line(&mut line).unwrap();
+            assert_eq!(line, "ready\n", "{who:?} {sig}: the run never got ready");
+            assert_eq!(workspaces(&r.store), 1, "{who:?} {sig}: no workspace");
             // runuser forwards signals to its child; signal the real pookie-ns either way.
             let pid = find_pookie_pid(child.id());
             kill(Pid::from_raw(pid as i32), sig).unwrap();
@@ -261,8 +239,15 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
                 assert_eq!(code, Some(128 + sig as i32), "{who:?} {sig}");
                 assert_eq!(workspaces(&r.store), 0, "{who:?} {sig}: workspace left");
             }
-            // The next command sweeps what a SIGKILL left.
-            std::thread::sleep(Duration::from_millis(200));
+            // Every process of the run is gone (the sandbox follows pookie-ns through its
+            // parent-death signal) once the pipe they shared is closed; then the next command
+            // sweeps what a SIGKILL left.
+            let mut rest = String::new();
+            up.read_to_string(&mut rest).unwrap();
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{who:?} {sig}: the sandbox outlived pookie-ns"
+            );
             r.ok(&["list"]);
             assert_eq!(
                 workspaces(&r.store),
@@ -297,9 +282,8 @@ fn find_pookie_pid(pid: u32) -> u32 {
 
 #[test]
 fn bundle_is_read_only_and_network_is_off_by_default() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let bundle = r.store.parent().unwrap().join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
         std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
@@ -350,9 +334,8 @@ fn bundle_is_read_only_and_network_is_off_by_default() {
 
 #[test]
 fn nothing_of_pookie_leaks_into_the_sandbox() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let out = r.sh_ok(
             "bb",
             "ls /proc/$$/fd; grep NoNewPrivs /proc/self/status; hostname; echo $HOME",
@@ -478,7 +461,10 @@ fn hostile_archives(dir: &Path, outside: &Path) -> Vec<(String, std::path::PathB
 
 #[test]
 fn clear_errors_for_bad_input() {
-    let r = Runner::new(if common::is_root() { Who::Root } else { return });
+    if !common::require(common::is_root(), "the sandbox tests run as root") {
+        return;
+    }
+    let r = Runner::new(Who::Root);
     let out = r.run(&["run", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("load-baseos"), "{}", stderr(&out));
@@ -533,19 +519,34 @@ fn clear_errors_for_bad_input() {
 
 #[test]
 fn cleanup_all_leaves_nothing_the_user_cannot_delete() {
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
-        r.run(&[
-            "run",
-            "--baseos",
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
+        // The hard case: a directory of another user, closed to everyone else, with a file in it.
+        // In single-uid mode only one id exists, so the chown is refused and the case cannot be
+        // made; elsewhere it must be in the committed layer before cleanup.
+        r.commit(
             "bb",
-            "--commit",
-            "--",
-            "/bin/sh",
-            "-c",
             "mkdir -p /var/x && chown 33:33 /var/x && chmod 700 /var/x && touch /var/x/f; true",
-        ]);
+        );
+        let x = r.store.join("instances/stable/bb/amd64/layers/0001/var/x");
+        if who != Who::SingleUser {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(&x).unwrap();
+            let user_uid = who.user().map_or(0, |u| {
+                nix::unistd::User::from_name(u)
+                    .unwrap()
+                    .unwrap()
+                    .uid
+                    .as_raw()
+            });
+            assert!(
+                m.uid() != user_uid && m.mode() & 0o777 == 0o700,
+                "{who:?}: the hard case was not made (uid {}, mode {:o})",
+                m.uid(),
+                m.mode()
+            );
+            assert!(x.join("f").exists(), "{who:?}");
+        }
         r.ok(&["cleanup", "all"]);
         for d in ["baseos", "instances", "workspaces"] {
             assert_eq!(
@@ -597,9 +598,8 @@ fn config_can_force_single_uid_mode() {
 #[test]
 fn stdin_passes_through_and_a_tty_stays_a_tty() {
     use std::io::Write;
-    for who in everyone() {
-        let r = Runner::new(who);
-        r.load_busybox("tar.zst", "bb");
+    for r in common::everyone_with_busybox() {
+        let who = r.who;
         let mut child = r
             .command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c", "tr a-z A-Z"])
             .stdin(Stdio::piped())

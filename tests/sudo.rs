@@ -273,17 +273,7 @@ fn sudo_loaded_debian_takes_rootless_apt_installs() {
     .unwrap();
     let out = user.sudo(&["load-baseos"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = user.plain(&[
-        "run",
-        "--network",
-        "--commit",
-        "--",
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "hello",
-    ]);
+    let out = user.plain(common::INSTALL_HELLO);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = user.plain(&["run", "--", "hello"]);
     assert_eq!(stdout(&out), "Hello, world!\n", "{}", stderr(&out));

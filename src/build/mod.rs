@@ -192,7 +192,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
     // Emulation is checked before anything is loaded or built: a missing QEMU fails now.
     for p in &planned {
-        crate::commands::emulation_for(config, p.target.arch)?;
+        crate::binfmt::emulation_for(config, p.target.arch)?;
     }
     for s in &skipped {
         if say {

@@ -124,7 +124,7 @@ impl Job {
 pub fn run(config: &Config, store: &Store, job_path: &Path) -> Result<i32> {
     let text = std::fs::read(job_path).map_err(|e| Error::io("read the job file", job_path, e))?;
     let job: Job = serde_json::from_slice(&text).map_err(|e| {
-        Error::usage(format!(
+        Error::internal(format!(
             "{}: not a job file written by `pookie-ns build`: {e}",
             job_path.display()
         ))
@@ -352,7 +352,7 @@ fn prepare(
     r: &mut TargetResult,
 ) -> Result<Option<Prepared>> {
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
-    crate::commands::check_id_map(store, &base)?;
+    store.check_id_map(&base)?;
     let instance = InstanceId {
         branch: job.branch.clone(),
         name: base.name.clone(),
@@ -516,7 +516,7 @@ fn run_setup(
             &format!("{what} on {}/{}", base.name, base.arch),
             setup.script,
         )),
-        binfmt: crate::commands::emulation_for(config, base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         commit_to: Some(partial.clone()),
         log: Some(log.clone()),
         upper_usage: None,
@@ -731,7 +731,7 @@ fn build_step(
             ),
             &body,
         )),
-        binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
         commit_to: None,
         log: Some(log.clone()),
         upper_usage: Some(usage.clone()),
@@ -1123,7 +1123,7 @@ fn test_step(
             &body,
             &job.test_environment,
         )),
-        binfmt: crate::commands::emulation_for(config, prep.base.arch)?,
+        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
         commit_to: None,
         log: Some(log.clone()),
         upper_usage: None,

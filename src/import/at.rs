@@ -2,11 +2,11 @@
 //! following a symlink: directories are opened with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)`, the last component is created with `O_EXCL`/`*at` calls and changed
 //! with `AT_SYMLINK_NOFOLLOW` or through the descriptor just created. Each wrapper is safe and its
-//! error carries the operation and the errno; the caller adds the archive entry ([`Fail::on`]).
+//! error carries the operation and the errno; the caller adds the archive entry ([`SysError::on`]).
 
 use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -15,17 +15,15 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
 use super::ImportError;
+use crate::sys::{self, SysError, SysResult};
 
-/// A failed system call: which one, and the errno.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Fail {
-    pub op: &'static str,
-    pub errno: Errno,
-}
+/// A failed call carries the operation and the errno ([`SysError`], without a path: the caller
+/// names the archive entry with [`SysError::on`]).
+pub(super) type AtResult<T> = SysResult<T>;
 
-impl Fail {
+impl SysError {
     /// The error for the archive entry `entry`.
-    pub fn on(self, entry: &str) -> ImportError {
+    pub(super) fn on(self, entry: &str) -> ImportError {
         ImportError::Write {
             op: self.op,
             entry: entry.to_owned(),
@@ -34,58 +32,28 @@ impl Fail {
     }
 }
 
-pub(super) type AtResult<T> = Result<T, Fail>;
-
-fn failed(op: &'static str) -> impl Fn(Errno) -> Fail {
-    move |errno| Fail { op, errno }
-}
-
-/// `struct open_how` of openat2(2), defined here because libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
+fn failed(op: &'static str) -> impl Fn(Errno) -> SysError {
+    move |errno| SysError::new(op, None, errno)
 }
 
 /// Opens the directory `path` beneath `dir`, refusing any symlink on the way (`ELOOP`), any
 /// escape (`EXDEV`) and magic links. `access` is `O_PATH` for a handle to create entries in, or
 /// `O_RDONLY` for one that fchmod/futimens accept.
 pub fn open_dir(dir: BorrowedFd, path: &CStr, access: i32) -> AtResult<OwnedFd> {
-    let how = OpenHow {
-        flags: (access | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: `path` is NUL-terminated, `how` is a valid open_how and its size is passed with it;
-    // the kernel reads both and writes nothing.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        let errno = Errno::last();
+    let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    sys::openat2(dir, path, access | libc::O_DIRECTORY, resolve).map_err(|errno| {
         let op = match errno {
             Errno::ENOSYS => "open directory (openat2 needs Linux 5.6 or later)",
             _ => "open directory",
         };
-        return Err(Fail { op, errno });
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        SysError::new(op, None, errno)
+    })
 }
 
 /// A second descriptor of `fd` (close-on-exec).
 pub fn dup(fd: BorrowedFd) -> AtResult<OwnedFd> {
-    fd.try_clone_to_owned().map_err(|e| Fail {
-        op: "dup",
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    })
+    fd.try_clone_to_owned()
+        .map_err(|e| failed("dup")(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))
 }
 
 pub fn mkdir(dir: BorrowedFd, name: &CStr, mode: u32) -> AtResult<()> {
@@ -236,11 +204,8 @@ pub fn remove_tree(dir: BorrowedFd, name: &CStr) -> AtResult<()> {
         }
         Ok(_) => nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
             .map_err(failed("remove")),
-        Err(Fail {
-            errno: Errno::ENOENT,
-            ..
-        }) => Ok(()),
-        Err(f) => Err(f),
+        Err(e) if e.errno == Errno::ENOENT => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -252,7 +217,7 @@ pub fn replacing<T>(
     mut create: impl FnMut() -> AtResult<T>,
 ) -> AtResult<T> {
     match create() {
-        Err(Fail {
+        Err(SysError {
             errno: Errno::EEXIST,
             ..
         }) => {

@@ -137,7 +137,7 @@ pub enum ImportError {
     },
     #[error("{op} of archive entry {entry:?} failed: {} ({errno})", errno.desc())]
     Write {
-        op: &'static str,
+        op: String,
         entry: String,
         errno: Errno,
     },
@@ -404,7 +404,9 @@ fn read_archive(
         let decoded: io::Result<Box<dyn Read + '_>> = match compression {
             Compression::None => Ok(Box::new(input)),
             Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input))),
-            Compression::Xz => Ok(Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input))),
+            Compression::Xz => Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(
+                input,
+            ))),
             Compression::Zstd => zstd::stream::read::Decoder::with_buffer(input)
                 .map(|d| Box::new(d) as Box<dyn Read + '_>),
         };
@@ -635,7 +637,7 @@ mod tests {
     #[test]
     fn input_errors_are_told_from_host_trouble() {
         let write = |errno| ImportError::Write {
-            op: "create",
+            op: "create".into(),
             entry: "./x".into(),
             errno,
         };

@@ -18,9 +18,10 @@ use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
-use super::at::{self, Fail};
+use super::at;
 use super::names::{safe_path, SafePath};
 use super::{ImportError, ImportOptions, Result};
+use crate::sys::SysError;
 
 /// How much of a file is written at once: big enough for few system calls, small enough to stay
 /// in the CPU cache between the copy in and the copy out (128 KiB measured faster than 1 MiB).
@@ -167,7 +168,7 @@ impl<'a> Unpacker<'a> {
         // becomes `usr/lib`) by naming it as one: the directory goes, with what it held.
         if self.layer
             && kind != EntryType::Directory
-            && at::file_type(pfd, name) == Ok(libc::S_IFDIR)
+            && at::file_type(pfd, name).is_ok_and(|t| t == libc::S_IFDIR)
         {
             at::remove_tree(pfd, name).map_err(|f| f.on(&shown))?;
         }
@@ -200,7 +201,7 @@ impl<'a> Unpacker<'a> {
         let dir = at::open_dir(dir.as_fd(), c".", libc::O_RDONLY).map_err(|f| f.on(shown))?;
         let mtime = nix::sys::stat::fstat(dir.as_raw_fd())
             .map(|st| TimeSpec::new(st.st_mtime, st.st_mtime_nsec))
-            .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
+            .map_err(|errno| SysError::new("stat", None, errno).on(shown))?;
         if hidden == OPAQUE {
             let listing = at::list(dir.as_fd()).map_err(|f| f.on(shown))?;
             let prefix = path.parent.to_bytes();
@@ -312,7 +313,7 @@ impl<'a> Unpacker<'a> {
         // Private until its mode is set at the end, after its contents.
         match at::mkdir(pfd, name, 0o700) {
             Ok(()) => {}
-            Err(Fail {
+            Err(SysError {
                 errno: Errno::EEXIST,
                 ..
             }) => {
@@ -394,10 +395,11 @@ impl<'a> Unpacker<'a> {
             };
             let chunk = &self.buf[..n];
             let write_err = |e: io::Error| {
-                Fail {
-                    op: "write",
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                }
+                SysError::new(
+                    "write",
+                    None,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
                 .on(shown)
             };
             hole_at_end = sparse && chunk.iter().all(|b| *b == 0);
@@ -410,10 +412,11 @@ impl<'a> Unpacker<'a> {
         }
         if hole_at_end {
             file.set_len(written).map_err(|e| {
-                Fail {
-                    op: "truncate",
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                }
+                SysError::new(
+                    "truncate",
+                    None,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
                 .on(shown)
             })?;
         }
@@ -494,7 +497,7 @@ impl<'a> Unpacker<'a> {
                 ))
             }
             Ok(_) => {}
-            Err(Fail {
+            Err(SysError {
                 errno: Errno::ENOENT,
                 ..
             }) => {
@@ -577,7 +580,7 @@ impl<'a> Unpacker<'a> {
             // A lower layer's directory this layer does not list: it keeps its time, whatever
             // this layer adds to it or removes from it (so every transport gives the same tree).
             let st = nix::sys::stat::fstat(fd.as_raw_fd())
-                .map_err(|errno| Fail { op: "stat", errno }.on(shown))?;
+                .map_err(|errno| SysError::new("stat", None, errno).on(shown))?;
             self.kept_times
                 .insert(dir.to_owned(), TimeSpec::new(st.st_mtime, st.st_mtime_nsec));
         }
@@ -606,10 +609,10 @@ impl<'a> Unpacker<'a> {
             let c = CString::new(comp).map_err(|_| refuse(shown, "contains a NUL byte"))?;
             cur = match at::open_dir(cur.as_fd(), &c, libc::O_PATH) {
                 Ok(fd) => fd,
-                Err(Fail { errno, .. }) if errno == Errno::ENOENT && walk == Walk::Create => {
+                Err(SysError { errno, .. }) if errno == Errno::ENOENT && walk == Walk::Create => {
                     match at::mkdir(cur.as_fd(), &c, 0o755) {
                         Ok(())
-                        | Err(Fail {
+                        | Err(SysError {
                             errno: Errno::EEXIST,
                             ..
                         }) => {}
@@ -617,7 +620,7 @@ impl<'a> Unpacker<'a> {
                     }
                     at::open_dir(cur.as_fd(), &c, libc::O_PATH).map_err(|f| f.on(shown))?
                 }
-                Err(Fail { errno, .. }) => {
+                Err(SysError { errno, .. }) => {
                     let reason = match (errno, walk) {
                         (Errno::ELOOP | Errno::EXDEV, Walk::Create) => {
                             format!("would be written through the symlink {:?}", so_far())
@@ -633,11 +636,7 @@ impl<'a> Unpacker<'a> {
                             so_far()
                         ),
                         (errno, _) => {
-                            return Err(Fail {
-                                op: "open directory",
-                                errno,
-                            }
-                            .on(shown))
+                            return Err(SysError::new("open directory", None, errno).on(shown))
                         }
                     };
                     return Err(refuse(shown, reason));
@@ -663,11 +662,8 @@ impl<'a> Unpacker<'a> {
             };
             match fd {
                 Ok(fd) => at::set_mtime_fd(fd.as_fd(), mtime).map_err(|f| f.on(&shown))?,
-                Err(Fail {
-                    errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
-                    ..
-                }) => {}
-                Err(f) => return Err(f.on(&shown)),
+                Err(e) if matches!(e.errno, Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {}
+                Err(e) => return Err(e.on(&shown)),
             }
         }
         let mut dirs = std::mem::take(&mut self.dirs);
@@ -683,7 +679,7 @@ impl<'a> Unpacker<'a> {
             };
             let fd = match fd {
                 Ok(fd) => fd,
-                Err(Fail {
+                Err(SysError {
                     errno: Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR,
                     ..
                 }) => {

@@ -433,7 +433,7 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
     tracing::info!(
         "pulled {name}: {} layers, {} downloaded, {cached} from the cache",
         layers.len(),
-        crate::store::human_size(fetched)
+        crate::progress::human_size(fetched)
     );
     Ok(Image {
         meta,

@@ -8,9 +8,12 @@
 
 #![allow(dead_code)]
 
+pub mod archive;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// Where the shared fixtures live (world-readable so that the test users can import them).
@@ -64,7 +67,9 @@ fn user_exists(name: &str) -> bool {
     nix::unistd::User::from_name(name).ok().flatten().is_some()
 }
 
-/// The identities a sandbox test runs as: root, a subuid user and a single-uid user.
+/// The identities a sandbox test runs as: root, a subuid user and a single-uid user. Each missing
+/// one goes through [`require`]: a failure under `CI=true`, a SKIPPED line locally (never a silent
+/// empty list).
 pub fn everyone() -> Vec<Who> {
     let mut out = Vec::new();
     if !require(
@@ -83,6 +88,22 @@ pub fn everyone() -> Vec<Who> {
         }
     }
     out
+}
+
+/// The arguments of `run --baseos NAME --commit -- sh -c SCRIPT`.
+pub fn commit_args<'a>(name: &'a str, script: &'a str) -> [&'a str; 8] {
+    [
+        "run", "--baseos", name, "--commit", "--", "/bin/sh", "-c", script,
+    ]
+}
+
+/// A runner for each identity of [`everyone`] in turn, the busybox fixture loaded as `bb`.
+pub fn everyone_with_busybox() -> impl Iterator<Item = Runner> {
+    everyone().into_iter().map(|who| {
+        let r = Runner::new(who);
+        r.load_busybox("tar.zst", "bb");
+        r
+    })
 }
 
 /// A copy of the binary under test that every test user can execute.
@@ -299,6 +320,50 @@ impl Runner {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `run ARGS -- sh -c "BEFORE; echo ready; read go; AFTER"`: the test waits until the command
+    /// says "ready" from inside its sandbox, which then waits for [`Held::release`]. The run holds
+    /// its instance (shared) and its workspace meanwhile, with no sleep on either side.
+    pub fn hold(&self, args: &[&str], before: &str, after: &str) -> Held {
+        let script = format!("{before}\necho ready; read go\n{after}");
+        let mut child = self
+            .command(&[&["run"], args, &["--", "/bin/sh", "-c", &script]].concat())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                let _ = child.wait();
+                panic!(
+                    "[{:?}] the held run ended before it was ready: {err}",
+                    self.who
+                );
+            }
+            if line == "ready\n" {
+                break;
+            }
+            printed.extend_from_slice(line.as_bytes());
+        }
+        Held {
+            child,
+            stdin,
+            stdout,
+            printed,
+        }
+    }
+
+    /// `run --baseos NAME --commit -- sh -c SCRIPT`, asserting success.
+    pub fn commit(&self, name: &str, script: &str) -> String {
+        self.ok(&commit_args(name, script))
+    }
+
     pub fn write_config(&self, text: &str) {
         let p = self.config.join("config.toml");
         std::fs::write(&p, text).unwrap();
@@ -306,10 +371,34 @@ impl Runner {
     }
 }
 
+/// A run started by [`Runner::hold`], up and waiting.
+pub struct Held {
+    pub child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// What the command printed before "ready".
+    printed: Vec<u8>,
+}
+
+impl Held {
+    /// Lets the held command go on and waits for it; `stdout` is all it printed but "ready".
+    pub fn release(mut self) -> Output {
+        writeln!(self.stdin, "go").unwrap();
+        drop(self.stdin);
+        let mut stdout = self.printed;
+        self.stdout.read_to_end(&mut stdout).unwrap();
+        let mut out = self.child.wait_with_output().unwrap();
+        out.stdout = stdout;
+        out
+    }
+}
+
 impl Drop for Runner {
     fn drop(&mut self) {
-        // Remove the store the way a user would: through pookie-ns, then check nothing is left
-        // that the user cannot delete.
+        // Remove the store the way a user would: through pookie-ns (the temporary directory
+        // goes after it). Whether that leaves anything the user cannot delete is the business of
+        // tests/sandbox.rs `cleanup_all_leaves_nothing_the_user_cannot_delete`, not of every
+        // test's teardown (one failing here would hide the test's own failure).
         let _ = self.command(&["cleanup", "all"]).output();
     }
 }
@@ -355,6 +444,19 @@ pub fn hash_tree(root: &Path) -> String {
     }
     format!("{:x}", h.finalize())
 }
+
+/// `run --network --commit -- apt-get install hello`: a package into an instance, rootless.
+pub const INSTALL_HELLO: &[&str] = &[
+    "run",
+    "--network",
+    "--commit",
+    "--",
+    "apt-get",
+    "install",
+    "-y",
+    "--no-install-recommends",
+    "hello",
+];
 
 /// Lines of the host's mount table that mention `needle`.
 pub fn host_mounts_containing(needle: &str) -> Vec<String> {
