@@ -178,19 +178,23 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         err.contains("loading base OS debian-bookworm for arm64"),
         "says why it loads: {err}"
     );
-    // Both repaired by auditwheel: the x86_64 one built by zig is manylinux_2_17, the emulated
-    // aarch64 one (bookworm's gcc) carries the oldest policy its symbols allow.
+    // Both repaired by auditwheel: the x86_64 one built by zig is manylinux_2_17 (auditwheel
+    // also names the older policies its symbols meet), the emulated aarch64 one (bookworm's
+    // gcc) carries the oldest policy its symbols allow.
     let w1 = wheels(&out1);
     assert_eq!(w1.len(), 2, "{w1:?}");
+    let of = |arch: &str| {
+        w1.iter()
+            .find(|w| w.ends_with(&format!("_{arch}.whl")))
+            .unwrap_or_else(|| panic!("no {arch} wheel in {w1:?}"))
+            .clone()
+    };
+    let (w_aarch64, w_x86_64) = (of("aarch64"), of("x86_64"));
     assert!(
-        w1[0].starts_with("fastmath-0.1.0-cp311-cp311-manylinux")
-            && w1[0].ends_with("_aarch64.whl"),
+        w_aarch64.starts_with("fastmath-0.1.0-cp311-cp311-manylinux"),
         "{w1:?}"
     );
-    assert_eq!(
-        w1[1],
-        "fastmath-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
-    );
+    assert!(w_x86_64.contains(".manylinux_2_17_x86_64."), "{w1:?}");
     for (arch, mode) in [("x86_64", "native"), ("aarch64", "emulate")] {
         let t = target(&report, arch);
         assert_eq!(t["result"], "passed", "{t}");
@@ -208,7 +212,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         assert!(Path::new(t["wheel_path"].as_str().unwrap()).is_file());
     }
     // The compiled extension inside the aarch64 wheel is an aarch64 ELF.
-    let wheel = out1.join(&w1[0]);
+    let wheel = out1.join(&w_aarch64);
     assert_eq!(extension_machine(&wheel), 183, "e_machine aarch64");
 
     // Second build: the instance layers and the before-all layer are reused.
@@ -272,7 +276,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         "names the target and its log: {err}"
     );
     assert!(read(&bad["test_log"]).contains("test_not_on_aarch64"));
-    assert_eq!(wheels(&out3), [w1[1].clone()]);
+    assert_eq!(wheels(&out3), [w_x86_64.clone()]);
     // --keep-failed: the workspace stays (the stale sweep leaves it), `list` shows it, and
     // `cleanup workspaces` removes it.
     let kept = PathBuf::from(bad["kept_workspace"].as_str().expect("kept workspace"));
@@ -337,10 +341,12 @@ fn native_builds_as_every_identity() {
         // zig against glibc 2.17 by default, the host's arch too: a wheel PyPI accepts.
         assert_eq!(t["toolchain"], "zig", "{who:?}: {t}");
         assert_eq!(t["repair"], "auditwheel", "{who:?}: {t}");
-        assert_eq!(
-            wheels(&out),
-            ["fastmath-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"],
-            "{who:?}"
+        let w = wheels(&out);
+        assert_eq!(w.len(), 1, "{who:?}: {w:?}");
+        assert!(
+            w[0].starts_with("fastmath-0.1.0-cp311-cp311-")
+                && w[0].contains("manylinux_2_17_x86_64"),
+            "{who:?}: {w:?}"
         );
         // The project directory was only read.
         assert!(!project.join("build").exists() && !project.join("dist").exists());
@@ -457,9 +463,11 @@ fn cpp_example_builds_with_scikit_build_core() {
     assert!(read(&t["test_log"]).contains("6 passed"), "{t}");
     // C++ with zig: libc++ linked statically, so only glibc 2.17 symbols remain (auditwheel
     // show, in the build log, says manylinux_2_17).
-    assert_eq!(
-        wheels(&out),
-        ["cppstats-0.1.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"]
+    let w = wheels(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("cppstats-0.1.0-cp311-cp311-") && w[0].contains("manylinux_2_17_x86_64"),
+        "{w:?}"
     );
     let log = read(&t["build_log"])
         .split_whitespace()

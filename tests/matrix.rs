@@ -211,9 +211,11 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
         ],
     );
     assert_eq!(code, 0, "{err}\n{report}");
-    assert_eq!(
-        wheels(&dist_28),
-        ["fastmath-0.1.0-cp314-cp314-manylinux_2_28_x86_64.whl"]
+    let w = wheels(&dist_28);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("fastmath-0.1.0-cp314-cp314-") && w[0].contains("manylinux_2_28_x86_64"),
+        "{w:?}"
     );
 
     // requires-python chooses the CPythons when --python names none: >=3.13 gives 3.13, 3.14
