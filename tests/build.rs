@@ -276,7 +276,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
         "names the target and its log: {err}"
     );
     assert!(read(&bad["test_log"]).contains("test_not_on_aarch64"));
-    assert_eq!(wheels(&out3), [w_x86_64.clone()]);
+    assert_eq!(wheels(&out3), std::slice::from_ref(&w_x86_64));
     // --keep-failed: the workspace stays (the stale sweep leaves it), `list` shows it, and
     // `cleanup workspaces` removes it.
     let kept = PathBuf::from(bad["kept_workspace"].as_str().expect("kept workspace"));
