@@ -70,8 +70,12 @@ fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
     if cli.add_subuid {
         done.extend(sudo::add_subuid(user)?);
     }
-    // mmdebstrap runs a foreign arch's maintainer scripts through the host's binfmt_misc.
+    // Before Linux 6.7 mmdebstrap runs a foreign arch's maintainer scripts through the host's
+    // binfmt_misc; later kernels serve it from a private instance (baseos::load_recipe).
+    let needs_host_binfmt =
+        !binfmt::kernel_has_private_instances() || !allow_private_binfmt(&load_config(cli)?);
     let foreign_build: Vec<Arch> = match &cli.command {
+        _ if !needs_host_binfmt => Vec::new(),
         Command::LoadBaseos(a) if !is_archive_path(a.source.as_deref()) => a.arch.clone(),
         Command::UpdateBaseos(a) => a.arch.clone(),
         _ => Vec::new(),

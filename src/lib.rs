@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod baseos;
+pub mod baseos_cache;
 pub mod binfmt;
 pub mod branch;
 pub mod build;
