@@ -62,6 +62,10 @@ pub enum Command {
     Cleanup {
         /// all, baseos, workspaces, or an instance written BRANCH/NAME/ARCH
         what: String,
+        /// With `all`: also remove the per-user cache of built base OS tarballs
+        /// ($XDG_CACHE_HOME/pookie-ns/baseos or ~/.cache/pookie-ns/baseos)
+        #[arg(long)]
+        cache: bool,
     },
     /// Host-wide QEMU registration in binfmt_misc (needs root; only for kernels before 6.7)
     #[command(subcommand)]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod confine;
 pub mod error;
 pub mod fault;
+pub mod hostcheck;
 pub mod import;
 pub mod overlay;
 pub mod pep440;
