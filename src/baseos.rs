@@ -334,17 +334,22 @@ fn foreign_emulation(config: &Config, store: &Store, arch: Arch) -> Result<Emula
     };
     let host_only = config.binfmt == crate::config::BinfmtChoice::Host
         || std::env::var("POOKIE_NS_BINFMT").as_deref() == Ok("host");
-    if crate::binfmt::kernel_has_private_instances() && !host_only {
-        return Ok(Emulation::Private(interpreter));
-    }
-    if crate::binfmt::find_registration(Path::new(crate::binfmt::HOST_DIR), arch).is_some() {
-        return Ok(Emulation::Host(HostRegistration::Existing));
-    }
-    if store.map == IdMap::Root {
-        for m in crate::binfmt::register_host(&[arch], config.qemu_dir.as_deref())? {
-            tracing::info!("{m} (for this build only)");
+    let has_entry =
+        || crate::binfmt::find_registration(Path::new(crate::binfmt::HOST_DIR), arch).is_some();
+    match decide(
+        crate::binfmt::kernel_has_private_instances() && !host_only,
+        has_entry,
+        store.map == IdMap::Root,
+    ) {
+        Decision::Private => return Ok(Emulation::Private(interpreter)),
+        Decision::HostExisting => return Ok(Emulation::Host(HostRegistration::Existing)),
+        Decision::RegisterForBuild => {
+            for m in crate::binfmt::register_host(&[arch], config.qemu_dir.as_deref())? {
+                tracing::info!("{m} (for this build only)");
+            }
+            return Ok(Emulation::Host(HostRegistration::Temporary));
         }
-        return Ok(Emulation::Host(HostRegistration::Temporary));
+        Decision::Refuse => {}
     }
     Err(Error::usage(format!(
         "mmdebstrap runs {arch} binaries through the host's binfmt_misc, which has no \
@@ -358,6 +363,29 @@ fn foreign_emulation(config: &Config, store: &Store, arch: Arch) -> Result<Emula
         },
         arch.uname()
     )))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Private,
+    HostExisting,
+    RegisterForBuild,
+    Refuse,
+}
+
+/// The order of [`foreign_emulation`]: a private instance when the kernel has them (the host's
+/// entries are then not even read), else the host's entry, else root registers one for the
+/// build, else the user is told what to run.
+fn decide(private_ok: bool, host_has_entry: impl FnOnce() -> bool, root: bool) -> Decision {
+    if private_ok {
+        Decision::Private
+    } else if host_has_entry() {
+        Decision::HostExisting
+    } else if root {
+        Decision::RegisterForBuild
+    } else {
+        Decision::Refuse
+    }
 }
 
 /// `mmdebstrap ARGS` with its output going to the log.
@@ -616,6 +644,17 @@ pub fn load_recipe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_builds_use_a_private_instance_and_root_never_needs_sudo() {
+        let unread = || panic!("the host's binfmt_misc is not read when private instances work");
+        assert_eq!(decide(true, unread, false), Decision::Private);
+        assert_eq!(decide(true, unread, true), Decision::Private);
+        assert_eq!(decide(false, || true, false), Decision::HostExisting);
+        assert_eq!(decide(false, || true, true), Decision::HostExisting);
+        assert_eq!(decide(false, || false, true), Decision::RegisterForBuild);
+        assert_eq!(decide(false, || false, false), Decision::Refuse);
+    }
 
     #[test]
     fn archive_names_lose_their_extensions() {
