@@ -303,15 +303,23 @@ enum Emulation {
     /// Kernel >= 6.7: inside pookie-ns's own user namespace, with a private binfmt_misc instance
     /// serving this interpreter. The host's binfmt_misc is neither needed nor changed.
     Private(PathBuf),
-    /// Older kernels (or `binfmt = "host"`): the host's registration.
-    Host(HostRegistration),
+    /// Older kernels (or `binfmt = "host"`): the host's registration, and the one root made
+    /// for this build if there was none.
+    Host {
+        _temporary: Option<TemporaryHostEntry>,
+    },
 }
 
-enum HostRegistration {
-    /// It was there before this call.
-    Existing,
-    /// Root made it for this build; removed again when the build ends.
-    Temporary,
+/// A host-wide registration root made for one build: removed when dropped, whatever the
+/// outcome of the build.
+struct TemporaryHostEntry(Arch);
+
+impl Drop for TemporaryHostEntry {
+    fn drop(&mut self) {
+        if let Err(e) = crate::binfmt::unregister_host(&[self.0]) {
+            tracing::warn!("could not remove the host registration for {}: {e}", self.0);
+        }
+    }
 }
 
 /// Decides how a foreign `arch` is emulated for mmdebstrap. Never advises sudo to root: root
@@ -342,12 +350,14 @@ fn foreign_emulation(config: &Config, store: &Store, arch: Arch) -> Result<Emula
         store.map == IdMap::Root,
     ) {
         Decision::Private => return Ok(Emulation::Private(interpreter)),
-        Decision::HostExisting => return Ok(Emulation::Host(HostRegistration::Existing)),
+        Decision::HostExisting => return Ok(Emulation::Host { _temporary: None }),
         Decision::RegisterForBuild => {
             for m in crate::binfmt::register_host(&[arch], config.qemu_dir.as_deref())? {
                 tracing::info!("{m} (for this build only)");
             }
-            return Ok(Emulation::Host(HostRegistration::Temporary));
+            return Ok(Emulation::Host {
+                _temporary: Some(TemporaryHostEntry(arch)),
+            });
         }
         Decision::Refuse => {}
     }
@@ -587,7 +597,7 @@ pub fn load_recipe(
             spinner.enable_steady_tick(std::time::Duration::from_millis(200));
             child.wait()
         }
-        Emulation::Native | Emulation::Host(_) => {
+        Emulation::Native | Emulation::Host { .. } => {
             let mut child = mmdebstrap_command(&args, &log_file)?
                 .spawn()
                 .map_err(|e| Error::io("run", "mmdebstrap", e))?;
@@ -599,12 +609,8 @@ pub fn load_recipe(
         }
     };
     spinner.finish_and_clear();
-    if let Emulation::Host(HostRegistration::Temporary) = emulation {
-        // Root registered it for this build only: take it back whatever the outcome.
-        if let Err(e) = crate::binfmt::unregister_host(&[arch]) {
-            tracing::warn!("could not remove the host registration for {arch}: {e}");
-        }
-    }
+    // A host registration root made for this build is taken back now, whatever the outcome.
+    drop(emulation);
     let code = code?;
     if code != 0 {
         return Err(Error::Command {
