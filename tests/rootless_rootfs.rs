@@ -103,7 +103,8 @@ impl Drop for HostEntriesRemoved {
     }
 }
 
-/// A recipe of one static package: mmdebstrap downloads and unpacks it (1 MB, seconds).
+/// A recipe of one static package: mmdebstrap downloads and unpacks it (1 MB, seconds), from
+/// the suite with its -updates and -security sources.
 fn write_recipe(r: &Runner) {
     let dir = r.config.join("rootfs");
     std::fs::create_dir_all(&dir).unwrap();
@@ -112,7 +113,8 @@ fn write_recipe(r: &Runner) {
     std::fs::write(
         &p,
         "distribution = \"debian\"\nsuite = \"bookworm\"\nvariant = \"extract\"\n\
-         packages = [\"busybox-static\"]\npython = \"3.11\"\narches = [\"arm64\"]\n",
+         packages = [\"busybox-static\"]\npython = \"3.11\"\narches = [\"arm64\"]\n\
+         updates = true\n",
     )
     .unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -228,6 +230,12 @@ fn build_without_host_binfmt(who: Who) {
         u16::from_le_bytes([elf[18], elf[19]]),
         183,
         "not an aarch64 busybox"
+    );
+    // Built from the suite's -updates and -security sources too (the recipe's `updates`).
+    let sources = std::fs::read_to_string(base.join("rootfs/etc/apt/sources.list")).unwrap();
+    assert!(
+        sources.contains("bookworm-updates") && sources.contains("bookworm-security"),
+        "{sources}"
     );
 
     // The per-user cache serves a fresh store without mmdebstrap.
