@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::arch::Arch;
+use crate::baseos_cache;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::import::{self, ImportOptions, ImportSummary};
@@ -481,8 +482,180 @@ fn which(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Builds `recipe` for `arch` with mmdebstrap (rootless through its unshare mode) and imports
-/// it as base OS `name`; or imports `work_dir/baseos-<recipe>-<arch>.tar.*` if there is one.
+/// How mmdebstrap gets to run the binaries of the arch it builds.
+enum Emulation {
+    Native,
+    /// Kernel >= 6.7: inside pookie-ns's own user namespace, with a private binfmt_misc instance
+    /// serving this interpreter. The host's binfmt_misc is neither needed nor changed.
+    Private(PathBuf),
+    /// Older kernels (or `binfmt = "host"`): the host's registration, and the one root made
+    /// for this build if there was none.
+    Host {
+        _temporary: Option<TemporaryHostEntry>,
+    },
+}
+
+/// A host-wide registration root made for one build: removed when dropped, whatever the
+/// outcome of the build.
+struct TemporaryHostEntry(Arch);
+
+impl Drop for TemporaryHostEntry {
+    fn drop(&mut self) {
+        if let Err(e) = crate::binfmt::unregister_host(&[self.0]) {
+            tracing::warn!("could not remove the host registration for {}: {e}", self.0);
+        }
+    }
+}
+
+/// Decides how a foreign `arch` is emulated for mmdebstrap. Never advises sudo to root: root
+/// registers host-wide for the time of the build instead (kernels before 6.7 only).
+fn foreign_emulation(config: &Config, store: &Store, arch: Arch) -> Result<Emulation> {
+    let interpreter = crate::binfmt::find_interpreter(arch, config.qemu_dir.as_deref());
+    let interpreter = match (which("arch-test"), interpreter) {
+        (true, Ok(i)) => i,
+        _ => {
+            return Err(Error::usage(format!(
+                "building a {arch} base OS needs QEMU: install it with \
+                 `{}apt-get install qemu-user-static arch-test`",
+                if store.map == IdMap::Root {
+                    ""
+                } else {
+                    "sudo "
+                }
+            )))
+        }
+    };
+    let host_only = config.binfmt == crate::config::BinfmtChoice::Host
+        || std::env::var("POOKIE_NS_BINFMT").as_deref() == Ok("host");
+    let has_entry =
+        || crate::binfmt::find_registration(Path::new(crate::binfmt::HOST_DIR), arch).is_some();
+    match decide(
+        crate::binfmt::kernel_has_private_instances() && !host_only,
+        has_entry,
+        store.map == IdMap::Root,
+    ) {
+        Decision::Private => return Ok(Emulation::Private(interpreter)),
+        Decision::HostExisting => return Ok(Emulation::Host { _temporary: None }),
+        Decision::RegisterForBuild => {
+            for m in crate::binfmt::register_host(&[arch], config.qemu_dir.as_deref())? {
+                tracing::info!("{m} (for this build only)");
+            }
+            return Ok(Emulation::Host {
+                _temporary: Some(TemporaryHostEntry(arch)),
+            });
+        }
+        Decision::Refuse => {}
+    }
+    Err(Error::usage(format!(
+        "mmdebstrap runs {arch} binaries through the host's binfmt_misc, which has no \
+         entry for {}{}: run `sudo pookie-ns binfmt register --arch {}` first (or import a \
+         tarball built elsewhere with `pookie-ns load-baseos FILE`)",
+        arch.uname(),
+        if host_only {
+            " (private instances are disabled by binfmt = \"host\" or POOKIE_NS_BINFMT=host)"
+        } else {
+            " (this kernel is older than 6.7 and has no private binfmt_misc instances)"
+        },
+        arch.uname()
+    )))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Private,
+    HostExisting,
+    RegisterForBuild,
+    Refuse,
+}
+
+/// The order of [`foreign_emulation`]: a private instance when the kernel has them (the host's
+/// entries are then not even read), else the host's entry, else root registers one for the
+/// build, else the user is told what to run.
+fn decide(private_ok: bool, host_has_entry: impl FnOnce() -> bool, root: bool) -> Decision {
+    if private_ok {
+        Decision::Private
+    } else if host_has_entry() {
+        Decision::HostExisting
+    } else if root {
+        Decision::RegisterForBuild
+    } else {
+        Decision::Refuse
+    }
+}
+
+/// `mmdebstrap ARGS` with its output going to the log.
+fn mmdebstrap_command(args: &[String], log: &std::fs::File) -> Result<Command> {
+    let dup = |f: &std::fs::File| {
+        f.try_clone()
+            .map_err(|e| Error::io("dup", "the mmdebstrap log", e))
+    };
+    let mut c = Command::new("mmdebstrap");
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(dup(log)?)
+        .stderr(dup(log)?);
+    Ok(c)
+}
+
+/// A process's exit status as a shell reports it (128 + N when killed by signal N).
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// In the helper process, as uid 0 of pookie-ns's user namespace: a mount namespace of its own,
+/// a private binfmt_misc instance at `binfmt_dir` with `arch` registered, then mmdebstrap.
+///
+/// The kernel's `load_binfmt_misc()` (fs/binfmt_misc.c, Linux 6.7) walks up from the caller's
+/// user namespace to the nearest one that mounted an instance, so mmdebstrap and the
+/// namespaces it creates itself run foreign binaries through this one. The instance dies with
+/// its last mount, i.e. when this process and its mount namespace end.
+fn mmdebstrap_with_private_binfmt(
+    arch: Arch,
+    interpreter: &Path,
+    binfmt_dir: &Path,
+    args: &[String],
+    log: &std::fs::File,
+) -> Result<i32> {
+    use nix::mount::MsFlags;
+    crate::sys::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    // Nothing mounted from here on may propagate back into the caller's namespace.
+    crate::sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    crate::binfmt::setup_private(binfmt_dir, &[(arch, interpreter.to_path_buf())])?;
+    // Fail early, and in pookie-ns's words, if the instance does not serve the arch (mmdebstrap
+    // skips its own check for the extract variant).
+    let check = Command::new("arch-test")
+        .arg(arch.debian())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("run", "arch-test", e))?;
+    if !check.status.success() {
+        return Err(Error::usage(format!(
+            "the private binfmt_misc instance at {} does not make {arch} binaries runnable \
+             (`arch-test {}`: {})",
+            binfmt_dir.display(),
+            arch.debian(),
+            String::from_utf8_lossy(&check.stdout).trim()
+        )));
+    }
+    let status = mmdebstrap_command(args, log)?
+        .status()
+        .map_err(|e| Error::io("run", "mmdebstrap", e))?;
+    Ok(exit_code(&status))
+}
+
+/// Builds `recipe` for `arch` with mmdebstrap (rootless through its unshare mode; a foreign arch
+/// inside pookie-ns's user namespace with a private binfmt_misc instance on Linux >= 6.7) and
+/// imports it as base OS `name`; or imports `work_dir/baseos-<recipe>-<arch>.tar.*` or the
+/// per-user cache's build if there is one.
 pub fn load_recipe(
     config: &Config,
     store: &Store,
@@ -517,31 +690,49 @@ pub fn load_recipe(
         return import_archive(config, store, &tarball, name, Some(arch), Some(info), out);
     }
 
+    // The per-user cache: a build of the same recipe, mirror, arch and release elsewhere.
+    let cache_dir = baseos_cache::dir();
+    let cache_key = cache_dir.as_ref().map(|_| {
+        baseos_cache::Key::new(
+            recipe,
+            &mirror,
+            arch,
+            baseos_cache::release_date(&mirror, &recipe.spec.suite),
+        )
+    });
+    if let (Some(dir), Some(key), false) = (&cache_dir, &cache_key, out.replace) {
+        if let Some(cached) = baseos_cache::lookup(dir, key) {
+            if !out.quiet {
+                eprintln!(
+                    "importing {} from the per-user cache {}{}",
+                    recipe.name,
+                    cached.display(),
+                    if key.release_date.is_none() {
+                        " (the mirror's release date could not be read: the newest build is used)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let meta = import_archive(config, store, &cached, name, Some(arch), Some(info), out)?;
+            if let Some(dest) = save_tarball {
+                std::fs::copy(&cached, dest)
+                    .map_err(|e| Error::io("save the tarball to", dest, e))?;
+            }
+            return Ok(meta);
+        }
+    }
+
     if !which("mmdebstrap") {
         return Err(Error::usage(
             "building a base OS needs mmdebstrap: install it with `sudo apt-get install mmdebstrap`",
         ));
     }
-    if !arch.is_native() {
-        if !which("arch-test")
-            || crate::binfmt::find_interpreter(arch, config.qemu_dir.as_deref()).is_err()
-        {
-            return Err(Error::usage(format!(
-                "building a {arch} base OS needs QEMU: install it with \
-                 `sudo apt-get install qemu-user-static arch-test`"
-            )));
-        }
-        if crate::binfmt::find_registration(Path::new(crate::binfmt::HOST_DIR), arch).is_none() {
-            return Err(Error::usage(format!(
-                "mmdebstrap runs {arch} binaries through the host's binfmt_misc, which has no \
-                 entry for {}: run `sudo pookie-ns binfmt register --arch {}` first (or import a \
-                 tarball built elsewhere with `pookie-ns load-baseos FILE`)",
-                arch.uname(),
-                arch.uname()
-            )));
-        }
-    }
-    let rootless = !matches!(store.map, IdMap::Root);
+    let emulation = if arch.is_native() {
+        Emulation::Native
+    } else {
+        foreign_emulation(config, store, arch)?
+    };
     if matches!(store.map, IdMap::Single { .. }) {
         return Err(Error::usage(
             "mmdebstrap needs a subordinate id range to build rootless (this user has none in \
@@ -549,6 +740,9 @@ pub fn load_recipe(
              100000-165535 USER`), build as root, or import a tarball with `pookie-ns load-baseos FILE`",
         ));
     }
+    // Inside pookie-ns's own user namespace mmdebstrap is uid 0 and its unshare mode only adds
+    // a mount and pid namespace; outside, a non-root user needs the unshare mode's own one.
+    let rootless = !matches!(store.map, IdMap::Root) || matches!(emulation, Emulation::Private(_));
 
     let (tmp, _lock) = store.create_tmp()?;
     let guard = TmpGuard {
@@ -576,27 +770,38 @@ pub fn load_recipe(
         out.quiet || out.json,
     );
     let log_file = std::fs::File::create(&log).map_err(|e| Error::io("create", &log, e))?;
-    let mut child = Command::new("mmdebstrap")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(
-            log_file
-                .try_clone()
-                .map_err(|e| Error::io("dup", &log, e))?,
-        )
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| Error::io("run", "mmdebstrap", e))?;
-    // The spinner's thread starts only now: nothing is forked from this process while it runs.
-    spinner.tick();
-    let status = child.wait();
+    let code = match &emulation {
+        Emulation::Private(interpreter) => {
+            let binfmt_dir = tmp.join("binfmt_misc");
+            mkdir(&binfmt_dir)?;
+            let child = userns::spawn(&store.map, |_| {
+                mmdebstrap_with_private_binfmt(arch, interpreter, &binfmt_dir, &args, &log_file)
+            })?;
+            // The spinner's thread starts only now: nothing is forked from this process while
+            // it runs.
+            spinner.tick();
+            child.wait()
+        }
+        Emulation::Native | Emulation::Host { .. } => {
+            let mut child = mmdebstrap_command(&args, &log_file)?
+                .spawn()
+                .map_err(|e| Error::io("run", "mmdebstrap", e))?;
+            spinner.tick();
+            child
+                .wait()
+                .map_err(|e| Error::io("wait for", "mmdebstrap", e))
+                .map(|s| exit_code(&s))
+        }
+    };
     // The ticker thread ends here, before the import forks.
     spinner.finish();
-    let status = status.map_err(|e| Error::io("wait for", "mmdebstrap", e))?;
-    if !status.success() {
+    // A host registration root made for this build is taken back now, whatever the outcome.
+    drop(emulation);
+    let code = code?;
+    if code != 0 {
         return Err(Error::Command {
             command: format!("mmdebstrap {}", args.join(" ")),
-            status: status.to_string(),
+            status: format!("exit status: {code}"),
             stderr: crate::progress::log_tail(&log, 15),
         });
     }
@@ -607,6 +812,13 @@ pub fn load_recipe(
             started.elapsed().as_secs_f64(),
             store::human_size(std::fs::metadata(&tarball).map(|m| m.len()).unwrap_or(0))
         );
+    }
+    if let (Some(dir), Some(key)) = (&cache_dir, &cache_key) {
+        match baseos_cache::store(dir, key, &tarball) {
+            Ok(Some(entry)) => tracing::debug!(entry = %entry.display(), "cached the base OS"),
+            Ok(None) => tracing::debug!("release date unknown: not cached"),
+            Err(e) => tracing::warn!("could not cache the base OS in {}: {e}", dir.display()),
+        }
     }
     let meta = import_archive(config, store, &tarball, name, Some(arch), Some(info), out)?;
     if let Some(dest) = save_tarball {
@@ -624,6 +836,17 @@ pub fn load_recipe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_builds_use_a_private_instance_and_root_never_needs_sudo() {
+        let unread = || panic!("the host's binfmt_misc is not read when private instances work");
+        assert_eq!(decide(true, unread, false), Decision::Private);
+        assert_eq!(decide(true, unread, true), Decision::Private);
+        assert_eq!(decide(false, || true, false), Decision::HostExisting);
+        assert_eq!(decide(false, || true, true), Decision::HostExisting);
+        assert_eq!(decide(false, || false, true), Decision::RegisterForBuild);
+        assert_eq!(decide(false, || false, false), Decision::Refuse);
+    }
 
     #[test]
     fn archive_names_lose_their_extensions() {

@@ -753,7 +753,22 @@ pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Resul
         sys::kernel_version(),
         &sys::kernel_release(),
         Path::new(HOST_DIR),
-    )?;
+    )
+    .map_err(|e| match e {
+        // Root is never told to use sudo: the same command without it.
+        BinfmtError::Unavailable {
+            arch,
+            kernel,
+            reason,
+            fix,
+        } if nix::unistd::geteuid().is_root() => BinfmtError::Unavailable {
+            arch,
+            kernel,
+            reason,
+            fix: fix.replace("sudo ", ""),
+        },
+        e => e,
+    })?;
     tracing::debug!(%arch, ?strategy, "emulation strategy");
     Ok(strategy)
 }

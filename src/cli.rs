@@ -63,6 +63,10 @@ pub enum Command {
     Cleanup {
         /// all, baseos, workspaces, or an instance written BRANCH/NAME/ARCH
         what: String,
+        /// With `all`: also remove the per-user cache of built base OS tarballs
+        /// ($XDG_CACHE_HOME/pookie-ns/baseos or ~/.cache/pookie-ns/baseos)
+        #[arg(long)]
+        cache: bool,
     },
     /// Reports of builds: merge the report.json files of several jobs into one
     #[command(subcommand)]

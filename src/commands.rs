@@ -42,6 +42,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     // After a switch to the sudo user: their environment decides the defaults now.
     let config = load_config(cli)?;
     let map = IdMap::detect(config.id_map);
+    // Everything below runs in user namespaces: a host policy that forbids them is said first.
+    if let Some(advice) = crate::hostcheck::current_advice() {
+        eprintln!("pookie-ns: warning: {advice}");
+    }
     tracing::debug!(store = %config.work_dir.display(), id_map = %map.describe(), "opening store");
     // Opening the store also removes what killed pookie-ns processes left behind.
     let store = Store::open(&config.work_dir, map)?;
@@ -52,7 +56,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::BuildTarget { job } => crate::build::worker::run(&config, &store, job),
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
-        Command::Cleanup { what } => cleanup(&store, what),
+        Command::Cleanup { what, cache } => cleanup(&store, what, *cache),
         Command::Binfmt(_) | Command::Report(_) => unreachable!("handled above"),
     }
 }
@@ -74,8 +78,12 @@ fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
     if cli.add_subuid {
         done.extend(sudo::add_subuid(user)?);
     }
-    // mmdebstrap runs a foreign arch's maintainer scripts through the host's binfmt_misc.
+    // Before Linux 6.7 mmdebstrap runs a foreign arch's maintainer scripts through the host's
+    // binfmt_misc; later kernels serve it from a private instance (baseos::load_recipe).
+    let needs_host_binfmt =
+        !binfmt::kernel_has_private_instances() || !binfmt::allow_private(&load_config(cli)?);
     let foreign_build: Vec<Arch> = match &cli.command {
+        _ if !needs_host_binfmt => Vec::new(),
         Command::LoadBaseos(a) if !is_archive_path(a.source.as_deref()) => a.arch.clone(),
         Command::UpdateBaseos(a) => a.arch.clone(),
         _ => Vec::new(),
@@ -658,7 +666,12 @@ fn size_column(dir: &Path) -> String {
 
 // ---- cleanup -------------------------------------------------------------------------------
 
-fn cleanup(store: &Store, what: &str) -> Result<i32> {
+fn cleanup(store: &Store, what: &str, cache: bool) -> Result<i32> {
+    if cache && what != "all" {
+        return Err(Error::usage(
+            "--cache goes with `cleanup all` (the per-user cache serves every store)",
+        ));
+    }
     let instances = store.list_instances()?;
     let remove_instance = |id: &InstanceId| -> Result<()> {
         // Holding the exclusive lock while removing keeps new runs out.
@@ -725,6 +738,12 @@ fn cleanup(store: &Store, what: &str) -> Result<i32> {
             if blobs.exists() {
                 std::fs::remove_dir_all(&blobs).map_err(|e| Error::io("remove", &blobs, e))?;
                 eprintln!("removed the blob cache {}", blobs.display());
+            }
+            if cache {
+                match crate::baseos_cache::remove_all()? {
+                    Some(dir) => eprintln!("removed the base OS cache {}", dir.display()),
+                    None => eprintln!("the base OS cache is empty"),
+                }
             }
         }
         other => match InstanceId::parse(other).filter(|id| instances.contains(id)) {

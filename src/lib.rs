@@ -7,29 +7,31 @@
 //! one of its own layer, never one above). `tests/layering.rs` reads this list and fails on any
 //! `crate::` path that points up or sideways. Lowest first:
 //!
-//! 1. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`: syscalls, fault points,
-//!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers;
-//!    they know no other module.
-//! 2. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
+//! 1. `hostcheck`: what the host allows (user namespaces, AppArmor), read from `/proc/sys`.
+//! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`: syscalls, fault points,
+//!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers.
+//! 3. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
 //!    configuration, target selectors, the confinement of the sandbox's init, child processes,
 //!    the archive importer, single-uid mode's seccomp filter, OCI references, registries and
 //!    image layouts.
-//! 3. `recipe`, `toolchain`, `binfmt`: what the config dir defines (recipes, toolchains) and how a
+//! 4. `recipe`, `toolchain`, `binfmt`: what the config dir defines (recipes, toolchains) and how a
 //!    foreign arch is emulated.
-//! 4. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
-//! 5. `project`, `error`: a project's build settings; the crate's error type, which gathers the
+//! 5. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
+//! 6. `project`, `error`: a project's build settings; the crate's error type, which gathers the
 //!    lower modules' errors.
-//! 6. `userns`: id maps and the helper processes run inside a user namespace.
-//! 7. `store`: the store's layout, base OSes, instances, workspaces and locks.
-//! 8. `sandbox`, `sudo`, `cli`: running a command in an instance; the sudo wrapper; the command
+//! 7. `userns`, `baseos_cache`: id maps and the helper processes run inside a user namespace;
+//!    the per-user cache of built base OS tarballs.
+//! 8. `store`: the store's layout, base OSes, instances, workspaces and locks.
+//! 9. `sandbox`, `sudo`, `cli`: running a command in an instance; the sudo wrapper; the command
 //!    line's definition.
-//! 9. `baseos`: loading base OSes (import, recipes, images).
-//! 10. `branch`: a branch's package refresh.
-//! 11. `build`: the build pipeline.
-//! 12. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
+//! 10. `baseos`: loading base OSes (import, recipes, images).
+//! 11. `branch`: a branch's package refresh.
+//! 12. `build`: the build pipeline.
+//! 13. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
 
 pub mod arch;
 pub mod baseos;
+pub mod baseos_cache;
 pub mod binfmt;
 pub mod branch;
 pub mod build;
@@ -40,6 +42,7 @@ pub mod config;
 pub mod confine;
 pub mod error;
 pub mod fault;
+pub mod hostcheck;
 pub mod import;
 pub mod oci;
 pub mod overlay;

@@ -90,6 +90,11 @@ pub struct RecipeFile {
     /// "false"` for a testing suite whose week-long Release validity a lagging mirror outlives.
     #[serde(default)]
     pub aptopt: Vec<String>,
+    /// Build from the suite's `-updates` and `-security` sources as well, so that the first
+    /// refresh of a new instance has little to upgrade (under QEMU, every upgraded package's
+    /// maintainer scripts are emulated). Off by default until measured on every suite.
+    #[serde(default)]
+    pub updates: bool,
 }
 
 fn default_variant() -> String {
@@ -211,7 +216,25 @@ impl Recipe {
         args.push(self.spec.suite.clone());
         args.push(out.display().to_string());
         args.push(mirror.to_string());
+        if self.spec.updates {
+            // mmdebstrap takes whole sources.list lines as further mirror arguments.
+            args.extend(self.update_sources(mirror));
+        }
         args
+    }
+
+    /// The `-updates` and `-security` lines of the suite (security only on a Debian mirror,
+    /// whose `debian-security` sits next to `debian`), as the `stable` branch lists them.
+    pub fn update_sources(&self, mirror: &str) -> Vec<String> {
+        let (suite, components) = (&self.spec.suite, self.spec.components.join(" "));
+        let mirror = mirror.trim_end_matches('/');
+        let mut lines = vec![format!("deb {mirror} {suite}-updates {components}")];
+        if let Some(base) = mirror.strip_suffix("/debian") {
+            lines.push(format!(
+                "deb {base}/debian-security {suite}-security {components}"
+            ));
+        }
+        lines
     }
 }
 
@@ -244,6 +267,32 @@ mod tests {
     }
 
     const GOOD: &str = "distribution = \"debian\"\nsuite = \"bookworm\"\npython = \"3.11\"\narches = [\"amd64\", \"aarch64\"]\npackages = [\"python3\", \"g++\"]\n";
+
+    #[test]
+    fn updates_add_the_suites_updates_and_security_sources() {
+        let r = parse(&format!("{GOOD}updates = true\n")).unwrap();
+        let args = r.mmdebstrap_args(
+            Arch::Arm64,
+            "http://deb.debian.org/debian/",
+            Path::new("/o.tar.zst"),
+            true,
+        );
+        assert_eq!(
+            &args[args.len() - 3..],
+            [
+                "http://deb.debian.org/debian/",
+                "deb http://deb.debian.org/debian bookworm-updates main",
+                "deb http://deb.debian.org/debian-security bookworm-security main",
+            ]
+        );
+        let plain = parse(GOOD).unwrap();
+        let args = plain.mmdebstrap_args(Arch::Arm64, "http://m/debian", Path::new("/o"), true);
+        assert_eq!(args.last().unwrap(), "http://m/debian");
+        assert_eq!(
+            r.update_sources("http://mirror.example/ubuntu-ports"),
+            ["deb http://mirror.example/ubuntu-ports bookworm-updates main"]
+        );
+    }
 
     #[test]
     fn embedded_recipes_parse_and_provide_their_python() {

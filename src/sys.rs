@@ -68,6 +68,9 @@ pub fn unshare(flags: CloneFlags) -> SysResult<()> {
     nix::sched::unshare(flags).map_err(|e| {
         let err = SysError::new(format!("unshare({flags:?})"), None, e);
         match e {
+            Errno::EPERM | Errno::ENOSPC if crate::hostcheck::current_advice().is_some() => {
+                err.hint(crate::hostcheck::current_advice().unwrap_or_default())
+            }
             Errno::EPERM if flags.contains(CloneFlags::CLONE_NEWUSER) => err.hint(
                 "unprivileged user namespaces are disabled on this host: enable them with \
                  `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian) or \

@@ -1,0 +1,206 @@
+//! The per-user cache of built base OS tarballs, so that a second store, a CI job or a
+//! `cleanup all` followed by a build does not run mmdebstrap again (minutes under QEMU).
+//!
+//! An entry is keyed by the recipe (its whole text as parsed), the mirror, the arch and the
+//! `Date:` of the suite's `InRelease` on that mirror: when the archive publishes a new release
+//! file the key changes and the next build is fresh. When the date cannot be read (offline, no
+//! curl), the newest entry for recipe + mirror + arch is used as the best there is.
+//!
+//! Lives in `$XDG_CACHE_HOME/pookie-ns/baseos` (else `~/.cache/pookie-ns/baseos`); removed by
+//! `pookie-ns cleanup all --cache`. Failures to read or fill it are warnings, never errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use crate::arch::Arch;
+use crate::error::{Error, Result};
+use crate::recipe::Recipe;
+
+/// The cache directory for this user, if a home or `XDG_CACHE_HOME` is known.
+pub fn dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        .map(|c| c.join("pookie-ns").join("baseos"))
+}
+
+/// What identifies one build of a recipe.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// `<recipe>-<arch>-<hash of recipe + mirror>`: every release date shares it.
+    pub prefix: String,
+    /// The suite's release date, when the mirror could be asked.
+    pub release_date: Option<String>,
+}
+
+impl Key {
+    pub fn new(recipe: &Recipe, mirror: &str, arch: Arch, release_date: Option<String>) -> Key {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "v1\n{:?}\n{mirror}\n{}\n",
+            recipe.spec,
+            arch.debian()
+        ));
+        let digest = h.finalize();
+        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Key {
+            prefix: format!("{}-{}-{short}", recipe.name, arch.debian()),
+            release_date,
+        }
+    }
+
+    /// The file name of the entry for this key's release date.
+    fn file_name(&self, date: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(date.as_bytes());
+        let digest = h.finalize();
+        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{short}.tar.zst", self.prefix)
+    }
+}
+
+/// The `Date:` field of `<mirror>/dists/<suite>/InRelease` (only its first 4 KiB are fetched).
+pub fn release_date(mirror: &str, suite: &str) -> Option<String> {
+    let url = format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/'));
+    tracing::debug!(command = %format!("curl -fsSL --max-time 20 -r 0-4095 {url}"), "reading the release date");
+    let out = Command::new("curl")
+        .args(["-fsSL", "--max-time", "20", "-r", "0-4095", &url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_release_date(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_release_date(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Date:"))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+}
+
+/// The cached tarball for `key`: the exact release's, or (date unknown) the newest of the prefix.
+pub fn lookup(dir: &Path, key: &Key) -> Option<PathBuf> {
+    if let Some(date) = &key.release_date {
+        let p = dir.join(key.file_name(date));
+        return p.is_file().then_some(p);
+    }
+    let rd = std::fs::read_dir(dir).ok()?;
+    rd.flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("{}-", key.prefix)) && n.ends_with(".tar.zst")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// Copies a freshly built tarball into the cache (whole or not at all) and drops the entries of
+/// older releases of the same key. Returns the entry's path.
+pub fn store(dir: &Path, key: &Key, tarball: &Path) -> Result<Option<PathBuf>> {
+    let Some(date) = &key.release_date else {
+        return Ok(None);
+    };
+    crate::sys::mkdir_p(dir, 0o755)?;
+    let dest = dir.join(key.file_name(date));
+    let partial = dir.join(format!(".partial-{}-{}", std::process::id(), key.prefix));
+    std::fs::copy(tarball, &partial).map_err(|e| Error::io("copy the tarball to", &partial, e))?;
+    std::fs::rename(&partial, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("{}-", key.prefix)) && e.path() != dest {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(Some(dest))
+}
+
+/// Removes the whole cache; returns what it removed, if anything.
+pub fn remove_all() -> Result<Option<PathBuf>> {
+    let Some(dir) = dir() else {
+        return Ok(None);
+    };
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(Some(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("remove", &dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(packages: &str) -> Recipe {
+        let text = format!(
+            "distribution = \"debian\"\nsuite = \"bookworm\"\npython = \"3.11\"\narches = [\"arm64\"]\npackages = [{packages}]\n"
+        );
+        Recipe::parse("r", Path::new("r.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn release_date_is_read_from_inrelease() {
+        let text = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nOrigin: Debian\nSuite: stable\nDate: Sat, 15 Nov 2026 09:14:02 UTC\nValid-Until: never\n";
+        assert_eq!(
+            parse_release_date(text).as_deref(),
+            Some("Sat, 15 Nov 2026 09:14:02 UTC")
+        );
+        assert_eq!(parse_release_date("Origin: Debian\n"), None);
+    }
+
+    #[test]
+    fn keys_change_with_recipe_mirror_arch_and_date() {
+        let m = "http://deb.debian.org/debian";
+        let a = Key::new(&recipe("\"python3\""), m, Arch::Arm64, Some("d1".into()));
+        let b = Key::new(
+            &recipe("\"python3-dev\""),
+            m,
+            Arch::Arm64,
+            Some("d1".into()),
+        );
+        let c = Key::new(
+            &recipe("\"python3\""),
+            "http://other/debian",
+            Arch::Arm64,
+            None,
+        );
+        let d = Key::new(&recipe("\"python3\""), m, Arch::Armhf, None);
+        assert_ne!(a.prefix, b.prefix);
+        assert_ne!(a.prefix, c.prefix);
+        assert_ne!(a.prefix, d.prefix);
+        assert!(a.prefix.starts_with("r-arm64-"));
+        assert_ne!(a.file_name("d1"), a.file_name("d2"));
+    }
+
+    #[test]
+    fn store_then_lookup_with_and_without_the_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("built.tar.zst");
+        std::fs::write(&src, b"tarball").unwrap();
+        let cache = dir.path().join("cache");
+        let r = recipe("\"python3\"");
+        let old = Key::new(&r, "m", Arch::Arm64, Some("d1".into()));
+        let new = Key::new(&r, "m", Arch::Arm64, Some("d2".into()));
+        let first = store(&cache, &old, &src).unwrap().unwrap();
+        assert_eq!(lookup(&cache, &old), Some(first.clone()));
+        assert_eq!(lookup(&cache, &new), None, "a new release is a miss");
+        let second = store(&cache, &new, &src).unwrap().unwrap();
+        assert!(!first.exists(), "the older release's entry is dropped");
+        let offline = Key::new(&r, "m", Arch::Arm64, None);
+        assert_eq!(lookup(&cache, &offline), Some(second));
+        assert_eq!(store(&cache, &offline, &src).unwrap(), None);
+    }
+}
