@@ -917,21 +917,30 @@ fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Reso
     s.push_str(&format!(
         "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
     ));
+    // auditwheel (6.4) names a policy of the host's arch only; for a foreign wheel it finds the
+    // oldest policy with `--plat auto` (reading the arch from the wheel's name), and
+    // [`harvest`] checks that it meets the one asked for.
+    let named = target.arch.is_native();
     match (&target.policy, policy) {
-        // The target names a policy: exactly that one, or a failure naming the symbols.
+        // The target names a policy: that one (or, foreign, the oldest it meets, at most that
+        // one), or a failure naming the too-recent symbols.
         (Some(_), Some(policy)) => {
             let plat = format!("{policy}_{arch}");
             let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
             let list = too_recent_symbols(&glibc);
             s.push_str(&format!(
-                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n\
-                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n",
-                repair_to(&plat)
+                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n",
+                repair_to(if named { &plat } else { "auto" })
             ));
+            if named {
+                s.push_str(&format!(
+                    "    case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n"
+                ));
+            }
         }
         // The toolchain's preferred policy (zig: manylinux_2_17), else the oldest one the
         // wheel's symbols allow (a vendored library of the sysroot may need a newer glibc).
-        (None, Some(policy)) => s.push_str(&format!(
+        (None, Some(policy)) if named => s.push_str(&format!(
             "    if ! {{ {}; }}; then\n\
              \x20       echo \"pookie-ns: {policy} is out of reach for $(basename \"$w\") (see above): \
              repairing to the oldest policy it meets\"\n\
@@ -1289,9 +1298,18 @@ mod tests {
     #[test]
     fn delivery_scripts_parse() {
         let t = |policy: Option<&str>| Target {
-            arch: Arch::Arm64,
+            arch: Arch::host(),
             python: "3.14".into(),
             policy: policy.map(str::to_string),
+        };
+        let foreign = Target {
+            arch: if Arch::host() == Arch::Arm64 {
+                Arch::Amd64
+            } else {
+                Arch::Arm64
+            },
+            python: "3.14".into(),
+            policy: Some("manylinux_2_28".into()),
         };
         let cases = [
             deliver_script(&t(None), None, None),
@@ -1299,6 +1317,7 @@ mod tests {
             deliver_script(&t(Some("manylinux_2_28")), Some("manylinux_2_28"), None),
             repair_script("", Arch::Arm64, None),
             repair_script("auditwheel repair -w {dest_dir} {wheel}", Arch::Arm64, None),
+            deliver_script(&foreign, Some("manylinux_2_28"), None),
         ];
         for script in &cases {
             let out = std::process::Command::new("sh")
@@ -1311,12 +1330,15 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        assert!(cases[1].contains("--plat manylinux_2_17_aarch64"));
+        let host = Arch::host().uname();
+        assert!(cases[1].contains(&format!("--plat manylinux_2_17_{host}")));
         assert!(
             cases[1].contains("--plat auto"),
             "falls back to the oldest policy met"
         );
         assert!(!cases[2].contains("--plat auto"), "a named policy is exact");
+        // Foreign: auditwheel only names policies of its own arch; harvest checks the tag.
+        assert!(cases[5].contains("--plat auto") && !cases[5].contains("--plat manylinux"));
         assert!(cases[4].contains("auditwheel repair -w /buildroot/wheelhouse \"$w\""));
     }
 
