@@ -187,25 +187,22 @@ pub fn ensure_fresh(
     let mut env = sandbox::base_env(true);
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
     let spec = Spec {
-        store_root: store.root.clone(),
-        layers: store.layers(base, id, &ws)?,
-        merged: ws.merged(),
         binds: vec![Bind {
             src: list_file.clone(),
             dst: "/run/pookie-ns/branch.list".into(),
             readonly: true,
         }],
-        lower_mounts: Vec::new(),
         network: true,
-        hostname: "pookie-ns".into(),
-        cwd: None,
         env,
-        argv: vec!["/bin/sh".into(), "-c".into(), script],
         binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         commit_to: Some(store.next_layer_path(id)?),
         log: Some(log.clone()),
-        upper_usage: None,
-        keep_upper_on_failure: false,
+        ..Spec::new(
+            store,
+            store.layers(base, id, &ws)?,
+            &ws,
+            vec!["/bin/sh".into(), "-c".into(), script],
+        )
     };
     let started = Instant::now();
     crate::fault::point("refresh-started");

@@ -430,21 +430,18 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
 
     let ws = store.create_workspace(&instance, &args.command)?;
     let spec = Spec {
-        store_root: store.root.clone(),
-        layers: store.layers(&base, &instance, &ws)?,
-        merged: ws.merged(),
         binds,
-        lower_mounts: Vec::new(),
         network: args.network,
-        hostname: "pookie-ns".into(),
         cwd,
         env,
-        argv: args.command.clone(),
         binfmt,
         commit_to: commit_to.clone(),
-        log: None,
-        upper_usage: None,
-        keep_upper_on_failure: false,
+        ..Spec::new(
+            store,
+            store.layers(&base, &instance, &ws)?,
+            &ws,
+            args.command.clone(),
+        )
     };
     tracing::debug!(instance = %instance, workspace = %ws.dir.display(), command = ?args.command, "running");
     let result = sandbox::run(&store.map, &spec);

@@ -79,6 +79,35 @@ pub struct Spec {
     pub keep_upper_on_failure: bool,
 }
 
+impl Spec {
+    /// A command in the workspace `ws` over `layers`, with the defaults: no network, no binds,
+    /// the base environment, the hostname `pookie-ns`, nothing committed or logged.
+    pub fn new(
+        store: &crate::store::Store,
+        layers: Layers,
+        ws: &crate::store::Workspace,
+        argv: Vec<String>,
+    ) -> Spec {
+        Spec {
+            store_root: store.root.clone(),
+            layers,
+            merged: ws.merged(),
+            binds: Vec::new(),
+            lower_mounts: Vec::new(),
+            network: false,
+            hostname: "pookie-ns".into(),
+            cwd: None,
+            env: base_env(false),
+            argv,
+            binfmt: Vec::new(),
+            commit_to: None,
+            log: None,
+            upper_usage: None,
+            keep_upper_on_failure: false,
+        }
+    }
+}
+
 /// Where the host's CA bundle appears inside a networked sandbox (see [`ca_env`]).
 const HOST_CA_INSIDE: &str = "/run/pookie-ns/host-ca-certificates.crt";
 
@@ -177,13 +206,7 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
 
     // Mount events must not propagate back to the host's namespace, and pivot_root refuses a
     // shared root (EINVAL): make the whole tree private first.
-    sys::mount(
-        None,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None,
-    )?;
+    sys::make_mounts_private()?;
 
     // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
     // the store root so that the layer paths are short and relative.

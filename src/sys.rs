@@ -63,6 +63,19 @@ fn cstr(path: &Path) -> SysResult<CString> {
         .map_err(|_| SysError::new("path contains a NUL byte:", Some(path), Errno::EINVAL))
 }
 
+/// Makes every mount of this (new) mount namespace private, recursively: nothing mounted from
+/// then on propagates back to the namespace it was copied from, and pivot_root(2) accepts the
+/// root (it refuses a shared one with EINVAL).
+pub fn make_mounts_private() -> SysResult<()> {
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
+}
+
 /// unshare(2) with advice for the usual reasons a user namespace is refused.
 pub fn unshare(flags: CloneFlags) -> SysResult<()> {
     nix::sched::unshare(flags).map_err(|e| {

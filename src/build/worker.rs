@@ -497,30 +497,27 @@ fn run_setup(
     }
     let ws = store.create_workspace(instance, &[what.into(), job.target.name()])?;
     let spec = Spec {
-        store_root: store.root.clone(),
-        layers: store.layers_over(base, instance, below, &ws)?,
-        merged: ws.merged(),
         // Read-only: the layer must not keep a copy of the project.
         binds: vec![Bind {
             src: job.bundle.clone(),
             dst: PROJECT_INSIDE.into(),
             readonly: true,
         }],
-        lower_mounts: Vec::new(),
-        network: true,
-        hostname: "pookie-ns".into(),
-        cwd: Some(PROJECT_INSIDE.into()),
-        env: step_env(job),
-        argv: shell(&script_text(
-            job,
-            &format!("{what} on {}/{}", base.name, base.arch),
-            setup.script,
-        )),
-        binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         commit_to: Some(partial.clone()),
-        log: Some(log.clone()),
-        upper_usage: None,
-        keep_upper_on_failure: false,
+        ..step_spec(
+            config,
+            store,
+            job,
+            base,
+            store.layers_over(base, instance, below, &ws)?,
+            &ws,
+            &log,
+            &script_text(
+                job,
+                &format!("{what} on {}/{}", base.name, base.arch),
+                setup.script,
+            ),
+        )?
     };
     let started = Instant::now();
     let code = sandbox::run(&store.map, &spec);
@@ -702,9 +699,6 @@ fn build_step(
     }
     let usage = job.dir.join("build.disk");
     let spec = Spec {
-        store_root: store.root.clone(),
-        layers: store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
-        merged: ws.merged(),
         binds: vec![Bind {
             src: wheelhouse.clone(),
             dst: WHEELHOUSE_INSIDE.into(),
@@ -717,29 +711,31 @@ fn build_step(
                 dst: SYSROOT.into(),
             })
             .collect(),
-        network: true,
-        hostname: "pookie-ns".into(),
-        cwd: Some(PROJECT_INSIDE.into()),
-        env: step_env(job),
-        argv: shell(&script_text(
-            job,
-            &format!(
-                "build ({}{}) on {}/{}",
-                job.mode,
-                job.toolchain
-                    .as_ref()
-                    .map(|t| format!(", {}", t.name))
-                    .unwrap_or_default(),
-                prep.base.name,
-                prep.base.arch
-            ),
-            &body,
-        )),
-        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
-        commit_to: None,
-        log: Some(log.clone()),
         upper_usage: Some(usage.clone()),
         keep_upper_on_failure: job.keep_failed,
+        ..step_spec(
+            config,
+            store,
+            job,
+            &prep.base,
+            store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
+            &ws,
+            &log,
+            &script_text(
+                job,
+                &format!(
+                    "build ({}{}) on {}/{}",
+                    job.mode,
+                    job.toolchain
+                        .as_ref()
+                        .map(|t| format!(", {}", t.name))
+                        .unwrap_or_default(),
+                    prep.base.name,
+                    prep.base.arch
+                ),
+                &body,
+            ),
+        )?
     };
     let (code, secs) = timed_run(store, &spec)?;
     r.build_secs = Some(secs);
@@ -972,6 +968,30 @@ fn too_recent_symbols(glibc: &str) -> String {
     )
 }
 
+/// What every step of a target shares: its workspace over `layers`, the network (pip needs
+/// PyPI), the project's directory as working directory, the step environment, emulation for
+/// `base`'s arch, the output in `log`, and `script` run by `/bin/sh`.
+#[allow(clippy::too_many_arguments)]
+fn step_spec(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    base: &BaseOs,
+    layers: crate::overlay::Layers,
+    ws: &Workspace,
+    log: &Path,
+    script: &str,
+) -> Result<Spec> {
+    Ok(Spec {
+        network: true,
+        cwd: Some(PROJECT_INSIDE.into()),
+        env: step_env(job),
+        binfmt: crate::binfmt::emulation_for(config, base.arch)?,
+        log: Some(log.to_path_buf()),
+        ..Spec::new(store, layers, ws, shell(script))
+    })
+}
+
 /// Runs a step's sandbox and times it. (On an error of pookie-ns itself the caller's `?` drops
 /// the workspace, which removes it.)
 fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
@@ -1131,27 +1151,24 @@ fn test_step(
         sh_quote(&format!("+ (in {TEST_CWD}) {test_command}")),
     );
     let spec = Spec {
-        store_root: store.root.clone(),
-        layers: store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
-        merged: ws.merged(),
-        binds: Vec::new(),
-        lower_mounts: Vec::new(),
-        network: true,
-        hostname: "pookie-ns".into(),
         // The script makes and enters TEST_CWD: it does not exist before.
         cwd: Some("/".into()),
-        env: step_env(job),
-        argv: shell(&script_text_with(
-            job,
-            &format!("test on {}/{}", prep.base.name, prep.base.arch),
-            &body,
-            &job.test_environment,
-        )),
-        binfmt: crate::binfmt::emulation_for(config, prep.base.arch)?,
-        commit_to: None,
-        log: Some(log.clone()),
-        upper_usage: None,
         keep_upper_on_failure: job.keep_failed,
+        ..step_spec(
+            config,
+            store,
+            job,
+            &prep.base,
+            store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
+            &ws,
+            &log,
+            &script_text_with(
+                job,
+                &format!("test on {}/{}", prep.base.name, prep.base.arch),
+                &body,
+                &job.test_environment,
+            ),
+        )?
     };
     let (code, secs) = timed_run(store, &spec)?;
     r.test_secs = Some(secs);
