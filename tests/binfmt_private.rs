@@ -8,6 +8,8 @@
 //! scripts/setup-host leaves one). Missing prerequisites skip the test locally and
 //! fail it under `CI=true`. Works as root and as an unprivileged user.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,31 +22,11 @@ const CHILD_ENV: &str = "POOKIE_NS_TEST_BINFMT_CHILD";
 const CHILD_OK: &str = "binfmt-private-child: all checks passed";
 const BUSYBOX_ENV: &str = "POOKIE_NS_TEST_ARM64_BUSYBOX";
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips (locally, saying why) or fails (under CI=true) when a prerequisite is missing.
-fn require(ok: bool, what: &str) -> bool {
-    if !ok {
-        if ci() {
-            panic!("prerequisite missing under CI=true: {what}");
-        }
-        eprintln!("skipped: {what}");
-    }
-    ok
-}
+use common::require;
 
 /// Names and descriptions of the host's binfmt_misc entries.
 fn host_entries() -> Vec<(String, String)> {
-    let dir = Path::new(binfmt::HOST_DIR);
-    binfmt::list_entries(dir)
-        .into_iter()
-        .map(|n| {
-            let text = std::fs::read_to_string(dir.join(&n)).unwrap_or_default();
-            (n, text)
-        })
-        .collect()
+    common::host_binfmt_entries()
 }
 
 fn which(program: &str) -> bool {

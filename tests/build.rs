@@ -9,84 +9,42 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{everyone, require, stderr, Runner, Who, FOREIGN_CACHE};
+use common::{everyone, require, stderr, wheels, Runner, Who};
 use serde_json::Value;
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/c-ext");
-
-/// A store with the cached Debian tarballs of `arches` where `load-baseos` finds them (as
-/// `work_dir/baseos-debian-bookworm-<arch>.tar.zst`), so that `build` loads them on first use
-/// with their recipe's metadata.
+/// A store with the cached bookworm tarballs of `arches` where `build` loads them on first use.
 fn runner_with_tarballs(who: Who, arches: &[&str]) -> Option<Runner> {
-    let r = Runner::new(who);
-    for arch in arches {
-        let tarball = Path::new(FOREIGN_CACHE).join(format!("debian-bookworm-{arch}.tar.zst"));
-        if !require(
-            tarball.exists(),
-            &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-        ) {
-            return None;
-        }
-        std::os::unix::fs::symlink(
-            &tarball,
-            r.store
-                .join(format!("baseos-debian-bookworm-{arch}.tar.zst")),
-        )
-        .unwrap();
-    }
-    Some(r)
+    let names: Vec<String> = arches
+        .iter()
+        .map(|a| format!("debian-bookworm-{a}"))
+        .collect();
+    common::runner_with_debian(who, &names.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A copy of the example project the runner's user owns (the checkout may not be readable by
 /// the test users), optionally changed by `edit`.
 fn project_copy(r: &Runner, name: &str) -> PathBuf {
-    let dest = r.store.parent().unwrap().join(name);
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(EXAMPLE)
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    if let Some(user) = r.who.user() {
-        let st = std::process::Command::new("chown")
-            .args(["-R", &format!("{user}:{user}")])
-            .arg(&dest)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    dest
+    common::example_copy(r, "c-ext", name)
 }
 
 fn dist(r: &Runner, name: &str) -> PathBuf {
     r.store.parent().unwrap().join(name)
 }
 
-fn wheels(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".whl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Runs `build ... --json` and returns (exit code, report, stderr). Without `--python` in
-/// `args`, bookworm's 3.11 only (a build covers every CPython requires-python admits).
-fn build(r: &Runner, args: &[&str]) -> (i32, Value, String) {
-    let mut all = vec!["--json", "build"];
-    all.extend_from_slice(args);
-    if !args.contains(&"--python") {
-        all.extend_from_slice(&["--python", "3.11"]);
+/// `build PROJECT --branch stable --target TARGETS... EXTRA... --out OUT`, with bookworm's
+/// 3.11 unless EXTRA names `--python`.
+fn build_for(
+    r: &Runner,
+    project: &Path,
+    targets: &[&str],
+    extra: &[&str],
+    out: &Path,
+) -> (i32, Value, String) {
+    let mut extra = extra.to_vec();
+    if !extra.contains(&"--python") {
+        extra.extend_from_slice(&["--python", "3.11"]);
     }
-    let out = r.run(&all);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), report, stderr(&out))
+    common::build_in(r, project, targets, &extra, out)
 }
 
 fn target<'a>(report: &'a Value, arch: &str) -> &'a Value {
@@ -158,20 +116,12 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
     };
     let project = project_copy(&r, "c-ext");
     let out1 = dist(&r, "dist1");
-    let (code, report, err) = build(
+    let (code, report, err) = build_for(
         &r,
-        &[
-            project.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "x86_64",
-            "aarch64",
-            "--mode",
-            "emulate",
-            "--out",
-            out1.to_str().unwrap(),
-        ],
+        &project,
+        &["x86_64", "aarch64"],
+        &["--mode", "emulate"],
+        &out1,
     );
     assert_eq!(code, 0, "{err}\n{report}");
     assert!(
@@ -217,20 +167,12 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
 
     // Second build: the instance layers and the before-all layer are reused.
     let out2 = dist(&r, "dist2");
-    let (code, report, err) = build(
+    let (code, report, err) = build_for(
         &r,
-        &[
-            project.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "x86_64",
-            "aarch64",
-            "--mode",
-            "emulate",
-            "--out",
-            out2.to_str().unwrap(),
-        ],
+        &project,
+        &["x86_64", "aarch64"],
+        &["--mode", "emulate"],
+        &out2,
     );
     assert_eq!(code, 0, "{err}");
     for arch in ["x86_64", "aarch64"] {
@@ -250,21 +192,12 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
     )
     .unwrap();
     let out3 = dist(&r, "dist3");
-    let (code, report, err) = build(
+    let (code, report, err) = build_for(
         &r,
-        &[
-            failing.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "x86_64",
-            "aarch64",
-            "--mode",
-            "emulate",
-            "--out",
-            out3.to_str().unwrap(),
-            "--keep-failed",
-        ],
+        &failing,
+        &["x86_64", "aarch64"],
+        &["--mode", "emulate", "--keep-failed"],
+        &out3,
     );
     assert_eq!(code, 1, "{err}");
     let bad = target(&report, "aarch64");
@@ -302,18 +235,7 @@ fn native_builds_as_every_identity() {
         let project = project_copy(&r, "c-ext");
         // A manylinux policy: the wheel is repaired by auditwheel and carries the tag.
         let out_m = dist(&r, "dist-manylinux");
-        let (code, report, err) = build(
-            &r,
-            &[
-                project.to_str().unwrap(),
-                "--branch",
-                "stable",
-                "--target",
-                "manylinux_2_17_x86_64",
-                "--out",
-                out_m.to_str().unwrap(),
-            ],
-        );
+        let (code, report, err) = build_for(&r, &project, &["manylinux_2_17_x86_64"], &[], &out_m);
         assert_eq!(code, 0, "{who:?}: {err}");
         let t = target(&report, "x86_64");
         assert_eq!(t["platform_tag"], "manylinux_2_17_x86_64");
@@ -323,18 +245,7 @@ fn native_builds_as_every_identity() {
         assert!(read(&t["build_log"]).contains("auditwheel repair"));
 
         let out = dist(&r, "dist");
-        let (code, report, err) = build(
-            &r,
-            &[
-                project.to_str().unwrap(),
-                "--branch",
-                "stable",
-                "--target",
-                "x86_64",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
+        let (code, report, err) = build_for(&r, &project, &["x86_64"], &[], &out);
         assert_eq!(code, 0, "{who:?}: {err}");
         let t = target(&report, "x86_64");
         assert_eq!(t["result"], "passed", "{who:?}: {t}");
@@ -357,18 +268,7 @@ fn native_builds_as_every_identity() {
         let text = std::fs::read_to_string(&c).unwrap();
         std::fs::write(&c, format!("{text}\nthis is not C;\n")).unwrap();
         let out_b = dist(&r, "dist-broken");
-        let (code, report, err) = build(
-            &r,
-            &[
-                broken.to_str().unwrap(),
-                "--branch",
-                "stable",
-                "--target",
-                "x86_64",
-                "--out",
-                out_b.to_str().unwrap(),
-            ],
-        );
+        let (code, report, err) = build_for(&r, &broken, &["x86_64"], &[], &out_b);
         assert_eq!(code, 1, "{who:?}: {err}");
         let t = target(&report, "x86_64");
         assert_eq!(t["result"], "build-failed", "{t}");
@@ -434,27 +334,9 @@ fn cpp_example_builds_with_scikit_build_core() {
     let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
         return;
     };
-    let dest = r.store.parent().unwrap().join("cpp-ext");
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cpp-ext"))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let dest = common::example_copy(&r, "cpp-ext", "cpp-ext");
     let out = dist(&r, "dist");
-    let (code, report, err) = build(
-        &r,
-        &[
-            dest.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "x86_64",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (code, report, err) = build_for(&r, &dest, &["x86_64"], &[], &out);
     assert_eq!(code, 0, "{err}");
     let t = target(&report, "x86_64");
     assert_eq!(t["result"], "passed", "{t}");
@@ -479,23 +361,6 @@ fn cpp_example_builds_with_scikit_build_core() {
     );
 }
 
-/// A copy of another example (`examples/NAME`) the runner's user owns.
-fn example_copy(r: &Runner, name: &str, dest_name: &str) -> PathBuf {
-    let dest = r.store.parent().unwrap().join(dest_name);
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(name),
-        )
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    dest
-}
-
 /// Builds `project` for `targets` with `extra` flags into a fresh `out` and checks that every
 /// target passed its tests on its own arch; returns the report and the wheels.
 fn build_passing(
@@ -506,12 +371,8 @@ fn build_passing(
     out: &str,
 ) -> (Value, Vec<String>) {
     let out = dist(r, out);
-    let mut args = vec![project.to_str().unwrap(), "--branch", "stable", "--target"];
-    args.extend_from_slice(targets);
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
-    let (code, report, err) = build(r, &args);
-    assert_eq!(code, 0, "{args:?}: {err}\n{report}");
+    let (code, report, err) = build_for(r, project, targets, extra, &out);
+    assert_eq!(code, 0, "{targets:?} {extra:?}: {err}\n{report}");
     for t in report["targets"].as_array().unwrap() {
         assert_eq!(t["result"], "passed", "{t}");
         let arch = t["arch"].as_str().unwrap();
@@ -602,7 +463,7 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
 
     // C++ through scikit-build-core and CMake (the toolchain file), cross, with the default
     // toolchain: zig, libc++ static, manylinux_2_17.
-    let cpp = example_copy(&r, "cpp-ext", "cpp-ext");
+    let cpp = common::example_copy(&r, "cpp-ext", "cpp-ext");
     let (report, w) = build_passing(&r, &cpp, &["aarch64"], &["--mode", "cross"], "dist-cpp");
     assert_eq!(target(&report, "aarch64")["mode"], "cross");
     assert_eq!(target(&report, "aarch64")["toolchain"], "zig");
@@ -613,7 +474,7 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
 
     // An external library: libffi, installed for the target by before-all, vendored by the
     // repair (bookworm's libffi needs a newer glibc than 2.17: gcc-cross, the suite's policy).
-    let ffi = example_copy(&r, "ffi-ext", "ffi-ext");
+    let ffi = common::example_copy(&r, "ffi-ext", "ffi-ext");
     let (report, w) = build_passing(&r, &ffi, &["aarch64"], &gcc, "dist-ffi");
     let t = target(&report, "aarch64");
     assert_eq!(t["mode"], "cross");
@@ -640,19 +501,12 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
     );
     std::fs::write(&source, text).unwrap();
     let out = dist(&r, "dist-recent");
-    let (code, report, err) = build(
+    let (code, report, err) = build_for(
         &r,
-        &[
-            recent.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "manylinux_2_17_aarch64",
-            "--compiler",
-            "gcc",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &recent,
+        &["manylinux_2_17_aarch64"],
+        &["--compiler", "gcc"],
+        &out,
     );
     assert_eq!(code, 1, "{err}");
     let t = target(&report, "aarch64");

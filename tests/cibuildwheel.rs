@@ -50,14 +50,34 @@ fn identifiers(r: &Runner, extra: &[&str], vars: &[(&str, &str)]) -> Vec<String>
     stdout(&out).lines().map(str::to_string).collect()
 }
 
+/// `--json build FIXTURE --branch stable` with one CPython and the distribution's gcc
+/// (AUDITWHEEL_PLAT=auto), then `more`.
+fn fixture_build<'a>(fixture: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--json",
+        "build",
+        fixture,
+        "--branch",
+        "stable",
+        "--python",
+        "3.11",
+        "--compiler",
+        "gcc",
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// The build tests run as root, and these expect an x86_64 host (`why`).
+fn root_on_x86_64(why: &str) -> bool {
+    require(common::is_root(), "the build tests run as root")
+        && require(std::env::consts::ARCH == "x86_64", why)
+}
+
 /// The identifiers follow cibuildwheel's selectors and precedence; nothing is built or loaded.
 #[test]
 fn print_build_identifiers_honours_every_selector() {
-    if !require(common::is_root(), "the build tests run as root") {
-        return;
-    }
-    if std::env::consts::ARCH != "x86_64" {
-        eprintln!("skipped: the expected identifiers are an x86_64 host's");
+    if !root_on_x86_64("the expected identifiers are an x86_64 host's") {
         return;
     }
     let r = Runner::new(Who::Root);
@@ -221,11 +241,7 @@ fn configuration_errors_name_file_line_key_and_fix() {
 /// of the build's report with itself is that report.
 #[test]
 fn a_cibuildwheel_project_builds_unchanged() {
-    if !require(common::is_root(), "the build tests run as root") {
-        return;
-    }
-    if std::env::consts::ARCH != "x86_64" {
-        eprintln!("skipped: the fixture build runs on an x86_64 host");
+    if !root_on_x86_64("the fixture build runs on an x86_64 host") {
         return;
     }
     let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
@@ -245,20 +261,7 @@ fn a_cibuildwheel_project_builds_unchanged() {
     let f = fixture("cibw-options");
     let out = run_env(
         &r,
-        &[
-            "--json",
-            "build",
-            &f,
-            "--branch",
-            "stable",
-            // One CPython, and the distribution's gcc (AUDITWHEEL_PLAT=auto below).
-            "--python",
-            "3.11",
-            "--compiler",
-            "gcc",
-            "--output-dir",
-            out_dir.to_str().unwrap(),
-        ],
+        &fixture_build(&f, &["--output-dir", out_dir.to_str().unwrap()]),
         &[
             ("CIBW_ENVIRONMENT_PASS_LINUX", "FIXTURE_TOKEN"),
             ("FIXTURE_TOKEN", "s3cret"),
@@ -341,21 +344,15 @@ fn a_cibuildwheel_project_builds_unchanged() {
     let config = format!("{f}/frontend.toml");
     let out = run_env(
         &r,
-        &[
-            "--json",
-            "build",
+        &fixture_build(
             &f,
-            "--branch",
-            "stable",
-            "--config-file",
-            &config,
-            "--python",
-            "3.11",
-            "--compiler",
-            "gcc",
-            "--out",
-            out_dir2.to_str().unwrap(),
-        ],
+            &[
+                "--config-file",
+                &config,
+                "--out",
+                out_dir2.to_str().unwrap(),
+            ],
+        ),
         &[],
     );
     let err = stderr(&out);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{everyone, hash_tree, stderr, Runner, Who, FOREIGN_CACHE};
+use common::{everyone, hash_tree, stderr, Runner, Who};
 use pookie_ns::fault::POINTS;
 
 /// Runs pookie-ns with `POOKIE_NS_FAULT=point` in a process group of its own, and checks that it
@@ -251,23 +251,12 @@ fn every_crash_point_is_repaired_by_the_next_command() {
 fn a_crash_during_an_instance_refresh_is_repaired() {
     // A refresh needs a base OS built from a recipe: the cached Debian tarball. One identity is
     // enough here (the sandbox side is the same as above): a user with a subuid range.
-    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !common::require(
-        tarball.exists(),
-        &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-    ) {
-        return;
-    }
     let Some(who) = everyone().into_iter().find(|w| *w == Who::SubUser) else {
         return;
     };
-    let r = Runner::new(who);
-    std::os::unix::fs::symlink(
-        &tarball,
-        r.store.join("baseos-debian-bookworm-amd64.tar.zst"),
-    )
-    .unwrap();
-    r.ok(&["load-baseos"]);
+    let Some(r) = common::debian_runner(who) else {
+        return;
+    };
     let base = r.store.join("baseos/debian-bookworm");
     let base_listing = listing(&base);
     crash(&r, "refresh-started", &["run", "--", "true"]);

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::Path;
+use common::{everyone, require, stderr, stdout, Runner, Who};
 
-use common::{everyone, require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
-
-/// A store holding `work_dir/baseos-debian-bookworm-amd64.tar.zst`, loaded with `load-baseos`.
+/// A bookworm amd64 store of `who` (tests/common), for root and the test users alike.
 fn debian_runner(who: Who) -> Option<Runner> {
     if !require(
         common::is_root(),
@@ -17,24 +15,7 @@ fn debian_runner(who: Who) -> Option<Runner> {
     ) {
         return None;
     }
-    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        tarball.exists(),
-        &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-    ) {
-        return None;
-    }
-    let r = Runner::new(who);
-    let cached = r.store.join("baseos-debian-bookworm-amd64.tar.zst");
-    std::os::unix::fs::symlink(&tarball, &cached).unwrap();
-    let out = r.run(&["load-baseos"]);
-    assert!(out.status.success(), "{who:?}: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("importing the existing tarball"),
-        "the aoinb cache is used, not a rebuild: {}",
-        stderr(&out)
-    );
-    Some(r)
+    common::debian_runner(who)
 }
 
 #[test]

@@ -8,9 +8,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+use common::{build_in, require, stderr, stdout, wheels, Runner, Who};
 use serde_json::Value;
 
 /// A root store with the cached bookworm and forky tarballs where `build` loads them from.
@@ -18,61 +18,15 @@ fn runner() -> Option<Runner> {
     if !require(common::is_root(), "the matrix test runs as root") {
         return None;
     }
-    let r = Runner::new(Who::Root);
-    for name in [
-        "debian-bookworm-amd64",
-        "debian-bookworm-arm64",
-        "debian-forky-amd64",
-        "debian-forky-arm64",
-    ] {
-        let tarball = Path::new(FOREIGN_CACHE).join(format!("{name}.tar.zst"));
-        if !require(
-            tarball.exists(),
-            &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-        ) {
-            return None;
-        }
-        std::os::unix::fs::symlink(&tarball, r.store.join(format!("baseos-{name}.tar.zst")))
-            .unwrap();
-    }
-    Some(r)
-}
-
-fn example(r: &Runner, name: &str, dest: &str) -> PathBuf {
-    let to = r.store.parent().unwrap().join(dest);
-    let st = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(name),
-        )
-        .arg(&to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    to
-}
-
-fn build(r: &Runner, args: &[&str]) -> (i32, Value, String) {
-    let mut all = vec!["--json", "build"];
-    all.extend_from_slice(args);
-    let out = r.run(&all);
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), report, stderr(&out))
-}
-
-fn wheels(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".whl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    common::runner_with_debian(
+        Who::Root,
+        &[
+            "debian-bookworm-amd64",
+            "debian-bookworm-arm64",
+            "debian-forky-amd64",
+            "debian-forky-arm64",
+        ],
+    )
 }
 
 /// `auditwheel show` of every wheel in `dist`, run in a sandbox on the bookworm base OS:
@@ -130,23 +84,13 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     let Some(r) = runner() else { return };
     let dist = r.store.parent().unwrap().join("dist");
     for (name, module_test) in [("c-ext", "6 passed"), ("cpp-ext", "6 passed")] {
-        let project = example(&r, name, name);
-        let (code, report, err) = build(
+        let project = common::example_copy(&r, name, name);
+        let (code, report, err) = build_in(
             &r,
-            &[
-                project.to_str().unwrap(),
-                "--branch",
-                "stable",
-                "--target",
-                "x86_64",
-                "aarch64",
-                "--python",
-                "3.11",
-                "3.14",
-                "3.15",
-                "--out",
-                dist.to_str().unwrap(),
-            ],
+            &project,
+            &["x86_64", "aarch64"],
+            &["--python", "3.11", "3.14", "3.15"],
+            &dist,
         );
         assert_eq!(code, 0, "{name}: {err}\n{report}");
         let targets = report["targets"].as_array().unwrap();
@@ -196,19 +140,12 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     // A named policy is met exactly: manylinux_2_28 for x86_64 (zig against glibc 2.28).
     let c_ext = r.store.parent().unwrap().join("c-ext");
     let dist_28 = r.store.parent().unwrap().join("dist-228");
-    let (code, report, err) = build(
+    let (code, report, err) = build_in(
         &r,
-        &[
-            c_ext.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "manylinux_2_28_x86_64",
-            "--python",
-            "3.14",
-            "--out",
-            dist_28.to_str().unwrap(),
-        ],
+        &c_ext,
+        &["manylinux_2_28_x86_64"],
+        &["--python", "3.14"],
+        &dist_28,
     );
     assert_eq!(code, 0, "{err}\n{report}");
     let w = wheels(&dist_28);
@@ -228,18 +165,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     );
     std::fs::write(&pp, text).unwrap();
     let dist_req = r.store.parent().unwrap().join("dist-req");
-    let (code, report, err) = build(
-        &r,
-        &[
-            c_ext.to_str().unwrap(),
-            "--branch",
-            "stable",
-            "--target",
-            "x86_64",
-            "--out",
-            dist_req.to_str().unwrap(),
-        ],
-    );
+    let (code, report, err) = build_in(&r, &c_ext, &["x86_64"], &[], &dist_req);
     assert_eq!(code, 0, "{err}\n{report}");
     let pythons: Vec<&str> = report["targets"]
         .as_array()

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{everyone, fixtures, require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+use common::{debian_runner, everyone, fixtures, require, stderr, stdout, Runner, Who};
 
 /// chown to an unmapped id: a no-op that succeeds in single-uid mode, a real change elsewhere;
 /// also through QEMU, whose host-side chown the filter judges.
@@ -62,25 +62,6 @@ fn chown_to_any_id_succeeds_and_keeps_what_the_map_can_keep() {
         };
         assert_eq!(stdout(&out), expected, "{who:?}: {}", stderr(&out));
     }
-}
-
-/// A store holding the cached bookworm tarball where `load-baseos` finds it.
-fn debian_runner(who: Who) -> Option<Runner> {
-    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        tarball.exists(),
-        &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-    ) {
-        return None;
-    }
-    let r = Runner::new(who);
-    std::os::unix::fs::symlink(
-        &tarball,
-        r.store.join("baseos-debian-bookworm-amd64.tar.zst"),
-    )
-    .unwrap();
-    r.ok(&["load-baseos"]);
-    Some(r)
 }
 
 /// The test package `pookie-test` at `version`, built with dpkg-deb from a tree whose files

@@ -40,14 +40,7 @@ fn user_exists(name: &str) -> bool {
 
 /// The host's entries with what the kernel says about each.
 fn host_listing() -> Vec<(String, String)> {
-    let dir = Path::new(binfmt::HOST_DIR);
-    binfmt::list_entries(dir)
-        .into_iter()
-        .map(|n| {
-            let text = std::fs::read_to_string(dir.join(&n)).unwrap_or_default();
-            (n, text)
-        })
-        .collect()
+    common::host_binfmt_entries()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -206,15 +206,7 @@ fn interrupted_runs_leave_no_workspace_and_no_mount() {
             // The command says it is up from inside the sandbox; its stdout stays open in every
             // process of the run until the last of them is gone.
             let mut child = r
-                .command(&[
-                    "run",
-                    "--baseos",
-                    "bb",
-                    "--",
-                    "/bin/sh",
-                    "-c",
-                    "echo ready; exec sleep 60",
-                ])
+                .sh_command("bb", "echo ready; exec sleep 60")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -601,7 +593,7 @@ fn stdin_passes_through_and_a_tty_stays_a_tty() {
     for r in common::everyone_with_busybox() {
         let who = r.who;
         let mut child = r
-            .command(&["run", "--baseos", "bb", "--", "/bin/sh", "-c", "tr a-z A-Z"])
+            .sh_command("bb", "tr a-z A-Z")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -616,15 +608,7 @@ fn stdin_passes_through_and_a_tty_stays_a_tty() {
         assert_eq!(stdout(&out), "PIPED INPUT\n", "{who:?}");
 
         // Under a pseudo-terminal (script(1)), the command sees a terminal on 0, 1 and 2.
-        let cmd = r.command(&[
-            "run",
-            "--baseos",
-            "bb",
-            "--",
-            "/bin/sh",
-            "-c",
-            "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done",
-        ]);
+        let cmd = r.sh_command("bb", "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done");
         let line = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
             .map(|a| format!("'{}'", a.to_string_lossy()))

@@ -278,6 +278,22 @@ mod tests {
         tags.iter().map(|t| parse_platform(t).unwrap()).collect()
     }
 
+    /// A plan with nothing loaded, the default recipe bookworm's.
+    fn plan_for(
+        tags: &[&str],
+        pythons: &[String],
+        project: &Project,
+    ) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
+        plan(
+            &platforms(tags),
+            pythons,
+            project,
+            &[],
+            &offers(),
+            "debian-bookworm",
+        )
+    }
+
     fn ids(p: &[Planned]) -> Vec<String> {
         p.iter().map(|p| p.target.identifier()).collect()
     }
@@ -376,15 +392,7 @@ mod tests {
 
     #[test]
     fn default_pythons_are_what_requires_python_admits_and_something_provides() {
-        let (p, skipped) = plan(
-            &platforms(&["x86_64"]),
-            &[],
-            &requiring(">=3.9"),
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (p, skipped) = plan_for(&["x86_64"], &[], &requiring(">=3.9")).unwrap();
         assert_eq!(
             ids(&p),
             [
@@ -414,15 +422,7 @@ mod tests {
             "3.8 is excluded by requires-python, not skipped"
         );
         // Without requires-python: every version, 3.8 included (and skipped: nothing has it).
-        let (_, skipped) = plan(
-            &platforms(&["x86_64"]),
-            &[],
-            &Project::default(),
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (_, skipped) = plan_for(&["x86_64"], &[], &Project::default()).unwrap();
         assert_eq!(skipped[0].identifier, "cp38-manylinux_x86_64");
         // An explicit version requires-python excludes is skipped, with that reason.
         let (p, skipped) = plan(
@@ -471,15 +471,7 @@ mod tests {
             skip: Selector::parse("*-manylinux_aarch64").unwrap(),
             ..Project::default()
         };
-        let (p, skipped) = plan(
-            &platforms(&["x86_64", "aarch64"]),
-            &py(&["3.11"]),
-            &project,
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (p, skipped) = plan_for(&["x86_64", "aarch64"], &py(&["3.11"]), &project).unwrap();
         assert_eq!(ids(&p), ["cp311-manylinux_x86_64"]);
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].identifier, "cp311-manylinux_aarch64");
@@ -489,15 +481,7 @@ mod tests {
             build: Selector::parse("cp39-*").unwrap(),
             ..Project::default()
         };
-        let e = plan(
-            &platforms(&["x86_64"]),
-            &py(&["3.11"]),
-            &project,
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap_err();
+        let e = plan_for(&["x86_64"], &py(&["3.11"]), &project).unwrap_err();
         assert!(
             e.contains("no target left to build: cp311-manylinux_x86_64 (left out by the project's build/skip selectors)"),
             "{e}"
@@ -506,26 +490,15 @@ mod tests {
 
     #[test]
     fn repeated_targets_build_once_and_policies_are_kept() {
-        let (p, _) = plan(
-            &platforms(&["manylinux_2_17_aarch64", "aarch64"]),
+        let (p, _) = plan_for(
+            &["manylinux_2_17_aarch64", "aarch64"],
             &py(&["3.11"]),
             &Project::default(),
-            &[],
-            &offers(),
-            "debian-bookworm",
         )
         .unwrap();
         assert_eq!(p.len(), 2, "a policy makes it another target");
         assert_eq!(p[0].target.platform_tag(), "manylinux_2_17_aarch64");
-        let (p, _) = plan(
-            &platforms(&["aarch64", "arm64"]),
-            &py(&["3.11"]),
-            &Project::default(),
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (p, _) = plan_for(&["aarch64", "arm64"], &py(&["3.11"]), &Project::default()).unwrap();
         assert_eq!(p.len(), 1);
     }
 }

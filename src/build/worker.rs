@@ -698,6 +698,20 @@ fn build_step(
         )),
     }
     let usage = job.dir.join("build.disk");
+    let script = script_text(
+        job,
+        &format!(
+            "build ({}{}) on {}/{}",
+            job.mode,
+            job.toolchain
+                .as_ref()
+                .map(|t| format!(", {}", t.name))
+                .unwrap_or_default(),
+            prep.base.name,
+            prep.base.arch
+        ),
+        &body,
+    );
     let spec = Spec {
         binds: vec![Bind {
             src: wheelhouse.clone(),
@@ -712,30 +726,7 @@ fn build_step(
             })
             .collect(),
         upper_usage: Some(usage.clone()),
-        keep_upper_on_failure: job.keep_failed,
-        ..step_spec(
-            config,
-            store,
-            job,
-            &prep.base,
-            store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
-            &ws,
-            &log,
-            &script_text(
-                job,
-                &format!(
-                    "build ({}{}) on {}/{}",
-                    job.mode,
-                    job.toolchain
-                        .as_ref()
-                        .map(|t| format!(", {}", t.name))
-                        .unwrap_or_default(),
-                    prep.base.name,
-                    prep.base.arch
-                ),
-                &body,
-            ),
-        )?
+        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
     };
     let (code, secs) = timed_run(store, &spec)?;
     r.build_secs = Some(secs);
@@ -992,6 +983,24 @@ fn step_spec(
     })
 }
 
+/// [`step_spec`] on the prepared instance of the target (its base OS, instance and setup layers).
+fn prepared_spec(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    prep: &Prepared,
+    ws: &Workspace,
+    log: &Path,
+    script: &str,
+) -> Result<Spec> {
+    let layers = store.layers_over(&prep.base, &prep.instance, &prep.extra, ws)?;
+    Ok(Spec {
+        // The build and test steps keep a failed workspace with --keep-failed.
+        keep_upper_on_failure: job.keep_failed,
+        ..step_spec(config, store, job, &prep.base, layers, ws, log, script)?
+    })
+}
+
 /// Runs a step's sandbox and times it. (On an error of pookie-ns itself the caller's `?` drops
 /// the workspace, which removes it.)
 fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
@@ -1150,25 +1159,16 @@ fn test_step(
         sh_quote(&format!("+ {install}")),
         sh_quote(&format!("+ (in {TEST_CWD}) {test_command}")),
     );
+    let script = script_text_with(
+        job,
+        &format!("test on {}/{}", prep.base.name, prep.base.arch),
+        &body,
+        &job.test_environment,
+    );
     let spec = Spec {
         // The script makes and enters TEST_CWD: it does not exist before.
         cwd: Some("/".into()),
-        keep_upper_on_failure: job.keep_failed,
-        ..step_spec(
-            config,
-            store,
-            job,
-            &prep.base,
-            store.layers_over(&prep.base, &prep.instance, &prep.extra, &ws)?,
-            &ws,
-            &log,
-            &script_text_with(
-                job,
-                &format!("test on {}/{}", prep.base.name, prep.base.arch),
-                &body,
-                &job.test_environment,
-            ),
-        )?
+        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
     };
     let (code, secs) = timed_run(store, &spec)?;
     r.test_secs = Some(secs);

@@ -303,6 +303,11 @@ impl Runner {
         self.ok(&["load-baseos", archive.to_str().unwrap(), "--name", name]);
     }
 
+    /// The command `run --baseos NAME -- /bin/sh -c SCRIPT`, to spawn.
+    pub fn sh_command(&self, name: &str, script: &str) -> Command {
+        self.command(&["run", "--baseos", name, "--", "/bin/sh", "-c", script])
+    }
+
     /// `run -- sh -c SCRIPT` on the base OS `name`.
     pub fn sh(&self, name: &str, script: &str) -> Output {
         self.run(&["run", "--baseos", name, "--", "/bin/sh", "-c", script])
@@ -474,4 +479,113 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A store of `who` holding the cached Debian tarballs `names` (`debian-bookworm-amd64`,
+/// `debian-forky-arm64` ...; scripts/build-test-rootfs makes them) as
+/// `work_dir/baseos-<name>.tar.zst`, where `load-baseos` and `build` import them (with their
+/// recipe's metadata) instead of running mmdebstrap. None (locally) when one is missing.
+pub fn runner_with_debian(who: Who, names: &[&str]) -> Option<Runner> {
+    let r = Runner::new(who);
+    for name in names {
+        let tarball = Path::new(FOREIGN_CACHE).join(format!("{name}.tar.zst"));
+        if !require(
+            tarball.exists(),
+            &format!("{} (scripts/build-test-rootfs)", tarball.display()),
+        ) {
+            return None;
+        }
+        std::os::unix::fs::symlink(&tarball, r.store.join(format!("baseos-{name}.tar.zst")))
+            .unwrap();
+    }
+    Some(r)
+}
+
+/// [`runner_with_debian`] with bookworm amd64 loaded: the cached tarball imported, not rebuilt.
+pub fn debian_runner(who: Who) -> Option<Runner> {
+    let r = runner_with_debian(who, &["debian-bookworm-amd64"])?;
+    let out = r.run(&["load-baseos"]);
+    assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("importing the existing tarball"),
+        "the cached tarball is used, not a rebuild: {}",
+        stderr(&out)
+    );
+    Some(r)
+}
+
+/// Runs `build ... --json` and returns (exit code, report, stderr).
+pub fn build_json(r: &Runner, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut all = vec!["--json", "build"];
+    all.extend_from_slice(args);
+    let out = r.run(&all);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr(&out))
+}
+
+/// The wheel files in `dir`, sorted (none when it does not exist).
+pub fn wheels(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".whl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `build PROJECT --branch stable --target TARGETS... EXTRA... --out OUT --json`: (exit code,
+/// report, stderr).
+pub fn build_in(
+    r: &Runner,
+    project: &Path,
+    targets: &[&str],
+    extra: &[&str],
+    out: &Path,
+) -> (i32, serde_json::Value, String) {
+    let mut args = vec![project.to_str().unwrap(), "--branch", "stable", "--target"];
+    args.extend_from_slice(targets);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    build_json(r, &args)
+}
+
+/// A copy of `examples/NAME` at `DEST` beside the runner's store, owned by the runner's user
+/// (the checkout may not be readable by the test users).
+pub fn example_copy(r: &Runner, name: &str, dest: &str) -> PathBuf {
+    let to = r.store.parent().unwrap().join(dest);
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(&from)
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copy {}", from.display());
+    if let Some(user) = r.who.user() {
+        let st = Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    to
+}
+
+/// The host's binfmt_misc entries, each with what the kernel says about it.
+pub fn host_binfmt_entries() -> Vec<(String, String)> {
+    let dir = Path::new(pookie_ns::binfmt::HOST_DIR);
+    pookie_ns::binfmt::list_entries(dir)
+        .into_iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(dir.join(&n)).unwrap_or_default();
+            (n, text)
+        })
+        .collect()
 }
