@@ -915,15 +915,13 @@ fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Reso
             let plat = format!("{policy}_{arch}");
             let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
             let list = too_recent_symbols(&glibc);
+            // When the tag it got is not the one asked for, the symbols that stand in the way
+            // are listed (none when an older policy fits: harvest then accepts it).
             s.push_str(&format!(
-                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n",
+                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n\
+                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n",
                 repair_to(if named { &plat } else { "auto" })
             ));
-            if named {
-                s.push_str(&format!(
-                    "    case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n"
-                ));
-            }
         }
         // The toolchain's preferred policy (zig: manylinux_2_17), else the oldest one the
         // wheel's symbols allow (a vendored library of the sysroot may need a newer glibc).
@@ -1354,8 +1352,10 @@ mod tests {
             "falls back to the oldest policy met"
         );
         assert!(!cases[2].contains("--plat auto"), "a named policy is exact");
-        // Foreign: auditwheel only names policies of its own arch; harvest checks the tag.
+        // Foreign: auditwheel only names policies of its own arch; harvest checks the tag, and
+        // the too-recent symbols are listed when the tag is not the one asked for.
         assert!(cases[5].contains("--plat auto") && !cases[5].contains("--plat manylinux"));
+        assert!(cases[5].contains("newer than glibc 2.28"), "{}", cases[5]);
         assert!(cases[4].contains("auditwheel repair -w /buildroot/wheelhouse \"$w\""));
     }
 
