@@ -155,6 +155,25 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
         "{w:?}"
     );
 
+    // A version asked for that nothing provides: exit 2, with what is available.
+    let out = r.run(&[
+        "build",
+        c_ext.to_str().unwrap(),
+        "--branch",
+        "stable",
+        "--target",
+        "x86_64",
+        "--python",
+        "3.12",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no base OS provides CPython 3.12 for x86_64")
+            && stderr(&out).contains("debian-forky (CPython 3.13, 3.14, 3.15"),
+        "{}",
+        stderr(&out)
+    );
+
     // requires-python chooses the CPythons when --python names none: >=3.13 gives 3.13, 3.14
     // and 3.15 (all from the loaded forky) and nothing older; 3.10 and 3.12 are not even
     // candidates, so nothing is reported skipped for them.
@@ -175,7 +194,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
         .collect();
     assert_eq!(pythons, ["3.13", "3.14", "3.15"], "{report}");
     assert_eq!(report["skipped"], Value::Array(vec![]), "{report}");
-    // A version asked for that nothing provides: exit 2, with what is available.
+    // Asked for explicitly, a version requires-python excludes is left out with that reason.
     let out = r.run(&[
         "build",
         c_ext.to_str().unwrap(),
@@ -188,8 +207,9 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("no base OS provides CPython 3.12 for x86_64")
-            && stderr(&out).contains("debian-forky (CPython 3.13, 3.14, 3.15"),
+        stderr(&out).contains(
+            "cp312-manylinux_x86_64 (the project's requires-python (>=3.13) excludes it)"
+        ),
         "{}",
         stderr(&out)
     );

@@ -128,6 +128,20 @@ fn publish(dir: &Path, debs: &[PathBuf]) {
         packages.len()
     );
     std::fs::write(dir.join("Release"), release).unwrap();
+    // apt asks with If-Modified-Since and http.server compares whole seconds of the files'
+    // mtimes: two publications within one second would look unchanged. Each one gets a later
+    // time than every one before.
+    static PUBLISHED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let n = PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let when = format!("@{}", 1_767_225_600 + 60 * n);
+    for name in ["Packages", "Release"] {
+        let st = Command::new("touch")
+            .args(["-d", &when])
+            .arg(dir.join(name))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
     let st = Command::new("chmod")
         .args(["-R", "a+rX"])
         .arg(dir)

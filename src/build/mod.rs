@@ -825,12 +825,8 @@ fn run_workers(
                 Ok(Event::Exited(i, status)) => {
                     running.retain(|(j, _)| *j != i);
                     let mut r = read_result(&jobs[i], status);
-                    if stopping.is_some() && !r.result.ok() {
-                        r.result = Outcome::Interrupted;
-                        r.error = Some(format!(
-                            "interrupted{}",
-                            r.error.map(|e| format!(" ({e})")).unwrap_or_default()
-                        ));
+                    if stopping.is_some() {
+                        mark_interrupted(&mut r);
                     }
                     let mark = if r.result.ok() { "✓" } else { "✗" };
                     bars[i].finish_with_message(format!(
@@ -849,17 +845,40 @@ fn run_workers(
         }
         Ok(())
     })?;
+    // A signal to the whole process group (Ctrl-C) reaches the sandboxed commands as soon as
+    // this process: a worker may report its failed step before the loop above saw the flag.
+    let interrupted = crate::process::interrupted().is_some();
     Ok(results
         .into_iter()
         .zip(jobs)
-        .map(|(r, job)| {
-            r.unwrap_or_else(|| TargetResult {
+        .map(|(r, job)| match r {
+            Some(mut r) => {
+                if interrupted {
+                    mark_interrupted(&mut r);
+                }
+                r
+            }
+            None => TargetResult {
                 result: Outcome::Interrupted,
                 error: Some("interrupted before it started".into()),
                 ..worker::new_result(job)
-            })
+            },
         })
         .collect())
+}
+
+/// A target that did not finish because `build` was interrupted says so (once).
+fn mark_interrupted(r: &mut TargetResult) {
+    if !r.result.ok() && r.result != Outcome::Interrupted {
+        r.result = Outcome::Interrupted;
+        r.error = Some(format!(
+            "interrupted{}",
+            r.error
+                .take()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
 }
 
 /// The worker's result.json, or an error result naming how the worker ended.
