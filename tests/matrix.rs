@@ -156,16 +156,19 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     );
 
     // A version asked for that nothing provides: exit 2, with what is available.
-    let out = r.run(&[
-        "build",
-        c_ext.to_str().unwrap(),
-        "--branch",
-        "stable",
-        "--target",
-        "x86_64",
-        "--python",
-        "3.12",
-    ]);
+    let build_312 = || {
+        r.run(&[
+            "build",
+            c_ext.to_str().unwrap(),
+            "--branch",
+            "stable",
+            "--target",
+            "x86_64",
+            "--python",
+            "3.12",
+        ])
+    };
+    let out = build_312();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no base OS provides CPython 3.12 for x86_64")
@@ -195,16 +198,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     assert_eq!(pythons, ["3.13", "3.14", "3.15"], "{report}");
     assert_eq!(report["skipped"], Value::Array(vec![]), "{report}");
     // Asked for explicitly, a version requires-python excludes is left out with that reason.
-    let out = r.run(&[
-        "build",
-        c_ext.to_str().unwrap(),
-        "--branch",
-        "stable",
-        "--target",
-        "x86_64",
-        "--python",
-        "3.12",
-    ]);
+    let out = build_312();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
