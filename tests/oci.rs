@@ -272,6 +272,23 @@ impl Registry {
     }
 }
 
+/// The whiteout layout (made under `tmp`) pushed as `repo_tag` to a fresh registry, which asks
+/// for `auth` when given: the registry, the reference to pull and its host for
+/// `--insecure-registry`.
+fn whiteout_pushed(
+    tmp: &Path,
+    auth: Option<(&str, &str)>,
+    repo_tag: &str,
+) -> (Registry, String, String) {
+    let layout = whiteout_layout(&tmp.join("layout"));
+    let reg = Registry::start(auth);
+    let creds = auth.map(|(u, p)| format!("{u}:{p}"));
+    reg.push(&layout.dir, "v1", repo_tag, creds.as_deref());
+    let reference = reg.reference(repo_tag);
+    let host = reg.host();
+    (reg, reference, host)
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -612,13 +629,15 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
         "{}",
         stderr(&out)
     );
-    // A cached blob damaged on disk (same size) is noticed and downloaded again.
-    let cached = std::fs::read_dir(&blobs)
+    // A cached blob damaged on disk (same size) is noticed and downloaded again: the amd64
+    // image's own layer (the cache holds the arm64 one too, and read_dir's order depends on the
+    // digests).
+    let amd64_layer = read_meta(&r, "multi", "amd64")["image"]["layers"][0]
+        .as_str()
         .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| std::fs::metadata(p).unwrap().len() > 100_000)
-        .unwrap();
+        .to_string();
+    let cached = blobs.join(amd64_layer.trim_start_matches("sha256:"));
+    assert!(cached.is_file(), "{} cached", cached.display());
     let mut bytes = std::fs::read(&cached).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
@@ -712,11 +731,8 @@ fn unprivileged_pull_with_credentials() {
     }
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let layout = whiteout_layout(&tmp.path().join("layout"));
-    let reg = Registry::start(Some(("pookie", "s3cret")));
-    reg.push(&layout.dir, "v1", "private/wh:v1", Some("pookie:s3cret"));
-    let reference = reg.reference("private/wh:v1");
-    let host = reg.host();
+    let (_registry, reference, host) =
+        whiteout_pushed(tmp.path(), Some(("pookie", "s3cret")), "private/wh:v1");
     let r = Runner::new(Who::SubUser);
     let args = [
         "load-baseos",
@@ -1024,11 +1040,7 @@ fn a_pull_killed_mid_download_leaves_a_consistent_store() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let layout = whiteout_layout(&tmp.path().join("layout"));
-    let reg = Registry::start(None);
-    reg.push(&layout.dir, "v1", "crash/wh:v1", None);
-    let reference = reg.reference("crash/wh:v1");
-    let host = reg.host();
+    let (_registry, reference, host) = whiteout_pushed(tmp.path(), None, "crash/wh:v1");
     let r = Runner::new(Who::Root);
     let args = [
         "load-baseos",
