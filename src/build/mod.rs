@@ -37,12 +37,64 @@ use plan::{Loaded, Offer};
 use report::{Outcome, Report, TargetResult};
 use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
+/// `pookie-ns build`, in six phases: read the request → resolve the targets → ensure their base OSes
+/// → make one job per target → run the workers → deliver the wheels and the report.
 pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
     let started = Instant::now();
-    // Progress bars go with --json too; messages only with -q.
-    let quiet = cli.quiet || cli.json;
-    let say = !cli.quiet;
-    // Everything the user wrote is checked before anything runs.
+    let ui = Ui {
+        // Progress bars go with --json too; messages only with -q.
+        quiet: cli.quiet || cli.json,
+        say: !cli.quiet,
+    };
+    let mut request = read_request(config, args, ui)?;
+    let targets = match resolve_targets(config, store, args, &mut request, ui)? {
+        Resolution::Targets(t) => t,
+        Resolution::Done(code) => return Ok(code),
+    };
+    ensure_base_oses(config, store, &targets, ui)?;
+    let jobs = make_jobs(store, args, &request, &targets, ui)?;
+    let results = run_workers(config, store, cli, &jobs, request.jobs, ui.quiet)?;
+    let interrupted = crate::process::interrupted();
+    if interrupted.is_some() {
+        // Workers killed after the grace period leave their workspaces: their owners are gone.
+        store.sweep_stale()?;
+    }
+    deliver(
+        store,
+        args,
+        cli,
+        request,
+        targets.skipped,
+        &jobs,
+        results,
+        started,
+        interrupted,
+    )
+}
+
+/// How the build talks: progress bars (`!quiet`, with --json too) and messages (`say`, not
+/// with -q).
+#[derive(Debug, Clone, Copy)]
+struct Ui {
+    quiet: bool,
+    say: bool,
+}
+
+/// What the user asked for, checked before anything runs: the bundle, its project (with
+/// cibuildwheel's configuration applied) and the build's own settings.
+struct Request {
+    bundle: PathBuf,
+    project: Project,
+    project_name: String,
+    /// Workers at a time (`--jobs`).
+    jobs: usize,
+    allow_empty: bool,
+    keep_failed: bool,
+}
+
+/// Phase 1: the branch, the bundle and its configuration — cibuildwheel's file, then the
+/// `CIBW_*` variables, then the command line.
+fn read_request(config: &Config, args: &BuildArgs, ui: Ui) -> Result<Request> {
     store::check_name(&args.branch)?;
     let branches = branch::branches(&config.config_dir);
     if !branches.contains(&args.branch) {
@@ -61,14 +113,13 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             bundle.display()
         )));
     }
-    // cibuildwheel's configuration: the file, then the CIBW_* variables, then the command line.
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config_file = args
         .config_file
         .as_ref()
         .filter(|f| !f.is_empty())
         .map(|f| PathBuf::from(f.replace("{package}", &bundle.to_string_lossy())));
-    let mut project = Project::load(&bundle, config_file.as_deref(), &env)?;
+    let project = Project::load(&bundle, config_file.as_deref(), &env)?;
     if let Some(p) = &args.platform {
         if !matches!(p.as_str(), "linux" | "auto") {
             return Err(Error::usage(format!(
@@ -76,24 +127,57 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             )));
         }
     }
-    if say && !args.print_build_identifiers {
+    if ui.say && !args.print_build_identifiers {
         for note in &project.config.notes {
             eprintln!("pookie-ns: note: {note}");
         }
     }
-    let allow_empty = args.allow_empty || project.config.allow_empty;
-    let keep_failed = args.keep_failed || project.config.keep_failed;
-    let project_name = project_dir_name(&project, &bundle);
-    let jobs_n = args.jobs.unwrap_or_else(|| {
+    let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    if jobs_n == 0 {
+    if jobs == 0 {
         return Err(Error::usage("--jobs must be at least 1"));
     }
+    Ok(Request {
+        allow_empty: args.allow_empty || project.config.allow_empty,
+        keep_failed: args.keep_failed || project.config.keep_failed,
+        project_name: project_dir_name(&project, &bundle),
+        bundle,
+        project,
+        jobs,
+    })
+}
 
-    // Targets and the base OS of each.
+/// The targets to build, how each builds, and what was left out.
+struct Targets {
+    planned: Vec<plan::Planned>,
+    /// One per planned target.
+    decisions: Vec<Decision>,
+    skipped: Vec<plan::Skipped>,
+    recipes: Vec<recipe::Recipe>,
+    toolchains: Vec<toolchain::Toolchain>,
+}
+
+/// What target resolution ends in: targets to build, or an answer already given (the
+/// identifiers printed, or an allowed empty selection) with its exit status.
+enum Resolution {
+    Targets(Targets),
+    Done(i32),
+}
+
+/// Phase 2: the targets (platforms × CPythons, selected by build/skip and requires-python), the
+/// base OS each builds on, and its mode and toolchain. Emulation is checked here: a missing QEMU
+/// fails before anything is loaded or built.
+fn resolve_targets(
+    config: &Config,
+    store: &Store,
+    args: &BuildArgs,
+    request: &mut Request,
+    ui: Ui,
+) -> Result<Resolution> {
+    let project = &mut request.project;
     let loaded: Vec<Loaded> = store
         .list_baseos()?
         .into_iter()
@@ -149,17 +233,17 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let planned = plan::plan(
         &platforms,
         &pythons,
-        &project,
+        project,
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
     );
     let (planned, skipped) = match planned {
-        Err(e) if allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
-            if say {
+        Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
+            if ui.say {
                 eprintln!("pookie-ns: {e}; nothing to build (allowed by --allow-empty)");
             }
-            return Ok(0);
+            return Ok(Resolution::Done(0));
         }
         p => p.map_err(Error::usage)?,
     };
@@ -168,7 +252,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         for p in &planned {
             println!("{}", p.target.identifier());
         }
-        return Ok(0);
+        return Ok(Resolution::Done(0));
     }
     // How each target builds, and with which toolchain. A cross build runs on the host-arch
     // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
@@ -185,24 +269,33 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                 .iter()
                 .any(|o| o.name == name && o.arches.contains(&Arch::host()));
         let d = decide(p.target.arch, asked, compiler, &toolchains, host_base)?;
-        if let (Some(why), true) = (&d.note, say) {
+        if let (Some(why), true) = (&d.note, ui.say) {
             eprintln!("pookie-ns: {}: {why}", p.target.name());
         }
         decisions.push(d);
     }
-    // Emulation is checked before anything is loaded or built: a missing QEMU fails now.
     for p in &planned {
         crate::binfmt::emulation_for(config, p.target.arch)?;
     }
-    for s in &skipped {
-        if say {
+    if ui.say {
+        for s in &skipped {
             eprintln!("pookie-ns: {}: skipped: {}", s.identifier, s.reason);
         }
     }
+    Ok(Resolution::Targets(Targets {
+        planned,
+        decisions,
+        skipped,
+        recipes,
+        toolchains,
+    }))
+}
 
-    // Base OSes loaded on first use: the targets' own, and the host-arch ones cross builds run on.
+/// Phase 3: the base OSes the targets need, loaded on first use from their recipes — each
+/// target's own, and the host-arch one a cross build runs on.
+fn ensure_base_oses(config: &Config, store: &Store, targets: &Targets, ui: Ui) -> Result<()> {
     let mut needed: Vec<(String, Arch, String)> = Vec::new();
-    for (p, d) in planned.iter().zip(&decisions) {
+    for (p, d) in targets.planned.iter().zip(&targets.decisions) {
         let why = format!(
             "target {} needs CPython {}, which no loaded base OS provides for {}",
             p.target.name(),
@@ -227,13 +320,18 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         {
             continue;
         }
-        let recipe = recipes.iter().find(|r| r.name == name).ok_or_else(|| {
-            Error::usage(format!(
-                "no base OS {name} for {arch} is loaded and no recipe of that name builds one; \
-                 load it (pookie-ns load-baseos ... --name {name} --arch {arch}) or use --mode emulate"
-            ))
-        })?;
-        if say {
+        let recipe = targets
+            .recipes
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "no base OS {name} for {arch} is loaded and no recipe of that name builds \
+                     one; load it (pookie-ns load-baseos ... --name {name} --arch {arch}) or use \
+                     --mode emulate"
+                ))
+            })?;
+        if ui.say {
             eprintln!("pookie-ns: loading base OS {name} for {arch}: {why}");
         }
         baseos::load_recipe(
@@ -244,23 +342,30 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             &name,
             None,
             baseos::Output {
-                quiet,
+                quiet: ui.quiet,
                 json: false,
                 replace: false,
             },
         )?;
     }
+    Ok(())
+}
 
-    // One job per target.
-    let out_root = store
-        .root
-        .join("output")
-        .join(&args.branch)
-        .join(&project_name);
+/// Phase 4: one job per target — its options (the identifier's overrides applied, command-line
+/// flags winning), base OSes, toolchain, commands and output directory — written to its
+/// `job.json` for the worker.
+fn make_jobs(
+    store: &Store,
+    args: &BuildArgs,
+    request: &Request,
+    targets: &Targets,
+    ui: Ui,
+) -> Result<Vec<Job>> {
+    let project = &request.project;
+    let out_root = output_dir(store, &args.branch, &request.project_name);
     let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
     let mut jobs = Vec::new();
-    for (p, d) in planned.iter().zip(&decisions) {
-        // The identifier's own options (overrides applied); command-line flags win.
+    for (p, d) in targets.planned.iter().zip(&targets.decisions) {
         let identifier = p.target.identifier();
         let o = project.options(&identifier)?;
         let custom_build = args.build.clone().or_else(|| o.build_command.clone());
@@ -276,7 +381,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         };
         let before_all = args.before_all.clone().or_else(|| o.before_all.clone());
         let tested = project.config.tested(&identifier);
-        if !tested && test_command.is_some() && say {
+        if !tested && test_command.is_some() && ui.say {
             eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");
         }
         let dir = out_root.join(p.target.name());
@@ -294,25 +399,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             ..test_base.clone()
         };
         let toolchain = match d.toolchain {
-            Some(i) => {
-                let glibc = p
-                    .target
-                    .policy
-                    .as_deref()
-                    .and_then(target::policy_glibc)
-                    .map_or_else(
-                        || toolchain::DEFAULT_GLIBC.into(),
-                        |(a, b)| format!("{a}.{b}"),
-                    );
-                let cx = toolchain::Context {
-                    arch: p.target.arch,
-                    python: &p.target.python,
-                    glibc: &glibc,
-                };
-                Some(toolchains[i].resolve(&cx).map_err(|e| {
-                    Error::usage(format!("toolchain {}: {e}", toolchains[i].origin))
-                })?)
-            }
+            Some(i) => Some(resolve_toolchain(&targets.toolchains[i], &p.target)?),
             None => None,
         };
         // With a toolchain, the default build command installs the build requirements natively
@@ -325,9 +412,8 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                 toolchain.is_some(),
             ),
         };
-        let repair_policy = repair_policy(&p.target, toolchain.as_ref());
         let job = Job {
-            repair_policy,
+            repair_policy: repair_policy(&p.target, toolchain.as_ref()),
             target: p.target.clone(),
             mode: d.mode,
             branch: args.branch.clone(),
@@ -335,7 +421,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             test_base,
             toolchain,
             install_build_requires,
-            bundle: bundle.clone(),
+            bundle: request.bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),
             before_build: o.before_build.as_deref().map(sub),
@@ -349,29 +435,61 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             test_environment: o.test_environment.clone(),
             repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
             dir: dir.clone(),
-            keep_failed,
+            keep_failed: request.keep_failed,
         };
         store::write_json(&dir.join("job.json"), &job)?;
         jobs.push(job);
     }
+    Ok(jobs)
+}
 
-    let mut results = run_workers(config, store, cli, &jobs, jobs_n, quiet)?;
-    let interrupted = crate::process::interrupted();
-    if interrupted.is_some() {
-        // Workers killed after the grace period leave their workspaces: their owners are gone.
-        store.sweep_stale()?;
-    }
+/// A toolchain made concrete for a target: its arch, CPython and the glibc its policy names
+/// (else [`toolchain::DEFAULT_GLIBC`]).
+fn resolve_toolchain(
+    t: &toolchain::Toolchain,
+    target: &target::Target,
+) -> Result<toolchain::Resolved> {
+    let glibc = target
+        .policy
+        .as_deref()
+        .and_then(target::policy_glibc)
+        .map_or_else(
+            || toolchain::DEFAULT_GLIBC.into(),
+            |(a, b)| format!("{a}.{b}"),
+        );
+    let cx = toolchain::Context {
+        arch: target.arch,
+        python: &target.python,
+        glibc: &glibc,
+    };
+    t.resolve(&cx)
+        .map_err(|e| Error::usage(format!("toolchain {}: {e}", t.origin)))
+}
 
-    // The wheels of the targets that passed go to --out.
+/// Phase 6: the wheels of the targets that passed go to `--out`; the report is written
+/// (`report.json`), printed (a table, or JSON with --json) and summed up; the exit status
+/// follows (0, 1 when a target failed, 128 + N when a signal stopped the build).
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    store: &Store,
+    args: &BuildArgs,
+    cli: &Cli,
+    request: Request,
+    skipped: Vec<plan::Skipped>,
+    jobs: &[Job],
+    mut results: Vec<TargetResult>,
+    started: Instant,
+    interrupted: Option<nix::sys::signal::Signal>,
+) -> Result<i32> {
     let out = &args
         .out
         .clone()
-        .or_else(|| project.config.output_dir.clone().map(PathBuf::from))
+        .or_else(|| request.project.config.output_dir.clone().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("dist"));
     if results.iter().any(|r| r.result.ok()) {
         std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
     }
-    for (r, job) in results.iter_mut().zip(&jobs) {
+    for (r, job) in results.iter_mut().zip(jobs) {
         if let (true, Some(wheel)) = (r.result.ok(), &r.wheel) {
             let dest = out.join(wheel);
             std::fs::copy(job.wheelhouse().join(wheel), &dest)
@@ -381,18 +499,18 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
     let failed = results.iter().filter(|r| !r.result.ok()).count();
     let report = Report {
-        bundle: bundle.clone(),
-        project: project_name,
+        bundle: request.bundle,
+        project: request.project_name.clone(),
         branch: args.branch.clone(),
         out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
-        jobs: jobs_n,
+        jobs: request.jobs,
         total_secs: started.elapsed().as_secs_f64(),
         passed: results.len() - failed,
         failed,
         skipped,
         targets: results,
     };
-    let report_path = out_root.join("report.json");
+    let report_path = output_dir(store, &args.branch, &request.project_name).join("report.json");
     store::write_json(&report_path, &report)?;
     if cli.json {
         println!(
@@ -698,7 +816,8 @@ enum Event {
     Exited(usize, std::process::ExitStatus),
 }
 
-/// Runs the workers, at most `jobs_n` at a time, and gathers their results in job order.
+/// Phase 5: runs the workers, at most `jobs_n` at a time, and gathers their results in job
+/// order.
 fn run_workers(
     config: &Config,
     store: &Store,

