@@ -147,23 +147,58 @@ pub fn parse_python(s: &str) -> Result<String, String> {
     }
 }
 
-/// cibuildwheel's selectors: whitespace-separated shell-style patterns (`*`, `?`, `[...]`) matched
-/// against build identifiers. `{cp39,cp311}-*` braces expand as in cibuildwheel.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// cibuildwheel's selectors: whitespace-separated shell-style patterns (`*`, `?`, `[...]`,
+/// `[!...]`) matched against build identifiers, with `{cp39,cp311}-*` alternatives as
+/// cibuildwheel's bracex expands them. Matched by globset (ripgrep's), with no path
+/// separator semantics: `*` matches any run of characters.
+#[derive(Debug, Clone)]
 pub struct Selector {
     patterns: Vec<String>,
+    set: globset::GlobSet,
 }
+
+impl Default for Selector {
+    fn default() -> Self {
+        Selector {
+            patterns: Vec::new(),
+            set: globset::GlobSet::empty(),
+        }
+    }
+}
+
+impl PartialEq for Selector {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for Selector {}
 
 impl Selector {
     pub fn parse(text: &str) -> Result<Selector, String> {
         let mut patterns = Vec::new();
+        let mut set = globset::GlobSetBuilder::new();
         for word in text.split_whitespace() {
-            for p in expand_braces(word)? {
-                check_pattern(&p)?;
-                patterns.push(p);
+            check_pattern(word)?;
+            // fnmatch's `**` is `*` (globset gives it a recursive, path meaning).
+            let mut glob = String::new();
+            for c in word.chars() {
+                if !(c == '*' && glob.ends_with('*')) {
+                    glob.push(c);
+                }
             }
+            let glob = globset::GlobBuilder::new(&glob)
+                .literal_separator(false)
+                .backslash_escape(false)
+                .build()
+                .map_err(|e| format!("selector {word:?}: {}", e.kind()))?;
+            set.add(glob);
+            patterns.push(word.to_string());
         }
-        Ok(Selector { patterns })
+        let set = set
+            .build()
+            .map_err(|e| format!("selectors {text:?}: {e}"))?;
+        Ok(Selector { patterns, set })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -171,111 +206,23 @@ impl Selector {
     }
 
     pub fn matches(&self, identifier: &str) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob_match(p.as_bytes(), identifier.as_bytes()))
+        self.set.is_match(identifier)
     }
 }
 
-/// `{a,b}-x` → `a-x`, `b-x` (one level, as cibuildwheel's `bracex` use in practice).
-fn expand_braces(word: &str) -> Result<Vec<String>, String> {
-    let Some(open) = word.find('{') else {
-        if word.contains('}') {
-            return Err(format!("selector {word:?} has an unmatched '}}'"));
-        }
-        return Ok(vec![word.to_string()]);
-    };
-    let close = word[open..]
-        .find('}')
-        .map(|i| i + open)
-        .ok_or_else(|| format!("selector {word:?} has an unmatched '{{'"))?;
-    let (head, alts, tail) = (&word[..open], &word[open + 1..close], &word[close + 1..]);
-    let mut out = Vec::new();
-    for alt in alts.split(',') {
-        for rest in expand_braces(tail)? {
-            out.push(format!("{head}{alt}{rest}"));
-        }
-    }
-    Ok(out)
-}
-
+/// The characters of build identifiers, wildcards and alternatives; anything else (a `/`, a
+/// `;`) is a mistake, said before globset would read it.
 fn check_pattern(p: &str) -> Result<(), String> {
-    let mut depth = 0;
-    for c in p.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' if depth > 0 => depth -= 1,
-            c if !(c.is_ascii_alphanumeric() || "*?_-.![]".contains(c)) => {
-                return Err(format!(
-                    "selector {p:?}: character {c:?} is not allowed (use identifiers like \
-                     cp311-manylinux_aarch64 with * ? [...] wildcards)"
-                ))
-            }
-            _ => {}
-        }
+    match p
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "*?_-.![]{},^".contains(c)))
+    {
+        Some(c) => Err(format!(
+            "selector {p:?}: character {c:?} is not allowed (use identifiers like \
+             cp311-manylinux_aarch64 with * ? [...] {{a,b}} wildcards)"
+        )),
+        None => Ok(()),
     }
-    if depth != 0 {
-        return Err(format!("selector {p:?} has an unmatched '['"));
-    }
-    Ok(())
-}
-
-/// fnmatch without special treatment of '/': `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    // Where to resume after the last '*': (pattern index after the star, string index).
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        let step = match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi + 1, si));
-                pi += 1;
-                continue;
-            }
-            Some(b'?') => Some(pi + 1),
-            Some(b'[') => class_match(p, pi, s[si]),
-            Some(&c) => (c == s[si]).then_some(pi + 1),
-            None => None,
-        };
-        match (step, star) {
-            (Some(next), _) => {
-                pi = next;
-                si += 1;
-            }
-            (None, Some((after, from))) => {
-                pi = after;
-                si = from + 1;
-                star = Some((after, from + 1));
-            }
-            (None, None) => return false,
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Matches `c` against the class starting at `p[start] == b'['`; the index after the class.
-fn class_match(p: &[u8], start: usize, c: u8) -> Option<usize> {
-    let mut i = start + 1;
-    let negate = matches!(p.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    while let Some(&b) = p.get(i) {
-        if b == b']' && !first {
-            return (hit != negate).then_some(i + 1);
-        }
-        first = false;
-        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&e| e != b']') {
-            hit |= (b..=p[i + 2]).contains(&c);
-            i += 3;
-        } else {
-            hit |= b == c;
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
