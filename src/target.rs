@@ -111,11 +111,6 @@ pub fn default_policy(arch: Arch) -> &'static str {
     }
 }
 
-/// A policy's glibc as zig's target suffix and toolchains' `{glibc}`: `manylinux_2_31` → `2.31`.
-pub fn policy_glibc_version(policy: &str) -> Option<String> {
-    policy_glibc(policy).map(|(a, b)| format!("{a}.{b}"))
-}
-
 /// One target of a build: what the report, the logs and the selectors call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -423,15 +418,9 @@ mod tests {
         }
         assert_eq!(default_policy(Arch::Riscv64), "manylinux_2_31");
         assert_eq!(oldest_policy(Arch::Amd64), "manylinux_2_5");
-        assert_eq!(
-            policy_glibc_version(default_policy(Arch::Riscv64)).as_deref(),
-            Some("2.31")
-        );
-        assert_eq!(
-            policy_glibc_version("manylinux2014").as_deref(),
-            Some("2.17")
-        );
-        assert_eq!(policy_glibc_version("linux"), None);
+        assert_eq!(policy_glibc(default_policy(Arch::Riscv64)), Some((2, 31)));
+        assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
+        assert_eq!(policy_glibc("linux"), None);
     }
 
     #[test]

@@ -301,8 +301,10 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                     .policy
                     .as_deref()
                     .unwrap_or_else(|| target::default_policy(p.target.arch));
-                let glibc = target::policy_glibc_version(policy)
-                    .unwrap_or_else(|| toolchain::DEFAULT_GLIBC.into());
+                let glibc = target::policy_glibc(policy).map_or_else(
+                    || toolchain::DEFAULT_GLIBC.into(),
+                    |v| toolchain::target_glibc(p.target.arch, v),
+                );
                 let cx = toolchain::Context {
                     arch: p.target.arch,
                     python: &p.target.python,
