@@ -134,7 +134,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
                 t["wheel_tag"]
                     .as_str()
                     .unwrap()
-                    .starts_with(&format!("manylinux_2_17_{arch}")),
+                    .contains(&format!("manylinux_2_17_{arch}")),
                 "{t}"
             );
         }
@@ -170,7 +170,13 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     let t = &report["targets"][0];
     assert_eq!(t["target"], "cp314-manylinux_2_28_x86_64", "{t}");
     assert_eq!(t["identifier"], "cp314-manylinux_x86_64", "{t}");
-    assert_eq!(t["wheel_tag"], "manylinux_2_28_x86_64", "{t}");
+    // auditwheel also names the older policies the wheel meets.
+    assert!(
+        t["wheel_tag"]
+            .as_str()
+            .is_some_and(|tag| tag.contains("manylinux_2_28_x86_64") && w[0].contains(tag)),
+        "{t}"
+    );
 
     // A version asked for that nothing provides: exit 2, with what is available.
     let build_312 = || {
