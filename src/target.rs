@@ -82,6 +82,35 @@ pub fn policy_glibc(policy: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The policy a wheel gets by default where the toolchain reaches it (zig links against its
+/// glibc): `manylinux_2_17` (manylinux2014, cibuildwheel's default images), which
+/// auditwheel 6.4.2 defines for x86_64, i686, aarch64, armv7l, ppc64le and s390x.
+pub const DEFAULT_POLICY: &str = "manylinux_2_17";
+
+/// The oldest manylinux policy auditwheel 6.4.2 (the pinned repairer) defines for an arch, from
+/// its `manylinux-policy.json`: `manylinux_2_5` for x86_64 and i686, `manylinux_2_17` for
+/// aarch64, armv7l, ppc64le and s390x (manylinux2014 was their first), `manylinux_2_31` for
+/// riscv64 (whose glibc port starts at 2.27; no manylinux2014 exists for it).
+pub fn oldest_policy(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 | Arch::I386 => "manylinux_2_5",
+        Arch::Arm64 | Arch::Armhf | Arch::Ppc64el | Arch::S390x => "manylinux_2_17",
+        Arch::Riscv64 => "manylinux_2_31",
+    }
+}
+
+/// The policy a target that names none is built for (the glibc a zig build links against) and
+/// repaired to: [`DEFAULT_POLICY`], or the arch's oldest policy where that is newer (riscv64:
+/// `manylinux_2_31`).
+pub fn default_policy(arch: Arch) -> &'static str {
+    let oldest = oldest_policy(arch);
+    if policy_glibc(oldest) > policy_glibc(DEFAULT_POLICY) {
+        oldest
+    } else {
+        DEFAULT_POLICY
+    }
+}
+
 /// One target of a build: what the report, the logs and the selectors call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -101,19 +130,21 @@ impl Target {
         )
     }
 
-    /// What reports, logs and output directories call it: `cp311-linux_aarch64`, or
-    /// `cp311-manylinux_2_17_aarch64` when a policy was asked for (two targets may share an
-    /// identifier and differ in policy).
+    /// What reports, logs and output directories call it: its identifier
+    /// (`cp311-manylinux_aarch64`), or `cp311-manylinux_2_28_aarch64` when a policy was asked
+    /// for (two targets may share an identifier and differ in policy).
     pub fn name(&self) -> String {
         format!("cp{}-{}", self.python.replace('.', ""), self.platform_tag())
     }
 
-    /// The platform tag the wheel must end up with: `manylinux_2_17_aarch64` when a policy was
-    /// asked for, otherwise `linux_aarch64` (whatever the build gives).
+    /// The platform asked for, as the end of [`Target::name`]: `manylinux_2_28_aarch64` when a
+    /// policy was named, otherwise cibuildwheel's `manylinux_aarch64` (the policy is the
+    /// default one the toolchain reaches, or the oldest the wheel's symbols allow; the
+    /// delivered wheel's tag says which).
     pub fn platform_tag(&self) -> String {
         match &self.policy {
             Some(p) => format!("{p}_{}", self.arch.uname()),
-            None => format!("linux_{}", self.arch.uname()),
+            None => format!("manylinux_{}", self.arch.uname()),
         }
     }
 }
@@ -124,9 +155,22 @@ impl fmt::Display for Target {
     }
 }
 
-/// Checks a `--python` value: `3.11` (also accepted: `cp311`, `311`).
+/// Why a free-threaded CPython (`3.14t`, `cp314t`) cannot be built: no Debian suite ships one.
+/// `apt-cache search` over forky and sid (2026-11-29) lists python3.13, 3.14 and 3.15 with their
+/// -dev, -venv, -dbg and -nopie builds, and no free-threaded (`python3.14t`, `-nogil`) one.
+pub const NO_FREE_THREADING: &str = "free-threaded CPython builds (cp314t) are not available: no \
+     Debian suite ships a free-threaded interpreter (forky and sid have python3.13, 3.14 and 3.15 \
+     with the GIL only); build for the default interpreter (e.g. --python 3.14)";
+
+/// Checks a `--python` value: `3.11` (also accepted: `cp311`, `311`). A free-threaded version
+/// (`3.14t`) is refused with [`NO_FREE_THREADING`].
 pub fn parse_python(s: &str) -> Result<String, String> {
     let t = s.trim().trim_start_matches("cp");
+    if let Some(v) = t.strip_suffix('t') {
+        if parse_python(v).is_ok() {
+            return Err(format!("python {s:?}: {NO_FREE_THREADING}"));
+        }
+    }
     let version = if t.contains('.') {
         t.to_string()
     } else if t.len() >= 2 && t.bytes().all(|b| b.is_ascii_digit()) {
@@ -277,8 +321,8 @@ mod tests {
             policy: None,
         };
         assert_eq!(t.identifier(), "cp311-manylinux_aarch64");
-        assert_eq!(t.platform_tag(), "linux_aarch64");
-        assert_eq!(t.name(), "cp311-linux_aarch64");
+        assert_eq!(t.platform_tag(), "manylinux_aarch64");
+        assert_eq!(t.name(), "cp311-manylinux_aarch64");
         let t = Target {
             arch: Arch::Armhf,
             python: "3.9".into(),
@@ -296,6 +340,77 @@ mod tests {
         for bad in ["3", "three", "3.11.2", "cp", "3.x"] {
             assert!(parse_python(bad).is_err(), "{bad}");
         }
+        // Free-threaded builds: refused with the reason, not as a malformed version.
+        for ft in ["3.14t", "cp314t", "314t"] {
+            let e = parse_python(ft).unwrap_err();
+            assert!(
+                e.contains("no Debian suite ships a free-threaded"),
+                "{ft}: {e}"
+            );
+        }
+        assert!(!parse_python("3.x").unwrap_err().contains("free-threaded"));
+    }
+
+    #[test]
+    fn default_policies_per_arch() {
+        // manylinux2014 wherever auditwheel 6.4.2 defines it; riscv64's first policy is 2_31.
+        for arch in [
+            Arch::Amd64,
+            Arch::Arm64,
+            Arch::Armhf,
+            Arch::Ppc64el,
+            Arch::S390x,
+        ] {
+            assert_eq!(default_policy(arch), "manylinux_2_17", "{arch}");
+        }
+        assert_eq!(default_policy(Arch::Riscv64), "manylinux_2_31");
+        assert_eq!(oldest_policy(Arch::Amd64), "manylinux_2_5");
+        assert_eq!(policy_glibc(default_policy(Arch::Riscv64)), Some((2, 31)));
+        assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
+        assert_eq!(policy_glibc("linux"), None);
+    }
+
+    #[test]
+    fn identifiers_cover_python_arch_and_policy() {
+        // Six arches × the Pythons: distinct identifiers, matched by selectors per axis; a
+        // policy changes the name (output dir, report), not the identifier.
+        let mut ids = Vec::new();
+        for arch in [
+            Arch::Amd64,
+            Arch::Arm64,
+            Arch::Armhf,
+            Arch::Ppc64el,
+            Arch::S390x,
+            Arch::Riscv64,
+        ] {
+            for python in ["3.9", "3.11", "3.13", "3.14", "3.15"] {
+                let t = Target {
+                    arch,
+                    python: python.into(),
+                    policy: None,
+                };
+                assert_eq!(t.name(), t.identifier());
+                let named = Target {
+                    policy: Some("manylinux_2_28".into()),
+                    ..t.clone()
+                };
+                assert_eq!(named.identifier(), t.identifier());
+                assert_ne!(named.name(), t.name());
+                ids.push(t.identifier());
+            }
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 30);
+        let count = |sel: &str| {
+            let s = Selector::parse(sel).unwrap();
+            ids.iter().filter(|i| s.matches(i)).count()
+        };
+        assert_eq!(count("*-manylinux_riscv64"), 5);
+        assert_eq!(count("cp314-*"), 6);
+        assert_eq!(count("cp31[45]-manylinux_{ppc64le,s390x}"), 4);
+        assert!(ids.contains(&"cp314-manylinux_riscv64".to_string()));
     }
 
     #[test]

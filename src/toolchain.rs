@@ -31,6 +31,26 @@ pub const CROSS_DIR: &str = "/buildroot/cross";
 /// The glibc a zig build targets when the target names no manylinux policy.
 pub const DEFAULT_GLIBC: &str = "2.17";
 
+/// The oldest glibc zig (0.17.1) provides for an arch, where it is newer than 2.17: its
+/// powerpc64le libc starts at 2.19 and its riscv64 one at 2.27 (`zig cc -target
+/// powerpc64le-linux-gnu.2.17`: "unable to provide libc ... related target ...-gnu.2.19").
+/// ppc64le's symbol versions still start at `GLIBC_2.17` (glibc's baseline for that port), so
+/// a build against 2.19 is `manylinux_2_17` for auditwheel.
+pub fn zig_glibc_floor(arch: Arch) -> Option<(u32, u32)> {
+    match arch {
+        Arch::Ppc64el => Some((2, 19)),
+        Arch::Riscv64 => Some((2, 27)),
+        _ => None,
+    }
+}
+
+/// The glibc `{glibc}` stands for: the policy's (`(2, 17)` for manylinux_2_17), raised to what
+/// zig provides for the arch ([`zig_glibc_floor`]): `2.17`, ppc64le `2.19`.
+pub fn target_glibc(arch: Arch, policy: (u32, u32)) -> String {
+    let (a, b) = zig_glibc_floor(arch).map_or(policy, |floor| floor.max(policy));
+    format!("{a}.{b}")
+}
+
 /// What `--compiler` picks.
 #[derive(
     Debug,
@@ -391,6 +411,17 @@ mod tests {
         );
         // Shell braces in the setup script are kept.
         assert!(zig.setup.contains("\"$@\""));
+    }
+
+    #[test]
+    fn zig_glibc_is_the_policy_s_raised_to_what_zig_provides() {
+        assert_eq!(target_glibc(Arch::Arm64, (2, 17)), "2.17");
+        assert_eq!(target_glibc(Arch::S390x, (2, 17)), "2.17");
+        assert_eq!(target_glibc(Arch::Ppc64el, (2, 17)), "2.19");
+        assert_eq!(target_glibc(Arch::Ppc64el, (2, 28)), "2.28");
+        assert_eq!(target_glibc(Arch::Riscv64, (2, 31)), "2.31");
+        assert_eq!(target_glibc(Arch::Riscv64, (2, 17)), "2.27");
+        assert_eq!(target_glibc(Arch::Amd64, (2, 5)), "2.5");
     }
 
     #[test]

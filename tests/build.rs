@@ -205,7 +205,7 @@ fn example_builds_and_tests_for_x86_64_and_aarch64() {
     assert_eq!(target(&report, "x86_64")["result"], "passed");
     let log = bad["test_log"].as_str().unwrap();
     assert!(
-        err.contains("cp311-linux_aarch64: TEST FAILED") && err.contains(log),
+        err.contains("cp311-manylinux_aarch64: TEST FAILED") && err.contains(log),
         "names the target and its log: {err}"
     );
     assert!(read(&bad["test_log"]).contains("test_not_on_aarch64"));

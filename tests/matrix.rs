@@ -124,6 +124,19 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
                     && wheel.contains(&format!("manylinux_2_17_{arch}")),
                 "{wheel}"
             );
+            // The report names the target as cibuildwheel does, and the tag delivered.
+            assert_eq!(t["target"], t["identifier"], "{t}");
+            assert_eq!(
+                t["identifier"],
+                format!("cp{}-manylinux_{arch}", python.replace('.', "")).as_str()
+            );
+            assert!(
+                t["wheel_tag"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("manylinux_2_17_{arch}")),
+                "{t}"
+            );
         }
     }
     let all = wheels(&dist);
@@ -154,6 +167,16 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
         w[0].starts_with("fastmath-0.1.0-cp314-cp314-") && w[0].contains("manylinux_2_28_x86_64"),
         "{w:?}"
     );
+    let t = &report["targets"][0];
+    assert_eq!(t["target"], "cp314-manylinux_2_28_x86_64", "{t}");
+    assert_eq!(t["identifier"], "cp314-manylinux_x86_64", "{t}");
+    // auditwheel also names the older policies the wheel meets.
+    assert!(
+        t["wheel_tag"]
+            .as_str()
+            .is_some_and(|tag| tag.contains("manylinux_2_28_x86_64") && w[0].contains(tag)),
+        "{t}"
+    );
 
     // A version asked for that nothing provides: exit 2, with what is available.
     let build_312 = || {
@@ -173,6 +196,24 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     assert!(
         stderr(&out).contains("no base OS provides CPython 3.12 for x86_64")
             && stderr(&out).contains("debian-forky (CPython 3.13, 3.14, 3.15"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Free-threaded CPython: no Debian suite ships one, so asking for it is an input error.
+    let out = r.run(&[
+        "build",
+        c_ext.to_str().unwrap(),
+        "--branch",
+        "stable",
+        "--target",
+        "x86_64",
+        "--python",
+        "3.14t",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no Debian suite ships a free-threaded interpreter"),
         "{}",
         stderr(&out)
     );

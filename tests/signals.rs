@@ -124,7 +124,7 @@ fn signals_stop_the_whole_build_and_report_it_interrupted() {
         cmd.process_group(0);
         let log = r
             .store
-            .join("output/none/slow/cp311-linux_aarch64/build.log");
+            .join("output/none/slow/cp311-manylinux_aarch64/build.log");
         // The previous round's log must not pass for this one's.
         let _ = std::fs::remove_file(&log);
         let mut child = cmd.spawn().unwrap();

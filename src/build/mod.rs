@@ -443,20 +443,21 @@ fn make_jobs(
     Ok(jobs)
 }
 
-/// A toolchain made concrete for a target: its arch, CPython and the glibc its policy names
-/// (else [`toolchain::DEFAULT_GLIBC`]).
+/// A toolchain made concrete for a target: its arch, CPython and the glibc of the policy it
+/// asks for, else of its arch's default (riscv64: manylinux_2_31), as far as the toolchain
+/// reaches.
 fn resolve_toolchain(
     t: &toolchain::Toolchain,
     target: &target::Target,
 ) -> Result<toolchain::Resolved> {
-    let glibc = target
+    let policy = target
         .policy
         .as_deref()
-        .and_then(target::policy_glibc)
-        .map_or_else(
-            || toolchain::DEFAULT_GLIBC.into(),
-            |(a, b)| format!("{a}.{b}"),
-        );
+        .unwrap_or_else(|| target::default_policy(target.arch));
+    let glibc = target::policy_glibc(policy).map_or_else(
+        || toolchain::DEFAULT_GLIBC.into(),
+        |v| toolchain::target_glibc(target.arch, v),
+    );
     let cx = toolchain::Context {
         arch: target.arch,
         python: &target.python,
@@ -676,9 +677,10 @@ fn decide(
 }
 
 /// The manylinux policy a target's wheel is repaired to: the one it names; else, built by zig
-/// against glibc [`toolchain::DEFAULT_GLIBC`], `manylinux_2_17` (manylinux2014, as cibuildwheel's
-/// default images) on the arches that policy covers; else none (`--plat auto`: the best policy
-/// the wheel's symbols allow).
+/// against the glibc of the arch's default policy ([`target::default_policy`]), that policy
+/// (`manylinux_2_17`, as cibuildwheel's default images; riscv64 `manylinux_2_31`, the first
+/// auditwheel defines for it); else none (`--plat auto`: the best policy the wheel's symbols
+/// allow).
 fn repair_policy(
     target: &target::Target,
     toolchain: Option<&toolchain::Resolved>,
@@ -686,17 +688,10 @@ fn repair_policy(
     if target.policy.is_some() {
         return target.policy.clone();
     }
-    let manylinux2014 = [
-        Arch::Amd64,
-        Arch::Arm64,
-        Arch::Armhf,
-        Arch::Ppc64el,
-        Arch::S390x,
-    ];
     match toolchain {
-        Some(t) if t.compiler == Compiler::Zig && manylinux2014.contains(&target.arch) => Some(
-            format!("manylinux_{}", toolchain::DEFAULT_GLIBC.replace('.', "_")),
-        ),
+        Some(t) if t.compiler == Compiler::Zig => {
+            Some(target::default_policy(target.arch).to_string())
+        }
         _ => None,
     }
 }
@@ -1108,7 +1103,7 @@ mod tests {
     }
 
     #[test]
-    fn zig_builds_are_repaired_to_manylinux2014_where_it_exists() {
+    fn zig_builds_are_repaired_to_the_arch_default_policy() {
         let t = toolchain::all(Path::new("/nonexistent")).unwrap();
         let resolved = |arch: Arch, c: Compiler| {
             toolchain::choose(&t, arch, Some(c)).map(|t| {
@@ -1130,7 +1125,7 @@ mod tests {
             repair_policy(&target(Arch::Arm64, None), zig.as_ref()).as_deref(),
             Some("manylinux_2_17")
         );
-        // A policy asked for wins; gcc and riscv64 (no manylinux2014) get the best one auditwheel finds.
+        // A policy asked for wins; gcc gets the best one auditwheel finds.
         assert_eq!(
             repair_policy(&target(Arch::Arm64, Some("manylinux_2_28")), zig.as_ref()).as_deref(),
             Some("manylinux_2_28")
@@ -1140,11 +1135,20 @@ mod tests {
             repair_policy(&target(Arch::Arm64, None), gcc.as_ref()),
             None
         );
+        // riscv64 has no manylinux2014: its first policy, manylinux_2_31.
         let zig_rv = resolved(Arch::Riscv64, Compiler::Zig);
         assert_eq!(
-            repair_policy(&target(Arch::Riscv64, None), zig_rv.as_ref()),
-            None
+            repair_policy(&target(Arch::Riscv64, None), zig_rv.as_ref()).as_deref(),
+            Some("manylinux_2_31")
         );
+        for arch in [Arch::Ppc64el, Arch::S390x, Arch::Amd64] {
+            let zig = resolved(arch, Compiler::Zig);
+            assert_eq!(
+                repair_policy(&target(arch, None), zig.as_ref()).as_deref(),
+                Some("manylinux_2_17"),
+                "{arch}"
+            );
+        }
         assert_eq!(repair_policy(&target(Arch::Amd64, None), None), None);
     }
 

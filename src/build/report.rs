@@ -54,14 +54,16 @@ pub enum BeforeAll {
 /// One target's outcome and figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetResult {
-    /// `cp311-linux_aarch64`
+    /// The identifier (`cp311-manylinux_aarch64`), or `cp311-manylinux_2_28_aarch64` when a
+    /// policy was asked for.
     pub target: String,
     /// cibuildwheel's identifier, what the selectors match: `cp311-manylinux_aarch64`
     pub identifier: String,
     /// `uname -m` spelling
     pub arch: String,
     pub python: String,
-    /// The platform tag asked for.
+    /// The platform asked for: `manylinux_aarch64` (the default policy) or a named one,
+    /// `manylinux_2_28_aarch64`.
     pub platform_tag: String,
     pub mode: Mode,
     /// The toolchain of a cross build (or of a native one with another compiler): `gcc-cross`,
@@ -80,6 +82,10 @@ pub struct TargetResult {
     pub result: Outcome,
     /// File name of the wheel built.
     pub wheel: Option<String>,
+    /// The platform tag of that wheel, as delivered (auditwheel's):
+    /// `manylinux_2_17_aarch64.manylinux2014_aarch64`.
+    #[serde(default)]
+    pub wheel_tag: Option<String>,
     /// Where the wheel was copied (the --out directory), when the target passed.
     pub wheel_path: Option<PathBuf>,
     pub before_all: BeforeAll,
@@ -288,7 +294,7 @@ mod tests {
             identifier: target.into(),
             arch: "x86_64".into(),
             python: "3.11".into(),
-            platform_tag: "linux_x86_64".into(),
+            platform_tag: "manylinux_x86_64".into(),
             mode: Mode::Native,
             toolchain: None,
             toolchain_setup: BeforeAll::None,
@@ -296,7 +302,8 @@ mod tests {
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/amd64".into(),
             result: outcome,
-            wheel: Some("fastmath-0.1.0-cp311-cp311-linux_x86_64.whl".into()),
+            wheel: Some("fastmath-0.1.0-cp311-cp311-manylinux_2_17_x86_64.whl".into()),
+            wheel_tag: Some("manylinux_2_17_x86_64".into()),
             wheel_path: None,
             before_all: BeforeAll::Cached,
             prepare_secs: Some(0.5),
@@ -331,8 +338,8 @@ mod tests {
             failed: 1,
             skipped: vec![],
             targets: vec![
-                result("cp311-linux_x86_64", Outcome::Passed),
-                result("cp311-linux_aarch64", Outcome::TestFailed),
+                result("cp311-manylinux_x86_64", Outcome::Passed),
+                result("cp311-manylinux_aarch64", Outcome::TestFailed),
             ],
         };
         let t = table(&report);

@@ -160,6 +160,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         test_base: job.test_base.to_string(),
         result: Outcome::Error,
         wheel: None,
+        wheel_tag: None,
         wheel_path: None,
         before_all: BeforeAll::None,
         prepare_secs: None,
@@ -314,6 +315,11 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
     };
     drop(build);
     r.wheel = wheel.file_name().map(|n| n.to_string_lossy().into_owned());
+    r.wheel_tag = r
+        .wheel
+        .as_deref()
+        .and_then(wheel_platform)
+        .map(str::to_string);
 
     let Some(test_command) = &job.test_command else {
         r.result = Outcome::Built;
