@@ -103,7 +103,7 @@ fn build_without_host_binfmt(who: Who) {
     );
     let said = format!("{err}\n{report}");
     assert!(
-        !said.to_lowercase().contains("sudo"),
+        !mentions_sudo(&said),
         "[{who:?}] no advice to run sudo: {said}"
     );
 
@@ -128,6 +128,24 @@ fn build_without_host_binfmt(who: Who) {
             "[{who:?}] a cp311 {arch} wheel: {wheels:?}"
         );
     }
+}
+
+/// Whether `text` names sudo as a word (not inside another, as in "pseudo-terminal").
+fn mentions_sudo(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices("sudo").any(|(i, _)| {
+        !lower[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric())
+    })
+}
+
+#[test]
+fn sudo_is_found_as_a_word_only() {
+    assert!(mentions_sudo("run `sudo pookie-ns binfmt register`"));
+    assert!(mentions_sudo("Sudo is needed"));
+    assert!(!mentions_sudo("allocating a pseudo-terminal"));
 }
 
 /// One test, so that the two builds (minutes each, mostly the emulated refreshes of the arm64
