@@ -91,8 +91,10 @@ pub struct RecipeFile {
     #[serde(default)]
     pub aptopt: Vec<String>,
     /// Build from the suite's `-updates` and `-security` sources as well, so that the first
-    /// refresh of a new instance has little to upgrade (under QEMU, every upgraded package's
-    /// maintainer scripts are emulated). Off by default until measured on every suite.
+    /// refresh of a new instance has nothing to upgrade (under QEMU, every upgraded package's
+    /// maintainer scripts are emulated: bookworm arm64's ca-certificates alone took minutes).
+    /// Every shipped Debian recipe sets it; a recipe without the key builds from the suite
+    /// alone (a mirror of another layout may lack the sources).
     #[serde(default)]
     pub updates: bool,
 }

@@ -124,6 +124,9 @@ fn host_registration_fallback_and_the_binfmt_command() {
         return;
     }
     let _host = HOST_BINFMT.lock().unwrap_or_else(|e| e.into_inner());
+    // Other test binaries (tests/rootless_e2e.rs, tests/rootless_rootfs.rs) compare the host's
+    // listing around their builds: never register while they do.
+    let _host_lock = common::host_binfmt_lock();
     let Some(archive) = fixtures().foreign("arm64") else {
         require(false, "arm64 busybox (scripts/setup-host)");
         return;

@@ -16,15 +16,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{require, stderr, stdout, Runner, Who};
+use common::{require, stderr, stdout, HostEntriesRemoved, Runner, Who};
 use pookie_ns::arch::Arch;
 use pookie_ns::binfmt;
 
 const RECIPE: &str = "tiny-arm64";
-
-/// Serializes the tests that take the host's registrations away (other test binaries may add
-/// their own meanwhile: listings are compared only around this test's build).
-const HOST_BINFMT_LOCK: &str = "/tmp/pookie-ns-test-host-binfmt.lock";
 
 /// Set (outside CI) to leave the host's entries registered during the build.
 const KEEP_HOST_ENV: &str = "POOKIE_NS_TEST_KEEP_HOST_BINFMT";
@@ -41,59 +37,6 @@ fn user_exists(name: &str) -> bool {
 /// The host's entries with what the kernel says about each.
 fn host_listing() -> Vec<(String, String)> {
     common::host_binfmt_entries()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
-}
-
-/// Host registrations serving arm64, removed for the guard's lifetime and registered again
-/// (same name, offset, magic, mask, interpreter, flags, enabled state) when it is dropped.
-struct HostEntriesRemoved(Vec<binfmt::Registration>);
-
-impl HostEntriesRemoved {
-    fn take(arch: Arch) -> HostEntriesRemoved {
-        let dir = Path::new(binfmt::HOST_DIR);
-        let mut removed = Vec::new();
-        for name in binfmt::list_entries(dir) {
-            let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            let r = binfmt::parse_registration(&name, &text);
-            if r.serves(arch) {
-                std::fs::write(dir.join(&name), "-1").unwrap();
-                eprintln!("removed the host's {name} for the test");
-                removed.push(r);
-            }
-        }
-        HostEntriesRemoved(removed)
-    }
-}
-
-impl Drop for HostEntriesRemoved {
-    fn drop(&mut self) {
-        let dir = Path::new(binfmt::HOST_DIR);
-        for r in &self.0 {
-            if dir.join(&r.name).exists() {
-                continue; // registered again meanwhile (another test's own registration)
-            }
-            let line = format!(
-                ":{}:M:{}:{}:{}:{}:{}",
-                r.name,
-                r.offset,
-                hex(&r.magic),
-                r.mask.as_deref().map(hex).unwrap_or_default(),
-                r.interpreter.display(),
-                r.flags
-            );
-            if let Err(e) = std::fs::write(dir.join("register"), &line) {
-                eprintln!("could not restore the host's {}: {e} ({line})", r.name);
-                continue;
-            }
-            if !r.enabled {
-                let _ = std::fs::write(dir.join(&r.name), "0");
-            }
-            eprintln!("restored the host's {}", r.name);
-        }
-    }
 }
 
 /// A recipe of one static package: mmdebstrap downloads and unpacks it (1 MB, seconds), from
@@ -174,18 +117,16 @@ fn build_without_host_binfmt(who: Who) {
     write_recipe(&r);
     let cache = cache_dir(&r);
 
-    let lock = std::fs::File::create(HOST_BINFMT_LOCK).unwrap();
-    let _ = std::fs::set_permissions(HOST_BINFMT_LOCK, std::fs::Permissions::from_mode(0o666));
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let _lock = common::host_binfmt_lock();
     // On a shared machine where another build relies on the host's entry right now, the
     // entries can be left alone locally (the private instance hides them from mmdebstrap
     // anyway); CI always takes them away.
     let keep = std::env::var_os(KEEP_HOST_ENV).is_some() && !common::in_ci();
     let removed = if keep {
         eprintln!("{KEEP_HOST_ENV} set: the host's arm64 entries stay registered");
-        HostEntriesRemoved(Vec::new())
+        HostEntriesRemoved::none()
     } else {
-        HostEntriesRemoved::take(Arch::Arm64)
+        HostEntriesRemoved::take(&[Arch::Arm64])
     };
     let before = host_listing();
     assert!(

@@ -589,3 +589,77 @@ pub fn host_binfmt_entries() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Serializes the tests that take the host's binfmt_misc registrations away or add their own
+/// (other test binaries, other checkouts on a shared machine): hold it while comparing listings.
+pub const HOST_BINFMT_LOCK: &str = "/tmp/pookie-ns-test-host-binfmt.lock";
+
+/// Takes [`HOST_BINFMT_LOCK`] (exclusive), waiting for whoever holds it.
+pub fn host_binfmt_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let lock = std::fs::File::create(HOST_BINFMT_LOCK).unwrap();
+    let _ = std::fs::set_permissions(HOST_BINFMT_LOCK, std::fs::Permissions::from_mode(0o666));
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+/// Host registrations taken away for the guard's lifetime — every `qemu-*` entry and every
+/// entry that serves one of `arches` — and registered again (same name, offset, magic, mask,
+/// interpreter, flags, enabled state) when it is dropped, on a panic too.
+pub struct HostEntriesRemoved(Vec<pookie_ns::binfmt::Registration>);
+
+impl HostEntriesRemoved {
+    pub fn take(arches: &[pookie_ns::arch::Arch]) -> HostEntriesRemoved {
+        use pookie_ns::binfmt;
+        let dir = Path::new(binfmt::HOST_DIR);
+        let mut removed = Vec::new();
+        for name in binfmt::list_entries(dir) {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            let r = binfmt::parse_registration(&name, &text);
+            if name.starts_with("qemu-") || arches.iter().any(|a| r.serves(*a)) {
+                // Pushed first: should the removal fail half-way, Drop still tries to restore.
+                removed.push(r);
+                std::fs::write(dir.join(&name), "-1").unwrap();
+                eprintln!("removed the host's {name} for the test");
+            }
+        }
+        HostEntriesRemoved(removed)
+    }
+
+    /// Nothing taken (the entries stay registered).
+    pub fn none() -> HostEntriesRemoved {
+        HostEntriesRemoved(Vec::new())
+    }
+}
+
+impl Drop for HostEntriesRemoved {
+    fn drop(&mut self) {
+        let dir = Path::new(pookie_ns::binfmt::HOST_DIR);
+        for r in &self.0 {
+            if dir.join(&r.name).exists() {
+                continue; // registered again meanwhile (another test's own registration)
+            }
+            let line = format!(
+                ":{}:M:{}:{}:{}:{}:{}",
+                r.name,
+                r.offset,
+                hex(&r.magic),
+                r.mask.as_deref().map(hex).unwrap_or_default(),
+                r.interpreter.display(),
+                r.flags
+            );
+            if let Err(e) = std::fs::write(dir.join("register"), &line) {
+                eprintln!("could not restore the host's {}: {e} ({line})", r.name);
+                continue;
+            }
+            if !r.enabled {
+                let _ = std::fs::write(dir.join(&r.name), "0");
+            }
+            eprintln!("restored the host's {}", r.name);
+        }
+    }
+}
