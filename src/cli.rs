@@ -150,6 +150,10 @@ pub struct BuildArgs {
     /// `cleanup workspaces` removes it)
     #[arg(long)]
     pub keep_failed: bool,
+    /// Speak plain HTTP to this registry when pulling the image of a `manylinux-<arch>-image`
+    /// option (HOST[:PORT]; e.g. a test registry on loopback)
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]

