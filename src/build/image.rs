@@ -66,7 +66,7 @@ pub fn load(
     platforms: &[Platform],
     versions: &[String],
     registry: &crate::oci::registry::Options,
-    quiet: bool,
+    say: bool,
 ) -> Result<BTreeMap<String, ImageTarget>> {
     let mut out = BTreeMap::new();
     let mut loaded: Vec<(String, Arch, ImageTarget)> = Vec::new();
@@ -104,7 +104,7 @@ pub fn load(
                         registry,
                         &format!("the project's {why}"),
                         baseos::Output {
-                            quiet,
+                            quiet: !say,
                             json: false,
                             replace: false,
                         },

@@ -161,7 +161,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             insecure: args.insecure_registry.clone(),
         };
         image::load(
-            config, store, &project, &platforms, &versions, &registry, quiet,
+            config, store, &project, &platforms, &versions, &registry, say,
         )?
     };
     let planned = plan::plan_with_images(
