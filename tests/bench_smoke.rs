@@ -12,7 +12,8 @@ use common::{require, FOREIGN_CACHE};
 
 /// Every row bench/run prints, by its key.
 const ROWS: &[&str] = &[
-    "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5",
+    "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5", "6a",
+    "6b",
 ];
 
 fn is_time(cell: &str) -> bool {

@@ -1292,8 +1292,16 @@ fn a_pull_killed_mid_download_leaves_a_consistent_store() {
         .map(|e| e.path())
         .collect();
     assert_eq!(landed.len(), 1, "{landed:?}");
-    let name = landed[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(sha256(&std::fs::read(&landed[0]).unwrap()), name, "a whole blob");
+    let name = landed[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        sha256(&std::fs::read(&landed[0]).unwrap()),
+        name,
+        "a whole blob"
+    );
     assert!(!r.store.join("baseos/wh").exists(), "no half-made base OS");
     // The next pull completes: the verified blob is not downloaded again, the other two are.
     let out = r.run(&args);
