@@ -1486,6 +1486,41 @@ mod tests {
         r.options_for(id).unwrap()
     }
 
+    #[test]
+    fn image_options_reach_each_identifier_with_overrides_and_the_environment() {
+        let r = ok(
+            r#"
+[tool.cibuildwheel]
+manylinux-x86_64-image = "manylinux2014"
+
+[[tool.cibuildwheel.overrides]]
+select = "cp313-*"
+manylinux-x86_64-image = "manylinux_2_28"
+"#,
+            &[(
+                "CIBW_MANYLINUX_AARCH64_IMAGE",
+                "quay.io/pypa/manylinux_2_28_aarch64",
+            )],
+        );
+        let img = |id: &str, key: &str| opts(&r, id).images.get(key).cloned();
+        let x86 = "manylinux-x86_64-image";
+        assert_eq!(
+            img("cp311-manylinux_x86_64", x86).as_deref(),
+            Some("manylinux2014")
+        );
+        assert_eq!(
+            img("cp313-manylinux_x86_64", x86).as_deref(),
+            Some("manylinux_2_28")
+        );
+        assert_eq!(
+            img("cp311-manylinux_aarch64", "manylinux-aarch64-image").as_deref(),
+            Some("quay.io/pypa/manylinux_2_28_aarch64")
+        );
+        assert!(!opts(&r, "cp311-manylinux_x86_64")
+            .images
+            .contains_key("musllinux-x86_64-image"));
+    }
+
     // The examples of cibuildwheel's documentation of `build` and `skip`.
     #[test]
     fn documented_build_and_skip_examples() {

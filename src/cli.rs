@@ -46,6 +46,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (build's) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Import a root filesystem archive (tar, .gz, .xz, .zst) or an OCI image as a base OS

@@ -369,6 +369,60 @@ mod tests {
     }
 
     #[test]
+    fn image_targets_take_their_cpythons_from_the_image_only() {
+        let image = |t: &Target| {
+            (t.arch == Arch::Amd64).then(|| ImageOffer {
+                name: "manylinux_2_28_x86_64".into(),
+                why: "manylinux-x86_64-image = \"manylinux_2_28\"".into(),
+                python: py(&["3.9", "3.11"]),
+            })
+        };
+        // Default CPythons: those the image carries, the rest skipped with the reason; the
+        // other arch as before, from the recipes.
+        let (p, skipped) = plan_with_images(
+            &platforms(&["x86_64", "aarch64"]),
+            &[],
+            &requiring(">=3.10"),
+            &[],
+            &offers(),
+            "debian-bookworm",
+            &image,
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&p),
+            [
+                "cp311-manylinux_x86_64",
+                "cp311-manylinux_aarch64",
+                "cp313-manylinux_aarch64",
+                "cp314-manylinux_aarch64",
+                "cp315-manylinux_aarch64"
+            ]
+        );
+        assert_eq!(p[0].source, Source::Loaded("manylinux_2_28_x86_64".into()));
+        let why = skipped
+            .iter()
+            .find(|s| s.identifier == "cp313-manylinux_x86_64")
+            .unwrap();
+        assert!(
+            why.reason.contains("carries CPython 3.9, 3.11, not 3.13"),
+            "{why:?}"
+        );
+        // Asked for and not in the image: an error, even where a recipe has it.
+        let e = plan_with_images(
+            &platforms(&["x86_64"]),
+            &py(&["3.13"]),
+            &Project::default(),
+            &[],
+            &offers(),
+            "debian-bookworm",
+            &image,
+        )
+        .unwrap_err();
+        assert!(e.contains("manylinux-x86_64-image"), "{e}");
+    }
+
+    #[test]
     fn loaded_base_oses_are_preferred_and_missing_ones_come_from_recipes() {
         let l = vec![loaded("debian-bookworm", Arch::Amd64, Some("3.11"))];
         let (p, skipped) = plan(
