@@ -3,7 +3,9 @@
 //! port, images written here as OCI layouts from the busybox fixtures and pushed with `skopeo`.
 //! Covers: a two-arch index (amd64, arm64), whiteouts and an opaque directory, the blob cache,
 //! `update-baseos` by digest, basic auth, a manylinux-like `/opt/python`, the archive transports,
-//! and hostile images — each refused with exit status 2 and nothing left in the store.
+//! the image's `User`, a `build` of examples/c-ext inside a manylinux-like image pulled on first
+//! use, pulls killed half-way, and hostile images — each refused with exit status 2 and nothing
+//! left in the store. (The pull benchmark is row 6 of bench/run.)
 
 mod common;
 
@@ -1315,105 +1317,6 @@ fn a_pull_killed_mid_download_leaves_a_consistent_store() {
     check_whiteouts(&rootfs(&r, "wh", "amd64"));
     r.ok(&["list"]);
     assert_eq!(std::fs::read_dir(r.store.join("tmp")).unwrap().count(), 0);
-}
-
-/// Pull + import of a Debian image (~160 MB, one zstd layer) from the loopback registry against
-/// `skopeo copy` to an OCI layout followed by `zstd -dc | tar -x` of its layer; prints the times.
-/// Run by hand: `cargo test --test oci bench -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bench_debian_pull_vs_skopeo_and_tar() {
-    if !prerequisites() {
-        return;
-    }
-    let tarball = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        tarball.exists(),
-        "the cached Debian tarball (scripts/setup-host)",
-    ) {
-        return;
-    }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let l = Layout::new(&tmp.path().join("deb"));
-    let bytes = std::fs::read(&tarball).unwrap();
-    let mut h = Sha256::new();
-    let mut dec = zstd::stream::read::Decoder::new(&bytes[..]).unwrap();
-    std::io::copy(&mut dec, &mut h).unwrap();
-    let diff_id = format!("sha256:{:x}", h.finalize());
-    let layer_desc = l.blob("application/vnd.oci.image.layer.v1.tar+zstd", &bytes);
-    let config = json!({"architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
-    let config = l.blob(OCI_CONFIG, config.to_string().as_bytes());
-    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer_desc]});
-    let d = l.blob(OCI_MANIFEST, manifest.to_string().as_bytes());
-    l.finish(&[("v1", d)]);
-    let reg = Registry::start(None);
-    reg.push(&l.dir, "v1", "bench/debian:v1", None);
-    let reference = reg.reference("bench/debian:v1");
-    let host = reg.host();
-
-    let r = Runner::new(Who::Root);
-    let t = Instant::now();
-    r.ok(&[
-        "-q",
-        "load-baseos",
-        &reference,
-        "--name",
-        "deb",
-        "--insecure-registry",
-        &host,
-    ]);
-    let ours = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    r.ok(&[
-        "-q",
-        "load-baseos",
-        &reference,
-        "--name",
-        "deb2",
-        "--insecure-registry",
-        &host,
-    ]);
-    let cached = t.elapsed().as_secs_f64();
-
-    let dest = tmp.path().join("skopeo");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let t = Instant::now();
-    let out = Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--src-tls-verify=false",
-            &reference,
-        ])
-        .arg(format!("oci:{}:v1", dest.display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let hex = layer_desc["digest"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap();
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc {}/blobs/sha256/{hex} | tar -x --numeric-owner -C {}",
-            dest.display(),
-            root.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let theirs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "BENCH debian-bookworm amd64 ({} MB zstd layer): pookie-ns pull+import {ours:.2} s; \
-         skopeo copy + zstd|tar {theirs:.2} s; ratio {:.2}; second pull of the same digest \
-         (no blob downloaded) {cached:.2} s",
-        bytes.len() >> 20,
-        ours / theirs
-    );
 }
 
 /// What the stand-in registry answers: status, extra headers, body.
