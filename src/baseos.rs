@@ -307,6 +307,68 @@ pub fn name_from_image(source: &crate::oci::ImageSource) -> String {
     }
 }
 
+/// An image source as meta.json records it: local paths made absolute (`update-baseos` and
+/// `build` compare and read it again from anywhere).
+pub fn canonical_source(source: &crate::oci::ImageSource) -> Result<crate::oci::ImageSource> {
+    use crate::oci::ImageSource;
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| Error::io("resolve", p, e));
+    Ok(match source {
+        ImageSource::Layout { dir, name } => ImageSource::Layout {
+            dir: abs(dir)?,
+            name: name.clone(),
+        },
+        ImageSource::OciArchive(p) => ImageSource::OciArchive(abs(p)?),
+        ImageSource::DockerArchive(p) => ImageSource::DockerArchive(abs(p)?),
+        s => s.clone(),
+    })
+}
+
+/// The base OS loaded from the image `source` for `arch` (any name), else the image loaded now
+/// — pulled from its registry, or read from its layout or archive — under the name
+/// [`name_from_image`] gives it, with a line saying `why`. `build` uses it for the images of
+/// cibuildwheel's `manylinux-<arch>-image` options.
+#[allow(clippy::too_many_arguments)]
+pub fn ensure_image(
+    config: &Config,
+    store: &Store,
+    source: &crate::oci::ImageSource,
+    arch: Arch,
+    registry: &crate::oci::registry::Options,
+    why: &str,
+    out: Output,
+) -> Result<store::BaseOs> {
+    let source = canonical_source(source)?;
+    let reference = source.to_string();
+    let loaded = store.list_baseos()?;
+    if let Some(b) = loaded.iter().find(|b| {
+        b.arch == arch
+            && b.meta
+                .image
+                .as_ref()
+                .is_some_and(|i| i.reference == reference)
+    }) {
+        return Ok(b.clone());
+    }
+    let name = name_from_image(&source);
+    if let Some(other) = loaded.iter().find(|b| b.name == name && b.arch == arch) {
+        return Err(Error::usage(format!(
+            "{why}: {reference} is not loaded, and the base OS {name} ({arch}) it would be loaded \
+             as comes from {}; load the image under another name (`pookie-ns load-baseos \
+             {reference} --arch {arch} --name NAME`: build finds it by its reference) or remove \
+             that one",
+            other.meta.image.as_ref().map_or_else(
+                || other.meta.source.display().to_string(),
+                |i| i.reference.clone()
+            )
+        )));
+    }
+    if !out.quiet {
+        eprintln!("pookie-ns: loading the image {reference} for {arch} as base OS {name}: {why}");
+    }
+    import_image(config, store, &source, &name, Some(arch), registry, out)?;
+    store.find_baseos(Some(&name), Some(arch))
+}
+
 /// Loads an OCI image as base OS `name`: resolves it (pulling what the blob cache lacks), then
 /// applies its layers in order through the importer, each checked against its digest and size.
 #[allow(clippy::too_many_arguments)]
@@ -319,24 +381,11 @@ pub fn import_image(
     registry: &crate::oci::registry::Options,
     out: Output,
 ) -> Result<BaseOsMeta> {
-    use crate::oci::ImageSource;
     store::check_name(name)?;
     if let (Some(arch), false) = (arch, out.replace) {
         refuse_existing(store, name, arch)?;
     }
-    let source = match source {
-        ImageSource::Layout { dir, name } => ImageSource::Layout {
-            dir: std::path::absolute(dir).map_err(|e| Error::io("resolve", dir, e))?,
-            name: name.clone(),
-        },
-        ImageSource::OciArchive(p) => {
-            ImageSource::OciArchive(std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?)
-        }
-        ImageSource::DockerArchive(p) => ImageSource::DockerArchive(
-            std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?,
-        ),
-        s => s.clone(),
-    };
+    let source = canonical_source(source)?;
     // Recorded in meta.json in its canonical form (absolute paths): update-baseos reads it again.
     let reference = source.to_string();
     let reference = reference.as_str();

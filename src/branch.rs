@@ -129,9 +129,22 @@ fn is_fresh(
     })
 }
 
+/// The instance refresh of an image base OS: its own manager's package index, no upgrade.
+const IMAGE_REFRESH: &str = include_str!("build/scripts/image-refresh.sh");
+
+/// How an instance is refreshed.
+enum Refresh {
+    /// A Debian recipe's base OS: the branch's list, `apt-get update && dist-upgrade`.
+    Branch,
+    /// An image's: the package index of its manager (`apt`, `dnf`, `yum`, `apk`).
+    Image(String),
+}
+
 /// Brings the instance of `base` on `branch` up to date unless it was refreshed within the
-/// interval. Base OSes not built from a Debian recipe have no package manager to run: nothing
-/// to do. `force` refreshes regardless of the interval (update-baseos).
+/// interval. A Debian recipe's base OS gets the branch's packages; an image's gets the package
+/// index of its own manager (the branch's lists are Debian suites and do not apply), or no
+/// refresh when it has none pookie-ns knows (said in the log); an archive's, none.
+/// `force` refreshes regardless of the interval (update-baseos).
 pub fn ensure_fresh(
     config: &Config,
     store: &Store,
@@ -140,10 +153,27 @@ pub fn ensure_fresh(
     force: bool,
     quiet: bool,
 ) -> Result<()> {
-    let Some(info) = &base.meta.recipe else {
-        return Ok(());
+    let (how, sources) = match (&base.meta.recipe, &base.meta.image) {
+        (Some(info), _) => (
+            Refresh::Branch,
+            sources_list(&config.config_dir, &id.branch, info)?,
+        ),
+        (None, Some(image)) => match &base.meta.package_manager {
+            Some(pm) => (
+                Refresh::Image(pm.clone()),
+                format!("image {}: package index of {pm}", image.manifest_digest),
+            ),
+            None => {
+                tracing::info!(
+                    "instance {id}: not refreshed: the image {} has no package manager \
+                     pookie-ns knows (apt-get, dnf, yum, apk)",
+                    image.reference
+                );
+                return Ok(());
+            }
+        },
+        (None, None) => return Ok(()),
     };
-    let sources = sources_list(&config.config_dir, &id.branch, info)?;
     if !force
         && is_fresh(
             read_state(store, id).as_ref(),
@@ -179,12 +209,27 @@ pub fn ensure_fresh(
     let ws = store.create_workspace(id, &["refresh".to_string()])?;
     // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
     // changes of owner pass (crate::single_uid).
-    let script = format!(
-        "set -e; rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
-         cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
-         {APT_UPDATE}; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
-    );
     let mut env = sandbox::base_env(true);
+    let (script, what) = match &how {
+        Refresh::Branch => (
+            format!(
+                "set -e; rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
+                 cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
+                 {APT_UPDATE}; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
+            ),
+            "apt-get update && dist-upgrade".to_string(),
+        ),
+        Refresh::Image(pm) => {
+            if let Some(image) = &base.meta.image {
+                image.apply_env(&mut env);
+            }
+            env.push(("POOKIE_NS_PACKAGE_MANAGER".into(), pm.clone()));
+            (
+                IMAGE_REFRESH.to_string(),
+                format!("the image's package index ({pm})"),
+            )
+        }
+    };
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
     let spec = Spec {
         binds: vec![Bind {
@@ -209,7 +254,7 @@ pub fn ensure_fresh(
     let child = sandbox::spawn(&store.map, &spec)?;
     let spinner = crate::progress::spinner(
         format!(
-            "refreshing instance {id} (branch {}): apt-get update && dist-upgrade, log: {}",
+            "refreshing instance {id} (branch {}): {what}, log: {}",
             id.branch,
             log.display()
         ),
@@ -225,7 +270,7 @@ pub fn ensure_fresh(
     let code = code?;
     if code != 0 {
         return Err(Error::Command {
-            command: format!("refresh of instance {id} (apt-get update && dist-upgrade)"),
+            command: format!("refresh of instance {id} ({what})"),
             status: format!("exit status {code}; full log: {}", log.display()),
             stderr: crate::progress::log_tail(&log, 12),
         });

@@ -120,9 +120,9 @@ const fn opt(name: &'static str, kind: Kind, scope: Scope, env_plat: bool) -> Op
 }
 
 const IMAGE_NOTE: &str =
-    "pookie-ns builds on its own base OSes (Debian, from recipes or archives) \
-    and does not load container images yet; the wheel's policy is checked by auditwheel (name one \
-    with --target manylinux_2_17_<arch>)";
+    "manylinux targets of that arch build in this image (pulled into the store on first use, \
+    CPythons from its /opt/python); musllinux and PyPy targets are not built yet, so their images \
+    are not used";
 
 /// Every option cibuildwheel documents (4.x), and pookie-ns's own.
 const OPTIONS: &[Opt] = &[
@@ -313,6 +313,9 @@ pub struct BuildOptions {
     pub test_environment: Vec<(String, String)>,
     /// -3..=3: `-v`/`-q` flags for the frontend.
     pub build_verbosity: i32,
+    /// The `manylinux-<arch>-image` / `musllinux-<arch>-image` options set for this identifier
+    /// (key, value as written).
+    pub images: BTreeMap<String, String>,
 }
 
 /// The whole configuration: what holds for every identifier, and what to resolve per identifier.
@@ -1316,6 +1319,13 @@ impl Resolved {
                 Some(Val::Int(i)) => i.clamp(-3, 3) as i32,
                 _ => 0,
             },
+            images: image_names()
+                .into_iter()
+                .filter_map(|k| match get(&k) {
+                    Some(Val::Text(v)) if !v.trim().is_empty() => Some((k, v)),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
@@ -1474,6 +1484,41 @@ mod tests {
 
     fn opts(r: &Resolved, id: &str) -> BuildOptions {
         r.options_for(id).unwrap()
+    }
+
+    #[test]
+    fn image_options_reach_each_identifier_with_overrides_and_the_environment() {
+        let r = ok(
+            r#"
+[tool.cibuildwheel]
+manylinux-x86_64-image = "manylinux2014"
+
+[[tool.cibuildwheel.overrides]]
+select = "cp313-*"
+manylinux-x86_64-image = "manylinux_2_28"
+"#,
+            &[(
+                "CIBW_MANYLINUX_AARCH64_IMAGE",
+                "quay.io/pypa/manylinux_2_28_aarch64",
+            )],
+        );
+        let img = |id: &str, key: &str| opts(&r, id).images.get(key).cloned();
+        let x86 = "manylinux-x86_64-image";
+        assert_eq!(
+            img("cp311-manylinux_x86_64", x86).as_deref(),
+            Some("manylinux2014")
+        );
+        assert_eq!(
+            img("cp313-manylinux_x86_64", x86).as_deref(),
+            Some("manylinux_2_28")
+        );
+        assert_eq!(
+            img("cp311-manylinux_aarch64", "manylinux-aarch64-image").as_deref(),
+            Some("quay.io/pypa/manylinux_2_28_aarch64")
+        );
+        assert!(!opts(&r, "cp311-manylinux_x86_64")
+            .images
+            .contains_key("musllinux-x86_64-image"));
     }
 
     // The examples of cibuildwheel's documentation of `build` and `skip`.

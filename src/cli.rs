@@ -46,6 +46,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (build's) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Import a root filesystem archive (tar, .gz, .xz, .zst) or an OCI image as a base OS
@@ -150,6 +152,10 @@ pub struct BuildArgs {
     /// `cleanup workspaces` removes it)
     #[arg(long)]
     pub keep_failed: bool,
+    /// Speak plain HTTP to this registry when pulling the image of a `manylinux-<arch>-image`
+    /// option (HOST[:PORT]; e.g. a test registry on loopback)
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]

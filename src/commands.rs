@@ -383,7 +383,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
     let mut env = sandbox::base_env(args.network);
     // An image's own Env (PATH=/opt/rh/devtoolset/... in manylinux images) over ours; --env last.
     if let Some(image) = &base.meta.image {
-        image_env(&mut env, &image.env);
+        image.apply_env(&mut env);
     }
     for kv in &args.env {
         let (k, v) = kv
@@ -436,6 +436,8 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         env,
         binfmt,
         commit_to: commit_to.clone(),
+        // The image's User, as `docker run` would.
+        user: base.meta.image.as_ref().and_then(|i| i.user.clone()),
         ..Spec::new(
             store,
             store.layers(&base, &instance, &ws)?,
@@ -459,16 +461,6 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         _ => {}
     }
     Ok(code)
-}
-
-/// Sets an image config's `Env` (`KEY=VALUE` lines) over `env`.
-pub(crate) fn image_env(env: &mut Vec<(String, String)>, image: &[String]) {
-    for kv in image {
-        if let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) {
-            env.retain(|(key, _)| key != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-    }
 }
 
 // ---- list ----------------------------------------------------------------------------------

@@ -4,9 +4,12 @@
 //! or a power cut would. Release builds compile every call away.
 
 /// The named points, in the order a command meets them.
-pub const POINTS: [&str; 8] = [
+pub const POINTS: [&str; 9] = [
     // load-baseos of a registry image: a layer blob partly downloaded into blobs/ (tests/oci.rs).
     "oci-downloading",
+    // load-baseos of a registry image: a layer blob verified and in blobs/, the next ones not
+    // yet downloaded (tests/oci.rs).
+    "oci-blob-landed",
     // load-baseos: entries unpacked into tmp/, the rest not yet.
     "import-unpacking",
     // load-baseos: the base OS whole in tmp/, not yet renamed into baseos/.

@@ -77,6 +77,12 @@ pub struct Spec {
     pub upper_usage: Option<PathBuf>,
     /// When the command fails, leave the upper dir as it is, for inspection (`--keep-failed`).
     pub keep_upper_on_failure: bool,
+    /// Run the command as this user of the root filesystem (an image's `User`: `name`, `uid`,
+    /// `name:group`, `uid:gid`), resolved as Docker resolves it ([`parse_user`]); `None`: root.
+    pub user: Option<String>,
+    /// Paths inside given to [`Spec::user`] (recursively) before the command starts: what the
+    /// command must write (a build's `/buildroot`).
+    pub user_owns: Vec<PathBuf>,
 }
 
 impl Spec {
@@ -104,6 +110,8 @@ impl Spec {
             log: None,
             upper_usage: None,
             keep_upper_on_failure: false,
+            user: None,
+            user_owns: Vec::new(),
         }
     }
 }
@@ -325,10 +333,15 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
     sys::set_no_new_privs()?;
 
     let program = resolve_program(&spec.argv[0], &spec.env)?;
+    // The image's User, read from the root filesystem's own /etc/passwd and /etc/group.
+    let user = match &spec.user {
+        Some(u) => image_user(u, single_uid, &spec.user_owns)?,
+        None => None,
+    };
     // SAFETY: single-threaded process (pid 1 of a fresh namespace).
     match unsafe { fork() }.map_err(|e| SysError::new("fork", None, e))? {
         ForkResult::Child => {
-            let code = exec_command(spec, &program, single_uid);
+            let code = exec_command(spec, &program, single_uid, user.as_ref());
             // SAFETY: exec failed; leave without running anything of the parent.
             unsafe { libc::_exit(code) }
         }
@@ -341,7 +354,7 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
 
 /// Replaces this process with the command. Returns only on failure, with the shell's status for
 /// it (126 not executable, 127 not found).
-fn exec_command(spec: &Spec, program: &Path, single_uid: bool) -> i32 {
+fn exec_command(spec: &Spec, program: &Path, single_uid: bool, user: Option<&ImageUser>) -> i32 {
     process::reset_signals();
     let cwd = match &spec.cwd {
         Some(dir) => dir.as_path(),
@@ -376,6 +389,21 @@ fn exec_command(spec: &Spec, program: &Path, single_uid: bool) -> i32 {
             env.push(("APT_CONFIG".into(), crate::single_uid::APT_CONFIG.into()));
         }
     }
+    if let Some(u) = user {
+        // Last: setuid to another id clears the capabilities left.
+        if let Err(e) = sys::become_ids(u.uid, u.gid, false) {
+            eprintln!("pookie-ns: cannot become the image's user {}: {e}", u.spec);
+            return 126;
+        }
+        // As Docker: HOME from the passwd entry unless the image's Env set one.
+        for (k, v) in env.iter_mut() {
+            match (k.as_str(), &u.home, &u.name) {
+                ("HOME", Some(home), _) if v == "/root" => *v = home.clone(),
+                ("USER", _, Some(name)) if v == "root" => *v = name.clone(),
+                _ => {}
+            }
+        }
+    }
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
     let path = to_c(program.as_os_str().as_bytes());
     let argv: Vec<CString> = spec.argv.iter().map(|a| to_c(a.as_bytes())).collect();
@@ -399,6 +427,86 @@ fn exec_command(spec: &Spec, program: &Path, single_uid: bool) -> i32 {
     } else {
         126
     }
+}
+
+/// An image's `User`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    /// As the image wrote it.
+    pub spec: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub name: Option<String>,
+    pub home: Option<String>,
+}
+
+/// Resolves an image's `User` as Docker does, against the texts of the root filesystem's
+/// `/etc/passwd` and `/etc/group`: `name` or `uid`, optionally `:group` or `:gid`. A name must
+/// exist; a number need not (its group is then its passwd entry's, else 0).
+pub fn parse_user(spec: &str, passwd: &str, group: &str) -> std::result::Result<ImageUser, String> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entries = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split(':').map(str::to_string).collect())
+            .collect()
+    };
+    let users = entries(passwd);
+    let entry = users
+        .iter()
+        .filter(|f| f.len() >= 6)
+        .find(|f| f[0] == user || f[2] == user);
+    let uid = match (user.parse::<u32>(), entry) {
+        (Ok(n), _) => n,
+        (Err(_), Some(f)) => f[2]
+            .parse()
+            .map_err(|_| format!("{user}: bad uid in /etc/passwd"))?,
+        (Err(_), None) => return Err(format!("no user {user:?} in the image's /etc/passwd")),
+    };
+    let gid = match grp {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => entries(group)
+                .iter()
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("no group {g:?} in the image's /etc/group"))?,
+        },
+        None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    Ok(ImageUser {
+        spec: spec.to_string(),
+        uid,
+        gid,
+        name: entry.map(|f| f[0].clone()),
+        home: entry.map(|f| f[5].clone()).filter(|h| !h.is_empty()),
+    })
+}
+
+/// In init, after pivot_root: the image's `User` resolved, and `owns` given to it. None for root
+/// and, in single-uid mode, for any other user: one id is mapped, so the command runs as root
+/// (said on its stderr).
+fn image_user(spec: &str, single_uid: bool, owns: &[PathBuf]) -> Result<Option<ImageUser>> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let u = parse_user(spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| Error::usage(format!("the image's User {spec:?}: {e}")))?;
+    if u.uid == 0 && u.gid == 0 {
+        return Ok(None);
+    }
+    if single_uid {
+        eprintln!(
+            "pookie-ns: the image's User {spec:?} is not mapped in single-uid mode (one id): \
+             running as root"
+        );
+        return Ok(None);
+    }
+    for p in owns.iter().filter(|p| p.exists()) {
+        sys::chown_tree(p, u.uid, u.gid)?;
+    }
+    Ok(Some(u))
 }
 
 /// Finds `name` on the sandbox's PATH (the host's PATH means nothing inside).
@@ -618,6 +726,25 @@ mod tests {
         let p = mount_point(&root, "/buildroot/src", true).unwrap();
         assert!(p.is_dir() && p.starts_with(&root));
         assert!(mount_point(&root, "/a/../b", true).is_err());
+    }
+
+    #[test]
+    fn image_users_resolve_as_docker_resolves_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www:/var/www:/bin/sh\n";
+        let group = "root:x:0:\nwww-data:x:33:\nbuild:x:1500:\n";
+        let p = |s: &str| parse_user(s, passwd, group);
+        let u = p("www-data").unwrap();
+        assert_eq!(
+            (u.uid, u.gid, u.home.as_deref()),
+            (33, 33, Some("/var/www"))
+        );
+        assert_eq!((p("33").unwrap().uid, p("33").unwrap().gid), (33, 33));
+        assert_eq!((p("1000").unwrap().uid, p("1000").unwrap().gid), (1000, 0));
+        assert_eq!(p("www-data:build").unwrap().gid, 1500);
+        assert_eq!(p("1000:1000").unwrap().gid, 1000);
+        assert_eq!(p("0:0").unwrap().uid, 0);
+        assert!(p("nobody").unwrap_err().contains("no user \"nobody\""));
+        assert!(p("root:wheel").unwrap_err().contains("no group"));
     }
 
     #[test]

@@ -275,6 +275,38 @@ pub fn set_no_new_privs() -> SysResult<()> {
         .map_err(|e| SysError::new("prctl(PR_SET_NO_NEW_PRIVS)", None, e))
 }
 
+/// Becomes `uid`:`gid` with `gid` as the only group (an image's `User`): setgroups, setresgid,
+/// setresuid, in the order that keeps the right to make the next call.
+pub fn become_ids(uid: u32, gid: u32, keep_groups: bool) -> SysResult<()> {
+    let g = nix::unistd::Gid::from_raw(gid);
+    let u = nix::unistd::Uid::from_raw(uid);
+    if !keep_groups {
+        nix::unistd::setgroups(&[g]).map_err(|e| SysError::new("setgroups", None, e))?;
+    }
+    nix::unistd::setresgid(g, g, g)
+        .map_err(|e| SysError::new(format!("setresgid({gid})"), None, e))?;
+    nix::unistd::setresuid(u, u, u).map_err(|e| SysError::new(format!("setresuid({uid})"), None, e))
+}
+
+/// Gives every entry under `path` (itself included, symlinks not followed) to `uid`:`gid`.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> SysResult<()> {
+    let (u, g) = (
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    );
+    nix::unistd::fchownat(None, path, u, g, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| SysError::new("chown", Some(path), e))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| SysError::io("stat", path, &e))?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| SysError::io("read", path, &e))?;
+        for e in entries {
+            let e = e.map_err(|e| SysError::io("read", path, &e))?;
+            chown_tree(&e.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// Asks the kernel to send `sig` to this process when its parent dies, so that a killed pookie-ns
 /// does not leave a sandbox running.
 pub fn set_parent_death_signal(sig: nix::sys::signal::Signal) -> SysResult<()> {

@@ -13,6 +13,7 @@ use common::{require, FOREIGN_CACHE};
 /// Every row bench/run prints, by its key.
 const ROWS: &[&str] = &[
     "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5", "8",
+    "9a", "9b",
 ];
 
 fn is_time(cell: &str) -> bool {

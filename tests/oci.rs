@@ -3,7 +3,9 @@
 //! port, images written here as OCI layouts from the busybox fixtures and pushed with `skopeo`.
 //! Covers: a two-arch index (amd64, arm64), whiteouts and an opaque directory, the blob cache,
 //! `update-baseos` by digest, basic auth, a manylinux-like `/opt/python`, the archive transports,
-//! and hostile images — each refused with exit status 2 and nothing left in the store.
+//! the image's `User`, a `build` of examples/c-ext inside a manylinux-like image pulled on first
+//! use, pulls killed half-way, and hostile images — each refused with exit status 2 and nothing
+//! left in the store. (The pull benchmark is row 6 of bench/run.)
 
 mod common;
 
@@ -23,6 +25,7 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -137,6 +140,18 @@ impl Layout {
         layers: &[(&str, Vec<u8>)],
         env: &[&str],
     ) -> Value {
+        self.image_as(arch, variant, layers, env, "0:0")
+    }
+
+    /// [`Layout::image`] whose config names `user` as its `User`.
+    fn image_as(
+        &self,
+        arch: &str,
+        variant: Option<&str>,
+        layers: &[(&str, Vec<u8>)],
+        env: &[&str],
+        user: &str,
+    ) -> Value {
         let layer_descs: Vec<Value> = layers.iter().map(|(t, b)| self.blob(t, b)).collect();
         let diff_ids: Vec<String> = layers
             .iter()
@@ -146,6 +161,11 @@ impl Layout {
                     let mut raw = Vec::new();
                     std::io::Read::read_to_end(&mut d, &mut raw).unwrap();
                     format!("sha256:{}", sha256(&raw))
+                } else if *t == LAYER_ZSTD {
+                    let mut h = Sha256::new();
+                    let mut d = zstd::stream::read::Decoder::new(&b[..]).unwrap();
+                    std::io::copy(&mut d, &mut h).unwrap();
+                    format!("sha256:{:x}", h.finalize())
                 } else {
                     format!("sha256:{}", sha256(b))
                 }
@@ -154,7 +174,7 @@ impl Layout {
         let mut platform = json!({"os": "linux", "architecture": arch});
         let mut config = json!({
             "architecture": arch, "os": "linux",
-            "config": {"Env": env, "WorkingDir": "/work", "User": "0:0"},
+            "config": {"Env": env, "WorkingDir": "/work", "User": user},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
         if let Some(v) = variant {
@@ -891,6 +911,197 @@ fn manylinux_like_image_records_its_pythons_and_package_manager() {
     assert!(r.ok(&["list"]).contains("3.11,3.13t"));
 }
 
+#[test]
+fn run_honours_the_image_user() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let l = Layout::new(&tmp.path().join("www"));
+    // The busybox fixture's /etc/passwd has www-data (33, home /home/www).
+    let img = l.image_as(
+        "amd64",
+        None,
+        &[(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))],
+        &["PATH=/bin"],
+        "www-data",
+    );
+    l.finish(&[("v1", img)]);
+    let src = format!("oci:{}:v1", l.dir.display());
+    let script = "id -u; id -g; echo $HOME; touch /root/x 2>/dev/null || echo denied";
+    for who in common::everyone() {
+        let r = Runner::new(who);
+        r.ok(&["load-baseos", &src, "--name", "www"]);
+        let out = r.sh("www", script);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        if who == Who::SingleUser {
+            // One id mapped: the command runs as root, and says why.
+            assert_eq!(common::stdout(&out), "0\n0\n/root\n", "{who:?}");
+            assert!(
+                stderr(&out).contains("not mapped in single-uid mode"),
+                "{}",
+                stderr(&out)
+            );
+        } else {
+            assert_eq!(
+                common::stdout(&out),
+                "33\n33\n/home/www\ndenied\n",
+                "{who:?}"
+            );
+        }
+    }
+}
+
+/// The manylinux-like image: the cached Debian bookworm rootfs (its zstd tarball as the first
+/// layer, as is) with `/opt/python/cp311-cp311` -> `/opt/_internal/cpython-3.11` whose
+/// `bin/python` is Debian's python3.11, and pypa's `AUDITWHEEL_POLICY` in its Env.
+fn manylinux_like_layout(dir: &Path, debian: &Path) -> Layout {
+    let l = Layout::new(dir);
+    let opt = layer(&[
+        ("opt/", ""),
+        ("opt/_internal/", ""),
+        ("opt/_internal/cpython-3.11/", ""),
+        ("opt/_internal/cpython-3.11/bin/", ""),
+        (
+            "opt/_internal/cpython-3.11/bin/python",
+            "->/usr/bin/python3.11",
+        ),
+        ("opt/python/", ""),
+        ("opt/python/cp311-cp311", "->/opt/_internal/cpython-3.11"),
+    ]);
+    let img = l.image_as(
+        "amd64",
+        None,
+        &[
+            (LAYER_ZSTD, std::fs::read(debian).unwrap()),
+            (LAYER_TAR, opt),
+        ],
+        &[
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "AUDITWHEEL_POLICY=manylinux_2_36",
+            "AUDITWHEEL_PLAT=manylinux_2_36_x86_64",
+            "IMAGE_MARK=manylinux-like",
+        ],
+        "root",
+    );
+    l.finish(&[("v1", img)]);
+    l
+}
+
+#[test]
+fn build_in_a_manylinux_like_image_from_a_registry() {
+    if !prerequisites() {
+        return;
+    }
+    let debian = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
+    if !require(
+        debian.exists(),
+        "the cached Debian tarball (scripts/build-test-rootfs)",
+    ) || !require(
+        nix::unistd::User::from_name(common::SUB_USER)
+            .ok()
+            .flatten()
+            .is_some(),
+        "test user pookie-sub (scripts/setup-host)",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let layout = manylinux_like_layout(&tmp.path().join("ml"), &debian);
+    let reg = Registry::start(None);
+    reg.push(&layout.dir, "v1", "pypa/manylinux_2_36_x86_64:v1", None);
+    eprintln!(
+        "image made and pushed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The key in a copy of the example's pyproject.toml (its [tool.pookie-ns] table is the
+    // last), as a registry reference without transport; before-build shows the image's Env.
+    let r = Runner::new(Who::SubUser);
+    let project = common::example_copy(&r, "c-ext", "c-ext");
+    let pyproject = project.join("pyproject.toml");
+    let mut text = std::fs::read_to_string(&pyproject).unwrap();
+    text.push_str(&format!(
+        "manylinux-x86_64-image = \"{}/pypa/manylinux_2_36_x86_64:v1\"\n\
+         before-build = \"echo image-mark=$IMAGE_MARK; command -v python\"\n",
+        reg.host()
+    ));
+    std::fs::write(&pyproject, text).unwrap();
+    let out_dir = r.store.parent().unwrap().join("dist");
+    let (code, report, err) = common::build_in(
+        &r,
+        &project,
+        &["x86_64"],
+        &["--insecure-registry", &reg.host()],
+        &out_dir,
+    );
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    // Pulled on first use, named after its repository.
+    assert!(
+        err.contains("loading the image docker://127.0.0.1:")
+            && err.contains("manylinux-x86_64-image"),
+        "{err}"
+    );
+    let meta = read_meta(&r, "manylinux_2_36_x86_64-v1", "amd64");
+    let digest = meta["image"]["manifest_digest"].as_str().unwrap();
+    // The CPython matrix is the image's: 3.11 built, the others requires-python admits skipped.
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{report:#}");
+    let t = &targets[0];
+    assert_eq!(t["result"], "passed", "{t:#}");
+    assert_eq!(t["python"], "3.11");
+    assert_eq!(t["mode"], "native");
+    assert_eq!(t["build_base"], "manylinux_2_36_x86_64-v1/amd64");
+    assert!(
+        t["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@{digest}")),
+        "the report names the image digest: {t:#}"
+    );
+    let skipped = report["skipped"].to_string();
+    assert!(
+        skipped.contains("cp313-manylinux_x86_64") && skipped.contains("carries CPython 3.11"),
+        "{skipped}"
+    );
+    // Repaired to the image's policy, tested (the example's pytest suite) on the image.
+    let wheel = t["wheel"].as_str().unwrap();
+    assert!(
+        wheel.starts_with("fastmath-0.1.0-cp311-cp311-manylinux")
+            && wheel.contains("x86_64")
+            && !wheel.contains("linux_x86_64.whl"),
+        "{wheel}"
+    );
+    assert_eq!(common::wheels(&out_dir), [wheel.to_string()]);
+    let build_log = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
+    for want in [
+        "image-mark=manylinux-like",
+        "/opt/python/cp311-cp311/bin/python -m pip wheel",
+        "+ no auditwheel in the image",
+        "auditwheel repair --plat manylinux_2_36_x86_64",
+    ] {
+        assert!(build_log.contains(want), "{want}: {build_log}");
+    }
+    let test_log = std::fs::read_to_string(t["test_log"].as_str().unwrap()).unwrap();
+    assert!(test_log.contains(" passed"), "{test_log}");
+    // The instance refresh used the image's manager: its package index, no upgrade.
+    let refresh = r
+        .store
+        .join("instances/stable/manylinux_2_36_x86_64-v1/amd64/refresh.log");
+    let refresh = std::fs::read_to_string(&refresh).unwrap();
+    assert!(
+        refresh.contains("refreshing the package index with apt"),
+        "{refresh}"
+    );
+    assert!(!refresh.contains("dist-upgrade"), "{refresh}");
+    eprintln!("image built in {:.1} s", started.elapsed().as_secs_f64());
+    let t = Instant::now();
+    drop(r);
+    eprintln!("store removed in {:.1} s", t.elapsed().as_secs_f64());
+}
+
 /// One hostile variant of a valid single-layer layout: what to break, and what the error says.
 fn hostile_case(dir: &Path, case: &str) -> (PathBuf, &'static str) {
     let l = Layout::new(dir);
@@ -1067,111 +1278,45 @@ fn a_pull_killed_mid_download_leaves_a_consistent_store() {
     };
     assert_eq!(partial(&blobs), 1, "the killed download's partial file");
     assert!(!r.store.join("baseos/wh").exists(), "no half-made base OS");
-    // The next pull starts the download afresh and completes; nothing of the first is left.
-    r.ok(&args);
+    // Killed again once the first layer is whole: the partial file of the first kill is gone
+    // (that blob downloaded again from its start), the blob is verified and in place.
+    let out = r
+        .command(&args)
+        .env("POOKIE_NS_FAULT", "oci-blob-landed")
+        .process_group(0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", stderr(&out));
+    assert_eq!(partial(&blobs), 0, "the first kill's partial file removed");
+    let landed: Vec<PathBuf> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    let name = landed[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        sha256(&std::fs::read(&landed[0]).unwrap()),
+        name,
+        "a whole blob"
+    );
+    assert!(!r.store.join("baseos/wh").exists(), "no half-made base OS");
+    // The next pull completes: the verified blob is not downloaded again, the other two are.
+    let out = r.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 layers") && stderr(&out).contains("1 from the cache"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(partial(&blobs), 0);
     check_whiteouts(&rootfs(&r, "wh", "amd64"));
     r.ok(&["list"]);
     assert_eq!(std::fs::read_dir(r.store.join("tmp")).unwrap().count(), 0);
-}
-
-/// Pull + import of a Debian image (~160 MB, one zstd layer) from the loopback registry against
-/// `skopeo copy` to an OCI layout followed by `zstd -dc | tar -x` of its layer; prints the times.
-/// Run by hand: `cargo test --test oci bench -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bench_debian_pull_vs_skopeo_and_tar() {
-    if !prerequisites() {
-        return;
-    }
-    let tarball = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        tarball.exists(),
-        "the cached Debian tarball (scripts/setup-host)",
-    ) {
-        return;
-    }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let l = Layout::new(&tmp.path().join("deb"));
-    let bytes = std::fs::read(&tarball).unwrap();
-    let mut h = Sha256::new();
-    let mut dec = zstd::stream::read::Decoder::new(&bytes[..]).unwrap();
-    std::io::copy(&mut dec, &mut h).unwrap();
-    let diff_id = format!("sha256:{:x}", h.finalize());
-    let layer_desc = l.blob("application/vnd.oci.image.layer.v1.tar+zstd", &bytes);
-    let config = json!({"architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
-    let config = l.blob(OCI_CONFIG, config.to_string().as_bytes());
-    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer_desc]});
-    let d = l.blob(OCI_MANIFEST, manifest.to_string().as_bytes());
-    l.finish(&[("v1", d)]);
-    let reg = Registry::start(None);
-    reg.push(&l.dir, "v1", "bench/debian:v1", None);
-    let reference = reg.reference("bench/debian:v1");
-    let host = reg.host();
-
-    let r = Runner::new(Who::Root);
-    let t = Instant::now();
-    r.ok(&[
-        "-q",
-        "load-baseos",
-        &reference,
-        "--name",
-        "deb",
-        "--insecure-registry",
-        &host,
-    ]);
-    let ours = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    r.ok(&[
-        "-q",
-        "load-baseos",
-        &reference,
-        "--name",
-        "deb2",
-        "--insecure-registry",
-        &host,
-    ]);
-    let cached = t.elapsed().as_secs_f64();
-
-    let dest = tmp.path().join("skopeo");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let t = Instant::now();
-    let out = Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--src-tls-verify=false",
-            &reference,
-        ])
-        .arg(format!("oci:{}:v1", dest.display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let hex = layer_desc["digest"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap();
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc {}/blobs/sha256/{hex} | tar -x --numeric-owner -C {}",
-            dest.display(),
-            root.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let theirs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "BENCH debian-bookworm amd64 ({} MB zstd layer): pookie-ns pull+import {ours:.2} s; \
-         skopeo copy + zstd|tar {theirs:.2} s; ratio {:.2}; second pull of the same digest \
-         (no blob downloaded) {cached:.2} s",
-        bytes.len() >> 20,
-        ours / theirs
-    );
 }
 
 /// What the stand-in registry answers: status, extra headers, body.

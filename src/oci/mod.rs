@@ -158,6 +158,28 @@ pub struct ImageMeta {
     pub platform: String,
 }
 
+impl ImageMeta {
+    /// Sets the config's `Env` (`KEY=VALUE` lines) over `env`: what `run` and `build` start
+    /// commands with (`PATH=/opt/rh/gcc-toolset-14/root/usr/bin:...` in manylinux images).
+    pub fn apply_env(&self, env: &mut Vec<(String, String)>) {
+        for kv in &self.env {
+            if let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) {
+                env.retain(|(key, _)| key != k);
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+
+    /// A variable of the config's `Env` (`AUDITWHEEL_POLICY` in pypa's images).
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
 /// A directory removed when dropped (archive contents unpacked for reading), with the archive's
 /// symlinks (normalised name -> normalised target), which are never created on disk.
 #[derive(Debug)]

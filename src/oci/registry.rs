@@ -415,6 +415,7 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
             let started = std::time::Instant::now();
             let resp = client.get(&format!("blobs/sha256:{hex}"), "*/*", &what)?;
             download(resp, &path, &hex, l.size(), &what)?;
+            crate::fault::point("oci-blob-landed");
             tracing::debug!(
                 layer = i + 1,
                 bytes = l.size(),

@@ -22,6 +22,8 @@
 #   POOKIE_NS_NAMED         1 when auditwheel can be given the policy by name (a host-arch wheel)
 #   POOKIE_NS_LIBRARY_PATH  the toolchain's sysroot library path, or empty
 #   POOKIE_NS_TOOLCHAIN_VARS  the names of the toolchain's environment variables, or empty
+#   POOKIE_NS_IMAGE_AUDITWHEEL  1 in an image base OS: its own auditwheel when it has one
+#                               (pypa's images: pipx-installed, on an interpreter of its own)
 : "${POOKIE_NS_OUT:?}" "${POOKIE_NS_WHEELHOUSE:?}" "${POOKIE_NS_AUDITWHEEL_PIN:?}"
 : "${POOKIE_NS_ARCH:?}" "${POOKIE_NS_POLICY_MODE:?}"
 
@@ -86,8 +88,12 @@ pookie_ns_delivered() {
     return 1
 }
 
-# shellcheck disable=SC2086 # a list of requirements
-python3 -m pip install --quiet $POOKIE_NS_AUDITWHEEL_PIN
+if [ "${POOKIE_NS_IMAGE_AUDITWHEEL-}" = 1 ] && command -v auditwheel >/dev/null 2>&1; then
+    echo "+ the image's auditwheel: $(command -v auditwheel) ($(auditwheel --version 2>&1))"
+else
+    # shellcheck disable=SC2086 # a list of requirements
+    python3 -m pip install --quiet $POOKIE_NS_AUDITWHEEL_PIN
+fi
 for w in "$POOKIE_NS_OUT"/*.whl; do
     [ -e "$w" ] || continue
     echo "+ auditwheel show $w"
