@@ -53,14 +53,169 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             branch::list_path(&config.config_dir, &args.branch).display()
         )));
     }
-    let bundle = std::fs::canonicalize(&args.bundle)
-        .map_err(|e| Error::usage(format!("bundle {}: {e}", args.bundle.display())))?;
-    if !bundle.join("pyproject.toml").is_file() && !bundle.join("setup.py").is_file() {
-        return Err(Error::usage(format!(
-            "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
-            bundle.display()
-        )));
+    let jobs_n = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if jobs_n == 0 {
+        return Err(Error::usage("--jobs must be at least 1"));
     }
+
+    // What to build: directories, sdists and requirements (fetched, verified, unpacked).
+    let bundles = resolve_bundles(config, store, args, say)?;
+    // Each bundle's targets become jobs of one plan: the base OSes, instances and before-all
+    // layers they share are loaded and made once, and the workers run in parallel across all.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut projects: Vec<String> = Vec::new();
+    let mut output_dir = None;
+    for b in &bundles.list {
+        let Some(p) = plan_bundle(config, store, &b.args, &b.dir, say, quiet)? else {
+            continue;
+        };
+        if projects.contains(&p.name) {
+            return Err(Error::usage(format!(
+                "{} is named twice in this build (as project {}); name each package once",
+                b.shown, p.name
+            )));
+        }
+        projects.push(p.name);
+        jobs.extend(p.jobs);
+        skipped.extend(p.skipped);
+        output_dir = output_dir.or(p.output_dir);
+    }
+    if args.print_build_identifiers || jobs.is_empty() {
+        return Ok(0);
+    }
+    let group = bundles.list.len() > 1;
+    let project_name = if group {
+        bundles.group_name.clone()
+    } else {
+        projects[0].clone()
+    };
+    let bundle = if group {
+        args.wheels_file
+            .as_ref()
+            .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+            .unwrap_or_else(|| bundles.list[0].dir.clone())
+    } else {
+        bundles.list[0].dir.clone()
+    };
+    let out_root = self::output_dir(store, &args.branch, &project_name);
+    crate::sys::mkdir_p(&out_root, 0o755)?;
+
+    let mut results = run_workers(config, store, cli, &jobs, jobs_n, quiet)?;
+    let interrupted = crate::process::interrupted();
+    if interrupted.is_some() {
+        // Workers killed after the grace period leave their workspaces: their owners are gone.
+        store.sweep_stale()?;
+    }
+
+    // The wheels of the targets that passed go to --out.
+    let out = &args
+        .out
+        .clone()
+        .or_else(|| output_dir.clone().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("dist"));
+    if results.iter().any(|r| r.result.ok()) {
+        std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
+    }
+    for (r, job) in results.iter_mut().zip(&jobs) {
+        if let (true, Some(wheel)) = (r.result.ok(), &r.wheel) {
+            let dest = out.join(wheel);
+            std::fs::copy(job.wheelhouse().join(wheel), &dest)
+                .map_err(|e| Error::io("copy the wheel to", &dest, e))?;
+            r.wheel_path = Some(std::fs::canonicalize(&dest).unwrap_or(dest));
+        }
+    }
+    let failed = results.iter().filter(|r| !r.result.ok()).count();
+    let report = Report {
+        bundle: bundle.clone(),
+        project: project_name,
+        branch: args.branch.clone(),
+        out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
+        jobs: jobs_n,
+        total_secs: started.elapsed().as_secs_f64(),
+        passed: results.len() - failed,
+        failed,
+        skipped,
+        targets: results,
+        sources: bundles
+            .list
+            .iter()
+            .filter_map(|b| b.source.clone())
+            .collect(),
+    };
+    let report_path = out_root.join("report.json");
+    store::write_json(&report_path, &report)?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+    } else {
+        print!("{}", report::table(&report));
+    }
+    for t in report.targets.iter().filter(|t| !t.result.ok()) {
+        eprintln!(
+            "pookie-ns: {}: {}{}; log: {}",
+            t.target,
+            t.result.label(),
+            t.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default(),
+            t.failure_log().display()
+        );
+        if cli.verbose > 0 {
+            stream_log(t.failure_log());
+        }
+    }
+    if !cli.quiet {
+        eprintln!(
+            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
+            report.targets.len(),
+            report.passed,
+            report.failed,
+            report.total_secs,
+            interrupted
+                .map(|s| format!(", interrupted by {s}"))
+                .unwrap_or_default(),
+            report.out.display(),
+            report_path.display()
+        );
+    }
+    // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
+    Ok(match interrupted {
+        Some(sig) => 128 + sig as i32,
+        None if failed == 0 => 0,
+        None => 1,
+    })
+}
+
+/// One bundle's part of the plan: its project's name, its jobs (their job.json written) and
+/// the targets it leaves out.
+struct BundlePlan {
+    name: String,
+    jobs: Vec<Job>,
+    skipped: Vec<plan::Skipped>,
+    /// The project's own output dir (cibuildwheel's `output-dir`).
+    output_dir: Option<String>,
+}
+
+/// Plans one bundle (a project directory): its targets, their modes and toolchains, the base
+/// OSes they need (loaded here on first use), and one job per target. `None` when there is
+/// nothing to run (identifiers printed, or nothing left and --allow-empty).
+fn plan_bundle(
+    config: &Config,
+    store: &Store,
+    args: &BuildArgs,
+    bundle: &Path,
+    say: bool,
+    quiet: bool,
+) -> Result<Option<BundlePlan>> {
+    let bundle = bundle.to_path_buf();
     // cibuildwheel's configuration: the file, then the CIBW_* variables, then the command line.
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config_file = args
@@ -84,15 +239,6 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let allow_empty = args.allow_empty || project.config.allow_empty;
     let keep_failed = args.keep_failed || project.config.keep_failed;
     let project_name = project_dir_name(&project, &bundle);
-    let jobs_n = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if jobs_n == 0 {
-        return Err(Error::usage("--jobs must be at least 1"));
-    }
-
     // Targets and the base OS of each.
     let loaded: Vec<Loaded> = store
         .list_baseos()?
@@ -159,7 +305,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             if say {
                 eprintln!("pookie-ns: {e}; nothing to build (allowed by --allow-empty)");
             }
-            return Ok(0);
+            return Ok(None);
         }
         p => p.map_err(Error::usage)?,
     };
@@ -168,7 +314,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         for p in &planned {
             println!("{}", p.target.identifier());
         }
-        return Ok(0);
+        return Ok(None);
     }
     // How each target builds, and with which toolchain. A cross build runs on the host-arch
     // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
@@ -252,11 +398,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     }
 
     // One job per target.
-    let out_root = store
-        .root
-        .join("output")
-        .join(&args.branch)
-        .join(&project_name);
+    let out_root = self::output_dir(store, &args.branch, &project_name);
     let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
     let mut jobs = Vec::new();
     for (p, d) in planned.iter().zip(&decisions) {
@@ -327,6 +469,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         };
         let repair_policy = repair_policy(&p.target, toolchain.as_ref());
         let job = Job {
+            project: project_name.clone(),
             repair_policy,
             target: p.target.clone(),
             mode: d.mode,
@@ -354,88 +497,162 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         store::write_json(&dir.join("job.json"), &job)?;
         jobs.push(job);
     }
-
-    let mut results = run_workers(config, store, cli, &jobs, jobs_n, quiet)?;
-    let interrupted = crate::process::interrupted();
-    if interrupted.is_some() {
-        // Workers killed after the grace period leave their workspaces: their owners are gone.
-        store.sweep_stale()?;
-    }
-
-    // The wheels of the targets that passed go to --out.
-    let out = &args
-        .out
-        .clone()
-        .or_else(|| project.config.output_dir.clone().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("dist"));
-    if results.iter().any(|r| r.result.ok()) {
-        std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
-    }
-    for (r, job) in results.iter_mut().zip(&jobs) {
-        if let (true, Some(wheel)) = (r.result.ok(), &r.wheel) {
-            let dest = out.join(wheel);
-            std::fs::copy(job.wheelhouse().join(wheel), &dest)
-                .map_err(|e| Error::io("copy the wheel to", &dest, e))?;
-            r.wheel_path = Some(std::fs::canonicalize(&dest).unwrap_or(dest));
-        }
-    }
-    let failed = results.iter().filter(|r| !r.result.ok()).count();
-    let report = Report {
-        bundle: bundle.clone(),
-        project: project_name,
-        branch: args.branch.clone(),
-        out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
-        jobs: jobs_n,
-        total_secs: started.elapsed().as_secs_f64(),
-        passed: results.len() - failed,
-        failed,
+    Ok(Some(BundlePlan {
+        name: project_name,
+        jobs,
         skipped,
-        targets: results,
-    };
-    let report_path = out_root.join("report.json");
-    store::write_json(&report_path, &report)?;
-    if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serializable")
-        );
-    } else {
-        print!("{}", report::table(&report));
-    }
-    for t in report.targets.iter().filter(|t| !t.result.ok()) {
-        eprintln!(
-            "pookie-ns: {}: {}{}; log: {}",
-            t.target,
-            t.result.label(),
-            t.error
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default(),
-            t.failure_log().display()
-        );
-        if cli.verbose > 0 {
-            stream_log(t.failure_log());
+        output_dir: project.config.output_dir.clone(),
+    }))
+}
+
+/// One thing to build, made a project directory.
+struct Bundle {
+    /// As the user wrote it (a path, a requirement).
+    shown: String,
+    /// The project directory: the user's own, or an unpacked sdist in the store's `tmp/`.
+    dir: PathBuf,
+    /// The command line with a wheels file's settings for this package applied.
+    args: BuildArgs,
+    source: Option<crate::sources::SourceRecord>,
+}
+
+struct Bundles {
+    list: Vec<Bundle>,
+    /// A group build's directory name in `output/<branch>/`: `group-<wheels file's stem>`.
+    group_name: String,
+    /// The unpacked sdists, removed when the build is over.
+    _unpacked: Vec<crate::sources::Unpacked>,
+}
+
+/// What a bundle argument is.
+enum BundleKind {
+    Dir(PathBuf),
+    Sdist(PathBuf),
+    Requirement(crate::sources::Requirement),
+}
+
+/// The bundles of the command line and of the wheels file (`-r`), each made a project
+/// directory: a directory as it is, an sdist unpacked, a requirement resolved on the index (or
+/// the cache) to a verified sdist, then unpacked. Every argument is checked before anything is
+/// fetched. A wheels file's settings for a package stand in for the command-line flags of the
+/// same meaning (`test-command` for `--test`, `targets` for `--target` ...).
+fn resolve_bundles(config: &Config, store: &Store, args: &BuildArgs, say: bool) -> Result<Bundles> {
+    let mut wanted: Vec<(String, BuildArgs)> = args
+        .bundles
+        .iter()
+        .map(|b| (b.clone(), args.clone()))
+        .collect();
+    let mut group_name = "group".to_string();
+    if let Some(file) = &args.wheels_file {
+        for p in crate::wheels_file::load(file)? {
+            let mut a = args.clone();
+            if let Some(c) = &p.test_command {
+                a.test = Some(c.clone());
+            }
+            if !p.test_requires.is_empty() {
+                a.test_requires = p.test_requires.clone();
+            }
+            if let Some(c) = &p.before_all {
+                a.before_all = Some(c.clone());
+            }
+            if !p.targets.is_empty() {
+                a.target = p.targets.clone();
+                a.archs = None;
+            }
+            if let Some(x) = &p.archs {
+                a.archs = Some(x.clone());
+                a.target.clear();
+            }
+            wanted.push((p.bundle(), a));
         }
-    }
-    if !cli.quiet {
-        eprintln!(
-            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
-            report.targets.len(),
-            report.passed,
-            report.failed,
-            report.total_secs,
-            interrupted
-                .map(|s| format!(", interrupted by {s}"))
-                .unwrap_or_default(),
-            report.out.display(),
-            report_path.display()
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        group_name = project_dir_name(
+            &Project {
+                name: Some(format!("group-{stem}")),
+                ..Project::default()
+            },
+            file,
         );
     }
-    // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
-    Ok(match interrupted {
-        Some(sig) => 128 + sig as i32,
-        None if failed == 0 => 0,
-        None => 1,
+    let mut kinds = Vec::new();
+    for (text, _) in &wanted {
+        let path = Path::new(text);
+        let kind = if crate::sources::is_sdist_path(text) {
+            if !path.is_file() {
+                return Err(Error::usage(format!("sdist {text}: no such file")));
+            }
+            BundleKind::Sdist(path.to_path_buf())
+        } else if path.is_dir() || text.contains('/') || text.starts_with('.') {
+            let dir = std::fs::canonicalize(path)
+                .map_err(|e| Error::usage(format!("bundle {text}: {e}")))?;
+            if !dir.join("pyproject.toml").is_file() && !dir.join("setup.py").is_file() {
+                return Err(Error::usage(format!(
+                    "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
+                    dir.display()
+                )));
+            }
+            BundleKind::Dir(dir)
+        } else {
+            BundleKind::Requirement(crate::sources::Requirement::parse(text).map_err(|e| {
+                Error::usage(format!(
+                    "{e} (a bundle is a project directory, an sdist .tar.gz, or a requirement)"
+                ))
+            })?)
+        };
+        kinds.push(kind);
+    }
+    let sources = crate::sources::Sources::new(store, args.index_url.as_deref(), args.offline);
+    let mut list = Vec::new();
+    let mut unpacked = Vec::new();
+    for ((shown, a), kind) in wanted.into_iter().zip(kinds) {
+        let (sdist, source) = match kind {
+            BundleKind::Dir(dir) => {
+                list.push(Bundle {
+                    shown,
+                    dir,
+                    args: a,
+                    source: None,
+                });
+                continue;
+            }
+            BundleKind::Sdist(path) => {
+                let record = crate::sources::local_record(&path, &shown)?;
+                (path, record)
+            }
+            BundleKind::Requirement(req) => {
+                let (path, record) = sources.resolve(&req)?;
+                if say {
+                    eprintln!(
+                        "pookie-ns: {shown}: {} {} ({}sha256 {})",
+                        record.name,
+                        record.version,
+                        if record.from_cache {
+                            "from the cache, "
+                        } else {
+                            ""
+                        },
+                        record.sha256
+                    );
+                }
+                (path, record)
+            }
+        };
+        let (u, dir) = crate::sources::unpack_sdist(config, store, &sdist, &shown)?;
+        unpacked.push(u);
+        list.push(Bundle {
+            shown,
+            dir,
+            args: a,
+            source: Some(source),
+        });
+    }
+    Ok(Bundles {
+        list,
+        group_name,
+        _unpacked: unpacked,
     })
 }
 
