@@ -389,6 +389,10 @@ fn bad_bundles_exit_2_and_leave_nothing_in_the_store() {
                 "unknown field `test-comand`",
             ),
             (vec!["pkg[x]==1"], "extras, markers and URLs"),
+            (
+                vec!["pkg==1.0", "--offline"],
+                "--offline forbids asking the index",
+            ),
         ] {
             let mut all = vec!["build", "--branch", "stable"];
             all.extend_from_slice(&args);

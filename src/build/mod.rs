@@ -71,7 +71,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let mut projects: Vec<String> = Vec::new();
     let mut output_dir = None;
     for b in &bundles.list {
-        let Some(p) = plan_bundle(config, store, &b.args, &b.dir, say, quiet)? else {
+        let Some(p) = plan_bundle(config, store, b, say, quiet)? else {
             continue;
         };
         if projects.contains(&p.name) {
@@ -88,7 +88,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     if args.print_build_identifiers || jobs.is_empty() {
         return Ok(0);
     }
-    let group = bundles.list.len() > 1;
+    let group = args.wheels_file.is_some() || bundles.list.len() > 1;
     let project_name = if group {
         bundles.group_name.clone()
     } else {
@@ -204,18 +204,18 @@ struct BundlePlan {
     output_dir: Option<String>,
 }
 
-/// Plans one bundle (a project directory): its targets, their modes and toolchains, the base
+/// Plans one bundle (a project directory, an sdist's unpacked): its targets, their modes and toolchains, the base
 /// OSes they need (loaded here on first use), and one job per target. `None` when there is
 /// nothing to run (identifiers printed, or nothing left and --allow-empty).
 fn plan_bundle(
     config: &Config,
     store: &Store,
-    args: &BuildArgs,
-    bundle: &Path,
+    b: &Bundle,
     say: bool,
     quiet: bool,
 ) -> Result<Option<BundlePlan>> {
-    let bundle = bundle.to_path_buf();
+    let args = &b.args;
+    let bundle = b.dir.clone();
     // cibuildwheel's configuration: the file, then the CIBW_* variables, then the command line.
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config_file = args
@@ -224,6 +224,14 @@ fn plan_bundle(
         .filter(|f| !f.is_empty())
         .map(|f| PathBuf::from(f.replace("{package}", &bundle.to_string_lossy())));
     let mut project = Project::load(&bundle, config_file.as_deref(), &env)?;
+    // An sdist's project without a `[project] name` (setup.py metadata) is named as the sdist.
+    if project.name.is_none() {
+        project.name = b
+            .source
+            .as_ref()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty());
+    }
     if let Some(p) = &args.platform {
         if !matches!(p.as_str(), "linux" | "auto") {
             return Err(Error::usage(format!(
