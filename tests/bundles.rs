@@ -192,6 +192,10 @@ fn three_pypi_packages_build_as_one_group_and_again_from_the_cache() {
     eprintln!("cached build: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(code, 1, "{err}\n{report:#}");
     assert!(err.contains("from the cache"), "{err}");
+    assert!(
+        err.contains("fastmath/cp311-linux_x86_64: TEST FAILED"),
+        "{err}"
+    );
     let src = sources(&report);
     assert_eq!(src.len(), 4, "{report:#}");
     assert!(

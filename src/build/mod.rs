@@ -160,7 +160,10 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     for t in report.targets.iter().filter(|t| !t.result.ok()) {
         eprintln!(
             "pookie-ns: {}: {}{}; log: {}",
-            t.target,
+            match (&t.project, group) {
+                (Some(p), true) => format!("{p}/{}", t.target),
+                _ => t.target.clone(),
+            },
             t.result.label(),
             t.error
                 .as_ref()
