@@ -56,7 +56,7 @@ pub enum Command {
     /// and refresh their instances
     UpdateBaseos(UpdateBaseosArgs),
     /// Build and test a Python package's wheels for every target, in parallel, into dist/
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Run a command in a fresh workspace on a base OS (the workspace is removed afterwards)
     Run(RunArgs),
     /// List base OSes, instances and workspaces with their sizes
@@ -84,11 +84,23 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
-    /// The project directory (with pyproject.toml or setup.py); never written to
-    #[arg(value_name = "BUNDLE")]
-    pub bundle: PathBuf,
+    /// What to build: project directories (with pyproject.toml or setup.py; never written to),
+    /// sdist files (NAME-VERSION.tar.gz), or requirements resolved on the index to one sdist
+    /// (msgpack==1.1.0, 'markupsafe>=2,<3'); several are built as one group
+    #[arg(value_name = "BUNDLE", required_unless_present = "wheels_file")]
+    pub bundles: Vec<String>,
+    /// A wheels file: the packages of a group build, each with its own settings (see README)
+    #[arg(short = 'r', long = "wheels-file", value_name = "FILE")]
+    pub wheels_file: Option<PathBuf>,
+    /// The package index requirements are resolved on: its PEP 691 JSON simple API (default:
+    /// https://pypi.org/simple)
+    #[arg(long, value_name = "URL")]
+    pub index_url: Option<String>,
+    /// Resolve requirements from the store's cache of sdists only; never ask the index
+    #[arg(long)]
+    pub offline: bool,
     /// Branch whose instance layers the builds use (stable, testing, or source_lists/B.list)
     #[arg(long)]
     pub branch: String,

@@ -19,11 +19,12 @@
 //! 5. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
 //! 6. `project`, `error`: a project's build settings; the crate's error type, which gathers the
 //!    lower modules' errors.
-//! 7. `userns`, `baseos_cache`: id maps and the helper processes run inside a user namespace;
-//!    the per-user cache of built base OS tarballs.
+//! 7. `userns`, `baseos_cache`, `wheels_file`: id maps and the helper processes run inside a
+//!    user namespace; the per-user cache of built base OS tarballs; a group build's wheels file.
 //! 8. `store`: the store's layout, base OSes, instances, workspaces and locks.
-//! 9. `sandbox`, `sudo`, `cli`: running a command in an instance; the sudo wrapper; the command
-//!    line's definition.
+//! 9. `sandbox`, `sudo`, `cli`, `sources`: running a command in an instance; the sudo wrapper;
+//!    the command line's definition; sdists from a package index, cached in the store, and
+//!    unpacked safely.
 //! 10. `baseos`: loading base OSes (import, recipes, images).
 //! 11. `branch`: a branch's package refresh.
 //! 12. `build`: the build pipeline.
@@ -53,11 +54,13 @@ pub mod project;
 pub mod recipe;
 pub mod sandbox;
 pub mod single_uid;
+pub mod sources;
 pub mod store;
 pub mod sudo;
 pub mod sys;
 pub mod target;
 pub mod toolchain;
 pub mod userns;
+pub mod wheels_file;
 
 pub use error::{Error, Result};

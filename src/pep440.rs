@@ -132,6 +132,11 @@ impl Specifier {
         }
     }
 
+    /// Whether a package version (`1.2.3`, `1.2.3.post1`) is allowed: its release is compared.
+    pub fn admits_version(&self, version: &str) -> bool {
+        parse_release(version).is_some_and(|v| self.admits(&v))
+    }
+
     fn admits(&self, v: &[u64]) -> bool {
         self.clauses.iter().all(|c| {
             let ord = cmp_release(v, &c.release);

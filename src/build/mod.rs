@@ -38,8 +38,11 @@ use plan::{Loaded, Offer};
 use report::{Outcome, Report, TargetResult};
 use worker::{BaseRef, Job, OUT_INSIDE, PROJECT_INSIDE};
 
-/// `pookie-ns build`, in six phases: read the request → resolve the targets → ensure their base OSes
-/// → make one job per target → run the workers → deliver the wheels and the report.
+/// `pookie-ns build`, in phases: check the settings → resolve the bundles (directories, sdists,
+/// requirements) → plan each bundle (read its project → resolve its targets → ensure their base
+/// OSes → make one job per target) → run the workers of all bundles → deliver the wheels and the
+/// report. A group (several bundles, or a wheels file) is one plan: the base OSes, instances and
+/// before-all layers its packages share are made once, and the workers run in parallel across all.
 pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
     let started = Instant::now();
     let ui = Ui {
@@ -47,30 +50,60 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         quiet: cli.quiet || cli.json,
         say: !cli.quiet,
     };
-    let mut request = read_request(config, args, ui)?;
-    let targets = match resolve_targets(config, store, args, &mut request, ui)? {
-        Resolution::Targets(t) => t,
-        Resolution::Done(code) => return Ok(code),
-    };
-    ensure_base_oses(config, store, &targets, ui)?;
-    let jobs = make_jobs(store, args, &request, &targets, ui)?;
-    let results = run_workers(config, store, cli, &jobs, request.jobs, ui.quiet)?;
+    let jobs_n = check_settings(config, args)?;
+    let bundles = resolve_bundles(config, store, args, ui.say)?;
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut projects: Vec<String> = Vec::new();
+    let mut output_dir = None;
+    for b in &bundles.list {
+        let Some(p) = plan_bundle(config, store, b, ui)? else {
+            continue;
+        };
+        if projects.contains(&p.name) {
+            return Err(Error::usage(format!(
+                "{} is named twice in this build (as project {}); name each package once",
+                b.shown, p.name
+            )));
+        }
+        projects.push(p.name);
+        jobs.extend(p.jobs);
+        skipped.extend(p.skipped);
+        output_dir = output_dir.or(p.output_dir);
+    }
+    if args.print_build_identifiers || jobs.is_empty() {
+        return Ok(0);
+    }
+    let results = run_workers(config, store, cli, &jobs, jobs_n, ui.quiet)?;
     let interrupted = crate::process::interrupted();
     if interrupted.is_some() {
         // Workers killed after the grace period leave their workspaces: their owners are gone.
         store.sweep_stale()?;
     }
-    deliver(
-        store,
-        args,
-        cli,
-        request,
-        targets.skipped,
-        &jobs,
-        results,
+    let group = args.wheels_file.is_some() || bundles.list.len() > 1;
+    let delivery = Delivery {
+        project_name: if group {
+            bundles.group_name.clone()
+        } else {
+            projects[0].clone()
+        },
+        bundle: match (&args.wheels_file, group) {
+            (Some(f), true) => std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
+            _ => bundles.list[0].dir.clone(),
+        },
+        group,
+        output_dir,
+        skipped,
+        sources: bundles
+            .list
+            .iter()
+            .filter_map(|b| b.source.clone())
+            .collect(),
+        jobs_n,
         started,
         interrupted,
-    )
+    };
+    deliver(store, args, cli, delivery, &jobs, results)
 }
 
 /// How the build talks: progress bars (`!quiet`, with --json too) and messages (`say`, not
@@ -81,21 +114,9 @@ struct Ui {
     say: bool,
 }
 
-/// What the user asked for, checked before anything runs: the bundle, its project (with
-/// cibuildwheel's configuration applied) and the build's own settings.
-struct Request {
-    bundle: PathBuf,
-    project: Project,
-    project_name: String,
-    /// Workers at a time (`--jobs`).
-    jobs: usize,
-    allow_empty: bool,
-    keep_failed: bool,
-}
-
-/// Phase 1: the branch, the bundle and its configuration — cibuildwheel's file, then the
-/// `CIBW_*` variables, then the command line.
-fn read_request(config: &Config, args: &BuildArgs, ui: Ui) -> Result<Request> {
+/// The settings every bundle shares, checked before anything runs: the branch, and `--jobs`
+/// (returned: workers at a time).
+fn check_settings(config: &Config, args: &BuildArgs) -> Result<usize> {
     store::check_name(&args.branch)?;
     let branches = branch::branches(&config.config_dir);
     if !branches.contains(&args.branch) {
@@ -106,21 +127,75 @@ fn read_request(config: &Config, args: &BuildArgs, ui: Ui) -> Result<Request> {
             branch::list_path(&config.config_dir, &args.branch).display()
         )));
     }
-    let bundle = std::fs::canonicalize(&args.bundle)
-        .map_err(|e| Error::usage(format!("bundle {}: {e}", args.bundle.display())))?;
-    if !bundle.join("pyproject.toml").is_file() && !bundle.join("setup.py").is_file() {
-        return Err(Error::usage(format!(
-            "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
-            bundle.display()
-        )));
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if jobs == 0 {
+        return Err(Error::usage("--jobs must be at least 1"));
     }
+    Ok(jobs)
+}
+
+/// One bundle's part of the plan: its project's name, its jobs (their job.json written) and
+/// the targets it leaves out.
+struct BundlePlan {
+    name: String,
+    jobs: Vec<Job>,
+    skipped: Vec<plan::Skipped>,
+    /// The project's own output dir (cibuildwheel's `output-dir`).
+    output_dir: Option<String>,
+}
+
+/// Plans one bundle: its project read, its targets resolved, the base OSes they need loaded on
+/// first use, one job per target. `None` when there is nothing to run (identifiers printed, or
+/// nothing left and --allow-empty).
+fn plan_bundle(config: &Config, store: &Store, b: &Bundle, ui: Ui) -> Result<Option<BundlePlan>> {
+    let mut request = read_project(b, ui)?;
+    let targets = match resolve_targets(config, store, &b.args, &mut request, ui)? {
+        Resolution::Targets(t) => t,
+        Resolution::Done => return Ok(None),
+    };
+    ensure_base_oses(config, store, &targets, ui)?;
+    let jobs = make_jobs(store, &b.args, &request, &targets, ui)?;
+    Ok(Some(BundlePlan {
+        output_dir: request.project.config.output_dir.clone(),
+        name: request.project_name,
+        jobs,
+        skipped: targets.skipped,
+    }))
+}
+
+/// One bundle's project, as its configuration describes it.
+struct Request {
+    bundle: PathBuf,
+    project: Project,
+    project_name: String,
+    allow_empty: bool,
+    keep_failed: bool,
+}
+
+/// A bundle's project and its configuration: cibuildwheel's file, then the `CIBW_*` variables,
+/// then the command line (with a wheels file's settings for the package applied).
+fn read_project(b: &Bundle, ui: Ui) -> Result<Request> {
+    let args = &b.args;
+    let bundle = b.dir.clone();
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config_file = args
         .config_file
         .as_ref()
         .filter(|f| !f.is_empty())
         .map(|f| PathBuf::from(f.replace("{package}", &bundle.to_string_lossy())));
-    let project = Project::load(&bundle, config_file.as_deref(), &env)?;
+    let mut project = Project::load(&bundle, config_file.as_deref(), &env)?;
+    // An sdist's project without a `[project] name` (setup.py metadata) is named as the sdist.
+    if project.name.is_none() {
+        project.name = b
+            .source
+            .as_ref()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty());
+    }
     if let Some(p) = &args.platform {
         if !matches!(p.as_str(), "linux" | "auto") {
             return Err(Error::usage(format!(
@@ -133,21 +208,12 @@ fn read_request(config: &Config, args: &BuildArgs, ui: Ui) -> Result<Request> {
             eprintln!("pookie-ns: note: {note}");
         }
     }
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if jobs == 0 {
-        return Err(Error::usage("--jobs must be at least 1"));
-    }
     Ok(Request {
         allow_empty: args.allow_empty || project.config.allow_empty,
         keep_failed: args.keep_failed || project.config.keep_failed,
         project_name: project_dir_name(&project, &bundle),
         bundle,
         project,
-        jobs,
     })
 }
 
@@ -164,11 +230,11 @@ struct Targets {
     images: std::collections::BTreeMap<String, image::ImageTarget>,
 }
 
-/// What target resolution ends in: targets to build, or an answer already given (the
-/// identifiers printed, or an allowed empty selection) with its exit status.
+/// What target resolution ends in: targets to build, or nothing to run (the identifiers
+/// printed, or an allowed empty selection).
 enum Resolution {
     Targets(Targets),
-    Done(i32),
+    Done,
 }
 
 /// Phase 2: the targets (platforms × CPythons, selected by build/skip and requires-python), the
@@ -265,7 +331,7 @@ fn resolve_targets(
             if ui.say {
                 eprintln!("pookie-ns: {e}; nothing to build (allowed by --allow-empty)");
             }
-            return Ok(Resolution::Done(0));
+            return Ok(Resolution::Done);
         }
         p => p.map_err(Error::usage)?,
     };
@@ -274,7 +340,7 @@ fn resolve_targets(
         for p in &planned {
             println!("{}", p.target.identifier());
         }
-        return Ok(Resolution::Done(0));
+        return Ok(Resolution::Done);
     }
     // How each target builds, and with which toolchain. A cross build runs on the host-arch
     // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
@@ -452,6 +518,7 @@ fn make_jobs(
         let repair_policy =
             repair_policy(&p.target, toolchain.as_ref()).or_else(|| image.and_then(|i| i.policy()));
         let job = Job {
+            project: request.project_name.clone(),
             repair_policy,
             interpreter,
             target: p.target.clone(),
@@ -507,25 +574,37 @@ fn resolve_toolchain(
         .map_err(|e| Error::usage(format!("toolchain {}: {e}", t.origin)))
 }
 
-/// Phase 6: the wheels of the targets that passed go to `--out`; the report is written
+/// What the report of a build (one project, or a group) says besides its targets.
+struct Delivery {
+    /// The directory name in `output/<branch>/`: the project's, or `group-<wheels file>`.
+    project_name: String,
+    /// The project directory, or the wheels file of a group.
+    bundle: PathBuf,
+    group: bool,
+    /// The first project's own output dir (cibuildwheel's `output-dir`).
+    output_dir: Option<String>,
+    skipped: Vec<plan::Skipped>,
+    sources: Vec<crate::sources::SourceRecord>,
+    jobs_n: usize,
+    started: Instant,
+    interrupted: Option<nix::sys::signal::Signal>,
+}
+
+/// The last phase: the wheels of the targets that passed go to `--out`; the report is written
 /// (`report.json`), printed (a table, or JSON with --json) and summed up; the exit status
 /// follows (0, 1 when a target failed, 128 + N when a signal stopped the build).
-#[allow(clippy::too_many_arguments)]
 fn deliver(
     store: &Store,
     args: &BuildArgs,
     cli: &Cli,
-    request: Request,
-    skipped: Vec<plan::Skipped>,
+    d: Delivery,
     jobs: &[Job],
     mut results: Vec<TargetResult>,
-    started: Instant,
-    interrupted: Option<nix::sys::signal::Signal>,
 ) -> Result<i32> {
     let out = &args
         .out
         .clone()
-        .or_else(|| request.project.config.output_dir.clone().map(PathBuf::from))
+        .or_else(|| d.output_dir.clone().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("dist"));
     if results.iter().any(|r| r.result.ok()) {
         std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
@@ -539,19 +618,22 @@ fn deliver(
         }
     }
     let failed = results.iter().filter(|r| !r.result.ok()).count();
+    let out_root = output_dir(store, &args.branch, &d.project_name);
+    crate::sys::mkdir_p(&out_root, 0o755)?;
     let report = Report {
-        bundle: request.bundle,
-        project: request.project_name.clone(),
+        bundle: d.bundle,
+        project: d.project_name,
         branch: args.branch.clone(),
         out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
-        jobs: request.jobs,
-        total_secs: started.elapsed().as_secs_f64(),
+        jobs: d.jobs_n,
+        total_secs: d.started.elapsed().as_secs_f64(),
         passed: results.len() - failed,
         failed,
-        skipped,
+        skipped: d.skipped,
         targets: results,
+        sources: d.sources,
     };
-    let report_path = output_dir(store, &args.branch, &request.project_name).join("report.json");
+    let report_path = out_root.join("report.json");
     store::write_json(&report_path, &report)?;
     if cli.json {
         println!(
@@ -564,7 +646,10 @@ fn deliver(
     for t in report.targets.iter().filter(|t| !t.result.ok()) {
         eprintln!(
             "pookie-ns: {}: {}{}; log: {}",
-            t.target,
+            match (&t.project, d.group) {
+                (Some(p), true) => format!("{p}/{}", t.target),
+                _ => t.target.clone(),
+            },
             t.result.label(),
             t.error
                 .as_ref()
@@ -583,7 +668,7 @@ fn deliver(
             report.passed,
             report.failed,
             report.total_secs,
-            interrupted
+            d.interrupted
                 .map(|s| format!(", interrupted by {s}"))
                 .unwrap_or_default(),
             report.out.display(),
@@ -591,10 +676,161 @@ fn deliver(
         );
     }
     // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
-    Ok(match interrupted {
+    Ok(match d.interrupted {
         Some(sig) => 128 + sig as i32,
         None if failed == 0 => 0,
         None => 1,
+    })
+}
+
+/// One thing to build, made a project directory.
+struct Bundle {
+    /// As the user wrote it (a path, a requirement).
+    shown: String,
+    /// The project directory: the user's own, or an unpacked sdist in the store's `tmp/`.
+    dir: PathBuf,
+    /// The command line with a wheels file's settings for this package applied.
+    args: BuildArgs,
+    source: Option<crate::sources::SourceRecord>,
+}
+
+struct Bundles {
+    list: Vec<Bundle>,
+    /// A group build's directory name in `output/<branch>/`: `group-<wheels file's stem>`.
+    group_name: String,
+    /// The unpacked sdists, removed when the build is over.
+    _unpacked: Vec<crate::sources::Unpacked>,
+}
+
+/// What a bundle argument is.
+enum BundleKind {
+    Dir(PathBuf),
+    Sdist(PathBuf),
+    Requirement(crate::sources::Requirement),
+}
+
+/// The bundles of the command line and of the wheels file (`-r`), each made a project
+/// directory: a directory as it is, an sdist unpacked, a requirement resolved on the index (or
+/// the cache) to a verified sdist, then unpacked. Every argument is checked before anything is
+/// fetched. A wheels file's settings for a package stand in for the command-line flags of the
+/// same meaning (`test-command` for `--test`, `targets` for `--target` ...).
+fn resolve_bundles(config: &Config, store: &Store, args: &BuildArgs, say: bool) -> Result<Bundles> {
+    let mut wanted: Vec<(String, BuildArgs)> = args
+        .bundles
+        .iter()
+        .map(|b| (b.clone(), args.clone()))
+        .collect();
+    let mut group_name = "group".to_string();
+    if let Some(file) = &args.wheels_file {
+        for p in crate::wheels_file::load(file)? {
+            let mut a = args.clone();
+            if let Some(c) = &p.test_command {
+                a.test = Some(c.clone());
+            }
+            if !p.test_requires.is_empty() {
+                a.test_requires = p.test_requires.clone();
+            }
+            if let Some(c) = &p.before_all {
+                a.before_all = Some(c.clone());
+            }
+            if !p.targets.is_empty() {
+                a.target = p.targets.clone();
+                a.archs = None;
+            }
+            if let Some(x) = &p.archs {
+                a.archs = Some(x.clone());
+                a.target.clear();
+            }
+            wanted.push((p.bundle(), a));
+        }
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        group_name = project_dir_name(
+            &Project {
+                name: Some(format!("group-{stem}")),
+                ..Project::default()
+            },
+            file,
+        );
+    }
+    let mut kinds = Vec::new();
+    for (text, _) in &wanted {
+        let path = Path::new(text);
+        let kind = if crate::sources::is_sdist_path(text) {
+            if !path.is_file() {
+                return Err(Error::usage(format!("sdist {text}: no such file")));
+            }
+            BundleKind::Sdist(path.to_path_buf())
+        } else if path.is_dir() || text.contains('/') || text.starts_with('.') {
+            let dir = std::fs::canonicalize(path)
+                .map_err(|e| Error::usage(format!("bundle {text}: {e}")))?;
+            if !dir.join("pyproject.toml").is_file() && !dir.join("setup.py").is_file() {
+                return Err(Error::usage(format!(
+                    "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
+                    dir.display()
+                )));
+            }
+            BundleKind::Dir(dir)
+        } else {
+            BundleKind::Requirement(crate::sources::Requirement::parse(text).map_err(|e| {
+                Error::usage(format!(
+                    "{e} (a bundle is a project directory, an sdist .tar.gz, or a requirement)"
+                ))
+            })?)
+        };
+        kinds.push(kind);
+    }
+    let sources = crate::sources::Sources::new(store, args.index_url.as_deref(), args.offline);
+    let mut list = Vec::new();
+    let mut unpacked = Vec::new();
+    for ((shown, a), kind) in wanted.into_iter().zip(kinds) {
+        let (sdist, source) = match kind {
+            BundleKind::Dir(dir) => {
+                list.push(Bundle {
+                    shown,
+                    dir,
+                    args: a,
+                    source: None,
+                });
+                continue;
+            }
+            BundleKind::Sdist(path) => {
+                let record = crate::sources::local_record(&path, &shown)?;
+                (path, record)
+            }
+            BundleKind::Requirement(req) => {
+                let (path, record) = sources.resolve(&req)?;
+                if say {
+                    eprintln!(
+                        "pookie-ns: {shown}: {} {} ({}sha256 {})",
+                        record.name,
+                        record.version,
+                        if record.from_cache {
+                            "from the cache, "
+                        } else {
+                            ""
+                        },
+                        record.sha256
+                    );
+                }
+                (path, record)
+            }
+        };
+        let (u, dir) = crate::sources::unpack_sdist(config, store, &sdist, &shown)?;
+        unpacked.push(u);
+        list.push(Bundle {
+            shown,
+            dir,
+            args: a,
+            source: Some(source),
+        });
+    }
+    Ok(Bundles {
+        list,
+        group_name,
+        _unpacked: unpacked,
     })
 }
 

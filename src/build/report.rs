@@ -54,6 +54,9 @@ pub enum BeforeAll {
 /// One target's outcome and figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetResult {
+    /// The project the target belongs to (a group build has several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// The identifier (`cp311-manylinux_aarch64`), or `cp311-manylinux_2_28_aarch64` when a
     /// policy was asked for.
     pub target: String,
@@ -155,6 +158,9 @@ pub struct Report {
     /// CPython for their arch), each with the reason.
     pub skipped: Vec<super::plan::Skipped>,
     pub targets: Vec<TargetResult>,
+    /// The sdists built (requirements resolved on the index, sdist files), with their hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::sources::SourceRecord>,
 }
 
 /// Combines the reports of several builds of one project and branch (one CI job per identifier,
@@ -177,7 +183,11 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
         merged.jobs = merged.jobs.max(r.jobs);
         skipped.extend(r.skipped);
         for t in r.targets {
-            match merged.targets.iter_mut().find(|m| m.target == t.target) {
+            match merged
+                .targets
+                .iter_mut()
+                .find(|m| m.target == t.target && m.project == t.project)
+            {
                 Some(m) => *m = t,
                 None => merged.targets.push(t),
             }
@@ -226,6 +236,11 @@ fn secs(v: Option<f64>) -> String {
 
 /// The report as a table, one line per target.
 pub fn table(report: &Report) -> String {
+    // A group build's targets are named with their project.
+    let group = report
+        .targets
+        .iter()
+        .any(|t| t.project.is_some() && t.project.as_deref() != Some(&report.project));
     let header = [
         "target",
         "python",
@@ -244,7 +259,10 @@ pub fn table(report: &Report) -> String {
         .iter()
         .map(|t| {
             [
-                t.target.clone(),
+                match (&t.project, group) {
+                    (Some(p), true) => format!("{p}/{}", t.target),
+                    _ => t.target.clone(),
+                },
                 t.python.clone(),
                 t.mode.to_string(),
                 t.toolchain.clone().unwrap_or_else(|| "-".into()),
@@ -293,6 +311,7 @@ mod tests {
 
     fn result(target: &str, outcome: Outcome) -> TargetResult {
         TargetResult {
+            project: None,
             target: target.into(),
             identifier: target.into(),
             arch: "x86_64".into(),
@@ -341,6 +360,7 @@ mod tests {
             passed: 1,
             failed: 1,
             skipped: vec![],
+            sources: vec![],
             targets: vec![
                 result("cp311-manylinux_x86_64", Outcome::Passed),
                 result("cp311-manylinux_aarch64", Outcome::TestFailed),
@@ -359,6 +379,7 @@ mod tests {
 
     fn report(targets: Vec<TargetResult>, skipped: &[&str], secs: f64) -> Report {
         Report {
+            sources: vec![],
             bundle: "/b".into(),
             project: "fastmath".into(),
             branch: "stable".into(),

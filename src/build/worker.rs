@@ -62,6 +62,9 @@ impl std::fmt::Display for BaseRef {
 /// Everything a worker needs for one target (`job.json`, written by `build`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
+    /// The project's directory name in the store (a group build has several).
+    #[serde(default)]
+    pub project: String,
     pub target: Target,
     pub mode: Mode,
     pub branch: String,
@@ -147,6 +150,7 @@ fn phase(name: &str) {
 
 pub(super) fn new_result(job: &Job) -> TargetResult {
     TargetResult {
+        project: Some(job.project.clone()).filter(|p| !p.is_empty()),
         target: job.target.name(),
         identifier: job.target.identifier(),
         arch: job.target.arch.uname().into(),
