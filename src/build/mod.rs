@@ -11,6 +11,7 @@
 //! `build.log`, `test.log`, `before-all.log`, `pookie-ns.log`, `wheelhouse/` and `result.json`;
 //! `output/<branch>/<project>/report.json` the whole report.
 
+pub mod backends;
 pub mod plan;
 pub mod report;
 pub mod worker;
@@ -262,7 +263,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     for (p, d) in planned.iter().zip(&decisions) {
         // The identifier's own options (overrides applied); command-line flags win.
         let identifier = p.target.identifier();
-        let o = project.options(&identifier)?;
+        let mut o = project.options(&identifier)?;
         let custom_build = args.build.clone().or_else(|| o.build_command.clone());
         let test_command = args.test.clone().or_else(|| o.test_command.clone());
         let test_requires = if args.test_requires.is_empty() {
@@ -293,7 +294,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             },
             ..test_base.clone()
         };
-        let toolchain = match d.toolchain {
+        let mut toolchain = match d.toolchain {
             Some(i) => {
                 let glibc = p
                     .target
@@ -315,6 +316,23 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             }
             None => None,
         };
+        // Build backends that need more than the toolchain's environment (backends.rs): Rust
+        // a compiler and the target's standard library in the toolchain layer, meson-python a
+        // cross file for a foreign arch, handed over as a config setting unless the project
+        // passes one of its own.
+        if let Some(t) = toolchain.as_mut().filter(|_| project.backend.rust) {
+            t.setup.push_str(&backends::rust_setup(p.target.arch));
+        }
+        let meson_cross =
+            project.backend.meson && toolchain.is_some() && !p.target.arch.is_native();
+        if meson_cross
+            && !o
+                .config_settings
+                .iter()
+                .any(|(k, v)| k == "setup-args" && v.contains("--cross-file"))
+        {
+            o.config_settings.push(backends::meson_setup_args());
+        }
         // With a toolchain, the default build command installs the build requirements natively
         // first and then builds without isolation (an isolated build would fetch them for the
         // target's platform).
@@ -335,6 +353,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             test_base,
             toolchain,
             install_build_requires,
+            meson_cross,
             bundle: bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),

@@ -72,6 +72,10 @@ pub struct Job {
     /// The default build command of a toolchain build: install the project's build
     /// requirements natively, before the cross environment is set, then build without isolation.
     pub install_build_requires: bool,
+    /// meson-python in cross mode: the build writes a Meson cross file from the toolchain's
+    /// environment (backends.rs) before the build command.
+    #[serde(default)]
+    pub meson_cross: bool,
     /// The project directory on the host (canonical); copied in, never written.
     pub bundle: PathBuf,
     /// Placeholders already substituted.
@@ -679,6 +683,9 @@ fn build_step(
     }
     if let Some(t) = &job.toolchain {
         body.push_str(&export_toolchain(t));
+        if job.meson_cross {
+            body.push_str(&super::backends::meson_cross_step(job.target.arch));
+        }
     }
     body.push_str(&format!(
         "echo {}\n{}\n",
