@@ -11,6 +11,10 @@ use std::path::Path;
 
 use common::{build_in, require, stderr, stdout, wheels, Runner, Who};
 
+/// The union of the examples' own before-all.
+const BEFORE_ALL: &str =
+    "apt-get install -y --no-install-recommends python3-pytest zlib1g-dev pkgconf";
+
 /// A root store with the cached forky tarballs where `build` loads them from.
 fn runner() -> Option<Runner> {
     if !require(common::is_root(), "the backends test runs as root") {
@@ -68,7 +72,9 @@ fn build_example(
 ) -> Vec<String> {
     let project = common::example_copy(r, name, name);
     let dist = r.store.parent().unwrap().join(format!("dist-{name}"));
-    let mut extra = vec!["--python"];
+    // One before-all for the three (what each example's own asks for, together): its layer
+    // is made once per instance of the shared store, not once per example.
+    let mut extra = vec!["--before-all", BEFORE_ALL, "--python"];
     extra.extend_from_slice(pythons);
     let (code, report, err) = build_in(r, &project, &["x86_64", "aarch64"], &extra, &dist);
     assert_eq!(code, 0, "{name}: {err}\n{report}");
