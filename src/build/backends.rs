@@ -3,6 +3,8 @@
 //! Rust a compiler with the target's standard library. Each is a shell script under `scripts/`
 //! (checked by shellcheck in CI), parameterised through environment variables set here.
 
+use std::path::Path;
+
 use crate::arch::Arch;
 use crate::toolchain::SYSROOT;
 
@@ -75,6 +77,27 @@ fn script_call(vars: &[(&str, &str)], script: &str) -> String {
     )
 }
 
+/// Whether the project may build an abi3 (limited-API) wheel: PyO3's `abi3` features in
+/// Cargo.toml, `py_limited_api` in setup.py, setup.cfg or pyproject.toml. Only a hint that
+/// decides whether `build` builds one target per arch first: the wheel's own tag decides
+/// ([`is_abi3_wheel`]).
+pub fn may_be_abi3(bundle: &Path) -> bool {
+    let has = |file: &str, needles: &[&str]| {
+        std::fs::read_to_string(bundle.join(file))
+            .is_ok_and(|text| needles.iter().any(|n| text.contains(n)))
+    };
+    has("Cargo.toml", &["abi3"])
+        || ["setup.py", "setup.cfg", "pyproject.toml"]
+            .iter()
+            .any(|f| has(f, &["py_limited_api", "py-limited-api"]))
+}
+
+/// A wheel file name whose ABI tag (the second tag from the end) is `abi3`.
+pub fn is_abi3_wheel(name: &str) -> bool {
+    let stem = name.strip_suffix(".whl").unwrap_or(name);
+    stem.rsplit('-').nth(1) == Some("abi3")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +117,33 @@ mod tests {
             "{r}"
         );
         assert_eq!(meson_machine(Arch::S390x).2, "big");
+    }
+
+    #[test]
+    fn abi3_wheels_and_projects() {
+        assert!(is_abi3_wheel(
+            "rustmath-0.1.0-cp39-abi3-manylinux_2_17_aarch64.whl"
+        ));
+        assert!(is_abi3_wheel("x-1.0-1-cp39-abi3-linux_x86_64.whl"));
+        assert!(!is_abi3_wheel(
+            "zcheck-0.1.0-cp314-cp314-manylinux_2_17_x86_64.whl"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!may_be_abi3(dir.path()));
+        std::fs::write(
+            dir.path().join("setup.py"),
+            "setup(ext_modules=[Extension('a', ['a.c'])])",
+        )
+        .unwrap();
+        assert!(!may_be_abi3(dir.path()));
+        std::fs::write(
+            dir.path().join("setup.cfg"),
+            "[bdist_wheel]\npy_limited_api = cp39\n",
+        )
+        .unwrap();
+        assert!(may_be_abi3(dir.path()));
+        let rust = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rust-ext");
+        assert!(may_be_abi3(&rust));
     }
 
     #[test]

@@ -354,6 +354,8 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             toolchain,
             install_build_requires,
             meson_cross,
+            prebuilt_wheel: None,
+            wheel_built_by: None,
             bundle: bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),
@@ -374,7 +376,11 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         jobs.push(job);
     }
 
-    let mut results = run_workers(config, store, cli, &jobs, jobs_n, quiet)?;
+    let mut results = if backends::may_be_abi3(&bundle) {
+        run_abi3_once(config, store, cli, &mut jobs, jobs_n, quiet)?
+    } else {
+        run_workers(config, store, cli, &jobs, jobs_n, quiet)?
+    };
     let interrupted = crate::process::interrupted();
     if interrupted.is_some() {
         // Workers killed after the grace period leave their workspaces: their owners are gone.
@@ -456,6 +462,72 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         None if failed == 0 => 0,
         None => 1,
     })
+}
+
+/// The workers of a project that may build an abi3 wheel: first one target per arch, policy and
+/// mode (its first CPython) builds; when its wheel is abi3 and passed, the other targets of that
+/// arch only test that wheel on their own CPythons; otherwise they build as usual. Results in
+/// the order of `jobs`.
+fn run_abi3_once(
+    config: &Config,
+    store: &Store,
+    cli: &Cli,
+    jobs: &mut [Job],
+    jobs_n: usize,
+    quiet: bool,
+) -> Result<Vec<TargetResult>> {
+    let same = |a: &Job, b: &Job| {
+        a.target.arch == b.target.arch && a.target.policy == b.target.policy && a.mode == b.mode
+    };
+    let firsts: Vec<usize> = (0..jobs.len())
+        .filter(|&i| !jobs[..i].iter().any(|j| same(j, &jobs[i])))
+        .collect();
+    if firsts.len() == jobs.len() {
+        return run_workers(config, store, cli, jobs, jobs_n, quiet);
+    }
+    let first_jobs: Vec<Job> = firsts.iter().map(|&i| jobs[i].clone()).collect();
+    let first_results = run_workers(config, store, cli, &first_jobs, jobs_n, quiet)?;
+    let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
+    let mut rest = Vec::new();
+    for i in 0..jobs.len() {
+        if let Some(k) = firsts.iter().position(|&f| f == i) {
+            results[i] = Some(first_results[k].clone());
+            continue;
+        }
+        let k = firsts
+            .iter()
+            .position(|&f| same(&jobs[f], &jobs[i]))
+            .expect("every target has a first of its kind");
+        let first = &first_results[k];
+        if let (true, Some(wheel)) = (first.result.ok(), &first.wheel) {
+            if backends::is_abi3_wheel(wheel) {
+                jobs[i].prebuilt_wheel = Some(jobs[firsts[k]].wheelhouse().join(wheel));
+                jobs[i].wheel_built_by = Some(first.target.clone());
+                store::write_json(&jobs[i].dir.join("job.json"), &jobs[i])?;
+            }
+        }
+        rest.push(i);
+    }
+    let rest_jobs: Vec<Job> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let rest_results = if crate::process::interrupted().is_some() {
+        rest_jobs
+            .iter()
+            .map(|j| {
+                let mut r = worker::new_result(j);
+                r.result = report::Outcome::Interrupted;
+                r
+            })
+            .collect()
+    } else {
+        run_workers(config, store, cli, &rest_jobs, jobs_n, quiet)?
+    };
+    for (k, &i) in rest.iter().enumerate() {
+        results[i] = Some(rest_results[k].clone());
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every target has a result"))
+        .collect())
 }
 
 /// How one target builds.

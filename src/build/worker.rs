@@ -76,6 +76,13 @@ pub struct Job {
     /// environment (backends.rs) before the build command.
     #[serde(default)]
     pub meson_cross: bool,
+    /// An abi3 wheel another target of the same arch built: this target only tests it on its
+    /// own CPython (set after that target's build, by `build`).
+    #[serde(default)]
+    pub prebuilt_wheel: Option<PathBuf>,
+    /// That target's name, for the report.
+    #[serde(default)]
+    pub wheel_built_by: Option<String>,
     /// The project directory on the host (canonical); copied in, never written.
     pub bundle: PathBuf,
     /// Placeholders already substituted.
@@ -181,6 +188,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         test_log: None,
         worker_log: job.worker_log(),
         kept_workspace: None,
+        wheel_built_by: job.wheel_built_by.clone(),
         error: None,
     }
 }
@@ -276,6 +284,9 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
         })
         .into_iter()
         .collect();
+    if let Some(built) = &job.prebuilt_wheel {
+        return test_prebuilt(config, store, job, built, &before_all, started, r);
+    }
     let cross = job.build_base != job.test_base;
     // A cross build's sysroot, and where its tests run: the target's own instance.
     let target = if cross {
@@ -332,6 +343,45 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             test
         }
     };
+    let Some(test) = test else {
+        r.result = Outcome::TestFailed;
+        return Ok(());
+    };
+    phase("test");
+    r.result = if test_step(config, store, job, &test, &wheel, test_command, r)? {
+        Outcome::Passed
+    } else {
+        Outcome::TestFailed
+    };
+    Ok(())
+}
+
+/// A target whose wheel another one built (abi3, the same arch): the wheel copied to this
+/// target's wheelhouse, then tested on the target's own base OS and CPython as after a build.
+fn test_prebuilt(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    built: &Path,
+    before_all: &[Setup],
+    started: Instant,
+    r: &mut TargetResult,
+) -> Result<()> {
+    let name = built
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::usage(format!("no wheel file name in {}", built.display())))?;
+    let wheelhouse = job.wheelhouse();
+    crate::sys::mkdir_p(&wheelhouse, 0o755)?;
+    let wheel = wheelhouse.join(&name);
+    std::fs::copy(built, &wheel).map_err(|e| Error::io("copy the abi3 wheel to", &wheel, e))?;
+    r.wheel = Some(name);
+    let Some(test_command) = &job.test_command else {
+        r.result = Outcome::Built;
+        return Ok(());
+    };
+    let test = prepare(config, store, job, &job.test_base, before_all, r)?;
+    r.prepare_secs = Some(started.elapsed().as_secs_f64());
     let Some(test) = test else {
         r.result = Outcome::TestFailed;
         return Ok(());
