@@ -53,9 +53,8 @@ pub fn meson_cross_step(arch: Arch) -> String {
     script_call(&vars, MESON_CROSS_SH)
 }
 
-/// The lines appended to a toolchain's setup for a Rust project: rustc, cargo and the target's
-/// standard library from the build machine's suite. Part of the setup's text, so a Rust
-/// project's toolchain layer is cached apart from a C project's.
+/// The setup script of a Rust project's toolchain build: rustc, cargo and the target's standard
+/// library from the build machine's suite, run once and cached as a layer over the toolchain's.
 pub fn rust_setup(arch: Arch) -> String {
     let vars = [
         ("POOKIE_NS_RUST_DEBARCH", arch.debian()),

@@ -294,7 +294,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             },
             ..test_base.clone()
         };
-        let mut toolchain = match d.toolchain {
+        let toolchain = match d.toolchain {
             Some(i) => {
                 let glibc = p
                     .target
@@ -317,12 +317,11 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             None => None,
         };
         // Build backends that need more than the toolchain's environment (backends.rs): Rust
-        // a compiler and the target's standard library in the toolchain layer, meson-python a
+        // a compiler and the target's standard library in a layer over the toolchain's, meson-python a
         // cross file for a foreign arch, handed over as a config setting unless the project
         // passes one of its own.
-        if let Some(t) = toolchain.as_mut().filter(|_| project.backend.rust) {
-            t.setup.push_str(&backends::rust_setup(p.target.arch));
-        }
+        let rust_setup = (project.backend.rust && toolchain.is_some())
+            .then(|| backends::rust_setup(p.target.arch));
         let meson_cross =
             project.backend.meson && toolchain.is_some() && !p.target.arch.is_native();
         if meson_cross
@@ -354,6 +353,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
             toolchain,
             install_build_requires,
             meson_cross,
+            rust_setup,
             prebuilt_wheel: None,
             wheel_built_by: None,
             bundle: bundle.clone(),

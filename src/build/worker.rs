@@ -76,6 +76,10 @@ pub struct Job {
     /// environment (backends.rs) before the build command.
     #[serde(default)]
     pub meson_cross: bool,
+    /// A Rust project's toolchain build: the script that installs rustc, cargo and the target's
+    /// standard library (backends.rs), cached as a layer over the toolchain's.
+    #[serde(default)]
+    pub rust_setup: Option<String>,
     /// An abi3 wheel another target of the same arch built: this target only tests it on its
     /// own CPython (set after that target's build, by `build`).
     #[serde(default)]
@@ -238,6 +242,8 @@ struct Setup<'a> {
     /// More of what the layer depends on (before-all: the project's `environment`, exported
     /// while it runs); empty for none.
     salt: &'a str,
+    /// Appended to the log's name (`toolchain-rust.log`), for a second layer of one kind.
+    log_suffix: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +287,7 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             kind: SetupKind::BeforeAll,
             script,
             salt: &env_salt,
+            log_suffix: "",
         })
         .into_iter()
         .collect();
@@ -306,7 +313,18 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             kind: SetupKind::Toolchain,
             script: &t.setup,
             salt: "",
+            log_suffix: "",
         });
+        // A Rust project's compiler and target std: a layer of its own over the toolchain's,
+        // which C projects of the same store share.
+        if let Some(rust) = &job.rust_setup {
+            build_setups.push(Setup {
+                kind: SetupKind::Toolchain,
+                script: rust,
+                salt: "",
+                log_suffix: "-rust",
+            });
+        }
     }
     build_setups.extend(before_all.iter().copied());
     let build = prepare(config, store, job, &job.build_base, &build_setups, r)?;
@@ -508,11 +526,12 @@ fn setup_layer(
 
 /// The log of a setup on `base`: `before-all.log`, or `before-all-arm64.log` for the target's
 /// instance of a cross build (whose build instance has a before-all of its own).
-fn setup_log(job: &Job, base: &BaseOs, kind: SetupKind) -> PathBuf {
+fn setup_log(job: &Job, base: &BaseOs, setup: &Setup) -> PathBuf {
+    let name = format!("{}{}", setup.kind.name(), setup.log_suffix);
     if job.build_base != job.test_base && base.arch == job.test_base.arch {
-        job.dir.join(format!("{}-{}.log", kind.name(), base.arch))
+        job.dir.join(format!("{name}-{}.log", base.arch))
     } else {
-        job.dir.join(format!("{}.log", kind.name()))
+        job.dir.join(format!("{name}.log"))
     }
 }
 
@@ -544,7 +563,7 @@ fn run_setup(
         std::process::id()
     ));
     let what = setup.kind.name();
-    let log = setup_log(job, base, setup.kind);
+    let log = setup_log(job, base, setup);
     match setup.kind {
         SetupKind::Toolchain => r.toolchain_log = Some(log.clone()),
         SetupKind::BeforeAll => r.before_all_log = Some(log.clone()),

@@ -1,5 +1,5 @@
-# Rust for a build of a Rust extension (maturin, setuptools-rust), appended to the toolchain's
-# setup and cached with it in the toolchain layer of the build machine's instance: the suite's
+# Rust for a build of a Rust extension (maturin, setuptools-rust), run once and cached as a layer
+# over the toolchain's in the build machine's instance: the suite's
 # own rustc and cargo, and the target's Rust standard library from the same suite
 # (libstd-rust-dev:<arch>, co-installable through Debian's multiarch; rustc finds it under
 # /usr/lib/rustlib/<rust target>/). No rustup, nothing from outside the Debian archive; the
