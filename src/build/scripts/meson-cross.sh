@@ -15,7 +15,7 @@
 # _PYTHON_HOST_PLATFORM, the wheel's platform tag.
 
 set -eu
-set -f # the words of CC, CFLAGS ... are split, never globbed
+set -f # the words of CC, CFLAGS ... are split on blanks (quotes inside them are not honoured), never globbed
 
 # A shell string of words as a Meson array: 'a b' -> ['a', 'b'].
 meson_array() {
