@@ -12,6 +12,58 @@ use crate::target::{parse_platform, Platform, Selector};
 // The build frontend and the build mode are options of the configuration layer below.
 pub use crate::cibw::{Frontend, Mode};
 
+/// The build backend, as far as a cross build cares: Meson needs a cross file, Rust a compiler
+/// with the target's standard library.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// `build-backend = "mesonpy"` (meson-python).
+    pub meson: bool,
+    /// maturin, or setuptools-rust among the build requirements.
+    pub rust: bool,
+}
+
+impl Backend {
+    /// Reads `[build-system]` of a pyproject.toml's text; anything unreadable is no backend of
+    /// these (the configuration parser reports a broken file).
+    pub fn of(pyproject: &str) -> Backend {
+        let Ok(doc) = pyproject.parse::<toml::Table>() else {
+            return Backend::default();
+        };
+        let Some(system) = doc.get("build-system").and_then(|v| v.as_table()) else {
+            return Backend::default();
+        };
+        let backend = system
+            .get("build-backend")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        // A requirement's name: up to the first character that cannot be in one, normalised
+        // as PEP 503 does.
+        let names: Vec<String> = system
+            .get("requires")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .map(|r| {
+                r.trim()
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+                    .replace(['_', '.'], "-")
+            })
+            .collect();
+        Backend {
+            meson: backend == "mesonpy",
+            rust: backend == "maturin"
+                || backend.starts_with("maturin.")
+                || names
+                    .iter()
+                    .any(|n| n == "setuptools-rust" || n == "maturin"),
+        }
+    }
+}
+
 /// The checked project configuration: cibuildwheel's options and `[tool.pookie-ns]`'s, resolved
 /// by [`crate::cibw`] (which documents the precedence), with what holds for the whole run
 /// unpacked here and the per-identifier options behind [`Project::options`].
@@ -24,6 +76,8 @@ pub struct Project {
     pub archs: Vec<Platform>,
     pub mode: Option<Mode>,
     pub compiler: Option<crate::toolchain::Compiler>,
+    /// What `[build-system]` says builds the wheel (which cross-build hooks a toolchain build needs).
+    pub backend: Backend,
     /// Everything else (per identifier, notes, requires-python, test-skip ...).
     pub config: crate::cibw::Resolved,
 }
@@ -83,6 +137,7 @@ impl Project {
             archs,
             mode: config.mode,
             compiler: config.compiler,
+            backend: Backend::of(pyproject.unwrap_or(text)),
             config,
         })
     }
@@ -170,6 +225,29 @@ mod tests {
 
     fn parse(text: &str) -> Result<Project, ConfigError> {
         Project::parse(Path::new("/b/pyproject.toml"), text)
+    }
+
+    #[test]
+    fn the_backend_is_read_from_build_system() {
+        let of = |t: &str| Backend::of(&format!("[build-system]\n{t}\n"));
+        assert_eq!(
+            of("requires = [\"meson-python>=0.16\"]\nbuild-backend = \"mesonpy\""),
+            Backend {
+                meson: true,
+                rust: false
+            }
+        );
+        assert!(of("requires = [\"maturin>=1.9,<2\"]\nbuild-backend = \"maturin\"").rust);
+        assert!(of("requires = [\"setuptools\", \"Setuptools_Rust>=1.5\"]").rust);
+        assert_eq!(
+            of("requires = [\"setuptools>=61\", \"Cython>=3\"]"),
+            Backend::default()
+        );
+        // No [build-system], or a file that does not parse: none of them.
+        assert_eq!(Backend::of("[project]\nname = \"x\"\n"), Backend::default());
+        assert_eq!(Backend::of("[build-system"), Backend::default());
+        let p = parse("[build-system]\nbuild-backend = \"mesonpy\"\n").unwrap();
+        assert!(p.backend.meson);
     }
 
     #[test]

@@ -687,7 +687,7 @@ pub fn base_env(network: bool) -> Vec<(String, String)> {
     env
 }
 
-/// Tells TLS clients (OpenSSL, pip, requests, curl, git) to trust the host's CA bundle, which a
+/// Tells TLS clients (OpenSSL, pip, requests, curl, git, cargo) to trust the host's CA bundle, which a
 /// networked sandbox sees at [`HOST_CA_INSIDE`] (the rootfs's own bundle stays untouched, so a
 /// committed `apt-get install ca-certificates` still works).
 fn ca_env() -> Vec<(String, String)> {
@@ -697,6 +697,8 @@ fn ca_env() -> Vec<(String, String)> {
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "GIT_SSL_CAINFO",
+        // cargo's libcurl is built with a default CA file that outranks SSL_CERT_FILE.
+        "CARGO_HTTP_CAINFO",
     ]
     .iter()
     .map(|k| (k.to_string(), HOST_CA_INSIDE.to_string()))

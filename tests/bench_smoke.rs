@@ -78,9 +78,9 @@ fn quick_bench_prints_every_row() {
             assert!(ratio.ends_with('×'), "row {key}: ratio {ratio:?}");
         }
     }
-    // The wheel-matrix rows and the group build take many minutes: --quick prints them with
-    // the reason.
-    for key in ["6", "7", "10"] {
+    // The wheel-matrix rows, the group build and the Rust row take many minutes: --quick prints
+    // them with the reason.
+    for key in ["6", "7", "10", "11"] {
         let prefix = format!("| {key}. ");
         let line = stdout
             .lines()

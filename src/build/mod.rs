@@ -11,6 +11,7 @@
 //! `build.log`, `test.log`, `before-all.log`, `pookie-ns.log`, `wheelhouse/` and `result.json`;
 //! `output/<branch>/<project>/report.json` the whole report.
 
+pub mod backends;
 pub mod image;
 pub mod plan;
 pub mod report;
@@ -56,6 +57,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let mut skipped = Vec::new();
     let mut projects: Vec<String> = Vec::new();
     let mut output_dir = None;
+    let mut abi3_projects = Vec::new();
     for b in &bundles.list {
         let Some(p) = plan_bundle(config, store, b, ui)? else {
             continue;
@@ -66,6 +68,9 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
                 b.shown, p.name
             )));
         }
+        if backends::may_be_abi3(&b.dir) {
+            abi3_projects.push(p.name.clone());
+        }
         projects.push(p.name);
         jobs.extend(p.jobs);
         skipped.extend(p.skipped);
@@ -74,7 +79,19 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     if args.print_build_identifiers || jobs.is_empty() {
         return Ok(0);
     }
-    let results = run_workers(config, store, cli, &jobs, jobs_n, ui.quiet)?;
+    let results = if abi3_projects.is_empty() {
+        run_workers(config, store, cli, &jobs, jobs_n, ui.quiet)?
+    } else {
+        run_abi3_once(
+            config,
+            store,
+            cli,
+            &mut jobs,
+            &abi3_projects,
+            jobs_n,
+            ui.quiet,
+        )?
+    };
     let interrupted = crate::process::interrupted();
     if interrupted.is_some() {
         // Workers killed after the grace period leave their workspaces: their owners are gone.
@@ -463,7 +480,7 @@ fn make_jobs(
     let mut jobs = Vec::new();
     for (p, d) in targets.planned.iter().zip(&targets.decisions) {
         let identifier = p.target.identifier();
-        let o = project.options(&identifier)?;
+        let mut o = project.options(&identifier)?;
         let custom_build = args.build.clone().or_else(|| o.build_command.clone());
         let test_command = args.test.clone().or_else(|| o.test_command.clone());
         let test_requires = if args.test_requires.is_empty() {
@@ -498,6 +515,22 @@ fn make_jobs(
             Some(i) => Some(resolve_toolchain(&targets.toolchains[i], &p.target)?),
             None => None,
         };
+        // Build backends that need more than the toolchain's environment (backends.rs): Rust
+        // a compiler and the target's standard library in a layer over the toolchain's, meson-python a
+        // cross file for a foreign arch, handed over as a config setting unless the project
+        // passes one of its own.
+        let rust_setup = (project.backend.rust && toolchain.is_some())
+            .then(|| backends::rust_setup(p.target.arch));
+        let meson_cross =
+            project.backend.meson && toolchain.is_some() && !p.target.arch.is_native();
+        if meson_cross
+            && !o
+                .config_settings
+                .iter()
+                .any(|(k, v)| k == "setup-args" && v.contains("--cross-file"))
+        {
+            o.config_settings.push(backends::meson_setup_args());
+        }
         // With a toolchain, the default build command installs the build requirements natively
         // first and then builds without isolation (an isolated build would fetch them for the
         // target's platform).
@@ -528,6 +561,10 @@ fn make_jobs(
             test_base,
             toolchain,
             install_build_requires,
+            meson_cross,
+            rust_setup,
+            prebuilt_wheel: None,
+            wheel_built_by: None,
             bundle: request.bundle.clone(),
             build_command: sub(&build_command),
             before_all: before_all.as_deref().map(sub),
@@ -832,6 +869,80 @@ fn resolve_bundles(config: &Config, store: &Store, args: &BuildArgs, say: bool) 
         group_name,
         _unpacked: unpacked,
     })
+}
+
+/// The workers of a build with projects that may build an abi3 wheel (`abi3_projects`): of
+/// each, first one target per arch, policy and mode (its first CPython) builds; when its wheel is abi3 and passed, the other targets of that
+/// arch only test that wheel on their own CPythons; otherwise they build as usual. Results in
+/// the order of `jobs`.
+fn run_abi3_once(
+    config: &Config,
+    store: &Store,
+    cli: &Cli,
+    jobs: &mut [Job],
+    abi3_projects: &[String],
+    jobs_n: usize,
+    quiet: bool,
+) -> Result<Vec<TargetResult>> {
+    let same = |a: &Job, b: &Job| {
+        a.project == b.project
+            && a.target.arch == b.target.arch
+            && a.target.policy == b.target.policy
+            && a.mode == b.mode
+    };
+    // Every target of a project that cannot build abi3 wheels is a first.
+    let firsts: Vec<usize> = (0..jobs.len())
+        .filter(|&i| {
+            !abi3_projects.contains(&jobs[i].project)
+                || !jobs[..i].iter().any(|j| same(j, &jobs[i]))
+        })
+        .collect();
+    if firsts.len() == jobs.len() {
+        return run_workers(config, store, cli, jobs, jobs_n, quiet);
+    }
+    let first_jobs: Vec<Job> = firsts.iter().map(|&i| jobs[i].clone()).collect();
+    let first_results = run_workers(config, store, cli, &first_jobs, jobs_n, quiet)?;
+    let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
+    let mut rest = Vec::new();
+    for i in 0..jobs.len() {
+        if let Some(k) = firsts.iter().position(|&f| f == i) {
+            results[i] = Some(first_results[k].clone());
+            continue;
+        }
+        let k = firsts
+            .iter()
+            .position(|&f| same(&jobs[f], &jobs[i]))
+            .expect("every target has a first of its kind");
+        let first = &first_results[k];
+        if let (true, Some(wheel)) = (first.result.ok(), &first.wheel) {
+            if backends::is_abi3_wheel(wheel) {
+                jobs[i].prebuilt_wheel = Some(jobs[firsts[k]].wheelhouse().join(wheel));
+                jobs[i].wheel_built_by = Some(first.target.clone());
+                store::write_json(&jobs[i].dir.join("job.json"), &jobs[i])?;
+            }
+        }
+        rest.push(i);
+    }
+    let rest_jobs: Vec<Job> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let rest_results = if crate::process::interrupted().is_some() {
+        rest_jobs
+            .iter()
+            .map(|j| {
+                let mut r = worker::new_result(j);
+                r.result = report::Outcome::Interrupted;
+                r
+            })
+            .collect()
+    } else {
+        run_workers(config, store, cli, &rest_jobs, jobs_n, quiet)?
+    };
+    for (k, &i) in rest.iter().enumerate() {
+        results[i] = Some(rest_results[k].clone());
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every target has a result"))
+        .collect())
 }
 
 /// How one target builds.

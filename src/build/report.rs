@@ -94,6 +94,10 @@ pub struct TargetResult {
     pub wheel_tag: Option<String>,
     /// Where the wheel was copied (the --out directory), when the target passed.
     pub wheel_path: Option<PathBuf>,
+    /// The target whose build made this target's wheel: an abi3 wheel is built once per arch
+    /// and tested on every CPython (none: built by this target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheel_built_by: Option<String>,
     pub before_all: BeforeAll,
     /// Bringing the instances up to date (apt refresh when due) and before-all, in seconds.
     pub prepare_secs: Option<f64>,
@@ -344,6 +348,7 @@ mod tests {
             test_log: Some("/o/test.log".into()),
             worker_log: "/o/pookie-ns.log".into(),
             kept_workspace: None,
+            wheel_built_by: None,
             error: None,
         }
     }

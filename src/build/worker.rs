@@ -75,6 +75,21 @@ pub struct Job {
     /// The default build command of a toolchain build: install the project's build
     /// requirements natively, before the cross environment is set, then build without isolation.
     pub install_build_requires: bool,
+    /// meson-python in cross mode: the build writes a Meson cross file from the toolchain's
+    /// environment (backends.rs) before the build command.
+    #[serde(default)]
+    pub meson_cross: bool,
+    /// A Rust project's toolchain build: the script that installs rustc, cargo and the target's
+    /// standard library (backends.rs), cached as a layer over the toolchain's.
+    #[serde(default)]
+    pub rust_setup: Option<String>,
+    /// An abi3 wheel another target of the same arch built: this target only tests it on its
+    /// own CPython (set after that target's build, by `build`).
+    #[serde(default)]
+    pub prebuilt_wheel: Option<PathBuf>,
+    /// That target's name, for the report.
+    #[serde(default)]
+    pub wheel_built_by: Option<String>,
     /// The project directory on the host (canonical); copied in, never written.
     pub bundle: PathBuf,
     /// Placeholders already substituted.
@@ -187,6 +202,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         test_log: None,
         worker_log: job.worker_log(),
         kept_workspace: None,
+        wheel_built_by: job.wheel_built_by.clone(),
         error: None,
     }
 }
@@ -236,6 +252,8 @@ struct Setup<'a> {
     /// More of what the layer depends on (before-all: the project's `environment`, exported
     /// while it runs); empty for none.
     salt: &'a str,
+    /// Appended to the log's name (`toolchain-rust.log`), for a second layer of one kind.
+    log_suffix: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,9 +297,13 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             kind: SetupKind::BeforeAll,
             script,
             salt: &env_salt,
+            log_suffix: "",
         })
         .into_iter()
         .collect();
+    if let Some(built) = &job.prebuilt_wheel {
+        return test_prebuilt(config, store, job, built, &before_all, started, r);
+    }
     let cross = job.build_base != job.test_base;
     // A cross build's sysroot, and where its tests run: the target's own instance.
     let target = if cross {
@@ -301,7 +323,18 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             kind: SetupKind::Toolchain,
             script: &t.setup,
             salt: "",
+            log_suffix: "",
         });
+        // A Rust project's compiler and target std: a layer of its own over the toolchain's,
+        // which C projects of the same store share.
+        if let Some(rust) = &job.rust_setup {
+            build_setups.push(Setup {
+                kind: SetupKind::Toolchain,
+                script: rust,
+                salt: "",
+                log_suffix: "-rust",
+            });
+        }
     }
     build_setups.extend(before_all.iter().copied());
     let build = prepare(config, store, job, &job.build_base, &build_setups, r)?;
@@ -343,6 +376,45 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             test
         }
     };
+    let Some(test) = test else {
+        r.result = Outcome::TestFailed;
+        return Ok(());
+    };
+    phase("test");
+    r.result = if test_step(config, store, job, &test, &wheel, test_command, r)? {
+        Outcome::Passed
+    } else {
+        Outcome::TestFailed
+    };
+    Ok(())
+}
+
+/// A target whose wheel another one built (abi3, the same arch): the wheel copied to this
+/// target's wheelhouse, then tested on the target's own base OS and CPython as after a build.
+fn test_prebuilt(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    built: &Path,
+    before_all: &[Setup],
+    started: Instant,
+    r: &mut TargetResult,
+) -> Result<()> {
+    let name = built
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::usage(format!("no wheel file name in {}", built.display())))?;
+    let wheelhouse = job.wheelhouse();
+    crate::sys::mkdir_p(&wheelhouse, 0o755)?;
+    let wheel = wheelhouse.join(&name);
+    std::fs::copy(built, &wheel).map_err(|e| Error::io("copy the abi3 wheel to", &wheel, e))?;
+    r.wheel = Some(name);
+    let Some(test_command) = &job.test_command else {
+        r.result = Outcome::Built;
+        return Ok(());
+    };
+    let test = prepare(config, store, job, &job.test_base, before_all, r)?;
+    r.prepare_secs = Some(started.elapsed().as_secs_f64());
     let Some(test) = test else {
         r.result = Outcome::TestFailed;
         return Ok(());
@@ -472,11 +544,12 @@ fn setup_layer(
 
 /// The log of a setup on `base`: `before-all.log`, or `before-all-arm64.log` for the target's
 /// instance of a cross build (whose build instance has a before-all of its own).
-fn setup_log(job: &Job, base: &BaseOs, kind: SetupKind) -> PathBuf {
+fn setup_log(job: &Job, base: &BaseOs, setup: &Setup) -> PathBuf {
+    let name = format!("{}{}", setup.kind.name(), setup.log_suffix);
     if job.build_base != job.test_base && base.arch == job.test_base.arch {
-        job.dir.join(format!("{}-{}.log", kind.name(), base.arch))
+        job.dir.join(format!("{name}-{}.log", base.arch))
     } else {
-        job.dir.join(format!("{}.log", kind.name()))
+        job.dir.join(format!("{name}.log"))
     }
 }
 
@@ -508,7 +581,7 @@ fn run_setup(
         std::process::id()
     ));
     let what = setup.kind.name();
-    let log = setup_log(job, base, setup.kind);
+    let log = setup_log(job, base, setup);
     match setup.kind {
         SetupKind::Toolchain => r.toolchain_log = Some(log.clone()),
         SetupKind::BeforeAll => r.before_all_log = Some(log.clone()),
@@ -740,6 +813,9 @@ fn build_step(
     }
     if let Some(t) = &job.toolchain {
         body.push_str(&export_toolchain(t));
+        if job.meson_cross {
+            body.push_str(&super::backends::meson_cross_step(job.target.arch));
+        }
     }
     body.push_str(&format!(
         "echo {}\n{}\n",

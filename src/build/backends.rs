@@ -1,0 +1,165 @@
+//! What particular build backends need in a toolchain build beyond the toolchain's environment:
+//! Meson a cross file (meson-python ignores `CC` & co. for a foreign host machine without one),
+//! Rust a compiler with the target's standard library. Each is a shell script under `scripts/`
+//! (checked by shellcheck in CI), parameterised through environment variables set here.
+
+use std::path::Path;
+
+use crate::arch::Arch;
+use crate::toolchain::SYSROOT;
+
+use super::worker::sh_quote;
+
+const MESON_CROSS_SH: &str = include_str!("scripts/meson-cross.sh");
+const RUST_SETUP_SH: &str = include_str!("scripts/rust-setup.sh");
+
+/// Where a meson-python build in cross mode finds its cross file.
+pub const MESON_CROSS_FILE: &str = "/buildroot/cross/meson-cross.ini";
+
+/// The config setting that hands the cross file to meson-python (`-Csetup-args=...`).
+pub fn meson_setup_args() -> (String, String) {
+    (
+        "setup-args".into(),
+        format!("--cross-file={MESON_CROSS_FILE}"),
+    )
+}
+
+/// Meson's `[host_machine]` of an arch: (cpu_family, cpu, endian), as Meson's reference tables
+/// name them.
+fn meson_machine(arch: Arch) -> (&'static str, &'static str, &'static str) {
+    match arch {
+        Arch::Amd64 => ("x86_64", "x86_64", "little"),
+        Arch::I386 => ("x86", "i686", "little"),
+        Arch::Arm64 => ("aarch64", "aarch64", "little"),
+        Arch::Armhf => ("arm", "armv7l", "little"),
+        Arch::Ppc64el => ("ppc64", "ppc64le", "little"),
+        Arch::S390x => ("s390x", "s390x", "big"),
+        Arch::Riscv64 => ("riscv64", "riscv64", "little"),
+    }
+}
+
+/// The build-step lines that write the Meson cross file for `arch`, after the toolchain's
+/// environment is exported (the script reads `CC`, `CFLAGS` ... from it).
+pub fn meson_cross_step(arch: Arch) -> String {
+    let (family, cpu, endian) = meson_machine(arch);
+    let vars = [
+        ("POOKIE_NS_MESON_CROSS_FILE", MESON_CROSS_FILE),
+        ("POOKIE_NS_MESON_CPU_FAMILY", family),
+        ("POOKIE_NS_MESON_CPU", cpu),
+        ("POOKIE_NS_MESON_ENDIAN", endian),
+        ("POOKIE_NS_SYSROOT", SYSROOT),
+        ("POOKIE_NS_TRIPLET", arch.multiarch()),
+    ];
+    script_call(&vars, MESON_CROSS_SH)
+}
+
+/// The setup script of a Rust project's toolchain build: rustc, cargo and the target's standard
+/// library from the build machine's suite, run once and cached as a layer over the toolchain's.
+pub fn rust_setup(arch: Arch) -> String {
+    let vars = [
+        ("POOKIE_NS_RUST_DEBARCH", arch.debian()),
+        ("POOKIE_NS_RUST_TARGET", arch.rust_target()),
+    ];
+    script_call(&vars, RUST_SETUP_SH)
+}
+
+/// `script` run by `sh -c` with `vars` in its environment and the caller's `set -e` in force.
+fn script_call(vars: &[(&str, &str)], script: &str) -> String {
+    let assignments: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| format!("{k}={}", sh_quote(v)))
+        .collect();
+    format!(
+        "env {} sh -c {} pookie-ns\n",
+        assignments.join(" "),
+        sh_quote(script)
+    )
+}
+
+/// Whether the project may build an abi3 (limited-API) wheel: PyO3's `abi3` features in
+/// Cargo.toml, `py_limited_api` in setup.py, setup.cfg or pyproject.toml. Only a hint that
+/// decides whether `build` builds one target per arch first: the wheel's own tag decides
+/// ([`is_abi3_wheel`]).
+pub fn may_be_abi3(bundle: &Path) -> bool {
+    let has = |file: &str, needles: &[&str]| {
+        std::fs::read_to_string(bundle.join(file))
+            .is_ok_and(|text| needles.iter().any(|n| text.contains(n)))
+    };
+    has("Cargo.toml", &["abi3"])
+        || ["setup.py", "setup.cfg", "pyproject.toml"]
+            .iter()
+            .any(|f| has(f, &["py_limited_api", "py-limited-api"]))
+}
+
+/// A wheel file name whose ABI tag (the second tag from the end) is `abi3`.
+pub fn is_abi3_wheel(name: &str) -> bool {
+    let stem = name.strip_suffix(".whl").unwrap_or(name);
+    stem.rsplit('-').nth(1) == Some("abi3")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toolchain::CROSS_DIR;
+
+    #[test]
+    fn the_scripts_are_called_with_their_parameters() {
+        let m = meson_cross_step(Arch::Arm64);
+        assert!(m.starts_with("env POOKIE_NS_MESON_CROSS_FILE=/buildroot/cross/meson-cross.ini "));
+        assert!(m.contains("POOKIE_NS_MESON_CPU_FAMILY=aarch64 "), "{m}");
+        assert!(m.contains("POOKIE_NS_TRIPLET=aarch64-linux-gnu "), "{m}");
+        assert!(MESON_CROSS_FILE.starts_with(CROSS_DIR));
+        let r = rust_setup(Arch::Arm64);
+        assert!(r.contains("POOKIE_NS_RUST_DEBARCH=arm64 "), "{r}");
+        assert!(
+            r.contains("POOKIE_NS_RUST_TARGET=aarch64-unknown-linux-gnu "),
+            "{r}"
+        );
+        assert_eq!(meson_machine(Arch::S390x).2, "big");
+    }
+
+    #[test]
+    fn abi3_wheels_and_projects() {
+        assert!(is_abi3_wheel(
+            "rustmath-0.1.0-cp39-abi3-manylinux_2_17_aarch64.whl"
+        ));
+        assert!(is_abi3_wheel("x-1.0-1-cp39-abi3-linux_x86_64.whl"));
+        assert!(!is_abi3_wheel(
+            "zcheck-0.1.0-cp314-cp314-manylinux_2_17_x86_64.whl"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!may_be_abi3(dir.path()));
+        std::fs::write(
+            dir.path().join("setup.py"),
+            "setup(ext_modules=[Extension('a', ['a.c'])])",
+        )
+        .unwrap();
+        assert!(!may_be_abi3(dir.path()));
+        std::fs::write(
+            dir.path().join("setup.cfg"),
+            "[bdist_wheel]\npy_limited_api = cp39\n",
+        )
+        .unwrap();
+        assert!(may_be_abi3(dir.path()));
+        let rust = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rust-ext");
+        assert!(may_be_abi3(&rust));
+    }
+
+    #[test]
+    fn the_scripts_parse() {
+        for (name, text) in [
+            ("meson-cross.sh", MESON_CROSS_SH),
+            ("rust-setup.sh", RUST_SETUP_SH),
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", text])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
