@@ -1,6 +1,8 @@
-//! `pookie-ns build`: resolves the targets of a project, loads the base OSes they need, runs one
-//! worker process per target (up to `--jobs` at a time) with a progress line each, copies the
-//! wheels of the targets that passed to `--out`, and reports.
+//! `pookie-ns build`: makes each bundle a project directory (`resolve_bundles`: a directory, an
+//! sdist unpacked, a requirement fetched from the index or the store's cache), resolves the
+//! targets of each project and loads the base OSes they need (`plan_bundle`), runs one worker
+//! process per target of all of them (up to `--jobs` at a time) with a progress line each,
+//! copies the wheels of the targets that passed to `--out`, and reports once for the group.
 //!
 //! ```text
 //! build (this process: plans, loads base OSes, shows progress; threads, never forks a sandbox)
@@ -9,7 +11,8 @@
 //! ```
 //! Store layout of a build's output: `output/<branch>/<project>/<target>/` holds `job.json`,
 //! `build.log`, `test.log`, `before-all.log`, `pookie-ns.log`, `wheelhouse/` and `result.json`;
-//! `output/<branch>/<project>/report.json` the whole report.
+//! `output/<branch>/<project>/report.json` the whole report (a group's:
+//! `output/<branch>/group-<wheels file stem>/report.json`).
 
 pub mod backends;
 pub mod image;
