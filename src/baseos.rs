@@ -632,6 +632,76 @@ fn decide(private_ok: bool, host_has_entry: impl FnOnce() -> bool, root: bool) -
     }
 }
 
+/// Runs mmdebstrap with `args` (under the emulation the build needs), its output in `log`,
+/// behind a spinner; its exit code.
+#[allow(clippy::too_many_arguments)]
+fn run_mmdebstrap(
+    recipe: &Recipe,
+    arch: Arch,
+    emulation: &Emulation,
+    tmp: &Path,
+    map: &IdMap,
+    args: &[String],
+    log: &Path,
+    out: Output,
+) -> Result<i32> {
+    tracing::debug!(command = %format!("mmdebstrap {}", args.join(" ")), "building base OS");
+    let spinner = crate::progress::spinner(
+        format!(
+            "building {} ({} {}, {arch}) with mmdebstrap{}",
+            recipe.name,
+            recipe.spec.distribution,
+            recipe.spec.suite,
+            if arch.is_native() {
+                ""
+            } else {
+                " under QEMU (several minutes)"
+            }
+        ),
+        out.quiet || out.json,
+    );
+    let log_file = std::fs::File::create(log).map_err(|e| Error::io("create", log, e))?;
+    let code = match emulation {
+        Emulation::Private(interpreter) => {
+            let binfmt_dir = tmp.join("binfmt_misc");
+            if !binfmt_dir.exists() {
+                mkdir(&binfmt_dir)?;
+            }
+            let child = userns::spawn(map, |_| {
+                mmdebstrap_with_private_binfmt(arch, interpreter, &binfmt_dir, args, &log_file)
+            })?;
+            // The spinner's thread starts only now: nothing is forked from this process while
+            // it runs.
+            spinner.tick();
+            child.wait()
+        }
+        Emulation::Native | Emulation::Host { .. } => {
+            let mut child = mmdebstrap_command(args, &log_file)?
+                .spawn()
+                .map_err(|e| Error::io("run", "mmdebstrap", e))?;
+            spinner.tick();
+            child
+                .wait()
+                .map_err(|e| Error::io("wait for", "mmdebstrap", e))
+                .map(|s| exit_code(&s))
+        }
+    };
+    // The ticker thread ends here, before anything else forks.
+    spinner.finish();
+    code
+}
+
+/// Whether mmdebstrap's log shows apt failing to fetch an index (not a package, a script or a
+/// missing mirror): the case a build without the update sources may get past.
+fn index_fetch_failed(log: &Path) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|text| {
+        text.contains("Some index files failed to download")
+            || text
+                .lines()
+                .any(|l| l.starts_with("E: Failed to fetch") && l.contains("/dists/"))
+    })
+}
+
 /// `mmdebstrap ARGS` with its output going to the log.
 fn mmdebstrap_command(args: &[String], log: &std::fs::File) -> Result<Command> {
     let dup = |f: &std::fs::File| {
@@ -794,59 +864,42 @@ pub fn load_recipe(
     // mmdebstrap picks the output format from the file name.
     let tarball = tmp.join(format!("baseos-{}-{}.tar.zst", recipe.name, arch.debian()));
     let log = tmp.join("mmdebstrap.log");
-    let args = recipe.mmdebstrap_args(arch, &mirror, &tarball, rootless);
-    tracing::debug!(command = %format!("mmdebstrap {}", args.join(" ")), "building base OS");
     let started = Instant::now();
-    let spinner = crate::progress::spinner(
-        format!(
-            "building {} ({} {}, {arch}) with mmdebstrap{}",
-            recipe.name,
-            recipe.spec.distribution,
-            recipe.spec.suite,
-            if arch.is_native() {
-                ""
-            } else {
-                " under QEMU (several minutes)"
-            }
-        ),
-        out.quiet || out.json,
-    );
-    let log_file = std::fs::File::create(&log).map_err(|e| Error::io("create", &log, e))?;
-    let code = match &emulation {
-        Emulation::Private(interpreter) => {
-            let binfmt_dir = tmp.join("binfmt_misc");
-            mkdir(&binfmt_dir)?;
-            let child = userns::spawn(&store.map, |_| {
-                mmdebstrap_with_private_binfmt(arch, interpreter, &binfmt_dir, &args, &log_file)
-            })?;
-            // The spinner's thread starts only now: nothing is forked from this process while
-            // it runs.
-            spinner.tick();
-            child.wait()
-        }
-        Emulation::Native | Emulation::Host { .. } => {
-            let mut child = mmdebstrap_command(&args, &log_file)?
-                .spawn()
-                .map_err(|e| Error::io("run", "mmdebstrap", e))?;
-            spinner.tick();
-            child
-                .wait()
-                .map_err(|e| Error::io("wait for", "mmdebstrap", e))
-                .map(|s| exit_code(&s))
-        }
+    // With `updates = true`, a mirror caught mid-sync on the -updates or -security indexes
+    // (seen: bookworm-security's armhf Packages.xz of another size than its Release names) fails
+    // mmdebstrap, which allows no missing index. The suite alone is then built, said, and not
+    // cached as the recipe's: the first refresh of its instance brings the updates.
+    let attempts: &[bool] = if recipe.spec.updates {
+        &[true, false]
+    } else {
+        &[false]
     };
-    // The ticker thread ends here, before the import forks.
-    spinner.finish();
-    // A host registration root made for this build is taken back now, whatever the outcome.
-    drop(emulation);
-    let code = code?;
-    if code != 0 {
+    let mut fell_back = false;
+    for (n, &updates) in attempts.iter().enumerate() {
+        let args = recipe.mmdebstrap_args_with(arch, &mirror, &tarball, rootless, updates);
+        let code = run_mmdebstrap(recipe, arch, &emulation, &tmp, &store.map, &args, &log, out)?;
+        if code == 0 {
+            break;
+        }
+        if n + 1 < attempts.len() && index_fetch_failed(&log) {
+            eprintln!(
+                "pookie-ns: warning: the mirror's {suite}-updates or {suite}-security indexes \
+                 could not be fetched (mirror sync in progress?); building {name} for {arch} \
+                 from {suite} alone: the first refresh of its instance brings the updates",
+                suite = recipe.spec.suite,
+                name = recipe.name
+            );
+            fell_back = true;
+            continue;
+        }
         return Err(Error::Command {
             command: format!("mmdebstrap {}", args.join(" ")),
             status: format!("exit status: {code}"),
             stderr: crate::progress::log_tail(&log, 15),
         });
     }
+    // A host registration root made for this build is taken back now.
+    drop(emulation);
     if !out.quiet {
         eprintln!(
             "built {} for {arch} in {:.0} s ({})",
@@ -855,7 +908,7 @@ pub fn load_recipe(
             store::human_size(std::fs::metadata(&tarball).map(|m| m.len()).unwrap_or(0))
         );
     }
-    if let (Some(dir), Some(key)) = (&cache_dir, &cache_key) {
+    if let (Some(dir), Some(key), false) = (&cache_dir, &cache_key, fell_back) {
         match baseos_cache::store(dir, key, &tarball) {
             Ok(Some(entry)) => tracing::debug!(entry = %entry.display(), "cached the base OS"),
             Ok(None) => tracing::debug!("release date unknown: not cached"),
@@ -878,6 +931,26 @@ pub fn load_recipe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_fetch_failure_is_told_from_other_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("mmdebstrap.log");
+        let check = |text: &str| {
+            std::fs::write(&log, text).unwrap();
+            index_fetch_failed(&log)
+        };
+        assert!(check(
+            "E: Failed to fetch http://deb.debian.org/debian-security/dists/bookworm-security/\
+             main/binary-armhf/Packages.xz  File has unexpected size (334084 != 354640). Mirror \
+             sync in progress?\nE: Some index files failed to download.\n"
+        ));
+        assert!(!check(
+            "E: Failed to fetch http://m/debian/pool/main/p/python3.11/x.deb\n"
+        ));
+        assert!(!check("E: mmdebstrap failed to run\n"));
+        assert!(!index_fetch_failed(&d.path().join("missing.log")));
+    }
 
     #[test]
     fn foreign_builds_use_a_private_instance_and_root_never_needs_sudo() {

@@ -203,6 +203,19 @@ impl Recipe {
         out: &Path,
         rootless: bool,
     ) -> Vec<String> {
+        self.mmdebstrap_args_with(arch, mirror, out, rootless, self.spec.updates)
+    }
+
+    /// [`Recipe::mmdebstrap_args`] with or without the suite's `-updates` and `-security`
+    /// sources, whatever the recipe says.
+    pub fn mmdebstrap_args_with(
+        &self,
+        arch: Arch,
+        mirror: &str,
+        out: &Path,
+        rootless: bool,
+        updates: bool,
+    ) -> Vec<String> {
         let mut args = vec![
             format!("--mode={}", if rootless { "unshare" } else { "auto" }),
             format!("--variant={}", self.spec.variant),
@@ -218,7 +231,7 @@ impl Recipe {
         args.push(self.spec.suite.clone());
         args.push(out.display().to_string());
         args.push(mirror.to_string());
-        if self.spec.updates {
+        if updates {
             // mmdebstrap takes whole sources.list lines as further mirror arguments.
             args.extend(self.update_sources(mirror));
         }
