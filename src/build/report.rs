@@ -89,7 +89,7 @@ pub struct TargetResult {
     /// File name of the wheel built.
     pub wheel: Option<String>,
     /// The platform tag of that wheel, as delivered (auditwheel's):
-    /// `manylinux_2_17_aarch64.manylinux2014_aarch64`.
+    /// `manylinux2014_aarch64.manylinux_2_17_aarch64`.
     #[serde(default)]
     pub wheel_tag: Option<String>,
     /// Where the wheel was copied (the --out directory), when the target passed.
