@@ -12,8 +12,8 @@ use common::{require, FOREIGN_CACHE};
 
 /// Every row bench/run prints, by its key.
 const ROWS: &[&str] = &[
-    "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5", "8",
-    "9a", "9b",
+    "1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5", "9a",
+    "9b",
 ];
 
 fn is_time(cell: &str) -> bool {
@@ -78,9 +78,9 @@ fn quick_bench_prints_every_row() {
             assert!(ratio.ends_with('×'), "row {key}: ratio {ratio:?}");
         }
     }
-    // The wheel-matrix rows, the group build and the Rust row take many minutes: --quick prints
-    // them with the reason.
-    for key in ["6", "7", "10", "11"] {
+    // The wheel-matrix rows, the first build, the group build and the Rust row take many
+    // minutes: --quick prints them with the reason.
+    for key in ["6", "7", "8", "10", "11"] {
         let prefix = format!("| {key}. ");
         let line = stdout
             .lines()
