@@ -130,7 +130,7 @@ fn is_fresh(
 }
 
 /// The instance refresh of an image base OS: its own manager's package index, no upgrade.
-const IMAGE_REFRESH: &str = include_str!("build/scripts/image-refresh.sh");
+const IMAGE_REFRESH: &str = include_str!("pipeline/scripts/image-refresh.sh");
 
 /// How an instance is refreshed.
 enum Refresh {

@@ -22,7 +22,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
     // Reports are files: no store, no sudo.
     if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
-        return crate::build::report::merge_files(reports, output.as_deref());
+        return crate::pipeline::report::merge_files(reports, output.as_deref());
     }
     let via_sudo = if cli.system || cli.work_dir.is_some() {
         None
@@ -52,8 +52,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
         Command::UpdateBaseos(args) => update_baseos(&config, &store, args, cli),
-        Command::Build(args) => crate::build::build(&config, &store, args, cli),
-        Command::BuildTarget { job } => crate::build::worker::run(&config, &store, job),
+        Command::Build(args) => crate::pipeline::build(&config, &store, args, cli),
+        Command::BuildTarget { job } => crate::pipeline::worker::run(&config, &store, job),
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what, cache } => cleanup(&store, what, *cache),

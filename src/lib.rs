@@ -27,7 +27,7 @@
 //!    unpacked safely.
 //! 10. `baseos`: loading base OSes (import, recipes, images).
 //! 11. `branch`: a branch's package refresh.
-//! 12. `build`: the build pipeline.
+//! 12. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
 //! 13. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
 
 pub mod arch;
@@ -35,7 +35,6 @@ pub mod baseos;
 pub mod baseos_cache;
 pub mod binfmt;
 pub mod branch;
-pub mod build;
 pub mod cibw;
 pub mod cli;
 pub mod commands;
@@ -48,6 +47,7 @@ pub mod import;
 pub mod oci;
 pub mod overlay;
 pub mod pep440;
+pub mod pipeline;
 pub mod process;
 pub mod progress;
 pub mod project;

@@ -80,7 +80,7 @@ fn ident(s: &str) -> String {
         .collect()
 }
 
-/// Every source file of `src/` with the top-level module it belongs to (`build/plan.rs` → build).
+/// Every source file of `src/` with the top-level module it belongs to (`pipeline/plan.rs` → pipeline).
 fn sources(src: &Path) -> Vec<(String, std::path::PathBuf)> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(src).expect("read src/") {
@@ -172,6 +172,6 @@ fn the_edge_reader_sees_groups_and_paths() {
     let source = "use crate::{arch::Arch, store::{self, Store}};\n\
                   // crate::commands in a comment\n\
                   fn f() { crate::binfmt::choose(); }\n\
-                  #[cfg(test)]\nmod tests { use crate::build; }\n";
+                  #[cfg(test)]\nmod tests { use crate::pipeline; }\n";
     assert_eq!(uses(source), ["arch", "store", "binfmt"]);
 }
