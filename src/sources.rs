@@ -276,7 +276,7 @@ impl<'a> Sources<'a> {
                 req.text
             )));
         }
-        let agent = agent();
+        let agent = crate::oci::registry::agent();
         let page_url = format!("{}/{}/", self.index_url, req.name);
         let page = self.project_page(&agent, &page_url, req)?;
         let mut candidates: Vec<(String, &IndexFile)> = page
@@ -457,21 +457,6 @@ impl<'a> Sources<'a> {
         std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename into", &path, e))
     }
-}
-
-/// The agent for the index: the platform's CA store, bounded waits.
-fn agent() -> ureq::Agent {
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .timeout_connect(Some(std::time::Duration::from_secs(30)))
-        .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
-        .user_agent(concat!("pookie-ns/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
 }
 
 /// A file URL of a project page, made absolute.

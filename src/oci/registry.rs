@@ -41,7 +41,9 @@ struct Client<'a> {
     creds: Option<Credentials>,
 }
 
-fn agent() -> ureq::Agent {
+/// pookie-ns's HTTP agent (registries here, the package index in `sources`): the platform's
+/// CA store, bounded waits, statuses returned rather than turned into errors.
+pub fn agent() -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .build();
