@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{build_in, require, stderr, stdout, wheels, Runner, Who};
+use common::{build_in, require, wheels, Runner, Who};
 
 /// The union of the examples' own before-all.
 const BEFORE_ALL: &str =
@@ -21,44 +19,6 @@ fn runner() -> Option<Runner> {
         return None;
     }
     common::runner_with_debian(Who::Root, &["debian-forky-amd64", "debian-forky-arm64"])
-}
-
-/// `auditwheel show` of every wheel in `dist`, natively on the forky base OS: (wheel, the
-/// policy its symbols are consistent with).
-fn auditwheel_show(r: &Runner, dist: &Path) -> Vec<(String, String)> {
-    let out = r.run(&[
-        "run",
-        "--network",
-        "--baseos",
-        "debian-forky",
-        "--arch",
-        "amd64",
-        "--bundle",
-        dist.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "python3 -m pip install --quiet --break-system-packages auditwheel==6.4.2 >&2 && \
-         for w in /buildroot/src/*.whl; do echo \"== $(basename $w)\"; auditwheel show $w; done",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    text.split("== ")
-        .filter(|s| !s.is_empty())
-        .map(|part| {
-            let wheel = part.split(' ').next().unwrap().to_string();
-            let tag = part
-                .split("consistent with the following platform tag: \"")
-                .nth(1)
-                .and_then(|t| t.split('"').next())
-                .unwrap_or_else(|| panic!("auditwheel show of {wheel}: {part}"))
-                .to_string();
-            (wheel, tag)
-        })
-        .collect()
 }
 
 /// One example for x86_64 and aarch64 × `pythons`: every target passed with the zig toolchain,
@@ -187,7 +147,7 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
     shown_in.push(r.store.parent().unwrap().join("dist-rust-ext"));
 
     for dist in &shown_in {
-        all.extend(auditwheel_show(&r, dist));
+        all.extend(common::auditwheel_show(&r, "debian-forky", dist));
     }
     assert_eq!(all.len(), 6, "{all:?}");
     for (wheel, tag) in &all {

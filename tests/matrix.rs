@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{build_in, require, stderr, stdout, wheels, Runner, Who};
+use common::{build_in, require, stderr, wheels, Runner, Who};
 use serde_json::Value;
 
 /// A root store with the cached bookworm and forky tarballs where `build` loads them from.
@@ -27,44 +25,6 @@ fn runner() -> Option<Runner> {
             "debian-forky-arm64",
         ],
     )
-}
-
-/// `auditwheel show` of every wheel in `dist`, run in a sandbox on the bookworm base OS:
-/// (wheel, the policy its symbols are consistent with).
-fn auditwheel_show(r: &Runner, dist: &Path) -> Vec<(String, String)> {
-    let out = r.run(&[
-        "run",
-        "--network",
-        "--baseos",
-        "debian-bookworm",
-        "--arch",
-        "amd64",
-        "--bundle",
-        dist.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "python3 -m pip install --quiet --break-system-packages auditwheel==6.4.2 >&2 && \
-         for w in /buildroot/src/*.whl; do echo \"== $(basename $w)\"; auditwheel show $w; done",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    text.split("== ")
-        .filter(|s| !s.is_empty())
-        .map(|part| {
-            let wheel = part.split(' ').next().unwrap().to_string();
-            let tag = part
-                .split("consistent with the following platform tag: \"")
-                .nth(1)
-                .and_then(|t| t.split('"').next())
-                .unwrap_or_else(|| panic!("auditwheel show of {wheel}: {part}"))
-                .to_string();
-            (wheel, tag)
-        })
-        .collect()
 }
 
 /// `manylinux_2_5_x86_64` → (2, 5).
@@ -142,7 +102,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     let all = wheels(&dist);
     assert_eq!(all.len(), 12, "{all:?}");
     // auditwheel itself: every wheel's symbols fit glibc 2.17.
-    let shown = auditwheel_show(&r, &dist);
+    let shown = common::auditwheel_show(&r, "debian-bookworm", &dist);
     assert_eq!(shown.len(), 12, "{shown:?}");
     for (wheel, tag) in &shown {
         eprintln!("auditwheel show: {wheel}: {tag}");

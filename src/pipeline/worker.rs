@@ -376,17 +376,7 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
             test
         }
     };
-    let Some(test) = test else {
-        r.result = Outcome::TestFailed;
-        return Ok(());
-    };
-    phase("test");
-    r.result = if test_step(config, store, job, &test, &wheel, test_command, r)? {
-        Outcome::Passed
-    } else {
-        Outcome::TestFailed
-    };
-    Ok(())
+    run_tests(config, store, job, test, &wheel, test_command, r)
 }
 
 /// A target whose wheel another one built (abi3, the same arch): the wheel copied to this
@@ -415,12 +405,26 @@ fn test_prebuilt(
     };
     let test = prepare(config, store, job, &job.test_base, before_all, r)?;
     r.prepare_secs = Some(started.elapsed().as_secs_f64());
+    run_tests(config, store, job, test, &wheel, test_command, r)
+}
+
+/// The test step on the prepared test instance (`None`: its preparation failed, which the
+/// result says); the target's outcome.
+fn run_tests(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    test: Option<Prepared>,
+    wheel: &Path,
+    test_command: &str,
+    r: &mut TargetResult,
+) -> Result<()> {
     let Some(test) = test else {
         r.result = Outcome::TestFailed;
         return Ok(());
     };
     phase("test");
-    r.result = if test_step(config, store, job, &test, &wheel, test_command, r)? {
+    r.result = if test_step(config, store, job, &test, wheel, test_command, r)? {
         Outcome::Passed
     } else {
         Outcome::TestFailed

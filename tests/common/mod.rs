@@ -663,3 +663,41 @@ impl Drop for HostEntriesRemoved {
         }
     }
 }
+
+/// `auditwheel show` (auditwheel 6.4.2) of every wheel in `dist`, run natively in a sandbox on
+/// the amd64 base OS `baseos`: (wheel, the policy its symbols are consistent with).
+pub fn auditwheel_show(r: &Runner, baseos: &str, dist: &Path) -> Vec<(String, String)> {
+    let out = r.run(&[
+        "run",
+        "--network",
+        "--baseos",
+        baseos,
+        "--arch",
+        "amd64",
+        "--bundle",
+        dist.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "python3 -m pip install --quiet --break-system-packages auditwheel==6.4.2 >&2 && \
+         for w in /buildroot/src/*.whl; do echo \"== $(basename $w)\"; auditwheel show $w; done",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.split("== ")
+        .filter(|s| !s.is_empty())
+        .map(|part| {
+            let wheel = part.split(' ').next().unwrap().to_string();
+            let tag = part
+                .split("consistent with the following platform tag: \"")
+                .nth(1)
+                .and_then(|t| t.split('"').next())
+                .unwrap_or_else(|| panic!("auditwheel show of {wheel}: {part}"))
+                .to_string();
+            (wheel, tag)
+        })
+        .collect()
+}
