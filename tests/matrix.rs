@@ -139,7 +139,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     );
 
     // A version asked for that nothing provides: exit 2, with what is available.
-    let build_312 = || {
+    let build_x86_64 = |python: &str| {
         r.run(&[
             "build",
             c_ext.to_str().unwrap(),
@@ -148,9 +148,10 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
             "--target",
             "x86_64",
             "--python",
-            "3.12",
+            python,
         ])
     };
+    let build_312 = || build_x86_64("3.12");
     let out = build_312();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
@@ -161,16 +162,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
     );
 
     // Free-threaded CPython: no Debian suite ships one, so asking for it is an input error.
-    let out = r.run(&[
-        "build",
-        c_ext.to_str().unwrap(),
-        "--branch",
-        "stable",
-        "--target",
-        "x86_64",
-        "--python",
-        "3.14t",
-    ]);
+    let out = build_x86_64("3.14t");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no Debian suite ships a free-threaded interpreter"),

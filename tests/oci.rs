@@ -683,15 +683,18 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
     );
 
     // update-baseos: the same digest is no change; a new push under the tag is swapped in.
-    let out = r.run(&[
-        "update-baseos",
-        "--name",
-        "multi",
-        "--arch",
-        "amd64",
-        "--insecure-registry",
-        &host,
-    ]);
+    let update_multi = || {
+        r.run(&[
+            "update-baseos",
+            "--name",
+            "multi",
+            "--arch",
+            "amd64",
+            "--insecure-registry",
+            &host,
+        ])
+    };
+    let out = update_multi();
     assert!(out.status.success());
     assert!(stderr(&out).contains("up to date"), "{}", stderr(&out));
     let l2 = Layout::new(&tmp.path().join("multi2"));
@@ -706,15 +709,7 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
     );
     l2.finish(&[("v1", amd2)]);
     reg.push(&l2.dir, "v1", "multi/busybox:v1", None);
-    let out = r.run(&[
-        "update-baseos",
-        "--name",
-        "multi",
-        "--arch",
-        "amd64",
-        "--insecure-registry",
-        &host,
-    ]);
+    let out = update_multi();
     assert!(out.status.success(), "{}", stderr(&out));
     let new_digest = read_meta(&r, "multi", "amd64")["image"]["manifest_digest"]
         .as_str()
