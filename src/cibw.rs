@@ -360,7 +360,24 @@ struct Place<'a> {
     nth: Option<usize>,
 }
 
-impl Place<'_> {
+impl<'a> Place<'a> {
+    /// The table `table` of `input` (`nth`: the entry of an array of tables).
+    fn of(input: &Input<'a>, table: &str, nth: Option<usize>) -> Place<'a> {
+        Place {
+            path: input.path,
+            text: input.text,
+            table: table.into(),
+            nth,
+        }
+    }
+
+    /// `value` as this place's table, or an error saying it must be one.
+    fn table<'v>(&self, value: &'v toml::Value) -> Result<&'v toml::Table, ConfigError> {
+        value
+            .as_table()
+            .ok_or_else(|| self.err("", "must be a table"))
+    }
+
     fn err(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
         let line = locate(self.text, &self.table, self.nth, key)
             .map(|l| format!(":{l}"))
@@ -817,15 +834,8 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
     let mut generic = Layer::new();
     let mut linux = Layer::new();
     if let Some(v) = tool.and_then(|t| t.get("cibuildwheel")) {
-        let place = Place {
-            path: input.path,
-            text: input.text,
-            table: "tool.cibuildwheel".into(),
-            nth: None,
-        };
-        let table = v
-            .as_table()
-            .ok_or_else(|| place.err("", "must be a table"))?;
+        let place = Place::of(input, "tool.cibuildwheel", None);
+        let table = place.table(v)?;
         for (key, value) in table {
             match key.as_str() {
                 "linux" => {
@@ -833,9 +843,7 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
                         table: "tool.cibuildwheel.linux".into(),
                         ..place
                     };
-                    let t = value
-                        .as_table()
-                        .ok_or_else(|| place.err("", "must be a table"))?;
+                    let t = place.table(value)?;
                     for (k, v) in t {
                         read_option(&place, k, v, false, &mut linux, &mut noted)?;
                     }
@@ -859,27 +867,15 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
     // [tool.pookie-ns]: the same keys, and pookie-ns's own.
     let mut own = Layer::new();
     if let Some(v) = tool.and_then(|t| t.get("pookie-ns")) {
-        let place = Place {
-            path: input.path,
-            text: input.text,
-            table: "tool.pookie-ns".into(),
-            nth: None,
-        };
-        let t = v
-            .as_table()
-            .ok_or_else(|| place.err("", "must be a table"))?;
+        let place = Place::of(input, "tool.pookie-ns", None);
+        let t = place.table(v)?;
         for (k, v) in t {
             read_option(&place, k, v, true, &mut own, &mut noted)?;
         }
     }
     for (k, v) in &own {
         if let ("mode" | "compiler", Val::Text(s)) = (k.as_str(), v) {
-            let place = Place {
-                path: input.path,
-                text: input.text,
-                table: "tool.pookie-ns".into(),
-                nth: None,
-            };
+            let place = Place::of(input, "tool.pookie-ns", None);
             if k == "mode" {
                 r.mode = Some(match s.as_str() {
                     "native" => Mode::Native,
@@ -1149,15 +1145,8 @@ fn read_overrides(
     })?;
     let mut out = Vec::new();
     for (n, entry) in entries.iter().enumerate() {
-        let place = Place {
-            path: input.path,
-            text: input.text,
-            table: table.into(),
-            nth: Some(n),
-        };
-        let t = entry
-            .as_table()
-            .ok_or_else(|| place.err("", "must be a table"))?;
+        let place = Place::of(input, table, Some(n));
+        let t = place.table(entry)?;
         let select = match t.get("select") {
             Some(toml::Value::String(s)) => s.clone(),
             Some(v @ toml::Value::Array(_)) => string_list(v)
