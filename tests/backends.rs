@@ -130,10 +130,10 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
     assert_eq!(
         reused,
         [
-            "cp313-linux_aarch64",
-            "cp313-linux_aarch64",
-            "cp313-linux_x86_64",
-            "cp313-linux_x86_64"
+            "cp313-manylinux_aarch64",
+            "cp313-manylinux_aarch64",
+            "cp313-manylinux_x86_64",
+            "cp313-manylinux_x86_64"
         ],
         "{report}"
     );

@@ -193,7 +193,7 @@ fn three_pypi_packages_build_as_one_group_and_again_from_the_cache() {
     assert_eq!(code, 1, "{err}\n{report:#}");
     assert!(err.contains("from the cache"), "{err}");
     assert!(
-        err.contains("fastmath/cp311-linux_x86_64: TEST FAILED"),
+        err.contains("fastmath/cp311-manylinux_x86_64: TEST FAILED"),
         "{err}"
     );
     let src = sources(&report);
