@@ -1526,6 +1526,16 @@ exit 0
         let s = deliver_script(&t(host, None), None, None, true);
         let (ok, log, _) = fake.run(&s, host, "2_28");
         assert!(ok && log.contains("+ the image's auditwheel: "), "{log}");
+        // Without one, the pinned one, said so.
+        let bin = fake.dir.path().join("bin");
+        std::fs::rename(bin.join("auditwheel"), bin.join("auditwheel.off")).unwrap();
+        let probe = format!("{}\nexit 0\n", s.split("\nfor w in").next().unwrap());
+        let (ok, log, _) = fake.run(&probe, host, "2_28");
+        std::fs::rename(bin.join("auditwheel.off"), bin.join("auditwheel")).unwrap();
+        assert!(
+            ok && log.contains("+ no auditwheel in the image: pip install auditwheel=="),
+            "{log}"
+        );
 
         // The toolchain's policy, met.
         let s = deliver_script(&t(host, None), Some("manylinux_2_17"), None, false);

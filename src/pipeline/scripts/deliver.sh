@@ -91,6 +91,9 @@ pookie_ns_delivered() {
 if [ "${POOKIE_NS_IMAGE_AUDITWHEEL-}" = 1 ] && command -v auditwheel >/dev/null 2>&1; then
     echo "+ the image's auditwheel: $(command -v auditwheel) ($(auditwheel --version 2>&1))"
 else
+    if [ "${POOKIE_NS_IMAGE_AUDITWHEEL-}" = 1 ]; then
+        echo "+ no auditwheel in the image: pip install $POOKIE_NS_AUDITWHEEL_PIN"
+    fi
     # shellcheck disable=SC2086 # a list of requirements
     python3 -m pip install --quiet $POOKIE_NS_AUDITWHEEL_PIN
 fi
