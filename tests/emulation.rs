@@ -184,13 +184,7 @@ fn debian_arm64_python_and_gcc_run_emulated() {
         return;
     }
     let who = Who::SubUser;
-    if !require(
-        nix::unistd::User::from_name(common::SUB_USER)
-            .ok()
-            .flatten()
-            .is_some(),
-        "test user",
-    ) {
+    if !require(common::user_exists(common::SUB_USER), "test user") {
         return;
     }
     let r = Runner::new(who);

@@ -736,10 +736,7 @@ fn unprivileged_pull_with_credentials() {
         return;
     }
     if !require(
-        nix::unistd::User::from_name(common::SUB_USER)
-            .ok()
-            .flatten()
-            .is_some(),
+        common::user_exists(common::SUB_USER),
         "test user pookie-sub (scripts/setup-host)",
     ) {
         return;
@@ -824,10 +821,7 @@ fn unprivileged_pull_with_credentials() {
 
     // A user without a subuid range: every file theirs, the same tree.
     if require(
-        nix::unistd::User::from_name(common::SINGLE_USER)
-            .ok()
-            .flatten()
-            .is_some(),
+        common::user_exists(common::SINGLE_USER),
         "test user pookie-single (scripts/setup-host)",
     ) {
         let single = Runner::new(Who::SingleUser);
@@ -994,10 +988,7 @@ fn build_in_a_manylinux_like_image_from_a_registry() {
         debian.exists(),
         "the cached Debian tarball (scripts/build-test-rootfs)",
     ) || !require(
-        nix::unistd::User::from_name(common::SUB_USER)
-            .ok()
-            .flatten()
-            .is_some(),
+        common::user_exists(common::SUB_USER),
         "test user pookie-sub (scripts/setup-host)",
     ) {
         return;

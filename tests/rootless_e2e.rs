@@ -57,10 +57,7 @@ fn prerequisites() -> bool {
             "the host's binfmt_misc mounted at /proc/sys/fs/binfmt_misc",
         )
         && require(
-            nix::unistd::User::from_name(common::SUB_USER)
-                .ok()
-                .flatten()
-                .is_some(),
+            common::user_exists(common::SUB_USER),
             "the test user pookie-sub",
         )
 }

@@ -30,10 +30,6 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-fn user_exists(name: &str) -> bool {
-    nix::unistd::User::from_name(name).ok().flatten().is_some()
-}
-
 /// The host's entries with what the kernel says about each.
 fn host_listing() -> Vec<(String, String)> {
     common::host_binfmt_entries()
@@ -100,7 +96,10 @@ fn prerequisites() -> bool {
             Path::new(binfmt::HOST_DIR).join("register").exists(),
             "the host's binfmt_misc mounted at /proc/sys/fs/binfmt_misc",
         )
-        && require(user_exists(common::SUB_USER), "the test user pookie-sub")
+        && require(
+            common::user_exists(common::SUB_USER),
+            "the test user pookie-sub",
+        )
         && require(
             std::process::Command::new("curl")
                 .args(["-fsS", "--max-time", "20", "-r", "0-99", "-o", "/dev/null"])

@@ -63,7 +63,8 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn user_exists(name: &str) -> bool {
+/// Whether the user `name` exists (the test users come from scripts/setup-host).
+pub fn user_exists(name: &str) -> bool {
     nix::unistd::User::from_name(name).ok().flatten().is_some()
 }
 
