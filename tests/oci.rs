@@ -131,20 +131,9 @@ impl Layout {
         self.dir.join("blobs/sha256").join(d)
     }
 
-    /// An image manifest with these layers (media type, bytes); returns its descriptor with the
-    /// platform set.
+    /// An image manifest with these layers (media type, bytes) whose config names `user` as its
+    /// `User`; returns its descriptor with the platform set.
     fn image(
-        &self,
-        arch: &str,
-        variant: Option<&str>,
-        layers: &[(&str, Vec<u8>)],
-        env: &[&str],
-    ) -> Value {
-        self.image_as(arch, variant, layers, env, "0:0")
-    }
-
-    /// [`Layout::image`] whose config names `user` as its `User`.
-    fn image_as(
         &self,
         arch: &str,
         variant: Option<&str>,
@@ -316,6 +305,15 @@ impl Drop for Registry {
     }
 }
 
+/// `load-baseos REFERENCE EXTRA… --insecure-registry HOST`: a pull from a test registry (plain
+/// HTTP on the loopback).
+fn registry_pull<'a>(reference: &'a str, extra: &[&'a str], host: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["load-baseos", reference];
+    args.extend_from_slice(extra);
+    args.extend(["--insecure-registry", host]);
+    args
+}
+
 fn read_meta(r: &Runner, name: &str, arch: &str) -> Value {
     let p = r
         .store
@@ -428,6 +426,7 @@ fn whiteout_layout(dir: &Path) -> Layout {
         None,
         &layers,
         &["PATH=/usr/bin:/bin", "IMAGE_VAR=from-config"],
+        "0:0",
     );
     l.finish(&[("v1", img)]);
     l
@@ -469,15 +468,7 @@ fn oci_layout_applies_whiteouts_and_records_the_image() {
     assert_eq!(image["layers"].as_array().unwrap().len(), 3);
     assert_eq!(meta["whiteouts"], 3);
     // run starts commands with the image's Env and WorkingDir.
-    let out = r.ok(&[
-        "run",
-        "--baseos",
-        "wh",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo $IMAGE_VAR; pwd",
-    ]);
+    let out = r.sh_ok("wh", "echo $IMAGE_VAR; pwd");
     assert_eq!(out, "from-config\n/work\n");
     let list = r.ok(&["list"]);
     assert!(
@@ -520,14 +511,11 @@ fn oci_layout_applies_whiteouts_and_records_the_image() {
     // And pulled from a registry.
     let reg = Registry::start(None);
     reg.push(&layout.dir, "v1", "test/wh:v1", None);
-    r.ok(&[
-        "load-baseos",
+    r.ok(&registry_pull(
         &reg.reference("test/wh:v1"),
-        "--name",
-        "wh-registry",
-        "--insecure-registry",
+        &["--name", "wh-registry"],
         &reg.host(),
-    ]);
+    ));
     let want = names_under(&root);
     for name in ["wh-oci-archive", "wh-docker-archive", "wh-registry"] {
         let other = rootfs(&r, name, "amd64");
@@ -560,8 +548,15 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
         None,
         &[(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))],
         &[],
+        "0:0",
     );
-    let arm = l.image("arm64", Some("v8"), &[(LAYER_GZIP, gzip(&arm64))], &[]);
+    let arm = l.image(
+        "arm64",
+        Some("v8"),
+        &[(LAYER_GZIP, gzip(&arm64))],
+        &[],
+        "0:0",
+    );
     let index = l.index(&[amd, arm]);
     l.finish(&[("v1", index)]);
     // The layout itself: index.json -> the two-arch index -> the arm64 manifest.
@@ -595,16 +590,11 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
 
     let r = Runner::new(Who::Root);
     let load = |arch: &str, name: &str| {
-        r.run(&[
-            "load-baseos",
+        r.run(&registry_pull(
             &reference,
-            "--arch",
-            arch,
-            "--name",
-            name,
-            "--insecure-registry",
+            &["--arch", arch, "--name", name],
             &host,
-        ])
+        ))
     };
     let out = load("arm64", "multi");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -632,17 +622,11 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
     );
 
     // A second pull of the same digest downloads no blob: the layer comes from the cache.
-    let out = r.run(&[
-        "-v",
-        "load-baseos",
+    let out = r.run(&registry_pull(
         &reference,
-        "--arch",
-        "amd64",
-        "--name",
-        "again",
-        "--insecure-registry",
+        &["-v", "--arch", "amd64", "--name", "again"],
         &host,
-    ]);
+    ));
     assert!(out.status.success());
     assert!(
         stderr(&out).contains("0 B downloaded, 1 from the cache"),
@@ -662,19 +646,7 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&cached, &bytes).unwrap();
-    let again = |name: &str| {
-        r.run(&[
-            "load-baseos",
-            &reference,
-            "--arch",
-            "amd64",
-            "--name",
-            name,
-            "--insecure-registry",
-            &host,
-        ])
-    };
-    let out = again("damaged");
+    let out = load("amd64", "damaged");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("is damaged: downloading it again"),
@@ -706,6 +678,7 @@ fn registry_pull_picks_the_arch_caches_blobs_and_updates_by_digest() {
             (LAYER_TAR, layer(&[("etc/", ""), ("etc/version", "2\n")])),
         ],
         &[],
+        "0:0",
     );
     l2.finish(&[("v1", amd2)]);
     reg.push(&l2.dir, "v1", "multi/busybox:v1", None);
@@ -746,32 +719,27 @@ fn unprivileged_pull_with_credentials() {
     let (_registry, reference, host) =
         whiteout_pushed(tmp.path(), Some(("pookie", "s3cret")), "private/wh:v1");
     let r = Runner::new(Who::SubUser);
-    let args = [
-        "load-baseos",
-        &reference,
-        "--name",
-        "wh",
-        "--insecure-registry",
-        &host,
-    ];
+    let args = registry_pull(&reference, &["--name", "wh"], &host);
+
+    // Each pull reads the credentials from `auth`; a refused one exits 2 with each of `expect` in
+    // its message and leaves the store empty.
+    let auth = tmp.path().join("auth.json");
+    let pull = |runner: &Runner| {
+        let mut c = runner.command(&args);
+        c.env("REGISTRY_AUTH_FILE", &auth);
+        c.output().unwrap()
+    };
+    let refused = |expect: &[&str]| {
+        let out = pull(&r);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        for e in expect {
+            assert!(stderr(&out).contains(e), "{}", stderr(&out));
+        }
+        store_is_empty(&r);
+    };
 
     // No credentials: 401, exit 2, the files searched named.
-    let auth = tmp.path().join("auth.json");
-    let mut c = r.command(&args);
-    c.env("REGISTRY_AUTH_FILE", &auth);
-    let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("credentials tried: none"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains(auth.to_str().unwrap()),
-        "{}",
-        stderr(&out)
-    );
-    store_is_empty(&r);
+    refused(&["credentials tried: none", auth.to_str().unwrap()]);
 
     // Bad credentials: exit 2, the user and file named.
     let write_auth = |user_pass: &str| {
@@ -789,34 +757,15 @@ fn unprivileged_pull_with_credentials() {
         std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
     };
     write_auth("pookie:wrong");
-    let mut c = r.command(&args);
-    c.env("REGISTRY_AUTH_FILE", &auth);
-    let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("user \"pookie\" from"),
-        "{}",
-        stderr(&out)
-    );
-    store_is_empty(&r);
+    refused(&["user \"pookie\" from"]);
 
     write_auth("pookie:s3cret");
-    let mut c = r.command(&args);
-    c.env("REGISTRY_AUTH_FILE", &auth);
-    let out = c.output().unwrap();
+    let out = pull(&r);
     assert!(out.status.success(), "{}", stderr(&out));
     let meta = read_meta(&r, "wh", "amd64");
     assert_eq!(meta["ownership"], "subuid");
     check_whiteouts(&rootfs(&r, "wh", "amd64"));
-    let out = r.ok(&[
-        "run",
-        "--baseos",
-        "wh",
-        "--",
-        "/bin/sh",
-        "-c",
-        "cat /data/keep/b",
-    ]);
+    let out = r.sh_ok("wh", "cat /data/keep/b");
     assert_eq!(out, "added\n");
 
     // A user without a subuid range: every file theirs, the same tree.
@@ -825,9 +774,7 @@ fn unprivileged_pull_with_credentials() {
         "test user pookie-single (scripts/setup-host)",
     ) {
         let single = Runner::new(Who::SingleUser);
-        let mut c = single.command(&args);
-        c.env("REGISTRY_AUTH_FILE", &auth);
-        let out = c.output().unwrap();
+        let out = pull(&single);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(read_meta(&single, "wh", "amd64")["ownership"], "single-uid");
         check_whiteouts(&rootfs(&single, "wh", "amd64"));
@@ -872,6 +819,7 @@ fn manylinux_like_image_records_its_pythons_and_package_manager() {
             (LAYER_TAR, extra),
         ],
         &[],
+        "0:0",
     );
     l.finish(&[("latest", img)]);
     let r = Runner::new(Who::Root);
@@ -909,7 +857,7 @@ fn run_honours_the_image_user() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let l = Layout::new(&tmp.path().join("www"));
     // The busybox fixture's /etc/passwd has www-data (33, home /home/www).
-    let img = l.image_as(
+    let img = l.image(
         "amd64",
         None,
         &[(LAYER_GZIP, gzip(&busybox_tar("amd64").unwrap()))],
@@ -959,7 +907,7 @@ fn manylinux_like_layout(dir: &Path, debian: &Path) -> Layout {
         ("opt/python/", ""),
         ("opt/python/cp311-cp311", "->/opt/_internal/cpython-3.11"),
     ]);
-    let img = l.image_as(
+    let img = l.image(
         "amd64",
         None,
         &[
@@ -1118,7 +1066,7 @@ fn hostile_case(dir: &Path, case: &str) -> (PathBuf, &'static str) {
     } else {
         LAYER_GZIP
     };
-    let img = l.image("amd64", None, &layers, &[]);
+    let img = l.image("amd64", None, &layers, &[], "0:0");
     l.finish(&[("v1", img.clone())]);
     let manifest_path = l.path_of(&img);
     let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
@@ -1204,12 +1152,11 @@ fn hostile_images_exit_2_and_leave_nothing() {
         .unwrap()
         .port();
     let host = format!("127.0.0.1:{port}");
-    let out = r.run(&[
-        "load-baseos",
+    let out = r.run(&registry_pull(
         &format!("docker://{host}/nothing:v1"),
-        "--insecure-registry",
+        &[],
         &host,
-    ]);
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot reach the registry"),
@@ -1219,12 +1166,11 @@ fn hostile_images_exit_2_and_leave_nothing() {
     store_is_empty(&r);
     // A tag that is not there.
     let reg = Registry::start(None);
-    let out = r.run(&[
-        "load-baseos",
+    let out = r.run(&registry_pull(
         &reg.reference("nothing/here:v1"),
-        "--insecure-registry",
+        &[],
         &reg.host(),
-    ]);
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("not found (404)"), "{}", stderr(&out));
     store_is_empty(&r);
@@ -1239,14 +1185,7 @@ fn a_pull_killed_mid_download_leaves_a_consistent_store() {
     let tmp = tempfile::tempdir().unwrap();
     let (_registry, reference, host) = whiteout_pushed(tmp.path(), None, "crash/wh:v1");
     let r = Runner::new(Who::Root);
-    let args = [
-        "load-baseos",
-        &reference,
-        "--name",
-        "wh",
-        "--insecure-registry",
-        &host,
-    ];
+    let args = registry_pull(&reference, &["--name", "wh"], &host);
     let out = r
         .command(&args)
         .env("POOKIE_NS_FAULT", "oci-downloading")
@@ -1431,14 +1370,11 @@ fn bearer_tokens_rate_limits_and_bad_blobs_from_a_registry() {
     let host = format!("127.0.0.1:{port}");
     let r = Runner::new(Who::Root);
     let load = |mode: &str| {
-        r.run(&[
-            "load-baseos",
+        r.run(&registry_pull(
             &format!("docker://{host}/{mode}:v1"),
-            "--name",
-            mode,
-            "--insecure-registry",
+            &["--name", mode],
             &host,
-        ])
+        ))
     };
     let blobs = r.store.join("blobs/sha256");
     let blob_files = || std::fs::read_dir(&blobs).map(|rd| rd.count()).unwrap_or(0);
