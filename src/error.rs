@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::sys::SysError;
+use crate::sys::{PathIoError, SysError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,13 +41,8 @@ pub enum Error {
     #[error(transparent)]
     Sys(#[from] SysError),
 
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
 
     /// A failure reported by a helper process (one that ran inside a user namespace).
     #[error("{message}")]
@@ -76,11 +71,7 @@ impl Error {
     }
 
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            what,
-            path: path.into(),
-            source,
-        }
+        Error::Io(PathIoError::new(what, path, source))
     }
 
     /// The exit status `main` returns for this error.

@@ -58,6 +58,28 @@ impl SysError {
 
 pub type SysResult<T> = Result<T, SysError>;
 
+/// A failed file operation of the standard library: what was attempted (`"read"`), on which path,
+/// and the error. The `Io` variant of both [`crate::error::Error`] and
+/// [`crate::oci::OciError`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+pub struct PathIoError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl PathIoError {
+    pub fn new(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        PathIoError {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
 fn cstr(path: &Path) -> SysResult<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| SysError::new("path contains a NUL byte:", Some(path), Errno::EINVAL))

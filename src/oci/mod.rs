@@ -86,28 +86,19 @@ pub enum OciError {
         url: String,
         detail: String,
     },
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::sys::PathIoError),
 }
 
 impl OciError {
     /// True when what the user named is at fault (exit status 2), false for the host's or the
     /// network's trouble (a full disk, a connection reset mid-download, a 5xx).
     pub fn is_input_error(&self) -> bool {
-        !matches!(self, OciError::Http { .. } | OciError::Io { .. })
+        !matches!(self, OciError::Http { .. } | OciError::Io(_))
     }
 
     pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
-        OciError::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
-        }
+        OciError::Io(crate::sys::PathIoError::new(what, path, source))
     }
 }
 

@@ -399,11 +399,8 @@ pub fn pull(r: &RegistryRef, arch: Option<Arch>, blobs: &Path, opts: &Options) -
     let (meta, image_arch) = describe(&name, manifest_digest, &manifest, &config)?;
 
     let dir = blobs.join("sha256");
-    crate::sys::mkdir_p(&dir, 0o755).map_err(|e| OciError::Io {
-        what: "create",
-        path: dir.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    crate::sys::mkdir_p(&dir, 0o755)
+        .map_err(|e| OciError::io("create", &dir, std::io::Error::other(e.to_string())))?;
     sweep_partials(&dir);
     let mut layers = Vec::new();
     let (mut fetched, mut cached) = (0u64, 0usize);
