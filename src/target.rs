@@ -351,16 +351,20 @@ mod tests {
         assert!(!parse_python("3.x").unwrap_err().contains("free-threaded"));
     }
 
+    /// The six arches wheels are built for (every [`Arch`] but i386).
+    const SIX: [Arch; 6] = [
+        Arch::Amd64,
+        Arch::Arm64,
+        Arch::Armhf,
+        Arch::Ppc64el,
+        Arch::S390x,
+        Arch::Riscv64,
+    ];
+
     #[test]
     fn default_policies_per_arch() {
         // manylinux2014 wherever auditwheel 6.4.2 defines it; riscv64's first policy is 2_31.
-        for arch in [
-            Arch::Amd64,
-            Arch::Arm64,
-            Arch::Armhf,
-            Arch::Ppc64el,
-            Arch::S390x,
-        ] {
+        for arch in SIX.into_iter().filter(|a| *a != Arch::Riscv64) {
             assert_eq!(default_policy(arch), "manylinux_2_17", "{arch}");
         }
         assert_eq!(default_policy(Arch::Riscv64), "manylinux_2_31");
@@ -375,14 +379,7 @@ mod tests {
         // Six arches × the Pythons: distinct identifiers, matched by selectors per axis; a
         // policy changes the name (output dir, report), not the identifier.
         let mut ids = Vec::new();
-        for arch in [
-            Arch::Amd64,
-            Arch::Arm64,
-            Arch::Armhf,
-            Arch::Ppc64el,
-            Arch::S390x,
-            Arch::Riscv64,
-        ] {
+        for arch in SIX {
             for python in ["3.9", "3.11", "3.13", "3.14", "3.15"] {
                 let t = Target {
                     arch,

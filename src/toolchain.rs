@@ -363,20 +363,30 @@ mod tests {
     #[test]
     fn resolving_fills_in_the_target() {
         let t = builtin();
-        let gcc = choose(&t, Arch::Arm64, Some(Compiler::Gcc))
-            .unwrap()
-            .resolve(&cx(Arch::Arm64))
-            .unwrap();
-        assert_eq!(env(&gcc, "CC"), "aarch64-linux-gnu-gcc --sysroot=/sysroot");
-        assert_eq!(env(&gcc, "_PYTHON_HOST_PLATFORM"), "linux-aarch64");
-        assert_eq!(env(&gcc, "PYTHONPATH"), CROSS_DIR);
-        assert_eq!(
-            env(&gcc, "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"),
-            "aarch64-linux-gnu-gcc"
-        );
-        assert_eq!(
-            env(&gcc, "_PYTHON_SYSCONFIGDATA_NAME"),
-            "${POOKIE_NS_SYSCONFIGDATA}"
+        let resolved = |arch: Arch, compiler: Option<Compiler>| {
+            choose(&t, arch, compiler)
+                .unwrap()
+                .resolve(&cx(arch))
+                .unwrap()
+        };
+        let expect_env = |r: &Resolved, want: &[(&str, &str)]| {
+            for (var, value) in want {
+                assert_eq!(env(r, var), *value, "{var}");
+            }
+        };
+        let gcc = resolved(Arch::Arm64, Some(Compiler::Gcc));
+        expect_env(
+            &gcc,
+            &[
+                ("CC", "aarch64-linux-gnu-gcc --sysroot=/sysroot"),
+                ("_PYTHON_HOST_PLATFORM", "linux-aarch64"),
+                ("PYTHONPATH", CROSS_DIR),
+                (
+                    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+                    "aarch64-linux-gnu-gcc",
+                ),
+                ("_PYTHON_SYSCONFIGDATA_NAME", "${POOKIE_NS_SYSCONFIGDATA}"),
+            ],
         );
         assert!(gcc.setup.contains("crossbuild-essential-arm64"));
         assert!(gcc.cmake.contains("set(CMAKE_SYSTEM_PROCESSOR aarch64)"));
@@ -387,23 +397,15 @@ mod tests {
             .library_path
             .starts_with("/sysroot/usr/lib/aarch64-linux-gnu:"));
 
-        let armhf = choose(&t, Arch::Armhf, None)
-            .unwrap()
-            .resolve(&cx(Arch::Armhf))
-            .unwrap();
-        assert_eq!(
-            env(&armhf, "CC"),
-            "arm-linux-gnueabihf-gcc --sysroot=/sysroot"
-        );
-        assert_eq!(
-            env(&armhf, "CARGO_BUILD_TARGET"),
-            "armv7-unknown-linux-gnueabihf"
+        expect_env(
+            &resolved(Arch::Armhf, None),
+            &[
+                ("CC", "arm-linux-gnueabihf-gcc --sysroot=/sysroot"),
+                ("CARGO_BUILD_TARGET", "armv7-unknown-linux-gnueabihf"),
+            ],
         );
 
-        let zig = choose(&t, Arch::Arm64, Some(Compiler::Zig))
-            .unwrap()
-            .resolve(&cx(Arch::Arm64))
-            .unwrap();
+        let zig = resolved(Arch::Arm64, Some(Compiler::Zig));
         assert!(
             zig.setup.contains("-target aarch64-linux-gnu.2.17"),
             "{}",
