@@ -30,36 +30,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Instant;
 
-use common::{require, HostEntriesRemoved, Who};
+use common::{HostEntriesRemoved, Who};
 use pookie_ns::arch::Arch;
-use pookie_ns::binfmt;
 
 const ARCHES: [&str; 3] = ["amd64", "arm64", "armhf"];
 const TARGETS: [&str; 3] = ["x86_64", "aarch64", "armv7l"];
 
 fn prerequisites() -> bool {
-    require(common::is_root(), "root (the test switches to pookie-sub)")
-        && require(
-            pookie_ns::sys::kernel_version() >= binfmt::PRIVATE_MIN_KERNEL,
-            "Linux >= 6.7 (private binfmt_misc instances)",
-        )
-        && [Arch::Arm64, Arch::Armhf].iter().all(|a| {
-            require(
-                binfmt::find_interpreter(*a, None).is_ok(),
-                &format!("the QEMU interpreter for {a} (apt-get install qemu-user-static)"),
-            )
-        })
-        && require(
-            Path::new(binfmt::HOST_DIR).join("register").exists(),
-            "the host's binfmt_misc mounted at /proc/sys/fs/binfmt_misc",
-        )
-        && require(
-            common::user_exists(common::SUB_USER),
-            "the test user pookie-sub",
-        )
+    common::rootless_emulation(&[Arch::Arm64, Arch::Armhf])
 }
 
 /// The build of the issue as `who` on a fresh store, with no host entry for any foreign arch.

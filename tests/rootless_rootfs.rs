@@ -81,25 +81,9 @@ fn run_with_cache(r: &Runner, cache: &Path, args: &[&str]) -> Output {
 
 fn prerequisites() -> bool {
     let mirror = "http://deb.debian.org/debian/dists/bookworm/InRelease";
-    require(common::is_root(), "root (the test switches to pookie-sub)")
-        && require(
-            pookie_ns::sys::kernel_version() >= binfmt::PRIVATE_MIN_KERNEL,
-            "Linux >= 6.7 (private binfmt_misc instances)",
-        )
+    common::rootless_emulation(&[Arch::Arm64])
         && require(which("mmdebstrap"), "mmdebstrap")
         && require(which("arch-test"), "arch-test")
-        && require(
-            binfmt::find_interpreter(Arch::Arm64, None).is_ok(),
-            "qemu-aarch64-static (apt-get install qemu-user-static)",
-        )
-        && require(
-            Path::new(binfmt::HOST_DIR).join("register").exists(),
-            "the host's binfmt_misc mounted at /proc/sys/fs/binfmt_misc",
-        )
-        && require(
-            common::user_exists(common::SUB_USER),
-            "the test user pookie-sub",
-        )
         && require(
             std::process::Command::new("curl")
                 .args(["-fsS", "--max-time", "20", "-r", "0-99", "-o", "/dev/null"])

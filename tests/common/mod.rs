@@ -591,6 +591,30 @@ pub fn host_binfmt_entries() -> Vec<(String, String)> {
         .collect()
 }
 
+/// What a rootless emulated build needs of the machine, each checked through [`require`]: root
+/// (the tests switch to [`SUB_USER`], who must exist), a kernel with private binfmt_misc
+/// instances, QEMU for each of `foreign`, and the host's binfmt_misc mounted (its entries are
+/// taken away for the test).
+pub fn rootless_emulation(foreign: &[pookie_ns::arch::Arch]) -> bool {
+    use pookie_ns::binfmt;
+    require(is_root(), "root (the test switches to pookie-sub)")
+        && require(
+            pookie_ns::sys::kernel_version() >= binfmt::PRIVATE_MIN_KERNEL,
+            "Linux >= 6.7 (private binfmt_misc instances)",
+        )
+        && foreign.iter().all(|a| {
+            require(
+                binfmt::find_interpreter(*a, None).is_ok(),
+                &format!("the QEMU interpreter for {a} (apt-get install qemu-user-static)"),
+            )
+        })
+        && require(
+            Path::new(binfmt::HOST_DIR).join("register").exists(),
+            "the host's binfmt_misc mounted at /proc/sys/fs/binfmt_misc",
+        )
+        && require(user_exists(SUB_USER), "the test user pookie-sub")
+}
+
 /// Serializes the tests that take the host's binfmt_misc registrations away or add their own
 /// (other test binaries, other checkouts on a shared machine): hold it while comparing listings.
 pub const HOST_BINFMT_LOCK: &str = "/tmp/pookie-ns-test-host-binfmt.lock";
