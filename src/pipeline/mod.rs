@@ -337,7 +337,7 @@ fn resolve_targets(
             config, store, project, &platforms, &versions, &registry, ui.say,
         )?
     };
-    let planned = plan::plan_with_images(
+    let planned = plan::plan(
         &platforms,
         &pythons,
         project,

@@ -91,26 +91,6 @@ pub struct ImageOffer {
     pub python: Vec<String>,
 }
 
-/// [`plan_with_images`] for projects without image options.
-pub fn plan(
-    platforms: &[Platform],
-    pythons: &[String],
-    project: &Project,
-    loaded: &[Loaded],
-    offers: &[Offer],
-    default_recipe: &str,
-) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
-    plan_with_images(
-        platforms,
-        pythons,
-        project,
-        loaded,
-        offers,
-        default_recipe,
-        &|_| None,
-    )
-}
-
 /// Pairs platforms with Python versions and chooses a base OS for each pair.
 ///
 /// Without `pythons`, each platform gets every CPython of [`CPYTHONS`] that the project's
@@ -121,7 +101,7 @@ pub fn plan(
 ///
 /// A target for which `image` names an image base OS builds there or nowhere: the image's own
 /// CPythons decide, never a Debian recipe.
-pub fn plan_with_images(
+pub fn plan(
     platforms: &[Platform],
     pythons: &[String],
     project: &Project,
@@ -338,20 +318,32 @@ mod tests {
         tags.iter().map(|t| parse_platform(t).unwrap()).collect()
     }
 
-    /// A plan with nothing loaded, the default recipe bookworm's.
-    fn plan_for(
+    /// A plan with the default recipe bookworm's, `loaded` base OSes and `image`'s offers.
+    fn plan_with(
         tags: &[&str],
         pythons: &[String],
         project: &Project,
+        loaded: &[Loaded],
+        image: &dyn Fn(&Target) -> Option<ImageOffer>,
     ) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
         plan(
             &platforms(tags),
             pythons,
             project,
-            &[],
+            loaded,
             &offers(),
             "debian-bookworm",
+            image,
         )
+    }
+
+    /// [`plan_with`] nothing loaded and no image.
+    fn plan_for(
+        tags: &[&str],
+        pythons: &[String],
+        project: &Project,
+    ) -> Result<(Vec<Planned>, Vec<Skipped>), String> {
+        plan_with(tags, pythons, project, &[], &|_| None)
     }
 
     fn ids(p: &[Planned]) -> Vec<String> {
@@ -379,13 +371,11 @@ mod tests {
         };
         // Default CPythons: those the image carries, the rest skipped with the reason; the
         // other arch as before, from the recipes.
-        let (p, skipped) = plan_with_images(
-            &platforms(&["x86_64", "aarch64"]),
+        let (p, skipped) = plan_with(
+            &["x86_64", "aarch64"],
             &[],
             &requiring(">=3.10"),
             &[],
-            &offers(),
-            "debian-bookworm",
             &image,
         )
         .unwrap();
@@ -409,13 +399,11 @@ mod tests {
             "{why:?}"
         );
         // Asked for and not in the image: an error, even where a recipe has it.
-        let e = plan_with_images(
-            &platforms(&["x86_64"]),
+        let e = plan_with(
+            &["x86_64"],
             &py(&["3.13"]),
             &Project::default(),
             &[],
-            &offers(),
-            "debian-bookworm",
             &image,
         )
         .unwrap_err();
@@ -425,13 +413,12 @@ mod tests {
     #[test]
     fn loaded_base_oses_are_preferred_and_missing_ones_come_from_recipes() {
         let l = vec![loaded("debian-bookworm", Arch::Amd64, Some("3.11"))];
-        let (p, skipped) = plan(
-            &platforms(&["x86_64", "aarch64"]),
+        let (p, skipped) = plan_with(
+            &["x86_64", "aarch64"],
             &py(&["3.11"]),
             &Project::default(),
             &l,
-            &offers(),
-            "debian-bookworm",
+            &|_| None,
         )
         .unwrap();
         assert!(skipped.is_empty());
@@ -445,13 +432,12 @@ mod tests {
 
     #[test]
     fn pythons_pick_their_base_os() {
-        let (p, _) = plan(
-            &platforms(&["x86_64"]),
+        let (p, _) = plan_with(
+            &["x86_64"],
             &py(&["3.9", "3.11", "3.13"]),
             &Project::default(),
             &[loaded("mine", Arch::Amd64, Some("3.13"))],
-            &offers(),
-            "debian-bookworm",
+            &|_| None,
         )
         .unwrap();
         let sources: Vec<&str> = p.iter().map(|p| p.source.name()).collect();
@@ -460,13 +446,10 @@ mod tests {
 
     #[test]
     fn one_recipe_provides_several_pythons() {
-        let (p, _) = plan(
-            &platforms(&["aarch64"]),
+        let (p, _) = plan_for(
+            &["aarch64"],
             &py(&["3.13", "3.14", "3.15"]),
             &Project::default(),
-            &[],
-            &offers(),
-            "debian-bookworm",
         )
         .unwrap();
         let sources: Vec<&Source> = p.iter().map(|p| &p.source).collect();
@@ -482,15 +465,7 @@ mod tests {
         // A loaded forky serves all three of its own.
         let mut l = loaded("debian-forky", Arch::Arm64, None);
         l.python = py(&["3.13", "3.14", "3.15"]);
-        let (p, _) = plan(
-            &platforms(&["aarch64"]),
-            &[],
-            &requiring(">=3.13"),
-            &[l],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (p, _) = plan_with(&["aarch64"], &[], &requiring(">=3.13"), &[l], &|_| None).unwrap();
         assert_eq!(
             ids(&p),
             [
@@ -539,15 +514,8 @@ mod tests {
         let (_, skipped) = plan_for(&["x86_64"], &[], &Project::default()).unwrap();
         assert_eq!(skipped[0].identifier, "cp38-manylinux_x86_64");
         // An explicit version requires-python excludes is skipped, with that reason.
-        let (p, skipped) = plan(
-            &platforms(&["x86_64"]),
-            &py(&["3.11", "3.13"]),
-            &requiring(">=3.13"),
-            &[],
-            &offers(),
-            "debian-bookworm",
-        )
-        .unwrap();
+        let (p, skipped) =
+            plan_for(&["x86_64"], &py(&["3.11", "3.13"]), &requiring(">=3.13")).unwrap();
         assert_eq!(ids(&p), ["cp313-manylinux_x86_64"]);
         assert!(
             skipped[0].reason.contains("requires-python (>=3.13)"),
@@ -557,13 +525,10 @@ mod tests {
 
     #[test]
     fn unsatisfiable_pairs_list_what_is_available() {
-        let e = plan(
-            &platforms(&["armv7l", "x86_64"]),
+        let e = plan_for(
+            &["armv7l", "x86_64"],
             &py(&["3.13", "3.12"]),
             &Project::default(),
-            &[],
-            &offers(),
-            "debian-bookworm",
         )
         .unwrap_err();
         assert!(e.contains("CPython 3.13 for armv7l"), "{e}");
