@@ -55,6 +55,16 @@ struct Meta {
     mtime: TimeSpec,
 }
 
+/// Where an entry goes: its parent directory (open), its name there, its whole path, and the name
+/// messages show it by.
+#[derive(Clone, Copy)]
+struct Dest<'a> {
+    pfd: BorrowedFd<'a>,
+    name: &'a CStr,
+    path: &'a SafePath,
+    shown: &'a str,
+}
+
 /// Why a directory is being walked: to create an entry in it, or to find a hard link's target.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Walk {
@@ -86,6 +96,18 @@ pub(super) struct Unpacker<'a> {
     /// In a layer, the times of the lower layers' directories it changes without listing them.
     kept_times: std::collections::HashMap<CString, TimeSpec>,
     pub whiteouts: u64,
+}
+
+/// The error of a failed `op` (`write`) on the file of the entry `shown`: its errno and name.
+fn io_failed<'a>(op: &'static str, shown: &'a str) -> impl Fn(io::Error) -> ImportError + 'a {
+    move |e| {
+        SysError::new(
+            op,
+            None,
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+        .on(shown)
+    }
 }
 
 fn refuse(entry: &str, reason: impl Into<String>) -> ImportError {
@@ -172,14 +194,18 @@ impl<'a> Unpacker<'a> {
         {
             at::remove_tree(pfd, name).map_err(|f| f.on(&shown))?;
         }
+        let dest = Dest {
+            pfd,
+            name,
+            path: &path,
+            shown: &shown,
+        };
         let done = match kind {
-            EntryType::Directory => self.directory(pfd, name, &path, meta, &shown),
-            EntryType::Symlink => self.symlink(entry, pfd, name, meta, &shown),
-            EntryType::Link => self.hard_link(entry, pfd, &path, &shown),
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.node(entry, kind, pfd, name, &path, meta, &shown)
-            }
-            _ => self.file(entry, kind == EntryType::GNUSparse, pfd, name, meta, &shown),
+            EntryType::Directory => self.directory(dest, meta),
+            EntryType::Symlink => self.symlink(entry, dest, meta),
+            EntryType::Link => self.hard_link(entry, dest),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => self.node(entry, dest, meta),
+            _ => self.file(entry, dest, meta),
         };
         self.parent = Some(parent);
         done
@@ -302,35 +328,26 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn directory(
-        &mut self,
-        pfd: BorrowedFd,
-        name: &CStr,
-        path: &SafePath,
-        meta: Meta,
-        shown: &str,
-    ) -> Result<()> {
+    fn directory(&mut self, d: Dest, meta: Meta) -> Result<()> {
         // Private until its mode is set at the end, after its contents.
-        match at::mkdir(pfd, name, 0o700) {
+        match at::mkdir(d.pfd, d.name, 0o700) {
             Ok(()) => {}
             Err(SysError {
                 errno: Errno::EEXIST,
                 ..
             }) => {
                 // A repeated entry, or one that made it as a parent: a directory stays.
-                if at::file_type(pfd, name).map_err(|f| f.on(shown))? != libc::S_IFDIR {
-                    at::remove(pfd, name)
-                        .and_then(|()| at::mkdir(pfd, name, 0o700))
-                        .map_err(|f| f.on(shown))?;
+                if at::file_type(d.pfd, d.name).map_err(|f| f.on(d.shown))? != libc::S_IFDIR {
+                    at::remove(d.pfd, d.name)
+                        .and_then(|()| at::mkdir(d.pfd, d.name, 0o700))
+                        .map_err(|f| f.on(d.shown))?;
                 }
             }
-            Err(f) => return Err(f.on(shown)),
+            Err(f) => return Err(f.on(d.shown)),
         }
-        if self.opts.keep_owners {
-            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
-        }
-        let path =
-            CString::new(path.normalised()).map_err(|_| refuse(shown, "contains a NUL byte"))?;
+        self.keep_owner(d, meta)?;
+        let path = CString::new(d.path.normalised())
+            .map_err(|_| refuse(d.shown, "contains a NUL byte"))?;
         self.dirs.push(DirMeta {
             path,
             mode: meta.mode,
@@ -339,19 +356,12 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn file<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        sparse: bool,
-        pfd: BorrowedFd,
-        name: &CStr,
-        meta: Meta,
-        shown: &str,
-    ) -> Result<()> {
+    fn file<R: Read>(&mut self, entry: &mut tar::Entry<R>, d: Dest, meta: Meta) -> Result<()> {
+        let sparse = entry.header().entry_type() == EntryType::GNUSparse;
         let size = entry.size();
         if sparse && size > MAX_SPARSE_SIZE {
             return Err(refuse(
-                shown,
+                d.shown,
                 format!(
                     "is a sparse file of {size} bytes holding {} bytes of data; sparse files over \
                      {MAX_SPARSE_SIZE} bytes are refused (a decompression bomb?)",
@@ -359,20 +369,23 @@ impl<'a> Unpacker<'a> {
                 ),
             ));
         }
-        let mut file =
-            at::replacing(pfd, name, || at::create_file(pfd, name)).map_err(|f| f.on(shown))?;
-        let written = self.write_contents(entry, &mut file, sparse, shown)?;
+        let mut file = at::replacing(d.pfd, d.name, || at::create_file(d.pfd, d.name))
+            .map_err(|f| f.on(d.shown))?;
+        let written = self.write_contents(entry, &mut file, sparse, d.shown)?;
         if written != size {
-            return Err(self.corrupt(shown, format!("cut short after {written} of {size} bytes")));
+            return Err(self.corrupt(
+                d.shown,
+                format!("cut short after {written} of {size} bytes"),
+            ));
         }
         self.unpacked_bytes += written;
         let fd = file.as_fd();
         if self.opts.keep_owners {
-            at::chown_fd(fd, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+            at::chown_fd(fd, meta.uid, meta.gid).map_err(|f| f.on(d.shown))?;
         }
         // After chown, which clears the setuid and setgid bits.
-        at::chmod_fd(fd, meta.mode).map_err(|f| f.on(shown))?;
-        at::set_mtime_fd(fd, meta.mtime).map_err(|f| f.on(shown))
+        at::chmod_fd(fd, meta.mode).map_err(|f| f.on(d.shown))?;
+        at::set_mtime_fd(fd, meta.mtime).map_err(|f| f.on(d.shown))
     }
 
     /// Copies an entry's data into `file`; the holes of a GNU sparse entry (which the tar crate
@@ -394,14 +407,7 @@ impl<'a> Unpacker<'a> {
                 Err(e) => return Err(super::stream_error(self.archive, Some(shown), e)),
             };
             let chunk = &self.buf[..n];
-            let write_err = |e: io::Error| {
-                SysError::new(
-                    "write",
-                    None,
-                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                )
-                .on(shown)
-            };
+            let write_err = io_failed("write", shown);
             hole_at_end = sparse && chunk.iter().all(|b| *b == 0);
             if hole_at_end {
                 file.seek(SeekFrom::Current(n as i64)).map_err(write_err)?;
@@ -411,88 +417,62 @@ impl<'a> Unpacker<'a> {
             written += n as u64;
         }
         if hole_at_end {
-            file.set_len(written).map_err(|e| {
-                SysError::new(
-                    "truncate",
-                    None,
-                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                )
-                .on(shown)
-            })?;
+            file.set_len(written)
+                .map_err(io_failed("truncate", shown))?;
         }
         Ok(written)
     }
 
-    fn symlink<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        pfd: BorrowedFd,
-        name: &CStr,
-        meta: Meta,
-        shown: &str,
-    ) -> Result<()> {
+    fn symlink<R: Read>(&mut self, entry: &mut tar::Entry<R>, d: Dest, meta: Meta) -> Result<()> {
         // The target may be anything (`/usr/bin/dash` is normal in a root filesystem): it is
         // stored, never followed while unpacking.
         let target = entry
             .link_name_bytes()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| refuse(shown, "is a symlink without a target"))?;
+            .ok_or_else(|| refuse(d.shown, "is a symlink without a target"))?;
         let target = CString::new(target.into_owned())
-            .map_err(|_| refuse(shown, "has a NUL byte in its link target"))?;
-        at::replacing(pfd, name, || at::symlink(&target, pfd, name)).map_err(|f| f.on(shown))?;
-        if self.opts.keep_owners {
-            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
-        }
-        at::set_mtime_at(pfd, name, meta.mtime).map_err(|f| f.on(shown))
+            .map_err(|_| refuse(d.shown, "has a NUL byte in its link target"))?;
+        at::replacing(d.pfd, d.name, || at::symlink(&target, d.pfd, d.name))
+            .map_err(|f| f.on(d.shown))?;
+        self.keep_owner(d, meta)?;
+        at::set_mtime_at(d.pfd, d.name, meta.mtime).map_err(|f| f.on(d.shown))
     }
 
     /// A hard link: its target must be a safe name too, already unpacked, reached without any
     /// symlink on the way, and not a directory. A symlink as the target is linked itself.
-    fn hard_link<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        pfd: BorrowedFd,
-        path: &SafePath,
-        shown: &str,
-    ) -> Result<()> {
-        let Some(name) = &path.name else {
-            return Err(refuse(
-                shown,
-                "names the root directory but is not a directory",
-            ));
-        };
+    fn hard_link<R: Read>(&mut self, entry: &mut tar::Entry<R>, d: Dest) -> Result<()> {
         let raw = entry
             .link_name_bytes()
-            .ok_or_else(|| refuse(shown, "is a hard link without a target"))?;
+            .ok_or_else(|| refuse(d.shown, "is a hard link without a target"))?;
         let target_shown = String::from_utf8_lossy(&raw).into_owned();
         let target = safe_path(&raw).map_err(|r| {
             refuse(
-                shown,
+                d.shown,
                 format!("is a hard link to {target_shown:?}, which {r}"),
             )
         })?;
         let Some(tname) = &target.name else {
-            return Err(refuse(shown, "is a hard link to the root directory"));
+            return Err(refuse(d.shown, "is a hard link to the root directory"));
         };
         let tnorm = target.normalised();
-        if tnorm == path.normalised() {
+        if tnorm == d.path.normalised() {
             return Ok(()); // a link to itself
         }
         if self.skipped.contains(&tnorm) {
-            self.skip_device(path, shown);
+            self.skip_device(d.path, d.shown);
             return Ok(());
         }
         let tdir_owned;
-        let tdir = if target.parent == path.parent {
-            pfd
+        let tdir = if target.parent == d.path.parent {
+            d.pfd
         } else {
-            tdir_owned = self.open_dir(&target.parent, Walk::LinkTarget, shown)?;
+            tdir_owned = self.open_dir(&target.parent, Walk::LinkTarget, d.shown)?;
             tdir_owned.as_fd()
         };
         match at::file_type(tdir, tname) {
             Ok(libc::S_IFDIR) => {
                 return Err(refuse(
-                    shown,
+                    d.shown,
                     format!("is a hard link to the directory {target_shown:?}"),
                 ))
             }
@@ -502,41 +482,33 @@ impl<'a> Unpacker<'a> {
                 ..
             }) => {
                 return Err(refuse(
-                    shown,
+                    d.shown,
                     format!(
                         "is a hard link to {target_shown:?}, which is not in the archive before it"
                     ),
                 ))
             }
-            Err(f) => return Err(f.on(shown)),
+            Err(f) => return Err(f.on(d.shown)),
         }
-        at::replacing(pfd, name, || at::hard_link(tdir, tname, pfd, name)).map_err(|f| f.on(shown))
+        at::replacing(d.pfd, d.name, || at::hard_link(tdir, tname, d.pfd, d.name))
+            .map_err(|f| f.on(d.shown))
     }
 
     /// A device node or a FIFO. FIFOs need no privilege and are always created; device nodes
     /// only with `create_devices` (real root), else counted and skipped.
-    #[allow(clippy::too_many_arguments)]
-    fn node<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        kind: EntryType,
-        pfd: BorrowedFd,
-        name: &CStr,
-        path: &SafePath,
-        meta: Meta,
-        shown: &str,
-    ) -> Result<()> {
+    fn node<R: Read>(&mut self, entry: &mut tar::Entry<R>, d: Dest, meta: Meta) -> Result<()> {
+        let kind = entry.header().entry_type();
         let (flag, dev) = match kind {
             EntryType::Fifo => (SFlag::S_IFIFO, 0),
             _ if !self.opts.create_devices => {
-                self.skip_device(path, shown);
+                self.skip_device(d.path, d.shown);
                 return Ok(());
             }
             _ => {
                 let h = entry.header();
                 let number = |r: io::Result<Option<u32>>| {
                     r.map(Option::unwrap_or_default)
-                        .map_err(|e| self.corrupt(shown, format!("bad device number: {e}")))
+                        .map_err(|e| self.corrupt(d.shown, format!("bad device number: {e}")))
                 };
                 let dev = nix::sys::stat::makedev(
                     number(h.device_major())?.into(),
@@ -550,13 +522,20 @@ impl<'a> Unpacker<'a> {
                 (flag, dev)
             }
         };
-        at::replacing(pfd, name, || at::mknod(pfd, name, flag, 0o600, dev))
-            .map_err(|f| f.on(shown))?;
+        at::replacing(d.pfd, d.name, || at::mknod(d.pfd, d.name, flag, 0o600, dev))
+            .map_err(|f| f.on(d.shown))?;
+        self.keep_owner(d, meta)?;
+        at::chmod_at(d.pfd, d.name, meta.mode).map_err(|f| f.on(d.shown))?;
+        at::set_mtime_at(d.pfd, d.name, meta.mtime).map_err(|f| f.on(d.shown))
+    }
+
+    /// Gives the entry at `dest` (not followed if a symlink) the archive's owner, when owners are
+    /// kept.
+    fn keep_owner(&self, dest: Dest, meta: Meta) -> Result<()> {
         if self.opts.keep_owners {
-            at::chown_at(pfd, name, meta.uid, meta.gid).map_err(|f| f.on(shown))?;
+            at::chown_at(dest.pfd, dest.name, meta.uid, meta.gid).map_err(|f| f.on(dest.shown))?;
         }
-        at::chmod_at(pfd, name, meta.mode).map_err(|f| f.on(shown))?;
-        at::set_mtime_at(pfd, name, meta.mtime).map_err(|f| f.on(shown))
+        Ok(())
     }
 
     fn skip_device(&mut self, path: &SafePath, shown: &str) {
