@@ -65,75 +65,39 @@ pub struct Entry {
     pub mask: [u8; 20],
 }
 
-// The values of QEMU's scripts/qemu-binfmt-conf.sh (`<cpu>_magic` / `<cpu>_mask`), identical in
-// the qemu/qemu revisions read for this table (from the 3.x layout to the 10.x one that adds
-// riscv64be). Compared on 2026-11-23 with Debian 12's /usr/share/binfmts/qemu-{aarch64,arm,
-// ppc64le,s390x,riscv64} from qemu-user-static 1:7.2+dfsg-7+deb12u18: identical, except that
-// Debian masks EI_OSABI (byte 7) of ppc64le and s390x with 0xfc instead of 0x00 (it accepts
-// OSABI 0-3 only; QEMU accepts any). Linux binaries carry 0 (SYSV) or 3 (GNU), so both match the
-// same programs, and host registrations are recognised by what they match, not by their bytes
-// ([`Registration::serves`]). Debian ships no qemu-i386/qemu-x86_64 entries on an amd64 host.
-// `e_type` is masked with 0xfe so that ET_EXEC (2) and ET_DYN (3, PIE) both match.
-
-/// `aarch64_magic` / `aarch64_mask`.
-const AARCH64: Entry = Entry {
-    arch: Arch::Arm64,
-    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-};
-
-/// `arm_magic` / `arm_mask` (32-bit little-endian ARM: armhf, armel; `uname -m` armv7l).
-const ARM: Entry = Entry {
-    arch: Arch::Armhf,
-    magic: *b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-};
-
-/// `ppc64le_magic` / `ppc64le_mask` (the last byte, e_machine's high byte, is not compared).
-const PPC64LE: Entry = Entry {
-    arch: Arch::Ppc64el,
-    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
-};
-
-/// `s390x_magic` / `s390x_mask` (big endian: e_type and e_machine byte-swapped).
-const S390X: Entry = Entry {
-    arch: Arch::S390x,
-    magic: *b"\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16",
-    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
-};
-
-/// `riscv64_magic` / `riscv64_mask`.
-const RISCV64: Entry = Entry {
-    arch: Arch::Riscv64,
-    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-};
-
-/// `i386_magic` / `i386_mask` (EI_DATA and EI_VERSION masked with 0xfe).
-const I386: Entry = Entry {
-    arch: Arch::I386,
-    magic: *b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-};
-
-/// `x86_64_magic` / `x86_64_mask`.
-const X86_64: Entry = Entry {
-    arch: Arch::Amd64,
-    magic: *b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00",
-    mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
-};
-
-/// The binfmt_misc entry of `arch` (every [`Arch`] has one; the host's own are never registered).
-pub fn entry(arch: Arch) -> &'static Entry {
+/// The binfmt_misc entry of `arch` (every [`Arch`] has one; the host's own are never registered):
+/// the values of QEMU's scripts/qemu-binfmt-conf.sh (`<cpu>_magic` / `<cpu>_mask`, pinned byte for
+/// byte by the test `table_is_qemus`). The magic is the start of an `ET_EXEC` SYSV executable of
+/// the arch ([`elf_header`]); the mask compares all of it but EI_OSABI (byte 7) and the low bit of
+/// `e_type`, so that ET_EXEC (2) and ET_DYN (3, PIE) both match, and QEMU leaves out besides
+/// - for i386 and x86_64, the low bits of EI_DATA and EI_VERSION;
+/// - for ppc64le, the last byte (e_machine's high byte).
+///
+/// These are identical in the qemu/qemu revisions read (from the 3.x layout to the 10.x one that
+/// adds riscv64be). Compared on 2026-11-23 with Debian 12's /usr/share/binfmts/qemu-{aarch64,arm,
+/// ppc64le,s390x,riscv64} from qemu-user-static 1:7.2+dfsg-7+deb12u18: identical, except that
+/// Debian masks EI_OSABI of ppc64le and s390x with 0xfc instead of 0x00 (it accepts OSABI 0-3
+/// only; QEMU accepts any). Linux binaries carry 0 (SYSV) or 3 (GNU), so both match the same
+/// programs, and host registrations are recognised by what they match, not by their bytes
+/// ([`Registration::serves`]). Debian ships no qemu-i386/qemu-x86_64 entries on an amd64 host.
+pub fn entry(arch: Arch) -> Entry {
+    let mut mask = [0xff; 20];
+    mask[7] = 0x00;
+    // e_type's low byte: the first of the two in little endian, the second in big endian.
+    let e_type_low = if arch.elf().data == 2 { 17 } else { 16 };
+    mask[e_type_low] = 0xfe;
     match arch {
-        Arch::Arm64 => &AARCH64,
-        Arch::Armhf => &ARM,
-        Arch::Ppc64el => &PPC64LE,
-        Arch::S390x => &S390X,
-        Arch::Riscv64 => &RISCV64,
-        Arch::I386 => &I386,
-        Arch::Amd64 => &X86_64,
+        Arch::I386 | Arch::Amd64 => {
+            mask[5] = 0xfe;
+            mask[6] = 0xfe;
+        }
+        Arch::Ppc64el => mask[19] = 0x00,
+        _ => {}
+    }
+    Entry {
+        arch,
+        magic: elf_header(arch, 2, 0),
+        mask,
     }
 }
 
@@ -598,7 +562,7 @@ pub fn register(binfmt_dir: &Path, arch: Arch, interpreter: &Path, flags: &str) 
     let e = entry(arch);
     let name = entry_name(arch);
     if let Some(existing) = read_entry(binfmt_dir, arch)? {
-        if existing.enabled && existing.has_table_values(e) && existing.is_same(interpreter, flags)
+        if existing.enabled && existing.has_table_values(&e) && existing.is_same(interpreter, flags)
         {
             tracing::debug!(dir = %binfmt_dir.display(), %name, "already registered");
             return Ok(());
@@ -1168,7 +1132,7 @@ mod tests {
         assert_eq!(r.flags, "PF");
         assert_eq!(r.offset, 0);
         assert_eq!(r.interpreter, Path::new("/usr/bin/qemu-aarch64-static"));
-        assert!(r.has_table_values(entry(Arch::Arm64)));
+        assert!(r.has_table_values(&entry(Arch::Arm64)));
         assert!(r.is_same(Path::new("/usr/bin/qemu-aarch64-static"), "FP"));
         assert!(!r.is_same(Path::new("/usr/bin/qemu-aarch64-static"), "F"));
         assert!(r.serves(Arch::Arm64));
@@ -1194,7 +1158,7 @@ mod tests {
                    mask fffffffffffffffcfffffffffffffffffeffff00\n";
         let r = parse_registration("qemu-ppc64le", ppc);
         assert!(r.serves(Arch::Ppc64el));
-        assert!(!r.has_table_values(entry(Arch::Ppc64el)));
+        assert!(!r.has_table_values(&entry(Arch::Ppc64el)));
         let s390 = "enabled\ninterpreter /usr/libexec/qemu-binfmt/s390x-binfmt-P\nflags: PF\n\
                     offset 0\nmagic 7f454c4602020100000000000000000000020016\n\
                     mask fffffffffffffffcfffffffffffffffffffeffff\n";
@@ -1376,27 +1340,27 @@ mod tests {
             "{m}"
         );
 
-        let m = msg(arm(found(), false, (6, 18), empty.path()));
-        assert!(
-            m.contains("private binfmt_misc instances are disabled (POOKIE_NS_BINFMT=host"),
-            "{m}"
-        );
-
+        // Private instances disabled: what the host's registrations lack is named.
         let no_f = KERNEL_TEXT.replace("flags: PF", "flags: P");
-        let host = fake_binfmt(&[("qemu-aarch64", &no_f)]);
-        let m = msg(arm(found(), false, (6, 18), host.path()));
-        assert!(
-            m.contains("qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags P) lacks the F flag"),
-            "{m}"
-        );
-
         let off = KERNEL_TEXT.replace("enabled", "disabled");
-        let host = fake_binfmt(&[("aarch64", &off)]);
-        let m = msg(arm(found(), false, (6, 18), host.path()));
-        assert!(
-            m.contains("the host's registration aarch64 is disabled"),
-            "{m}"
-        );
+        for (entries, expect) in [
+            (
+                vec![],
+                "private binfmt_misc instances are disabled (POOKIE_NS_BINFMT=host",
+            ),
+            (
+                vec![("qemu-aarch64", no_f.as_str())],
+                "qemu-aarch64 (/usr/bin/qemu-aarch64-static, flags P) lacks the F flag",
+            ),
+            (
+                vec![("aarch64", off.as_str())],
+                "the host's registration aarch64 is disabled",
+            ),
+        ] {
+            let host = fake_binfmt(&entries);
+            let m = msg(arm(found(), false, (6, 18), host.path()));
+            assert!(m.contains(expect), "{m}");
+        }
 
         let unmounted = tempfile::tempdir().unwrap();
         let m = msg(arm(found(), false, (6, 18), unmounted.path()));
