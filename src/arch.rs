@@ -235,23 +235,17 @@ mod tests {
 
     #[test]
     fn elf_headers_are_read_in_their_own_byte_order() {
-        let mut h = [0u8; 20];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[4] = 2;
-        h[5] = 2;
-        h[18] = 0;
-        h[19] = 22;
-        assert_eq!(
-            Arch::from_elf(parse_elf_header(&h).unwrap()),
-            Some(Arch::S390x)
-        );
-        h[5] = 1;
-        h[18] = 183;
-        h[19] = 0;
-        assert_eq!(
-            Arch::from_elf(parse_elf_header(&h).unwrap()),
-            Some(Arch::Arm64)
-        );
+        // A 64-bit header with EI_DATA `data` and e_machine's two bytes as in the file.
+        let arch_of = |data: u8, machine: [u8; 2]| {
+            let mut h = [0u8; 20];
+            h[..4].copy_from_slice(b"\x7fELF");
+            h[4] = 2;
+            h[5] = data;
+            h[18..20].copy_from_slice(&machine);
+            Arch::from_elf(parse_elf_header(&h).unwrap())
+        };
+        assert_eq!(arch_of(2, [0, 22]), Some(Arch::S390x));
+        assert_eq!(arch_of(1, [183, 0]), Some(Arch::Arm64));
         assert_eq!(parse_elf_header(b"#!/bin/sh\n0123456789"), None);
     }
 }

@@ -332,15 +332,17 @@ mod tests {
         assert_eq!(testing, "deb http://deb.debian.org/debian trixie main\n");
     }
 
-    #[test]
-    fn missing_branch_names_the_file_and_the_branches() {
+    /// A config dir whose source_lists/ holds `file` with `text`.
+    fn lists_with(file: &str, text: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("source_lists")).unwrap();
-        std::fs::write(
-            dir.path().join("source_lists/nightly.list"),
-            "deb http://x/debian sid main\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("source_lists").join(file), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn missing_branch_names_the_file_and_the_branches() {
+        let dir = lists_with("nightly.list", "deb http://x/debian sid main\n");
         let err = sources_list(dir.path(), "weekly", &info())
             .unwrap_err()
             .to_string();
@@ -354,13 +356,10 @@ mod tests {
 
     #[test]
     fn bad_list_lines_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("source_lists")).unwrap();
-        std::fs::write(
-            dir.path().join("source_lists/stable.list"),
+        let dir = lists_with(
+            "stable.list",
             "# ok\ndeb http://x/debian a main\nrm -rf /\n",
-        )
-        .unwrap();
+        );
         let err = sources_list(dir.path(), "stable", &info())
             .unwrap_err()
             .to_string();

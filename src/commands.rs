@@ -127,6 +127,20 @@ fn is_archive_path(source: Option<&str>) -> bool {
 
 // ---- load-baseos ---------------------------------------------------------------------------
 
+/// An image or archive load: one `--arch` at most (`one_arch` says why) and no `--save-tarball`
+/// (`what` is loaded instead of a recipe's build).
+fn one_arch_no_tarball(args: &LoadBaseosArgs, one_arch: &str, what: &str) -> Result<()> {
+    if args.arch.len() > 1 {
+        return Err(Error::usage(format!("{one_arch}: give --arch once")));
+    }
+    if args.save_tarball.is_some() {
+        return Err(Error::usage(format!(
+            "--save-tarball is for recipe builds, not {what}"
+        )));
+    }
+    Ok(())
+}
+
 fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli) -> Result<i32> {
     let out = baseos::Output {
         quiet: cli.quiet,
@@ -139,16 +153,11 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
         crate::oci::reference::parse(source).filter(|_| !Path::new(source).exists())
     {
         let image = image?;
-        if args.arch.len() > 1 {
-            return Err(Error::usage(
-                "an image is loaded for one architecture at a time: give --arch once",
-            ));
-        }
-        if args.save_tarball.is_some() {
-            return Err(Error::usage(
-                "--save-tarball is for recipe builds, not images",
-            ));
-        }
+        one_arch_no_tarball(
+            args,
+            "an image is loaded for one architecture at a time",
+            "images",
+        )?;
         let name = args
             .name
             .clone()
@@ -168,16 +177,7 @@ fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli)
         return Ok(0);
     }
     if is_archive_path(Some(source)) {
-        if args.arch.len() > 1 {
-            return Err(Error::usage(
-                "an archive has one architecture: give --arch once",
-            ));
-        }
-        if args.save_tarball.is_some() {
-            return Err(Error::usage(
-                "--save-tarball is for recipe builds, not archives",
-            ));
-        }
+        one_arch_no_tarball(args, "an archive has one architecture", "archives")?;
         let name = args
             .name
             .clone()

@@ -1549,13 +1549,12 @@ exit 0
         assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_28_{h}.whl")]);
 
         // A named policy is exact: too recent fails with the symbols named.
-        let s = deliver_script(
-            &t(host, Some("manylinux_2_28")),
-            Some("manylinux_2_28"),
-            None,
-            false,
-        );
-        let (ok, log, house) = fake.run(&s, host, "2_38");
+        // The script of a target that names manylinux_2_28, built on `arch`.
+        let names_2_28 = |arch| {
+            let p = Some("manylinux_2_28");
+            deliver_script(&t(arch, p), p, None, false)
+        };
+        let (ok, log, house) = fake.run(&names_2_28(host), host, "2_38");
         assert!(!ok, "{log}");
         assert!(house.is_empty(), "{house:?}");
         assert!(log.contains("newer than glibc 2.28"), "{log}");
@@ -1567,13 +1566,7 @@ exit 0
 
         // Foreign: auditwheel names the host's policies only, so `auto`; a newer tag than the
         // one asked for gets its symbols listed (harvest then refuses it).
-        let s = deliver_script(
-            &t(foreign, Some("manylinux_2_28")),
-            Some("manylinux_2_28"),
-            None,
-            false,
-        );
-        let (ok, log, house) = fake.run(&s, foreign, "2_38");
+        let (ok, log, house) = fake.run(&names_2_28(foreign), foreign, "2_38");
         assert!(ok, "{log}");
         assert!(log.contains("--plat auto"), "{log}");
         assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_38_{f}.whl")]);
