@@ -197,16 +197,15 @@ fn every_crash_point_is_repaired_by_the_next_command() {
             "-c",
             "echo whole > /etc/crashed; echo also > /etc/second",
         ];
+        // One layer more than `before`, with the crashed commit's files (`whole`) or not.
+        let one_more = |before: usize, whole: bool, point: &str| {
+            assert_eq!(layers(&r), (before + 1, whole), "[{who:?}] {point}");
+        };
         let (before, _) = layers(&r);
         crash(&r, "commit-before-rename", &commit);
         assert_repaired(&r, "commit-before-rename", &base_hash);
         // Fully old: no new layer with these files (the check's own `true` commit adds one).
-        let (n, whole) = layers(&r);
-        assert_eq!(
-            (n, whole),
-            (before + 1, false),
-            "[{who:?}] commit-before-rename"
-        );
+        one_more(before, false, "commit-before-rename");
         let out = r.sh("bb", "cat /etc/crashed");
         assert!(!out.status.success(), "[{who:?}] half a commit is visible");
         tried += 1;
@@ -214,12 +213,7 @@ fn every_crash_point_is_repaired_by_the_next_command() {
         let (before, _) = layers(&r);
         crash(&r, "commit-after-rename", &commit);
         // Fully new: the layer is there, whole, before anything repairs.
-        let (n, whole) = layers(&r);
-        assert_eq!(
-            (n, whole),
-            (before + 1, true),
-            "[{who:?}] commit-after-rename"
-        );
+        one_more(before, true, "commit-after-rename");
         assert_repaired(&r, "commit-after-rename", &base_hash);
         let out = r.sh_ok("bb", "cat /etc/crashed /etc/second");
         assert_eq!(out, "whole\nalso\n", "[{who:?}]");

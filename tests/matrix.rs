@@ -64,21 +64,19 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
             } else {
                 "forky"
             };
+            let text = |key: &str| t[key].as_str().unwrap();
             assert!(
-                t["test_base"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("debian-{suite}/")),
+                text("test_base").starts_with(&format!("debian-{suite}/")),
                 "{t}"
             );
             // Tested on its own arch, with its own CPython (not the suite's python3).
-            let log = std::fs::read_to_string(t["test_log"].as_str().unwrap()).unwrap();
+            let log = std::fs::read_to_string(text("test_log")).unwrap();
             assert!(
                 log.contains(&format!("platform.machine() == '{arch}', python {python}.")),
                 "{name} {arch} {python}: {log}"
             );
             assert!(log.contains(module_test), "{log}");
-            let wheel = t["wheel"].as_str().unwrap();
+            let wheel = text("wheel");
             assert!(
                 wheel.contains(&format!("-cp{0}-cp{0}-", python.replace('.', "")))
                     && wheel.contains(&format!("manylinux_2_17_{arch}")),
@@ -91,10 +89,7 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
                 format!("cp{}-manylinux_{arch}", python.replace('.', "")).as_str()
             );
             assert!(
-                t["wheel_tag"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&format!("manylinux_2_17_{arch}")),
+                text("wheel_tag").contains(&format!("manylinux_2_17_{arch}")),
                 "{t}"
             );
         }
