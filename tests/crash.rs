@@ -279,21 +279,7 @@ fn a_crash_during_an_instance_refresh_is_repaired() {
 /// Paths, modes, sizes and times of a tree: cheaper than hashing a whole Debian base OS.
 fn listing(root: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        out.push(format!(
-            "{} {:o} {} {}",
-            p.display(),
-            m.mode(),
-            m.size(),
-            m.mtime()
-        ));
-        if m.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-        }
-    }
-    out.sort();
-    out
+    common::tree_lines(root, |p, m| {
+        format!("{} {:o} {} {}", p.display(), m.mode(), m.size(), m.mtime())
+    })
 }

@@ -31,24 +31,14 @@ fn archive_dir(tag: &str) -> PathBuf {
 /// Every path under `root` with its type, mode and size (not times: the store's directories are
 /// touched by an import that is then rolled back).
 fn snapshot(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        out.push(format!(
+    common::tree_lines(root, |p, m| {
+        format!(
             "{} {:o} {}",
             p.strip_prefix(root).unwrap().display(),
             m.mode(),
             if m.is_file() { m.size() } else { 0 }
-        ));
-        if m.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    out.sort();
-    out
+        )
+    })
 }
 
 /// (name, archive bytes, what the message must contain).

@@ -410,6 +410,22 @@ impl Drop for Runner {
 }
 
 /// A digest of a tree: paths, types, modes, owners, sizes, link targets and contents.
+/// One line per path under `root` (itself included), as `line` writes it from the path and its
+/// metadata (links not followed), sorted: a tree listing to compare before and after.
+pub fn tree_lines(root: &Path, line: impl Fn(&Path, &std::fs::Metadata) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        out.push(line(&p, &m));
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn hash_tree(root: &Path) -> String {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
