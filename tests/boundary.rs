@@ -50,26 +50,6 @@ fn attempts(r: &Runner, bundle: &Path, script: &str) -> (Vec<String>, Vec<String
     )
 }
 
-fn bundle_for(r: &Runner) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let bundle = r.store.parent().unwrap().join("bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
-    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        bundle.join("setup.py"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    if let Some(user) = r.who.user() {
-        let u = nix::unistd::User::from_name(user).unwrap().unwrap();
-        for p in [bundle.clone(), bundle.join("setup.py")] {
-            nix::unistd::chown(&p, Some(u.uid), Some(u.gid)).unwrap();
-        }
-    }
-    bundle
-}
-
 #[test]
 fn host_files_processes_and_devices_are_out_of_reach() {
     let marker = format!("/tmp/pookie-ns-boundary-marker-{}", std::process::id());
@@ -84,7 +64,7 @@ fn host_files_processes_and_devices_are_out_of_reach() {
     let mut tried = 0;
     for r in common::everyone_with_busybox() {
         let who = r.who;
-        let bundle = bundle_for(&r);
+        let bundle = r.bundle();
         let before = common::hash_tree(&bundle);
         let script = format!(
             r#"
@@ -216,7 +196,7 @@ fn device_nodes_of_the_base_os_do_not_open() {
         .unwrap();
     assert!(st.success());
     r.ok(&["load-baseos", archive.to_str().unwrap(), "--name", "bb"]);
-    let bundle = bundle_for(&r);
+    let bundle = r.bundle();
     let (held, other) = attempts(
         &r,
         &bundle,

@@ -276,16 +276,7 @@ fn find_pookie_pid(pid: u32) -> u32 {
 fn bundle_is_read_only_and_network_is_off_by_default() {
     for r in common::everyone_with_busybox() {
         let who = r.who;
-        let bundle = r.store.parent().unwrap().join("bundle");
-        std::fs::create_dir_all(&bundle).unwrap();
-        std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(
-            bundle.join("setup.py"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        let bundle = r.bundle();
         let before = hash_tree(&bundle);
         let out = r.run(&[
             "run", "--baseos", "bb", "--bundle", bundle.to_str().unwrap(), "--", "/bin/sh", "-c",

@@ -305,6 +305,27 @@ impl Runner {
     }
 
     /// The command `run --baseos NAME -- /bin/sh -c SCRIPT`, to spawn.
+    /// A bundle (project directory) for `run --bundle`: `bundle/setup.py` next to the store,
+    /// world-readable, owned by the runner's user.
+    pub fn bundle(&self) -> PathBuf {
+        let bundle = self.store.parent().unwrap().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("setup.py"), "print('hi')\n").unwrap();
+        std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            bundle.join("setup.py"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        if let Some(user) = self.who.user() {
+            let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+            for p in [bundle.clone(), bundle.join("setup.py")] {
+                nix::unistd::chown(&p, Some(u.uid), Some(u.gid)).unwrap();
+            }
+        }
+        bundle
+    }
+
     pub fn sh_command(&self, name: &str, script: &str) -> Command {
         self.command(&["run", "--baseos", name, "--", "/bin/sh", "-c", script])
     }
