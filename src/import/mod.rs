@@ -420,18 +420,13 @@ fn read_archive(
         loop {
             let mut buf = spare.try_recv().unwrap_or_default();
             buf.resize(CHUNK, 0);
-            let mut filled = 0;
-            while filled < buf.len() {
-                match decoded.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.send(Msg::Failed(e));
-                        return Ok((String::new(), 0));
-                    }
+            let filled = match read_full(&mut decoded, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(Msg::Failed(e));
+                    return Ok((String::new(), 0));
                 }
-            }
+            };
             buf.truncate(filled);
             let last = filled < CHUNK;
             if filled > 0 && tx.send(Msg::Data(buf, read.get())).is_err() {
@@ -585,11 +580,15 @@ pub fn detect_arch(rootfs: &Path) -> Result<Arch> {
     }))
 }
 
-/// Reads the start of `f` with pread, leaving its offset where it is.
-fn read_full_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` by calls to `read` (given the part still empty and how many bytes came before it)
+/// until it is full or at the end of the input, interrupted calls made again; the bytes read.
+fn fill(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], usize) -> io::Result<usize>,
+) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read_at(&mut buf[n..], n as u64) {
+        match read(&mut buf[n..], n) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -599,17 +598,13 @@ fn read_full_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+/// Reads the start of `f` with pread, leaving its offset where it is.
+fn read_full_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    fill(buf, |rest, at| f.read_at(rest, at as u64))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    fill(buf, |rest, _| r.read(rest))
 }
 
 #[cfg(test)]
