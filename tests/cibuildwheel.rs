@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
-use common::{require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+use common::{require, stderr, stdout, Runner, Who};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
@@ -244,19 +244,9 @@ fn a_cibuildwheel_project_builds_unchanged() {
     if !root_on_x86_64("the fixture build runs on an x86_64 host") {
         return;
     }
-    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        tarball.exists(),
-        &format!("{} (scripts/build-test-rootfs)", tarball.display()),
-    ) {
+    let Some(r) = common::runner_with_debian(Who::Root, &["debian-bookworm-amd64"]) else {
         return;
-    }
-    let r = Runner::new(Who::Root);
-    std::os::unix::fs::symlink(
-        &tarball,
-        r.store.join("baseos-debian-bookworm-amd64.tar.zst"),
-    )
-    .unwrap();
+    };
     let out_dir: PathBuf = r.store.parent().unwrap().join("wheelhouse");
     let f = fixture("cibw-options");
     let out = run_env(

@@ -6,10 +6,9 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{require, Runner, Who, FOREIGN_CACHE};
+use common::{require, Who};
 
 /// Every descendant of `pid` (by the parent links of /proc/*/stat).
 fn descendants(pid: i32) -> Vec<i32> {
@@ -76,16 +75,9 @@ fn signals_stop_the_whole_build_and_report_it_interrupted() {
     if !require(common::is_root(), "the signal tests run as root") {
         return;
     }
-    let tarball = Path::new(FOREIGN_CACHE).join("debian-bookworm-arm64.tar.zst");
-    if !require(tarball.exists(), "the cached bookworm arm64 tarball") {
+    let Some(r) = common::runner_with_debian(Who::Root, &["debian-bookworm-arm64"]) else {
         return;
-    }
-    let r = Runner::new(Who::Root);
-    std::os::unix::fs::symlink(
-        &tarball,
-        r.store.join("baseos-debian-bookworm-arm64.tar.zst"),
-    )
-    .unwrap();
+    };
     // A branch with no package sources: its refresh takes seconds even under QEMU.
     std::fs::create_dir_all(r.config.join("source_lists")).unwrap();
     std::fs::write(r.config.join("source_lists/none.list"), "").unwrap();
