@@ -4,13 +4,17 @@
 //!
 //! A refresh is a committed sandbox run: it writes the branch's list into the instance,
 //! `apt-get update && apt-get dist-upgrade`, and commits the result as a new layer — atomically,
-//! under the instance's exclusive lock, at most once per `refresh_interval`.
+//! under the instance's exclusive lock, at most once per `refresh_interval`. A foreign
+//! instance's lists and packages are fetched first by the host-arch base OS's apt when the store
+//! has one of the same recipe (a sandbox of its own, the instance read-only inside), so that
+//! only dpkg and the maintainer scripts run under QEMU.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Arch;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::recipe::RecipeInfo;
@@ -129,6 +133,12 @@ fn is_fresh(
     })
 }
 
+/// The instance refresh of a Debian recipe's base OS: the branch's lists, `dist-upgrade`.
+const BRANCH_REFRESH: &str = include_str!("pipeline/scripts/branch-refresh.sh");
+
+/// The download half of a foreign instance's refresh, run by the host-arch base OS's apt.
+const APT_PREFETCH: &str = include_str!("pipeline/scripts/apt-prefetch.sh");
+
 /// The instance refresh of an image base OS: its own manager's package index, no upgrade.
 const IMAGE_REFRESH: &str = include_str!("pipeline/scripts/image-refresh.sh");
 
@@ -210,15 +220,25 @@ pub fn ensure_fresh(
     // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
     // changes of owner pass (crate::single_uid).
     let mut env = sandbox::base_env(true);
+    let mut binds = vec![Bind {
+        src: list_file.clone(),
+        dst: "/run/pookie-ns/branch.list".into(),
+        readonly: true,
+    }];
     let (script, what) = match &how {
-        Refresh::Branch => (
-            format!(
-                "set -e; rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; \
-                 cp /run/pookie-ns/branch.list /etc/apt/sources.list; \
-                 {APT_UPDATE}; apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade; apt-get clean"
-            ),
-            "apt-get update && dist-upgrade".to_string(),
-        ),
+        Refresh::Branch => {
+            if let Some(apt) = prefetch_natively(store, base, id, &tmp, &list_file)? {
+                binds.push(Bind {
+                    src: apt,
+                    dst: "/run/pookie-ns/apt".into(),
+                    readonly: true,
+                });
+            }
+            (
+                BRANCH_REFRESH.to_string(),
+                "apt-get update && dist-upgrade".to_string(),
+            )
+        }
         Refresh::Image(pm) => {
             if let Some(image) = &base.meta.image {
                 image.apply_env(&mut env);
@@ -232,11 +252,7 @@ pub fn ensure_fresh(
     };
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
     let spec = Spec {
-        binds: vec![Bind {
-            src: list_file.clone(),
-            dst: "/run/pookie-ns/branch.list".into(),
-            readonly: true,
-        }],
+        binds,
         network: true,
         env,
         binfmt: crate::binfmt::emulation_for(config, base.arch)?,
@@ -265,8 +281,9 @@ pub fn ensure_fresh(
     let code = child.wait();
     spinner.finish();
     ws.remove()?;
-    // Only the list and the lock are in there, both ours.
-    let _ = std::fs::remove_dir_all(&tmp);
+    // The list and the lock, and the prefetched lists and packages (written by the sandbox's
+    // `_apt`, which may be a subordinate uid).
+    crate::userns::remove_tree(&store.map, &tmp)?;
     let code = code?;
     if code != 0 {
         return Err(Error::Command {
@@ -293,15 +310,104 @@ pub fn ensure_fresh(
     Ok(())
 }
 
-/// `apt-get update`, tried three times: Debian's mirrors are sometimes mid-sync for one index
-/// ("File has unexpected size ... Mirror sync in progress?", seen for bookworm-security armhf).
-/// When the last try still fails, apt has kept every index it fetched and the old one of the
-/// failed, so the upgrade goes on from those, and the log says so.
-const APT_UPDATE: &str = "for try in 1 2 3; do \
-     if apt-get update; then break; fi; \
-     if [ $try = 3 ]; then echo 'pookie-ns: apt-get update failed 3 times (a mirror mid-sync?): \
-     upgrading from the package lists it could fetch' >&2; else sleep 10; fi; \
-     done";
+/// The download half of a foreign instance's refresh, run natively (`apt-prefetch.sh`): the
+/// host-arch base OS of the same recipe and mirror, loaded in this store, runs apt for the
+/// instance's arch over its dpkg status, and leaves the branch's lists and the upgrade's
+/// packages in a directory under `tmp`, which this returns. `None` when the instance is native,
+/// when no such base OS is loaded, or when the native fetch failed (the log says why): the
+/// emulated apt then fetches them itself, as before.
+fn prefetch_natively(
+    store: &Store,
+    base: &BaseOs,
+    id: &InstanceId,
+    tmp: &Path,
+    list_file: &Path,
+) -> Result<Option<PathBuf>> {
+    let Some(info) = base.meta.recipe.as_ref().filter(|_| !base.arch.is_native()) else {
+        return Ok(None);
+    };
+    let native = store.list_baseos()?.into_iter().find(|b| {
+        b.arch == Arch::host()
+            && b.meta.recipe.as_ref().is_some_and(|r| {
+                r.recipe == info.recipe && r.suite == info.suite && r.mirror == info.mirror
+            })
+            && store.check_id_map(b).is_ok()
+    });
+    let Some(native) = native else {
+        tracing::info!(
+            "instance {id}: apt runs emulated for the whole refresh (load {} for {} to fetch natively)",
+            info.recipe,
+            Arch::host()
+        );
+        return Ok(None);
+    };
+    let out = tmp.join("apt");
+    crate::sys::mkdir_p(&out, 0o755)?;
+    let log = store.instance_dir(id).join("refresh-download.log");
+    let ws = store.create_workspace(id, &["refresh-download".to_string()])?;
+    let mut env = sandbox::base_env(true);
+    env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
+    env.push(("POOKIE_NS_APT_ARCH".into(), base.arch.debian().to_string()));
+    let layers = crate::overlay::Layers {
+        lower: vec![store.relative(&native.rootfs())],
+        upper: store.relative(&ws.upper()),
+        work: store.relative(&ws.work()),
+    };
+    let spec = Spec {
+        binds: vec![
+            Bind {
+                src: list_file.to_path_buf(),
+                dst: "/run/pookie-ns/branch.list".into(),
+                readonly: true,
+            },
+            Bind {
+                src: out.clone(),
+                dst: "/run/pookie-ns/apt".into(),
+                readonly: false,
+            },
+        ],
+        // The instance as it is, read-only: apt plans the upgrade from its dpkg status.
+        lower_mounts: vec![sandbox::LowerMount {
+            lower: store.lower_layers(base, id, &[])?,
+            dst: "/target".into(),
+        }],
+        network: true,
+        env,
+        log: Some(log.clone()),
+        ..Spec::new(
+            store,
+            layers,
+            &ws,
+            vec!["/bin/sh".into(), "-c".into(), APT_PREFETCH.into()],
+        )
+    };
+    let started = Instant::now();
+    let code = sandbox::spawn(&store.map, &spec).and_then(|child| child.wait());
+    ws.remove()?;
+    match code {
+        Ok(0) => {
+            tracing::info!(
+                "instance {id}: package lists and downloads fetched natively by {} ({}) in {:.0} s",
+                native.name,
+                native.arch,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(Some(out))
+        }
+        failed => {
+            let why = match failed {
+                Ok(code) => format!("exit status {code}"),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(
+                "instance {id}: fetching natively failed ({why}; log: {}): apt fetches under emulation instead",
+                log.display()
+            );
+            crate::userns::remove_tree(&store.map, &out)?;
+            Ok(None)
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -96,6 +96,23 @@ fn build_without_host_binfmt(who: Who) {
             "[{who:?}] tested on its own arch: {log}"
         );
     }
+    // The foreign instances' first refreshes fetched lists and packages with the amd64 base
+    // OS's apt, natively: only dpkg and maintainer scripts ran under QEMU.
+    for arch in &ARCHES[1..] {
+        let dir = r
+            .store
+            .join(format!("instances/stable/debian-bookworm/{arch}"));
+        let log = std::fs::read_to_string(dir.join("refresh.log")).unwrap();
+        assert!(
+            log.contains("+ package lists and packages fetched natively"),
+            "[{who:?}] {arch}: {log}"
+        );
+        let download = std::fs::read_to_string(dir.join("refresh-download.log")).unwrap();
+        assert!(
+            download.contains(&format!("+ apt for {arch}, run natively: dist-upgrade")),
+            "[{who:?}] {arch}: {download}"
+        );
+    }
     let wheels = common::wheels(&out);
     for arch in TARGETS {
         assert!(
