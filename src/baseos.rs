@@ -676,14 +676,17 @@ fn run_mmdebstrap(
             child.wait()
         }
         Emulation::Native | Emulation::Host { .. } => {
-            let mut child = mmdebstrap_command(args, &log_file)?
-                .spawn()
-                .map_err(|e| Error::io("run", "mmdebstrap", e))?;
-            spinner.tick();
-            child
-                .wait()
-                .map_err(|e| Error::io("wait for", "mmdebstrap", e))
-                .map(|s| exit_code(&s))
+            let ran = mmdebstrap_to_end(args, &log_file, || spinner.tick());
+            let _ = crate::process::default_interrupts();
+            match ran {
+                Ok((_, Some(sig))) => {
+                    spinner.finish();
+                    eprintln!("pookie-ns: {sig}: mmdebstrap stopped, base OS not built");
+                    crate::process::die_of(sig)
+                }
+                Ok((code, None)) => Ok(code),
+                Err(e) => Err(e),
+            }
         }
     };
     // The ticker thread ends here, before anything else forks.
@@ -713,6 +716,16 @@ fn mmdebstrap_command(args: &[String], log: &std::fs::File) -> Result<Command> {
         .stdin(Stdio::null())
         .stdout(dup(log)?)
         .stderr(dup(log)?);
+    // mmdebstrap ends with its parent (pookie-ns, or the user-namespace helper that dies with
+    // pookie-ns): SIGTERM, on which it stops its own children and removes its temporary
+    // directory. Without it a SIGTERM or SIGKILL to pookie-ns left mmdebstrap building on.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
     Ok(c)
 }
 
@@ -758,10 +771,45 @@ fn mmdebstrap_with_private_binfmt(
             String::from_utf8_lossy(&check.stdout).trim()
         )));
     }
-    let status = mmdebstrap_command(args, log)?
-        .status()
-        .map_err(|e| Error::io("run", "mmdebstrap", e))?;
-    Ok(exit_code(&status))
+    // pookie-ns dying (SIGKILL included) ends this helper with SIGTERM, which stops mmdebstrap
+    // as a signal to pookie-ns itself would (not SIGKILL, which would leave mmdebstrap on).
+    crate::sys::set_parent_death_signal(nix::sys::signal::Signal::SIGTERM)?;
+    let (code, sig) = mmdebstrap_to_end(args, log, || {})?;
+    Ok(sig.map_or(code, |s| 128 + s as i32))
+}
+
+/// Runs mmdebstrap to its end in a process group of its own, and passes on to that whole group
+/// a SIGINT or SIGTERM this process gets meanwhile: mmdebstrap's top process ignores them while
+/// its workers run (it expects a terminal's Ctrl-C, which reaches its whole group), so a signal
+/// to pookie-ns alone would leave it building on. `started` runs once it is under way. Returns
+/// its exit status, and the signal passed on, if any; the caller gives the signals their default
+/// dispositions back.
+fn mmdebstrap_to_end(
+    args: &[String],
+    log: &std::fs::File,
+    started: impl FnOnce(),
+) -> Result<(i32, Option<nix::sys::signal::Signal>)> {
+    crate::process::catch_interrupts()?;
+    let mut cmd = mmdebstrap_command(args, log)?;
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().map_err(|e| Error::io("run", "mmdebstrap", e))?;
+    started();
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let mut passed_on = None;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("wait for", "mmdebstrap", e))?
+        {
+            return Ok((exit_code(&status), passed_on));
+        }
+        if let (None, Some(sig)) = (passed_on, crate::process::interrupted()) {
+            tracing::debug!(signal = %sig, "passing the signal on to mmdebstrap's process group");
+            let _ = nix::sys::signal::kill(group, sig);
+            passed_on = Some(sig);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Builds `recipe` for `arch` with mmdebstrap (rootless through its unshare mode; a foreign arch

@@ -163,6 +163,27 @@ pub fn catch_interrupts() -> SysResult<()> {
     Ok(())
 }
 
+/// Gives SIGINT and SIGTERM back their default dispositions (they end the process), after a
+/// [`catch_interrupts`] for one step.
+pub fn default_interrupts() -> SysResult<()> {
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: restoring the default disposition installs no code.
+        unsafe { sigaction(s, &action) }
+            .map_err(|e| SysError::new(format!("sigaction({s})"), None, e))?;
+    }
+    Ok(())
+}
+
+/// Ends this process by `sig`, as its default disposition would have (a shell then sees 128 +
+/// the signal): for a process that caught the signal to stop a child first.
+pub fn die_of(sig: Signal) -> ! {
+    let _ = default_interrupts();
+    let _ = nix::sys::signal::raise(sig);
+    // Not reached for SIGINT or SIGTERM, whose default is to end the process.
+    std::process::exit(128 + sig as i32)
+}
+
 /// The interrupting signal [`catch_interrupts`] recorded, if any.
 pub fn interrupted() -> Option<Signal> {
     match INTERRUPT.load(Ordering::SeqCst) {

@@ -2,6 +2,8 @@
 //! process only, and SIGINT to its process group (Ctrl-C), during an emulated aarch64 build.
 //! Within two seconds no process the build started is left (workers, sandboxes, QEMU), no
 //! workspace remains, the report says "interrupted", and the exit status is 128 + the signal.
+//! And a SIGTERM to `load-baseos` while mmdebstrap builds a base OS (natively, and under QEMU in
+//! pookie-ns's user namespace) leaves no mmdebstrap behind and no base OS in the store.
 
 mod common;
 
@@ -172,5 +174,70 @@ fn signals_stop_the_whole_build_and_report_it_interrupted() {
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["targets"][0]["result"], "interrupted", "{report}");
         eprintln!("stopped in {took:?} with {code}");
+    }
+}
+
+#[test]
+fn a_signal_during_a_base_os_build_leaves_no_mmdebstrap() {
+    if !require(common::is_root(), "the signal tests run as root") {
+        return;
+    }
+    for arch in ["amd64", "arm64"] {
+        let r = common::Runner::new(Who::Root);
+        // An empty per-user cache and no tarball in the store: mmdebstrap must run.
+        let cache = r.store.parent().unwrap().join("cache");
+        let mut cmd = r.command(&["load-baseos", "debian-bookworm", "--arch", arch]);
+        cmd.env("XDG_CACHE_HOME", &cache);
+        cmd.stdout(std::process::Stdio::null());
+        cmd.stderr(std::process::Stdio::null());
+        cmd.process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        let main = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let tree = loop {
+            let tree = descendants(main);
+            if alive(&tree).iter().any(|p| p.contains("mmdebstrap")) {
+                break tree;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{arch}: mmdebstrap did not start in 60 s"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "{arch}: ended early");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Let it get under way (apt's downloads), then stop pookie-ns alone.
+        std::thread::sleep(Duration::from_secs(2));
+        let tree: Vec<i32> = tree.into_iter().chain(descendants(main)).collect();
+        let sent = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(main),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert_ne!(status.code(), Some(0), "{arch}");
+        // mmdebstrap removes its temporary directory (a partial root filesystem) as it goes.
+        while !alive(&tree).is_empty() {
+            assert!(
+                sent.elapsed() < Duration::from_secs(20),
+                "{arch}: left running 20 s after SIGTERM: {:?}",
+                alive(&tree)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "{arch}: every process gone {:?} after SIGTERM",
+            sent.elapsed()
+        );
+        let list = r.ok(&["list"]);
+        assert!(!list.contains("debian-bookworm"), "{arch}: {list}");
+        assert!(
+            !cache.join("pookie-ns").exists()
+                || common::tree_lines(&cache, |p, _| p.display().to_string())
+                    .iter()
+                    .all(|l| !l.contains(".tar")),
+            "{arch}: nothing cached"
+        );
     }
 }
