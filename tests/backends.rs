@@ -1,9 +1,10 @@
 //! Every common build backend cross-compiles (issue 20, item 3): the meson-python, Cython and
-//! Rust (maturin + PyO3, abi3) examples, each built for x86_64 and aarch64 by the default
-//! toolchain (zig against glibc 2.17; aarch64 in cross mode on the x86_64 base OS, with the
-//! arm64 one as sysroot), each wheel confirmed manylinux by `auditwheel show`, installed and
-//! tested on its own arch (aarch64 under QEMU) with the example's own tests. One store, the
-//! cached forky tarballs (CPython 3.13–3.15, rustc 1.97): one emulated instance refresh for all.
+//! Rust examples (PyO3 and abi3, built by maturin and by setuptools-rust), each built for x86_64
+//! and aarch64 by the default toolchain (zig against glibc 2.17; aarch64 in cross mode on the
+//! x86_64 base OS, with the arm64 one as sysroot), each wheel confirmed manylinux by
+//! `auditwheel show`, installed and tested on its own arch (aarch64 under QEMU) with the
+//! example's own tests. One store, the cached forky tarballs (CPython 3.13–3.15, rustc 1.97):
+//! one emulated instance refresh for all.
 
 mod common;
 
@@ -32,7 +33,7 @@ fn build_example(
 ) -> Vec<String> {
     let project = common::example_copy(r, name, name);
     let dist = r.store.parent().unwrap().join(format!("dist-{name}"));
-    // One before-all for the three (what each example's own asks for, together): its layer
+    // One before-all for them all (what each example's own asks for, together): its layer
     // is made once per instance of the shared store, not once per example.
     let mut extra = vec!["--before-all", BEFORE_ALL, "--python"];
     extra.extend_from_slice(pythons);
@@ -146,10 +147,38 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
     }
     shown_in.push(r.store.parent().unwrap().join("dist-rust-ext"));
 
+    // Rust through setuptools-rust: the same Rust layer (setuptools-rust among the build
+    // requirements), cargo run by setuptools-rust with `--target` from CARGO_BUILD_TARGET, the
+    // platform tag from _PYTHON_HOST_PLATFORM; abi3 through `py_limited_api` (setup.py and
+    // setup.cfg), so one cp39-abi3 wheel per arch.
+    let w = build_example(
+        &r,
+        "setuptools-rust-ext",
+        &["3.14"],
+        "5 passed",
+        |arch, log| {
+            assert!(log.contains("PYO3_CROSS_LIB_DIR=/buildroot/cross"), "{log}");
+            assert!(
+                log.contains(&format!("CARGO_BUILD_TARGET={arch}-unknown-linux-gnu")),
+                "{log}"
+            );
+            assert!(log.contains("Building wheel for rustsum"), "{log}");
+        },
+    );
+    assert_eq!(w.len(), 2, "one abi3 wheel per arch: {w:?}");
+    for arch in ["x86_64", "aarch64"] {
+        assert!(
+            w.iter().any(|n| n.starts_with("rustsum-0.1.0-cp39-abi3-")
+                && n.ends_with(&format!("manylinux_2_17_{arch}.whl"))),
+            "{w:?}"
+        );
+    }
+    shown_in.push(r.store.parent().unwrap().join("dist-setuptools-rust-ext"));
+
     for dist in &shown_in {
         all.extend(common::auditwheel_show(&r, "debian-forky", dist));
     }
-    assert_eq!(all.len(), 6, "{all:?}");
+    assert_eq!(all.len(), 8, "{all:?}");
     for (wheel, tag) in &all {
         eprintln!("auditwheel show: {wheel}: {tag}");
         assert!(tag.starts_with("manylinux_"), "{wheel}: {tag}");
