@@ -67,6 +67,21 @@ fn build_example(
     wheels(&dist)
 }
 
+/// `wheels` is one `NAME_VERSION-cp39-abi3-...manylinux_2_17_ARCH` wheel for each of x86_64 and
+/// aarch64.
+fn one_abi3_wheel_per_arch(wheels: &[String], name_version: &str) {
+    assert_eq!(wheels.len(), 2, "one abi3 wheel per arch: {wheels:?}");
+    for arch in ["x86_64", "aarch64"] {
+        assert!(
+            wheels
+                .iter()
+                .any(|n| n.starts_with(&format!("{name_version}-cp39-abi3-"))
+                    && n.ends_with(&format!("manylinux_2_17_{arch}.whl"))),
+            "{wheels:?}"
+        );
+    }
+}
+
 #[test]
 fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() {
     let Some(r) = runner() else { return };
@@ -115,7 +130,7 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
             assert!(log.contains("PYO3_CROSS_LIB_DIR=/buildroot/cross"), "{log}");
         },
     );
-    assert_eq!(w.len(), 2, "one abi3 wheel per arch: {w:?}");
+    one_abi3_wheel_per_arch(&w, "rustmath-0.1.0");
     let report: serde_json::Value = serde_json::from_slice(
         &std::fs::read(r.store.join("output/stable/rustmath/report.json")).unwrap(),
     )
@@ -138,13 +153,6 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
         ],
         "{report}"
     );
-    for arch in ["x86_64", "aarch64"] {
-        assert!(
-            w.iter().any(|n| n.starts_with("rustmath-0.1.0-cp39-abi3-")
-                && n.ends_with(&format!("manylinux_2_17_{arch}.whl"))),
-            "{w:?}"
-        );
-    }
     shown_in.push(r.store.parent().unwrap().join("dist-rust-ext"));
 
     // Rust through setuptools-rust: the same Rust layer (setuptools-rust among the build
@@ -165,14 +173,7 @@ fn meson_cython_and_rust_examples_cross_compile_and_pass_their_tests_emulated() 
             assert!(log.contains("Building wheel for rustsum"), "{log}");
         },
     );
-    assert_eq!(w.len(), 2, "one abi3 wheel per arch: {w:?}");
-    for arch in ["x86_64", "aarch64"] {
-        assert!(
-            w.iter().any(|n| n.starts_with("rustsum-0.1.0-cp39-abi3-")
-                && n.ends_with(&format!("manylinux_2_17_{arch}.whl"))),
-            "{w:?}"
-        );
-    }
+    one_abi3_wheel_per_arch(&w, "rustsum-0.1.0");
     shown_in.push(r.store.parent().unwrap().join("dist-setuptools-rust-ext"));
 
     for dist in &shown_in {
