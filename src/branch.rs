@@ -212,6 +212,8 @@ pub fn ensure_fresh(
         }
     }
 
+    // The refresh's time, the native fetch of a foreign instance's packages included.
+    let started = Instant::now();
     let (tmp, _tmp_lock) = store.create_tmp()?;
     let list_file = tmp.join("sources.list");
     std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
@@ -265,7 +267,6 @@ pub fn ensure_fresh(
             vec!["/bin/sh".into(), "-c".into(), script],
         )
     };
-    let started = Instant::now();
     crate::fault::point("refresh-started");
     let child = sandbox::spawn(&store.map, &spec)?;
     let spinner = crate::progress::spinner(
