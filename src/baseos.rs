@@ -716,16 +716,10 @@ fn mmdebstrap_command(args: &[String], log: &std::fs::File) -> Result<Command> {
         .stdin(Stdio::null())
         .stdout(dup(log)?)
         .stderr(dup(log)?);
-    // mmdebstrap ends with its parent (pookie-ns, or the user-namespace helper that dies with
-    // pookie-ns): SIGTERM, on which it stops its own children and removes its temporary
-    // directory. Without it a SIGTERM or SIGKILL to pookie-ns left mmdebstrap building on.
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
+    // A SIGINT or SIGTERM to pookie-ns is passed on to mmdebstrap's whole process group
+    // (mmdebstrap_to_end); when its parent is killed outright (SIGKILL), mmdebstrap's top process
+    // gets a SIGTERM at least, which ends it outside the phases where it ignores signals.
+    crate::sys::set_parent_death_signal_of(&mut c, nix::sys::signal::Signal::SIGTERM);
     Ok(c)
 }
 

@@ -134,10 +134,16 @@ fn is_fresh(
 }
 
 /// The instance refresh of a Debian recipe's base OS: the branch's lists, `dist-upgrade`.
-const BRANCH_REFRESH: &str = include_str!("pipeline/scripts/branch-refresh.sh");
+const BRANCH_REFRESH: &str = concat!(
+    include_str!("pipeline/scripts/apt-update.sh"),
+    include_str!("pipeline/scripts/branch-refresh.sh")
+);
 
 /// The download half of a foreign instance's refresh, run by the host-arch base OS's apt.
-const APT_PREFETCH: &str = include_str!("pipeline/scripts/apt-prefetch.sh");
+const APT_PREFETCH: &str = concat!(
+    include_str!("pipeline/scripts/apt-update.sh"),
+    include_str!("pipeline/scripts/apt-prefetch.sh")
+);
 
 /// The instance refresh of an image base OS: its own manager's package index, no upgrade.
 const IMAGE_REFRESH: &str = include_str!("pipeline/scripts/image-refresh.sh");

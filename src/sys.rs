@@ -336,6 +336,17 @@ pub fn set_parent_death_signal(sig: nix::sys::signal::Signal) -> SysResult<()> {
         .map_err(|e| SysError::new("prctl(PR_SET_PDEATHSIG)", None, e))
 }
 
+/// Makes the process `cmd` starts get `sig` when its parent (the thread that spawned it) dies:
+/// [`set_parent_death_signal`] between fork and exec.
+pub fn set_parent_death_signal_of(cmd: &mut std::process::Command, sig: nix::sys::signal::Signal) {
+    // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            nix::sys::prctl::set_pdeathsig(sig).map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// Closes every file descriptor from `first` up, so that nothing of pookie-ns leaks into the
 /// sandboxed command.
 pub fn close_fds_from(first: RawFd) -> SysResult<()> {

@@ -1272,13 +1272,7 @@ fn run_workers(
                     .stderr(log);
                 // A worker dies with this process (SIGTERM: it stops its sandbox and removes its
                 // workspace), even when this one is killed outright.
-                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-                unsafe {
-                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                            .map_err(std::io::Error::from)
-                    });
-                }
+                crate::sys::set_parent_death_signal_of(&mut cmd, nix::sys::signal::Signal::SIGTERM);
                 let mut child = cmd
                     .spawn()
                     .map_err(|e| Error::io("start a build worker", &exe, e))?;

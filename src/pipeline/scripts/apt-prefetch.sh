@@ -24,17 +24,7 @@ set -- -o "APT::Architecture=$POOKIE_NS_APT_ARCH" -o "APT::Architectures::=$POOK
     -o Dir::Etc::TrustedParts=/target/etc/apt/trusted.gpg.d \
     -o Debug::NoLocking=true
 echo "+ apt for $POOKIE_NS_APT_ARCH, run natively: update"
-# Tried three times, as the emulated refresh does: a mirror mid-sync fails one index for a while
-# (bookworm-security's armhf Packages.xz, for hours). Then, as there too, the upgrade goes on
-# from the lists apt could fetch: apt keeps the others it had, and the log says so.
-try=1
-until apt-get "$@" update; do
-    if [ "$try" = 3 ]; then
-        echo "pookie-ns: apt-get update failed 3 times (a mirror mid-sync?): upgrading from the package lists it could fetch" >&2
-        break
-    fi
-    try=$((try + 1))
-    sleep 10
-done
+# As in the emulated refresh, a failed index after three tries leaves the old one (apt-update.sh).
+apt_update "$@"
 echo "+ apt for $POOKIE_NS_APT_ARCH, run natively: dist-upgrade --download-only"
 apt-get "$@" -y --download-only dist-upgrade
