@@ -120,9 +120,10 @@ const fn opt(name: &'static str, kind: Kind, scope: Scope, env_plat: bool) -> Op
 }
 
 const IMAGE_NOTE: &str =
-    "manylinux targets of that arch build in this image (pulled into the store on first use, \
-    CPythons from its /opt/python); musllinux and PyPy targets are not built yet, so their images \
-    are not used";
+    "the targets of that policy and arch build in this image (pulled into the store on first \
+    use, CPythons from its /opt/python); musllinux targets are built when asked for (this \
+    option, a build selector naming musllinux, --target musllinux_1_2_<arch>); PyPy images are \
+    not used (no PyPy targets)";
 
 /// Every option cibuildwheel documents (4.x), and pookie-ns's own.
 const OPTIONS: &[Opt] = &[
@@ -1397,8 +1398,9 @@ impl Resolved {
     }
 }
 
-/// What `--only IDENTIFIER` builds: `cp311-manylinux_aarch64` → ("3.11", aarch64).
-pub fn split_identifier(identifier: &str) -> Result<(String, crate::arch::Arch), String> {
+/// What `--only IDENTIFIER` builds: `cp311-manylinux_aarch64` → ("3.11", aarch64),
+/// `cp311-musllinux_x86_64` → ("3.11", musllinux_1_2 x86_64).
+pub fn split_identifier(identifier: &str) -> Result<(String, crate::target::Platform), String> {
     let bad = |why: &str| {
         format!(
             "--only {identifier:?}: {why}; write an identifier as --print-build-identifiers \
@@ -1414,14 +1416,22 @@ pub fn split_identifier(identifier: &str) -> Result<(String, crate::arch::Arch),
         ));
     }
     let (major, minor) = identifier_python(identifier).ok_or_else(|| bad("no Python version"))?;
-    let arch = plat
-        .strip_prefix("manylinux_")
-        .ok_or_else(|| {
-            bad("only manylinux_<arch> identifiers are built here (no musllinux base OS)")
-        })?
+    let (policy, arch) = if let Some(arch) = plat.strip_prefix("manylinux_") {
+        (None, arch)
+    } else if let Some(arch) = plat.strip_prefix("musllinux_") {
+        (Some(crate::target::DEFAULT_MUSLLINUX.to_string()), arch)
+    } else {
+        return Err(bad(
+            "only manylinux_<arch> and musllinux_<arch> identifiers are built here",
+        ));
+    };
+    let arch = arch
         .parse::<crate::arch::Arch>()
         .map_err(|_| bad("unknown arch"))?;
-    Ok((format!("{major}.{minor}"), arch))
+    Ok((
+        format!("{major}.{minor}"),
+        crate::target::Platform { arch, policy },
+    ))
 }
 
 /// The Python version of an identifier: `cp311-manylinux_x86_64` → (3, 11).
@@ -2077,19 +2087,32 @@ build-verbosity = 5
     #[test]
     fn only_identifiers() {
         use crate::arch::Arch;
+        use crate::target::Platform;
         assert_eq!(
             split_identifier("cp311-manylinux_aarch64").unwrap(),
-            ("3.11".to_string(), Arch::Arm64)
+            (
+                "3.11".to_string(),
+                Platform {
+                    arch: Arch::Arm64,
+                    policy: None
+                }
+            )
         );
         assert_eq!(
-            split_identifier("cp39-manylinux_x86_64").unwrap(),
-            ("3.9".to_string(), Arch::Amd64)
+            split_identifier("cp39-musllinux_x86_64").unwrap(),
+            (
+                "3.9".to_string(),
+                Platform {
+                    arch: Arch::Amd64,
+                    policy: Some("musllinux_1_2".into())
+                }
+            )
         );
         for bad in [
             "cp311",
             "pp311-manylinux_x86_64",
             "cp314t-manylinux_x86_64",
-            "cp311-musllinux_x86_64",
+            "cp311-musllinux_sparc",
             "cp311-macosx_arm64",
             "cp311-manylinux_sparc",
         ] {

@@ -1,8 +1,9 @@
-//! Build targets: a CPU architecture, a CPython version and, optionally, the manylinux policy the
-//! wheel must meet. Parses the platform tags users write (`manylinux_2_17_aarch64`,
-//! `manylinux2014_x86_64`, `linux_armv7l`, or plain `aarch64`), names each target the way
-//! cibuildwheel does (`cp311-manylinux_aarch64`), and matches cibuildwheel's `build`/`skip`
-//! selectors against those names.
+//! Build targets: a CPU architecture, a CPython version and, optionally, the manylinux or
+//! musllinux policy the wheel must meet. Parses the platform tags users write
+//! (`manylinux_2_17_aarch64`, `manylinux2014_x86_64`, `musllinux_1_2_x86_64`, `linux_armv7l`, or
+//! plain `aarch64`), names each target the way cibuildwheel does (`cp311-manylinux_aarch64`,
+//! `cp311-musllinux_x86_64`), and matches cibuildwheel's `build`/`skip` selectors against those
+//! names.
 
 use std::fmt;
 
@@ -15,8 +16,20 @@ use crate::arch::Arch;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
     pub arch: Arch,
-    /// `manylinux_2_17` when the tag named a policy; `None` for a plain arch or `linux_<arch>`.
+    /// `manylinux_2_17` (or `musllinux_1_2`) when the tag named a policy; `None` for a plain
+    /// arch or `linux_<arch>`.
     pub policy: Option<String>,
+}
+
+/// The musllinux policy of cibuildwheel's default images (`musllinux_1_2`): what
+/// `musllinux_<arch>` and a musllinux identifier stand for.
+pub const DEFAULT_MUSLLINUX: &str = "musllinux_1_2";
+
+/// The C library a policy is for: glibc (manylinux) or musl (musllinux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Libc {
+    Glibc,
+    Musl,
 }
 
 /// The legacy manylinux aliases and the glibc version each one stands for.
@@ -32,8 +45,8 @@ pub fn parse_platform(tag: &str) -> Result<Platform, String> {
     let unknown = || {
         format!(
             "target {tag:?} is not a platform tag or an architecture; write e.g. x86_64, aarch64, \
-             armv7l, ppc64le, s390x, riscv64, manylinux_2_17_aarch64 or manylinux2014_x86_64 \
-             (architectures: {})",
+             armv7l, ppc64le, s390x, riscv64, manylinux_2_17_aarch64, manylinux2014_x86_64 or \
+             musllinux_1_2_x86_64 (architectures: {})",
             Arch::names()
         )
     };
@@ -53,8 +66,20 @@ pub fn parse_platform(tag: &str) -> Result<Platform, String> {
             });
         }
     }
-    if let Some(rest) = lower.strip_prefix("manylinux_") {
-        // manylinux_<major>_<minor>_<arch>; the arch itself may contain '_' (x86_64).
+    if let Some(rest) = lower.strip_prefix("musllinux_") {
+        // cibuildwheel's `musllinux_<arch>`: its default policy.
+        if let Ok(arch) = rest.parse::<Arch>() {
+            return Ok(Platform {
+                arch,
+                policy: Some(DEFAULT_MUSLLINUX.to_string()),
+            });
+        }
+    }
+    for family in ["manylinux", "musllinux"] {
+        let Some(rest) = lower.strip_prefix(family).and_then(|r| r.strip_prefix('_')) else {
+            continue;
+        };
+        // <family>_<major>_<minor>_<arch>; the arch itself may contain '_' (x86_64).
         let mut parts = rest.splitn(3, '_');
         let (major, minor, arch) = (parts.next(), parts.next(), parts.next());
         if let (Some(major), Some(minor), Some(arch)) = (major, minor, arch) {
@@ -63,7 +88,7 @@ pub fn parse_platform(tag: &str) -> Result<Platform, String> {
                 let arch = arch.parse::<Arch>().map_err(|_| unknown())?;
                 return Ok(Platform {
                     arch,
-                    policy: Some(format!("manylinux_{major}_{minor}")),
+                    policy: Some(format!("{family}_{major}_{minor}")),
                 });
             }
         }
@@ -71,15 +96,34 @@ pub fn parse_platform(tag: &str) -> Result<Platform, String> {
     Err(unknown())
 }
 
-/// The glibc version a manylinux policy stands for: `manylinux_2_17` (or its alias
-/// `manylinux2014`) → (2, 17).
-pub fn policy_glibc(policy: &str) -> Option<(u32, u32)> {
+/// The C library of a policy and the version it stands for: `manylinux_2_17` (or
+/// `manylinux2014`) → (glibc, 2.17), `musllinux_1_2` → (musl, 1.2).
+pub fn policy_version(policy: &str) -> Option<(Libc, (u32, u32))> {
     let policy = LEGACY_ALIASES
         .iter()
         .find(|(alias, _)| *alias == policy)
         .map_or(policy, |(_, p)| p);
-    let (major, minor) = policy.strip_prefix("manylinux_")?.split_once('_')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+    let (libc, rest) = if let Some(rest) = policy.strip_prefix("manylinux_") {
+        (Libc::Glibc, rest)
+    } else {
+        (Libc::Musl, policy.strip_prefix("musllinux_")?)
+    };
+    let (major, minor) = rest.split_once('_')?;
+    Some((libc, (major.parse().ok()?, minor.parse().ok()?)))
+}
+
+/// True for a musllinux policy (`musllinux_1_2`).
+pub fn is_musllinux(policy: &str) -> bool {
+    policy.starts_with("musllinux_")
+}
+
+/// The glibc version a manylinux policy stands for: `manylinux_2_17` (or its alias
+/// `manylinux2014`) → (2, 17).
+pub fn policy_glibc(policy: &str) -> Option<(u32, u32)> {
+    match policy_version(policy)? {
+        (Libc::Glibc, version) => Some(version),
+        (Libc::Musl, _) => None,
+    }
 }
 
 /// The policy a wheel gets by default where the toolchain reaches it (zig links against its
@@ -121,13 +165,28 @@ pub struct Target {
 }
 
 impl Target {
-    /// cibuildwheel's build identifier: `cp311-manylinux_aarch64`.
+    /// True for a musllinux target (built against musl, in a musllinux image).
+    pub fn is_musllinux(&self) -> bool {
+        self.policy.as_deref().is_some_and(is_musllinux)
+    }
+
+    /// cibuildwheel's build identifier: `cp311-manylinux_aarch64`, `cp311-musllinux_x86_64`.
     pub fn identifier(&self) -> String {
         format!(
-            "cp{}-manylinux_{}",
+            "cp{}-{}_{}",
             self.python.replace('.', ""),
+            self.family(),
             self.arch.uname()
         )
+    }
+
+    /// `manylinux` or `musllinux`.
+    pub fn family(&self) -> &'static str {
+        if self.is_musllinux() {
+            "musllinux"
+        } else {
+            "manylinux"
+        }
     }
 
     /// What reports, logs and output directories call it: its identifier
@@ -252,6 +311,11 @@ impl Selector {
     pub fn matches(&self, identifier: &str) -> bool {
         self.set.is_match(identifier)
     }
+
+    /// True when a pattern spells out `word` (`*-musllinux_*` names `musllinux`; `*` does not).
+    pub fn names(&self, word: &str) -> bool {
+        self.patterns.iter().any(|p| p.contains(word))
+    }
 }
 
 /// The characters of build identifiers, wildcards and alternatives; anything else (a `/`, a
@@ -295,6 +359,29 @@ mod tests {
         );
         assert_eq!(p("manylinux_2_28_riscv64").arch, Arch::Riscv64);
         assert_eq!(p("MANYLINUX_2_17_ARMV7L").arch, Arch::Armhf);
+        assert_eq!(
+            p("musllinux_1_1_aarch64"),
+            Platform {
+                arch: Arch::Arm64,
+                policy: Some("musllinux_1_1".into())
+            }
+        );
+        assert_eq!(
+            p("musllinux_x86_64").policy.as_deref(),
+            Some(DEFAULT_MUSLLINUX)
+        );
+    }
+
+    #[test]
+    fn policies_name_their_libc_and_version() {
+        assert_eq!(
+            policy_version("manylinux2014"),
+            Some((Libc::Glibc, (2, 17)))
+        );
+        assert_eq!(policy_version("musllinux_1_2"), Some((Libc::Musl, (1, 2))));
+        assert_eq!(policy_glibc("musllinux_1_2"), None);
+        assert_eq!(policy_version("linux"), None);
+        assert!(is_musllinux("musllinux_1_1") && !is_musllinux("manylinux_2_28"));
     }
 
     #[test]
@@ -306,7 +393,9 @@ mod tests {
             "manylinux_2_17_mips",
             "linux_",
             "",
-            "musllinux_1_2_x86_64",
+            "musllinux_1_2",
+            "musllinux_x_2_x86_64",
+            "musllinux_mips",
         ] {
             let e = parse_platform(bad).unwrap_err();
             assert!(e.contains("manylinux_2_17_aarch64"), "{bad}: {e}");
@@ -330,6 +419,14 @@ mod tests {
         };
         assert_eq!(t.identifier(), "cp39-manylinux_armv7l");
         assert_eq!(t.platform_tag(), "manylinux_2_17_armv7l");
+        let t = Target {
+            arch: Arch::Amd64,
+            python: "3.11".into(),
+            policy: Some("musllinux_1_2".into()),
+        };
+        assert!(t.is_musllinux());
+        assert_eq!(t.identifier(), "cp311-musllinux_x86_64");
+        assert_eq!(t.name(), "cp311-musllinux_1_2_x86_64");
     }
 
     #[test]

@@ -135,6 +135,27 @@ fn print_build_identifiers_honours_every_selector() {
         ),
         ["cp311-manylinux_armv7l"]
     );
+    // musllinux identifiers when asked for: a build selector naming musllinux, a
+    // musllinux-<arch>-image option (that arch only), --only. No image is pulled to list them.
+    assert_eq!(
+        identifiers(&r, &py, &[("CIBW_BUILD", "*-musllinux_x86_64")]),
+        ["cp311-musllinux_x86_64", "cp313-musllinux_x86_64"]
+    );
+    assert_eq!(
+        identifiers(&r, &py, &[("CIBW_MUSLLINUX_X86_64_IMAGE", "musllinux_1_2")]),
+        [
+            "cp311-manylinux_x86_64",
+            "cp313-manylinux_x86_64",
+            "cp311-manylinux_aarch64",
+            "cp313-manylinux_aarch64",
+            "cp311-musllinux_x86_64",
+            "cp313-musllinux_x86_64"
+        ]
+    );
+    assert_eq!(
+        identifiers(&r, &["--only", "cp313-musllinux_aarch64"], &[]),
+        ["cp313-musllinux_aarch64"]
+    );
 
     // --config-file: another file's [tool.cibuildwheel]; [project] requires-python still applies.
     let other = r.store.parent().unwrap().join("cibw.toml");

@@ -3,8 +3,8 @@
 //! port, images written here as OCI layouts from the busybox fixtures and pushed with `skopeo`.
 //! Covers: a two-arch index (amd64, arm64), whiteouts and an opaque directory, the blob cache,
 //! `update-baseos` by digest, basic auth, a manylinux-like `/opt/python`, the archive transports,
-//! the image's `User`, a `build` of examples/c-ext inside a manylinux-like image pulled on first
-//! use, pulls killed half-way, and hostile images — each refused with exit status 2 and nothing
+//! the image's `User`, a `build` of examples/c-ext inside a manylinux-like and a musllinux-like
+//! image pulled on first use, pulls killed half-way, and hostile images — each refused with exit status 2 and nothing
 //! left in the store. (The pull benchmark is row 6 of bench/run.)
 
 mod common;
@@ -926,114 +926,257 @@ fn manylinux_like_layout(dir: &Path, debian: &Path) -> Layout {
     l
 }
 
+/// A build of examples/c-ext for x86_64, as pookie-sub, in an image pushed to a fresh loopback
+/// registry: what it reported, and what it leaves to look at.
+struct ImageBuild {
+    r: Runner,
+    code: i32,
+    report: Value,
+    err: String,
+    out_dir: PathBuf,
+    started: Instant,
+    _reg: Registry,
+    _tmp: tempfile::TempDir,
+}
+
+impl ImageBuild {
+    /// `make` writes the image's layout into the directory it is given; it is pushed as `repo`
+    /// (tag v1). `options` go at the end of a copy of the example's pyproject.toml (its
+    /// [tool.pookie-ns] table is the last), `{registry}` replaced by the registry's address.
+    fn run(make: &dyn Fn(&Path) -> Layout, repo: &str, options: &str) -> ImageBuild {
+        let started = Instant::now();
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layout = make(&tmp.path().join("image"));
+        let reg = Registry::start(None);
+        reg.push(&layout.dir, "v1", &format!("{repo}:v1"), None);
+        eprintln!(
+            "image made and pushed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let r = Runner::new(Who::SubUser);
+        let project = common::example_copy(&r, "c-ext", "c-ext");
+        let pyproject = project.join("pyproject.toml");
+        let mut text = std::fs::read_to_string(&pyproject).unwrap();
+        text.push_str(&options.replace("{registry}", &reg.host()));
+        std::fs::write(&pyproject, text).unwrap();
+        let out_dir = r.store.parent().unwrap().join("dist");
+        let (code, report, err) = common::build_in(
+            &r,
+            &project,
+            &["x86_64"],
+            &["--insecure-registry", &reg.host()],
+            &out_dir,
+        );
+        ImageBuild {
+            r,
+            code,
+            report,
+            err,
+            out_dir,
+            started,
+            _reg: reg,
+            _tmp: tmp,
+        }
+    }
+
+    /// The one target built: passed, CPython 3.11 natively in the image `name` (the report
+    /// naming its digest), its wheel starting with `wheel_start` delivered alone, its build log
+    /// holding each of `build_log`, its tests passed, and the instance refresh run with the
+    /// image's apt (its package index only).
+    fn check(&self, name: &str, wheel_start: &str, build_log: &[&str]) {
+        assert_eq!(self.code, 0, "{}\n{:#}", self.err, self.report);
+        let meta = read_meta(&self.r, name, "amd64");
+        let digest = meta["image"]["manifest_digest"].as_str().unwrap();
+        let targets = self.report["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 1, "{:#}", self.report);
+        let t = &targets[0];
+        assert_eq!(t["result"], "passed", "{t:#}");
+        assert_eq!(t["python"], "3.11");
+        assert_eq!(t["mode"], "native");
+        assert_eq!(t["build_base"], format!("{name}/amd64"));
+        assert!(
+            t["image"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("@{digest}")),
+            "the report names the image digest: {t:#}"
+        );
+        let wheel = t["wheel"].as_str().unwrap();
+        assert!(
+            wheel.starts_with(wheel_start) && !wheel.contains("linux_x86_64.whl"),
+            "{wheel}"
+        );
+        assert_eq!(common::wheels(&self.out_dir), [wheel.to_string()]);
+        let log = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
+        for want in build_log {
+            assert!(log.contains(want), "{want}: {log}");
+        }
+        let test_log = std::fs::read_to_string(t["test_log"].as_str().unwrap()).unwrap();
+        assert!(test_log.contains(" passed"), "{test_log}");
+        let refresh = self
+            .r
+            .store
+            .join(format!("instances/stable/{name}/amd64/refresh.log"));
+        let refresh = std::fs::read_to_string(&refresh).unwrap();
+        assert!(
+            refresh.contains("refreshing the package index with apt"),
+            "{refresh}"
+        );
+        assert!(!refresh.contains("dist-upgrade"), "{refresh}");
+    }
+}
+
+impl Drop for ImageBuild {
+    fn drop(&mut self) {
+        eprintln!(
+            "image built in {:.1} s",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The cached Debian bookworm amd64 tarball, and pookie-sub: what the image builds need.
+fn image_build_prerequisites() -> Option<PathBuf> {
+    let debian = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
+    (prerequisites()
+        && require(
+            debian.exists(),
+            "the cached Debian tarball (scripts/build-test-rootfs)",
+        )
+        && require(
+            common::user_exists(common::SUB_USER),
+            "test user pookie-sub (scripts/setup-host)",
+        ))
+    .then_some(debian)
+}
+
 #[test]
 fn build_in_a_manylinux_like_image_from_a_registry() {
-    if !prerequisites() {
+    let Some(debian) = image_build_prerequisites() else {
         return;
-    }
-    let debian = Path::new(common::FOREIGN_CACHE).join("debian-bookworm-amd64.tar.zst");
-    if !require(
-        debian.exists(),
-        "the cached Debian tarball (scripts/build-test-rootfs)",
-    ) || !require(
-        common::user_exists(common::SUB_USER),
-        "test user pookie-sub (scripts/setup-host)",
-    ) {
-        return;
-    }
-    let started = Instant::now();
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let layout = manylinux_like_layout(&tmp.path().join("ml"), &debian);
-    let reg = Registry::start(None);
-    reg.push(&layout.dir, "v1", "pypa/manylinux_2_36_x86_64:v1", None);
-    eprintln!(
-        "image made and pushed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    // The key in a copy of the example's pyproject.toml (its [tool.pookie-ns] table is the
-    // last), as a registry reference without transport; before-build shows the image's Env.
-    let r = Runner::new(Who::SubUser);
-    let project = common::example_copy(&r, "c-ext", "c-ext");
-    let pyproject = project.join("pyproject.toml");
-    let mut text = std::fs::read_to_string(&pyproject).unwrap();
-    text.push_str(&format!(
-        "manylinux-x86_64-image = \"{}/pypa/manylinux_2_36_x86_64:v1\"\n\
+    };
+    // The key as a registry reference without transport; before-build shows the image's Env.
+    let b = ImageBuild::run(
+        &|dir| manylinux_like_layout(dir, &debian),
+        "pypa/manylinux_2_36_x86_64",
+        "manylinux-x86_64-image = \"{registry}/pypa/manylinux_2_36_x86_64:v1\"\n\
          before-build = \"echo image-mark=$IMAGE_MARK; command -v python\"\n",
-        reg.host()
-    ));
-    std::fs::write(&pyproject, text).unwrap();
-    let out_dir = r.store.parent().unwrap().join("dist");
-    let (code, report, err) = common::build_in(
-        &r,
-        &project,
-        &["x86_64"],
-        &["--insecure-registry", &reg.host()],
-        &out_dir,
     );
-    assert_eq!(code, 0, "{err}\n{report:#}");
     // Pulled on first use, named after its repository.
     assert!(
-        err.contains("loading the image docker://127.0.0.1:")
-            && err.contains("manylinux-x86_64-image"),
-        "{err}"
+        b.err.contains("loading the image docker://127.0.0.1:")
+            && b.err.contains("manylinux-x86_64-image"),
+        "{}",
+        b.err
     );
-    let meta = read_meta(&r, "manylinux_2_36_x86_64-v1", "amd64");
-    let digest = meta["image"]["manifest_digest"].as_str().unwrap();
+    // Repaired to the image's policy, tested (the example's pytest suite) on the image.
+    b.check(
+        "manylinux_2_36_x86_64-v1",
+        "fastmath-0.1.0-cp311-cp311-manylinux",
+        &[
+            "image-mark=manylinux-like",
+            "/opt/python/cp311-cp311/bin/python -m pip wheel",
+            "+ no auditwheel in the image",
+            "auditwheel repair --plat manylinux_2_36_x86_64",
+        ],
+    );
     // The CPython matrix is the image's: 3.11 built, the others requires-python admits skipped.
-    let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 1, "{report:#}");
-    let t = &targets[0];
-    assert_eq!(t["result"], "passed", "{t:#}");
-    assert_eq!(t["python"], "3.11");
-    assert_eq!(t["mode"], "native");
-    assert_eq!(t["build_base"], "manylinux_2_36_x86_64-v1/amd64");
-    assert!(
-        t["image"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("@{digest}")),
-        "the report names the image digest: {t:#}"
-    );
-    let skipped = report["skipped"].to_string();
+    let skipped = b.report["skipped"].to_string();
     assert!(
         skipped.contains("cp313-manylinux_x86_64") && skipped.contains("carries CPython 3.11"),
         "{skipped}"
     );
-    // Repaired to the image's policy, tested (the example's pytest suite) on the image.
-    let wheel = t["wheel"].as_str().unwrap();
-    assert!(
-        wheel.starts_with("fastmath-0.1.0-cp311-cp311-manylinux")
-            && wheel.contains("x86_64")
-            && !wheel.contains("linux_x86_64.whl"),
-        "{wheel}"
+}
+
+/// The musllinux-like image: the cached Debian bookworm rootfs (the compilers) with the musl CPython of
+/// scripts/build-musl-python as a second layer (`/opt/python/cp311-cp311`, musl's loader,
+/// headers and musl-gcc, which the interpreter's sysconfig names as its compiler), and
+/// pypa's musllinux `AUDITWHEEL_POLICY`.
+fn musllinux_like_layout(dir: &Path, debian: &Path, musl: &Path) -> Layout {
+    let l = Layout::new(dir);
+    let img = l.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_ZSTD, std::fs::read(debian).unwrap()),
+            (LAYER_ZSTD, std::fs::read(musl).unwrap()),
+        ],
+        &[
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "AUDITWHEEL_POLICY=musllinux_1_2",
+            "AUDITWHEEL_PLAT=musllinux_1_2_x86_64",
+            "IMAGE_MARK=musllinux-like",
+        ],
+        "root",
     );
-    assert_eq!(common::wheels(&out_dir), [wheel.to_string()]);
-    let build_log = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
-    for want in [
-        "image-mark=manylinux-like",
-        "/opt/python/cp311-cp311/bin/python -m pip wheel",
-        "+ no auditwheel in the image",
-        "auditwheel repair --plat manylinux_2_36_x86_64",
-    ] {
-        assert!(build_log.contains(want), "{want}: {build_log}");
+    l.finish(&[("v1", img)]);
+    l
+}
+
+/// A musllinux target: asked for by the project's build selector, built in the project's
+/// `musllinux-x86_64-image` with its musl CPython, repaired to musllinux_1_2 and tested there.
+#[test]
+fn build_in_a_musllinux_like_image_from_a_registry() {
+    let Some(debian) = image_build_prerequisites() else {
+        return;
+    };
+    let musl = Path::new(common::FOREIGN_CACHE).join("musl-cpython-3.11-x86_64.tar.zst");
+    if !require(
+        musl.exists(),
+        "the cached musl CPython (scripts/build-musl-python)",
+    ) {
+        return;
     }
-    let test_log = std::fs::read_to_string(t["test_log"].as_str().unwrap()).unwrap();
-    assert!(test_log.contains(" passed"), "{test_log}");
-    // The instance refresh used the image's manager: its package index, no upgrade.
-    let refresh = r
-        .store
-        .join("instances/stable/manylinux_2_36_x86_64-v1/amd64/refresh.log");
-    let refresh = std::fs::read_to_string(&refresh).unwrap();
-    assert!(
-        refresh.contains("refreshing the package index with apt"),
-        "{refresh}"
+    let b = ImageBuild::run(
+        &|dir| musllinux_like_layout(dir, &debian, &musl),
+        "pypa/musllinux_1_2_x86_64",
+        "build = \"*-musllinux_*\"\n\
+         musllinux-x86_64-image = \"{registry}/pypa/musllinux_1_2_x86_64:v1\"\n\
+         before-build = \"echo image-mark=$IMAGE_MARK; python -c 'import sysconfig; \
+         print(sysconfig.get_config_var(\\\"CC\\\"))'\"\n",
     );
-    assert!(!refresh.contains("dist-upgrade"), "{refresh}");
-    eprintln!("image built in {:.1} s", started.elapsed().as_secs_f64());
-    let t = Instant::now();
-    drop(r);
-    eprintln!("store removed in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(
+        b.err.contains("loading the image docker://127.0.0.1:")
+            && b.err.contains("musllinux-x86_64-image"),
+        "{}",
+        b.err
+    );
+    b.check(
+        "musllinux_1_2_x86_64-v1",
+        "fastmath-0.1.0-cp311-cp311-musllinux_1_2_x86_64",
+        &[
+            "image-mark=musllinux-like",
+            "musl-gcc",
+            "/opt/python/cp311-cp311/bin/python -m pip wheel",
+            "auditwheel repair --plat musllinux_1_2_x86_64",
+        ],
+    );
+    let t = &b.report["targets"][0];
+    assert_eq!(t["name"], "cp311-musllinux_1_2_x86_64", "{t:#}");
+    // The manylinux target was left out by the selector; the image carries 3.11 only.
+    let skipped = b.report["skipped"].to_string();
+    assert!(
+        skipped.contains("cp311-manylinux_x86_64")
+            && skipped.contains("cp313-musllinux_x86_64")
+            && skipped.contains("carries CPython 3.11"),
+        "{skipped}"
+    );
+    // The wheel's extension module is linked against musl, not glibc.
+    let wheel = b.out_dir.join(t["wheel"].as_str().unwrap());
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "d=$(mktemp -d) && cd \"$d\" && python3 -m zipfile -e {} . && \
+             readelf -d $(find . -name '*.so') && rm -rf \"$d\"",
+            wheel.display()
+        ))
+        .output()
+        .unwrap();
+    let dynamic = common::stdout(&listing);
+    assert!(
+        dynamic.contains("Shared library: [libc.so]") && !dynamic.contains("libc.so.6"),
+        "{dynamic}"
+    );
 }
 
 /// One hostile variant of a valid single-layer layout: what to break, and what the error says.

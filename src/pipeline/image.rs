@@ -1,9 +1,15 @@
-//! Targets that build in a container image: cibuildwheel's `manylinux-<arch>-image` options
-//! (pypa's manylinux images, or any image with CPythons under `/opt/python`). The image is a
-//! base OS like any other — pulled into the store on first use, found again by its reference —
-//! but a target that names one builds there or nowhere: its CPythons are the image's own
-//! (`/opt/python/cp311-cp311/bin/python`), its compilers the image's (no cross toolchain), its
-//! repair policy the image's `AUDITWHEEL_POLICY` unless the target names one.
+//! Targets that build in a container image: cibuildwheel's `manylinux-<arch>-image` and
+//! `musllinux-<arch>-image` options (pypa's images, or any image with CPythons under
+//! `/opt/python`). The image is a base OS like any other — pulled into the store on first use,
+//! found again by its reference — but a target that names one builds there or nowhere: its
+//! CPythons are the image's own (`/opt/python/cp311-cp311/bin/python`), its compilers the
+//! image's (no cross toolchain), its repair policy the image's `AUDITWHEEL_POLICY` unless the
+//! target names one.
+//!
+//! musllinux targets always build in an image (Debian's base OSes are glibc ones): the option's,
+//! else cibuildwheel's default, pypa's `musllinux_1_2`. cibuildwheel builds them by default;
+//! here they are added when the project asks for them ([`add_musllinux`]), since each needs
+//! its image pulled.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +21,7 @@ use crate::oci::detect::PythonInstall;
 use crate::oci::policy::{self, Family};
 use crate::project::{Mode, Project};
 use crate::store::{BaseOs, Store};
-use crate::target::{Platform, Target};
+use crate::target::{self, Platform, Target};
 
 use super::plan::ImageOffer;
 
@@ -51,9 +57,61 @@ impl ImageTarget {
     }
 }
 
-/// The option naming the image of `arch`'s manylinux targets.
-pub fn option_name(arch: Arch) -> String {
-    format!("manylinux-{}-image", arch.uname())
+/// The option naming the image of `arch`'s targets of `family`: `manylinux-aarch64-image`.
+pub fn option_name(family: Family, arch: Arch) -> String {
+    let family = match family {
+        Family::Manylinux => "manylinux",
+        Family::Musllinux => "musllinux",
+    };
+    format!("{family}-{}-image", arch.uname())
+}
+
+/// The policy family of a platform: musllinux when it names a musllinux policy.
+fn family(platform: &Platform) -> Family {
+    if platform.policy.as_deref().is_some_and(target::is_musllinux) {
+        Family::Musllinux
+    } else {
+        Family::Manylinux
+    }
+}
+
+/// `platforms` and, for each arch among them named without a policy, a musllinux platform
+/// (`musllinux_1_2`) when the project asks for that arch's musllinux targets: a
+/// `musllinux-<arch>-image` option for one of `versions`, or a `build` selector that names
+/// musllinux (`*-musllinux_*`). A platform that names a policy is taken as it is.
+pub fn add_musllinux(
+    project: &Project,
+    platforms: Vec<Platform>,
+    versions: &[String],
+) -> Result<Vec<Platform>> {
+    let mut out = platforms.clone();
+    for platform in platforms.iter().filter(|p| p.policy.is_none()) {
+        let musl = Platform {
+            arch: platform.arch,
+            policy: Some(target::DEFAULT_MUSLLINUX.to_string()),
+        };
+        if out.contains(&musl) {
+            continue;
+        }
+        let key = option_name(Family::Musllinux, platform.arch);
+        let mut wanted = project.build.names("musllinux");
+        for python in versions {
+            if wanted {
+                break;
+            }
+            let identifier = Target {
+                arch: musl.arch,
+                python: python.clone(),
+                policy: musl.policy.clone(),
+            }
+            .identifier();
+            wanted = project.options(&identifier)?.images.contains_key(&key);
+        }
+        if wanted {
+            out.push(musl);
+        }
+    }
+    Ok(out)
 }
 
 /// Every identifier of `platforms` × `versions` whose options name an image, with that image
@@ -72,23 +130,32 @@ pub fn load(
     let mut loaded: Vec<(String, Arch, ImageTarget)> = Vec::new();
     for platform in platforms {
         let arch = platform.arch;
-        let key = option_name(arch);
+        let family = family(platform);
+        let key = option_name(family, arch);
         for python in versions {
             let identifier = Target {
                 arch,
                 python: python.clone(),
-                policy: None,
+                policy: platform.policy.clone(),
             }
             .identifier();
-            if out.contains_key(&identifier) {
+            // Left out by the selectors or requires-python: no image pulled for it.
+            if out.contains_key(&identifier) || !project.selected(&identifier) {
                 continue;
             }
             let options = project.options(&identifier)?;
-            let Some(value) = options.images.get(&key) else {
-                continue;
+            let (value, why) = match (options.images.get(&key), family) {
+                (Some(value), _) => (value.clone(), format!("{key} = {value:?}")),
+                (None, Family::Musllinux) => (
+                    target::DEFAULT_MUSLLINUX.to_string(),
+                    format!(
+                        "{key} (cibuildwheel's default, {})",
+                        target::DEFAULT_MUSLLINUX
+                    ),
+                ),
+                (None, Family::Manylinux) => continue,
             };
-            let source = policy::image_for(Family::Manylinux, arch, value)?;
-            let why = format!("{key} = {value:?}");
+            let source = policy::image_for(family, arch, &value)?;
             let reference = source.to_string();
             let target = match loaded
                 .iter()
@@ -180,6 +247,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not use an image"));
-        assert_eq!(option_name(Arch::Arm64), "manylinux-aarch64-image");
+        assert_eq!(
+            option_name(Family::Manylinux, Arch::Arm64),
+            "manylinux-aarch64-image"
+        );
+        assert_eq!(
+            option_name(Family::Musllinux, Arch::Amd64),
+            "musllinux-x86_64-image"
+        );
     }
 }

@@ -298,11 +298,11 @@ fn resolve_targets(
         .collect::<Result<Vec<_>>>()?;
     let platforms = if let Some(id) = &args.only {
         // cibuildwheel's --only: this identifier, whatever build, skip and archs say.
-        let (python, arch) = crate::cibw::split_identifier(id).map_err(Error::usage)?;
+        let (python, platform) = crate::cibw::split_identifier(id).map_err(Error::usage)?;
         project.build = target::Selector::parse(id).map_err(Error::usage)?;
         project.skip = target::Selector::default();
         pythons = vec![python];
-        vec![target::Platform { arch, policy: None }]
+        vec![platform]
     } else if let Some(archs) = &args.archs {
         let words: Vec<String> = archs
             .split([',', ' '])
@@ -320,16 +320,22 @@ fn resolve_targets(
     } else {
         plan::default_platforms(&loaded)
     };
-    // cibuildwheel's manylinux-<arch>-image options: their targets build in those images,
-    // loaded now (pulled when the store lacks them) since their CPythons decide the plan.
+    let versions: Vec<String> = if pythons.is_empty() {
+        plan::CPYTHONS.iter().map(|v| v.to_string()).collect()
+    } else {
+        pythons.clone()
+    };
+    let platforms = if args.only.is_some() {
+        platforms
+    } else {
+        image::add_musllinux(project, platforms, &versions)?
+    };
+    // cibuildwheel's manylinux-<arch>-image and musllinux-<arch>-image options: their targets
+    // build in those images, loaded now (pulled when the store lacks them) since their CPythons
+    // decide the plan.
     let images = if args.print_build_identifiers {
         Default::default()
     } else {
-        let versions: Vec<String> = if pythons.is_empty() {
-            plan::CPYTHONS.iter().map(|v| v.to_string()).collect()
-        } else {
-            pythons.clone()
-        };
         let registry = crate::oci::registry::Options {
             insecure: args.insecure_registry.clone(),
         };
@@ -344,7 +350,17 @@ fn resolve_targets(
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
-        &|t| images.get(&t.identifier()).map(|i| i.offer.clone()),
+        &|t| match images.get(&t.identifier()) {
+            Some(i) => Some(i.offer.clone()),
+            // --print-build-identifiers pulls no image: as cibuildwheel, it lists a musllinux
+            // target for every CPython the selectors admit.
+            None if args.print_build_identifiers && t.is_musllinux() => Some(plan::ImageOffer {
+                name: String::new(),
+                why: String::new(),
+                python: versions.clone(),
+            }),
+            None => None,
+        },
     );
     let (planned, skipped) = match planned {
         Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {

@@ -175,6 +175,21 @@ pub fn plan(
                 }
                 continue;
             }
+            if target.is_musllinux() {
+                // Debian's base OSes are glibc ones: a musllinux target has its image or nothing.
+                let why = format!(
+                    "musllinux targets build in a musllinux image (musllinux-{}-image), and \
+                     none was loaded for {}",
+                    platform.arch.uname(),
+                    target.identifier()
+                );
+                if explicit {
+                    missing.push(why);
+                } else {
+                    skip(why);
+                }
+                continue;
+            }
             match choose(platform.arch, python, loaded, offers, default_recipe) {
                 Some(source) => planned.push(Planned { target, source }),
                 None if explicit => {

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::project::Mode;
 use crate::sandbox::{self, Bind, LowerMount, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
-use crate::target::{policy_glibc, Target};
+use crate::target::{policy_glibc, policy_version, Libc, Target};
 use crate::toolchain::{Resolved, CROSS_DIR, SYSROOT};
 
 /// Where the project is inside the sandbox (`{project}`), and where wheels go.
@@ -1017,9 +1017,15 @@ fn deliver_script(
             ("POOKIE_NS_POLICY_MODE", mode),
             ("POOKIE_NS_POLICY", policy.unwrap_or("")),
             ("POOKIE_NS_GLIBC", &glibc),
+            // auditwheel names the policies of the machine it runs on: the host's, or the
+            // target's own in an image (run natively or emulated).
             (
                 "POOKIE_NS_NAMED",
-                if target.arch.is_native() { "1" } else { "0" },
+                if target.arch.is_native() || in_image {
+                    "1"
+                } else {
+                    "0"
+                },
             ),
             (
                 "POOKIE_NS_LIBRARY_PATH",
@@ -1146,18 +1152,37 @@ fn harvest(
         ));
     }
     if let Some(policy) = &target.policy {
-        // A wheel for an older glibc than asked meets the policy too (a cross build's repair
-        // tags it with the best policy it meets).
-        let wanted = policy_glibc(policy).unwrap_or((0, 0));
-        let meets = platform
+        // A wheel for an older libc than asked meets the policy too (a cross build's repair
+        // tags it with the best policy it meets); a wheel for the other libc does not.
+        let (libc, wanted) = policy_version(policy).unwrap_or((Libc::Glibc, (0, 0)));
+        let tags: Vec<(Libc, (u32, u32))> = platform
             .split('.')
-            .filter_map(|p| tag_glibc(p, arch))
-            .any(|v| v <= wanted);
-        if !meets {
+            .filter_map(|p| tag_version(p, arch))
+            .collect();
+        if !tags.iter().any(|(l, v)| *l == libc && *v <= wanted) {
+            let other = if tags.iter().any(|(l, _)| *l != libc) {
+                match libc {
+                    Libc::Glibc => "it was built against musl, not glibc",
+                    Libc::Musl => {
+                        "it was built against glibc, not musl (a musllinux target \
+                                   builds in a musllinux image)"
+                    }
+                }
+            } else {
+                match libc {
+                    Libc::Glibc => {
+                        "its symbols need a newer glibc (the build log lists them, after \
+                         `auditwheel show`); build with --compiler zig for an old glibc, or ask \
+                         for a newer policy"
+                    }
+                    Libc::Musl => {
+                        "its symbols need a newer musl (see `auditwheel show` in the build log); \
+                         ask for a newer policy"
+                    }
+                }
+            };
             return Err(format!(
-                "{wheel} is tagged {platform}, not {policy}_{}: its symbols need a newer glibc \
-                 (the build log lists them, after `auditwheel show`); build with --compiler zig \
-                 for an old glibc, or ask for a newer policy",
+                "{wheel} is tagged {platform}, not {policy}_{}: {other}",
                 arch.uname()
             ));
         }
@@ -1171,9 +1196,10 @@ fn harvest(
     Ok(wheelhouse.join(wheel))
 }
 
-/// The glibc version of a manylinux platform tag for `arch`: `manylinux_2_17_aarch64` → 2.17.
-fn tag_glibc(tag: &str, arch: Arch) -> Option<(u32, u32)> {
-    policy_glibc(tag.strip_suffix(&format!("_{}", arch.uname()))?)
+/// The libc and its version of a manylinux or musllinux platform tag for `arch`:
+/// `manylinux_2_17_aarch64` → (glibc, 2.17), `musllinux_1_2_x86_64` → (musl, 1.2).
+fn tag_version(tag: &str, arch: Arch) -> Option<(Libc, (u32, u32))> {
+    policy_version(tag.strip_suffix(&format!("_{}", arch.uname()))?)
 }
 
 /// The platform tag of a wheel file name.
@@ -1375,12 +1401,36 @@ mod tests {
                 .unwrap_err()
                 .contains("newer glibc")
         );
+        // A glibc wheel does not meet a musllinux policy, and says why.
+        assert!(
+            harvest(d.path(), &t(Arch::Arm64, Some("musllinux_1_2")), aw)
+                .unwrap_err()
+                .contains("built against glibc, not musl")
+        );
         assert_eq!(policy_glibc("manylinux2014"), Some((2, 17)));
         assert_eq!(
-            tag_glibc("manylinux_2_36_aarch64", Arch::Arm64),
-            Some((2, 36))
+            tag_version("manylinux_2_36_aarch64", Arch::Arm64),
+            Some((Libc::Glibc, (2, 36)))
         );
-        assert_eq!(tag_glibc("manylinux_2_36_x86_64", Arch::Arm64), None);
+        assert_eq!(tag_version("manylinux_2_36_x86_64", Arch::Arm64), None);
+        // musllinux: the version asked for or an older one; never a manylinux wheel.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("m-1-cp311-cp311-musllinux_1_2_x86_64.whl"),
+            "",
+        )
+        .unwrap();
+        assert!(harvest(d.path(), &t(Arch::Amd64, Some("musllinux_1_2")), aw).is_ok());
+        assert!(
+            harvest(d.path(), &t(Arch::Amd64, Some("musllinux_1_1")), aw)
+                .unwrap_err()
+                .contains("newer musl")
+        );
+        assert!(
+            harvest(d.path(), &t(Arch::Amd64, Some("manylinux_2_17")), aw)
+                .unwrap_err()
+                .contains("built against musl, not glibc")
+        );
         let d = tempfile::tempdir().unwrap();
         let e = harvest(d.path(), &t(Arch::Arm64, None), aw).unwrap_err();
         assert!(e.contains("no *.whl"), "{e}");

@@ -18,7 +18,8 @@
 #                          prefer: the toolchain's POOKIE_NS_POLICY (zig: manylinux_2_17),
 #                                 else the oldest policy the wheel meets
 #                          auto: the oldest policy the wheel meets
-#   POOKIE_NS_POLICY, POOKIE_NS_GLIBC    the policy (manylinux_2_28) and its glibc (2.28)
+#   POOKIE_NS_POLICY, POOKIE_NS_GLIBC    the policy (manylinux_2_28) and its glibc (2.28); a
+#                                        musllinux policy (musllinux_1_2) has no glibc: empty
 #   POOKIE_NS_NAMED         1 when auditwheel can be given the policy by name (a host-arch wheel)
 #   POOKIE_NS_LIBRARY_PATH  the toolchain's sysroot library path, or empty
 #   POOKIE_NS_TOOLCHAIN_VARS  the names of the toolchain's environment variables, or empty
@@ -52,8 +53,10 @@ pookie_ns_repair() {
 
 # pookie_ns_too_recent WHEEL GLIBC: the versioned glibc symbols of the wheel's shared objects
 # newer than GLIBC, by name (what stands between the wheel and the policy). readelf reads any
-# arch's ELF files.
+# arch's ELF files. Nothing for a musllinux policy (GLIBC empty): musl does not version its
+# symbols, and `auditwheel show` above says what it found.
 pookie_ns_too_recent() {
+    [ -n "$2" ] || return 0
     pookie_ns_dir=$(mktemp -d)
     (cd "$pookie_ns_dir" && python3 -m zipfile -e "$1" .)
     pookie_ns_symbols=$(find "$pookie_ns_dir" -name '*.so*' -type f -exec readelf --dyn-syms -W {} + |
@@ -110,13 +113,13 @@ for w in "$POOKIE_NS_OUT"/*.whl; do
             pookie_ns_asked=auto
         fi
         if ! pookie_ns_repair "$pookie_ns_asked" "$w"; then
-            pookie_ns_too_recent "$w" "${POOKIE_NS_GLIBC:?}"
+            pookie_ns_too_recent "$w" "${POOKIE_NS_GLIBC-}"
             exit 1
         fi
         # Another tag than the one asked for: the symbols in the way are listed (none when an
         # older policy fits, which pookie-ns then accepts).
         if ! pookie_ns_delivered "$pookie_ns_plat"; then
-            pookie_ns_too_recent "$w" "${POOKIE_NS_GLIBC:?}"
+            pookie_ns_too_recent "$w" "${POOKIE_NS_GLIBC-}"
         fi
         ;;
     prefer)
