@@ -16,6 +16,7 @@
 //! Options of other platforms (macOS, Windows, iOS, Android, Pyodide) are ignored with one note;
 //! an unknown option is an error that names it, its file and line, and the nearest known name.
 
+mod env;
 mod identifiers;
 mod options;
 mod per_identifier;
@@ -31,12 +32,11 @@ use crate::target::Selector;
 use crate::toolchain::Compiler;
 use serde::Deserialize;
 
+use env::env_name;
 pub use identifiers::{identifier_python, python_matches, split_identifier};
-use options::{
-    find, image_names, is_image, Scope, ENABLE_GROUPS, IMAGE_NOTE, OPTIONS, OTHER_PLATFORMS,
-};
+use options::{find, is_image, Scope, ENABLE_GROUPS, IMAGE_NOTE, OPTIONS, OTHER_PLATFORMS};
 use place::{suggest, Place};
-use values::{from_env, from_toml, string_list, Inherit, Layer, Val};
+use values::{from_toml, string_list, Inherit, Layer, Val};
 pub use words::{parse_assignments, shell_words};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -167,10 +167,6 @@ fn invalid(msg: String) -> ConfigError {
     ConfigError::Invalid(msg)
 }
 
-fn env_name(option: &str) -> String {
-    format!("CIBW_{}", option.to_ascii_uppercase().replace('-', "_"))
-}
-
 /// Reads the configuration. `env` holds the process's environment variables (only `CIBW_*` are
 /// read here).
 pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
@@ -252,68 +248,7 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
     }
 
     // The environment: CIBW_<OPTION>, then CIBW_<OPTION>_LINUX.
-    let mut env_generic = Layer::new();
-    let mut env_linux = Layer::new();
-    for (var, value) in input.env {
-        let Some(rest) = var.strip_prefix("CIBW_") else {
-            continue;
-        };
-        let (base, plat) = match rest.strip_suffix("_LINUX") {
-            Some(b) => (b, true),
-            None => (rest, false),
-        };
-        // The option whose CIBW_ name this is (image names keep their arch's underscore:
-        // CIBW_MANYLINUX_X86_64_IMAGE is manylinux-x86_64-image).
-        let lower = image_names()
-            .into_iter()
-            .find(|n| env_name(n) == format!("CIBW_{base}"))
-            .unwrap_or_else(|| base.to_ascii_lowercase().replace('_', "-"));
-        let other_plat = OTHER_PLATFORMS
-            .iter()
-            .any(|p| rest.ends_with(&format!("_{}", p.to_ascii_uppercase())));
-        let (name, o) = match find(&lower) {
-            Some(o) => (o.name.to_string(), Some(o)),
-            None if is_image(&lower) => (lower.clone(), None),
-            // Another platform's variable, or one cibuildwheel does not read: not ours.
-            None => continue,
-        };
-        if other_plat {
-            continue;
-        }
-        if let Some(o) = o {
-            if plat && !o.env_plat && o.name != "environment-pass" {
-                continue;
-            }
-            if matches!(o.scope, Scope::Own) {
-                continue;
-            }
-            if o.scope == Scope::OtherPlatform {
-                if !value.is_empty() {
-                    other_platform.insert(var.clone());
-                }
-                continue;
-            }
-            // Empty archs fall through to the file, as in cibuildwheel.
-            if o.name == "archs" && value.trim().is_empty() {
-                continue;
-            }
-            let val = from_env(o, value).map_err(|e| invalid(format!("{var}: {e}")))?;
-            if let Scope::Noted(why) = o.scope {
-                noted.insert(format!("{var}: {why}"));
-            }
-            if plat {
-                env_linux.insert(name, val);
-            } else {
-                env_generic.insert(name, val);
-            }
-        } else {
-            if value.trim().is_empty() {
-                continue;
-            }
-            noted.insert(format!("{var}: {IMAGE_NOTE}"));
-            env_generic.insert(name, Val::Text(value.clone()));
-        }
-    }
+    let (env_generic, env_linux) = env::read(input.env, &mut noted, &mut other_platform)?;
 
     // Globals: build, skip, test-skip, archs, enable and the environment-only ones.
     let global = |key: &str| -> Option<&Val> {
@@ -600,63 +535,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn precedence_env_over_platform_table_over_generic() {
-        let text = r#"
-[tool.cibuildwheel]
-test-command = "generic"
-before-build = "generic-before"
-test-requires = ["pytest"]
-
-[tool.cibuildwheel.linux]
-test-command = "linux"
-"#;
-        let r = ok(text, &[]);
-        let o = opts(&r, "cp311-manylinux_x86_64");
-        assert_eq!(o.test_command.as_deref(), Some("linux"));
-        assert_eq!(o.before_build.as_deref(), Some("generic-before"));
-        assert_eq!(o.test_requires, ["pytest"]);
-
-        let r = ok(text, &[("CIBW_TEST_COMMAND", "env")]);
-        assert_eq!(
-            opts(&r, "cp311-manylinux_x86_64").test_command.as_deref(),
-            Some("env")
-        );
-        let r = ok(
-            text,
-            &[
-                ("CIBW_TEST_COMMAND_LINUX", "env-linux"),
-                ("CIBW_TEST_COMMAND", "env"),
-                ("CIBW_TEST_COMMAND_MACOS", "mac"),
-                ("CIBW_TEST_REQUIRES", "pytest numpy>=2"),
-            ],
-        );
-        let o = opts(&r, "cp311-manylinux_x86_64");
-        assert_eq!(o.test_command.as_deref(), Some("env-linux"));
-        assert_eq!(o.test_requires, ["pytest", "numpy>=2"]);
-        // An empty variable overrides too (no test command), as in cibuildwheel.
-        let r = ok(text, &[("CIBW_TEST_COMMAND", "")]);
-        assert_eq!(opts(&r, "cp311-manylinux_x86_64").test_command, None);
-        // ... except for archs, which falls through when empty.
-        let r = ok(
-            "[tool.cibuildwheel.linux]\narchs = [\"auto\", \"aarch64\"]\n",
-            &[("CIBW_ARCHS", "")],
-        );
-        assert_eq!(r.archs, ["auto", "aarch64"]);
-        let r = ok(
-            "[tool.cibuildwheel]\narchs = \"auto64\"\n",
-            &[("CIBW_ARCHS_LINUX", "x86_64 aarch64")],
-        );
-        assert_eq!(r.archs, ["x86_64", "aarch64"]);
-        // build and skip have no _LINUX form.
-        let r = ok(
-            "",
-            &[("CIBW_BUILD_LINUX", "cp39-*"), ("CIBW_SKIP", "*aarch64")],
-        );
-        assert!(r.selected("cp311-manylinux_x86_64"));
-        assert!(!r.selected("cp311-manylinux_aarch64"));
-    }
-
-    #[test]
     fn pookie_ns_keys_override_cibuildwheel_key_by_key() {
         let r = ok(
             r#"
@@ -908,28 +786,5 @@ before-build = "x"
         );
         assert!(!notes.contains("universal2"), "{notes}");
         assert!(r.archs.is_empty());
-    }
-
-    #[test]
-    fn environment_only_options() {
-        let r = ok(
-            "",
-            &[
-                ("CIBW_ALLOW_EMPTY", "True"),
-                ("CIBW_OUTPUT_DIR", "wheelhouse"),
-                ("CIBW_DEBUG_KEEP_CONTAINER", "1"),
-                ("CIBW_PLATFORM", "linux"),
-                ("CIBW_ENABLE", "cpython-prerelease"),
-                ("CIBW_SOMETHING_ELSE", "ignored"),
-            ],
-        );
-        assert!(r.allow_empty && r.keep_failed);
-        assert_eq!(r.output_dir.as_deref(), Some("wheelhouse"));
-        // The environment adds to the file's enable.
-        let r = ok(
-            "[tool.cibuildwheel]\nenable = [\"pypy\"]\n",
-            &[("CIBW_ENABLE", "cpython-prerelease")],
-        );
-        assert_eq!(r.enable, ["pypy", "cpython-prerelease"]);
     }
 }
