@@ -984,7 +984,22 @@ impl ImageBuild {
     /// holding each of `build_log`, its tests passed, and the instance refresh run with the
     /// image's apt (its package index only).
     fn check(&self, name: &str, wheel_start: &str, build_log: &[&str]) {
-        assert_eq!(self.code, 0, "{}\n{:#}", self.err, self.report);
+        if self.code != 0 {
+            let logs: Vec<String> = self.report["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["build_log"].as_str())
+                .map(|p| format!("{p}:\n{}", std::fs::read_to_string(p).unwrap_or_default()))
+                .collect();
+            panic!(
+                "build failed ({}): {}\n{:#}\n{}",
+                self.code,
+                self.err,
+                self.report,
+                logs.join("\n")
+            );
+        }
         let meta = read_meta(&self.r, name, "amd64");
         let digest = meta["image"]["manifest_digest"].as_str().unwrap();
         let targets = self.report["targets"].as_array().unwrap();

