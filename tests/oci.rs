@@ -989,7 +989,8 @@ impl ImageBuild {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|t| t["build_log"].as_str())
+                .flat_map(|t| [t["build_log"].as_str(), t["test_log"].as_str()])
+                .flatten()
                 .map(|p| format!("{p}:\n{}", std::fs::read_to_string(p).unwrap_or_default()))
                 .collect();
             panic!(
@@ -1129,7 +1130,8 @@ fn musllinux_like_layout(dir: &Path, debian: &Path, musl: &Path) -> Layout {
 }
 
 /// A musllinux target: asked for by the project's build selector, built in the project's
-/// `musllinux-x86_64-image` with its musl CPython, repaired to musllinux_1_2 and tested there.
+/// `musllinux-x86_64-image` with its musl CPython, repaired to musllinux_1_2 and tested there
+/// (pytest from PyPI, as a cibuildwheel project asks for it: the image has none).
 #[test]
 fn build_in_a_musllinux_like_image_from_a_registry() {
     let Some(debian) = image_build_prerequisites() else {
@@ -1146,6 +1148,7 @@ fn build_in_a_musllinux_like_image_from_a_registry() {
         &|dir| musllinux_like_layout(dir, &debian, &musl),
         "pypa/musllinux_1_2_x86_64",
         "build = \"*-musllinux_*\"\n\
+         test-requires = \"pytest\"\n\
          musllinux-x86_64-image = \"{registry}/pypa/musllinux_1_2_x86_64:v1\"\n\
          before-build = \"echo image-mark=$IMAGE_MARK; python -c 'import sysconfig; \
          print(sysconfig.get_config_var(\\\"CC\\\"))'\"\n",
@@ -1167,7 +1170,9 @@ fn build_in_a_musllinux_like_image_from_a_registry() {
         ],
     );
     let t = &b.report["targets"][0];
-    assert_eq!(t["name"], "cp311-musllinux_1_2_x86_64", "{t:#}");
+    assert_eq!(t["target"], "cp311-musllinux_1_2_x86_64", "{t:#}");
+    assert_eq!(t["identifier"], "cp311-musllinux_x86_64", "{t:#}");
+    assert_eq!(t["wheel_tag"], "musllinux_1_2_x86_64", "{t:#}");
     // The manylinux target was left out by the selector; the image carries 3.11 only.
     let skipped = b.report["skipped"].to_string();
     assert!(
@@ -1176,7 +1181,7 @@ fn build_in_a_musllinux_like_image_from_a_registry() {
             && skipped.contains("carries CPython 3.11"),
         "{skipped}"
     );
-    // The wheel's extension module is linked against musl, not glibc.
+    // The wheel's extension module is linked against musl (Alpine's soname), not glibc.
     let wheel = b.out_dir.join(t["wheel"].as_str().unwrap());
     let listing = Command::new("sh")
         .arg("-c")
@@ -1189,7 +1194,8 @@ fn build_in_a_musllinux_like_image_from_a_registry() {
         .unwrap();
     let dynamic = common::stdout(&listing);
     assert!(
-        dynamic.contains("Shared library: [libc.so]") && !dynamic.contains("libc.so.6"),
+        dynamic.contains("Shared library: [libc.musl-x86_64.so.1]")
+            && !dynamic.contains("libc.so.6"),
         "{dynamic}"
     );
 }
