@@ -3,6 +3,10 @@
 //! targets of each project and loads the base OSes they need (`plan_bundle`), runs one worker
 //! process per target of all of them (up to `--jobs` at a time) with a progress line each,
 //! copies the wheels of the targets that passed to `--out`, and reports once for the group.
+//! This file holds the phase sequence; each phase lives in its own file: `bundles.rs` (bundles
+//! and their projects), `resolve.rs` (targets, modes and toolchains, base OSes), `jobs.rs` (one
+//! job per target; the frontends' build commands in `frontend.rs`), `schedule.rs` (the workers
+//! run), `deliver.rs` (wheels, report, exit status).
 //!
 //! ```text
 //! build (this process: plans, loads base OSes, shows progress; threads, never forks a sandbox)
@@ -16,20 +20,18 @@
 
 pub mod backends;
 mod bundles;
+mod deliver;
 mod frontend;
 pub mod image;
 mod jobs;
 pub mod plan;
 pub mod report;
 mod resolve;
+mod schedule;
 pub mod worker;
 
-use std::collections::VecDeque;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::branch;
 use crate::cli::{BuildArgs, Cli};
@@ -37,9 +39,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
 use bundles::{read_project, resolve_bundles, Bundle};
+use deliver::{deliver, Delivery};
 use jobs::make_jobs;
-use report::{Outcome, Report, TargetResult};
 use resolve::{ensure_base_oses, resolve_targets, Resolution};
+use schedule::{run_abi3_once, run_workers};
 use worker::Job;
 
 /// `pookie-ns build`, in phases: check the settings → resolve the bundles (directories, sdists,
@@ -185,405 +188,6 @@ fn plan_bundle(config: &Config, store: &Store, b: &Bundle, ui: Ui) -> Result<Opt
         jobs,
         skipped: targets.skipped,
     }))
-}
-
-/// What the report of a build (one project, or a group) says besides its targets.
-struct Delivery {
-    /// The directory name in `output/<branch>/`: the project's, or `group-<wheels file>`.
-    project_name: String,
-    /// The project directory, or the wheels file of a group.
-    bundle: PathBuf,
-    group: bool,
-    /// The first project's own output dir (cibuildwheel's `output-dir`).
-    output_dir: Option<String>,
-    skipped: Vec<plan::Skipped>,
-    sources: Vec<crate::sources::SourceRecord>,
-    jobs_n: usize,
-    started: Instant,
-    interrupted: Option<nix::sys::signal::Signal>,
-}
-
-/// The last phase: the wheels of the targets that passed go to `--out`; the report is written
-/// (`report.json`), printed (a table, or JSON with --json) and summed up; the exit status
-/// follows (0, 1 when a target failed, 128 + N when a signal stopped the build).
-fn deliver(
-    store: &Store,
-    args: &BuildArgs,
-    cli: &Cli,
-    d: Delivery,
-    jobs: &[Job],
-    mut results: Vec<TargetResult>,
-) -> Result<i32> {
-    let out = &args
-        .out
-        .clone()
-        .or_else(|| d.output_dir.clone().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("dist"));
-    if results.iter().any(|r| r.result.ok()) {
-        std::fs::create_dir_all(out).map_err(|e| Error::io("create the output dir", out, e))?;
-    }
-    for (r, job) in results.iter_mut().zip(jobs) {
-        if let (true, Some(wheel)) = (r.result.ok(), &r.wheel) {
-            let dest = out.join(wheel);
-            std::fs::copy(job.wheelhouse().join(wheel), &dest)
-                .map_err(|e| Error::io("copy the wheel to", &dest, e))?;
-            r.wheel_path = Some(std::fs::canonicalize(&dest).unwrap_or(dest));
-        }
-    }
-    let failed = results.iter().filter(|r| !r.result.ok()).count();
-    let out_root = output_dir(store, &args.branch, &d.project_name);
-    crate::sys::mkdir_p(&out_root, 0o755)?;
-    let report = Report {
-        bundle: d.bundle,
-        project: d.project_name,
-        branch: args.branch.clone(),
-        out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
-        jobs: d.jobs_n,
-        total_secs: d.started.elapsed().as_secs_f64(),
-        passed: results.len() - failed,
-        failed,
-        skipped: d.skipped,
-        targets: results,
-        sources: d.sources,
-    };
-    let report_path = out_root.join("report.json");
-    store::write_json(&report_path, &report)?;
-    if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serializable")
-        );
-    } else {
-        print!("{}", report::table(&report));
-    }
-    for t in report.targets.iter().filter(|t| !t.result.ok()) {
-        eprintln!(
-            "pookie-ns: {}: {}{}; log: {}",
-            match (&t.project, d.group) {
-                (Some(p), true) => format!("{p}/{}", t.target),
-                _ => t.target.clone(),
-            },
-            t.result.label(),
-            t.error
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default(),
-            t.failure_log().display()
-        );
-        if cli.verbose > 0 {
-            stream_log(t.failure_log());
-        }
-    }
-    if !cli.quiet {
-        eprintln!(
-            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
-            report.targets.len(),
-            report.passed,
-            report.failed,
-            report.total_secs,
-            d.interrupted
-                .map(|s| format!(", interrupted by {s}"))
-                .unwrap_or_default(),
-            report.out.display(),
-            report_path.display()
-        );
-    }
-    // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
-    Ok(match d.interrupted {
-        Some(sig) => 128 + sig as i32,
-        None if failed == 0 => 0,
-        None => 1,
-    })
-}
-
-/// The workers of a build with projects that may build an abi3 wheel (`abi3_projects`): of
-/// each, first one target per arch, policy and mode (its first CPython) builds; when its wheel is abi3 and passed, the other targets of that
-/// arch only test that wheel on their own CPythons; otherwise they build as usual. Results in
-/// the order of `jobs`.
-fn run_abi3_once(
-    config: &Config,
-    store: &Store,
-    cli: &Cli,
-    jobs: &mut [Job],
-    abi3_projects: &[String],
-    jobs_n: usize,
-    quiet: bool,
-) -> Result<Vec<TargetResult>> {
-    let same = |a: &Job, b: &Job| {
-        a.project == b.project
-            && a.target.arch == b.target.arch
-            && a.target.policy == b.target.policy
-            && a.mode == b.mode
-    };
-    // Every target of a project that cannot build abi3 wheels is a first.
-    let firsts: Vec<usize> = (0..jobs.len())
-        .filter(|&i| {
-            !abi3_projects.contains(&jobs[i].project)
-                || !jobs[..i].iter().any(|j| same(j, &jobs[i]))
-        })
-        .collect();
-    if firsts.len() == jobs.len() {
-        return run_workers(config, store, cli, jobs, jobs_n, quiet);
-    }
-    let first_jobs: Vec<Job> = firsts.iter().map(|&i| jobs[i].clone()).collect();
-    let first_results = run_workers(config, store, cli, &first_jobs, jobs_n, quiet)?;
-    let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
-    let mut rest = Vec::new();
-    for i in 0..jobs.len() {
-        if let Some(k) = firsts.iter().position(|&f| f == i) {
-            results[i] = Some(first_results[k].clone());
-            continue;
-        }
-        let k = firsts
-            .iter()
-            .position(|&f| same(&jobs[f], &jobs[i]))
-            .expect("every target has a first of its kind");
-        let first = &first_results[k];
-        if let (true, Some(wheel)) = (first.result.ok(), &first.wheel) {
-            if backends::is_abi3_wheel(wheel) {
-                jobs[i].prebuilt_wheel = Some(jobs[firsts[k]].wheelhouse().join(wheel));
-                jobs[i].wheel_built_by = Some(first.target.clone());
-                store::write_json(&jobs[i].dir.join("job.json"), &jobs[i])?;
-            }
-        }
-        rest.push(i);
-    }
-    let rest_jobs: Vec<Job> = rest.iter().map(|&i| jobs[i].clone()).collect();
-    let rest_results = if crate::process::interrupted().is_some() {
-        rest_jobs
-            .iter()
-            .map(|j| {
-                let mut r = worker::new_result(j);
-                r.result = report::Outcome::Interrupted;
-                r
-            })
-            .collect()
-    } else {
-        run_workers(config, store, cli, &rest_jobs, jobs_n, quiet)?
-    };
-    for (k, &i) in rest.iter().enumerate() {
-        results[i] = Some(rest_results[k].clone());
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every target has a result"))
-        .collect())
-}
-
-enum Event {
-    Phase(usize, String),
-    Exited(usize, std::process::ExitStatus),
-}
-
-/// Phase 5: runs the workers, at most `jobs_n` at a time, and gathers their results in job
-/// order.
-fn run_workers(
-    config: &Config,
-    store: &Store,
-    cli: &Cli,
-    jobs: &[Job],
-    jobs_n: usize,
-    quiet: bool,
-) -> Result<Vec<TargetResult>> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::io("find pookie-ns's own executable", "/proc/self/exe", e))?;
-    let multi = if quiet {
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    } else {
-        indicatif::MultiProgress::new()
-    };
-    let style =
-        indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed:>4}")
-            .expect("valid template");
-    let width = jobs
-        .iter()
-        .map(|j| j.target.name().len())
-        .max()
-        .unwrap_or(0);
-    let bars: Vec<indicatif::ProgressBar> = jobs
-        .iter()
-        .map(|j| {
-            let bar = multi.add(indicatif::ProgressBar::new_spinner());
-            bar.set_style(style.clone());
-            bar.set_prefix(format!("{:<width$}", j.target.name()));
-            bar.set_message(format!("waiting ({})", j.mode));
-            bar
-        })
-        .collect();
-    let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
-    let mut queue: VecDeque<usize> = (0..jobs.len()).collect();
-    let (tx, rx) = mpsc::channel::<Event>();
-    let mut running: Vec<(usize, nix::unistd::Pid)> = Vec::new();
-    // SIGINT/SIGTERM: stop starting workers, ask the running ones to stop (their sandboxes get
-    // the signal forwarded and remove their workspaces), kill what is left after a grace period.
-    crate::process::catch_interrupts()?;
-    let mut stopping: Option<Instant> = None;
-    std::thread::scope(|scope| -> Result<()> {
-        loop {
-            while running.len() < jobs_n && stopping.is_none() {
-                let Some(i) = queue.pop_front() else { break };
-                let job = &jobs[i];
-                let log = std::fs::File::create(job.worker_log())
-                    .map_err(|e| Error::io("create", job.worker_log(), e))?;
-                let mut cmd = Command::new(&exe);
-                cmd.arg("--work-dir").arg(&store.root);
-                // The default config dir need not exist; one given with -c must.
-                if config.config_dir.is_dir() {
-                    cmd.arg("--config-dir").arg(&config.config_dir);
-                }
-                if cli.verbose > 0 {
-                    cmd.arg(format!("-{}", "v".repeat(cli.verbose as usize)));
-                }
-                cmd.arg("__build-target")
-                    .arg(job.dir.join("job.json"))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(log);
-                // A worker dies with this process (SIGTERM: it stops its sandbox and removes its
-                // workspace), even when this one is killed outright.
-                crate::sys::set_parent_death_signal_of(&mut cmd, nix::sys::signal::Signal::SIGTERM);
-                let mut child = cmd
-                    .spawn()
-                    .map_err(|e| Error::io("start a build worker", &exe, e))?;
-                running.push((i, nix::unistd::Pid::from_raw(child.id() as i32)));
-                bars[i].set_message(format!("starting ({})", job.mode));
-                bars[i].reset_elapsed();
-                bars[i].enable_steady_tick(Duration::from_millis(250));
-                let stdout = child.stdout.take().expect("piped");
-                let tx = tx.clone();
-                scope.spawn(move || {
-                    for line in std::io::BufReader::new(stdout).lines() {
-                        let Ok(line) = line else { break };
-                        if let Some(p) = line.strip_prefix("phase ") {
-                            let _ = tx.send(Event::Phase(i, p.to_string()));
-                        }
-                    }
-                    let status = child.wait();
-                    let status = status.unwrap_or_else(|_| {
-                        std::os::unix::process::ExitStatusExt::from_raw(1 << 8)
-                    });
-                    let _ = tx.send(Event::Exited(i, status));
-                });
-            }
-            if running.is_empty() {
-                break;
-            }
-            if let Some(sig) = crate::process::interrupted() {
-                match stopping {
-                    None => {
-                        stopping = Some(Instant::now());
-                        for i in queue.drain(..) {
-                            bars[i].finish_with_message("interrupted before it started");
-                        }
-                        for (_, pid) in &running {
-                            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGTERM);
-                        }
-                        tracing::debug!(signal = %sig, "stopping the workers");
-                    }
-                    Some(at) if at.elapsed() > Duration::from_millis(1500) => {
-                        for (_, pid) in &running {
-                            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    unreachable!("a worker thread holds a sender")
-                }
-                Ok(Event::Phase(i, p)) => bars[i].set_message(format!("{p} ({})", jobs[i].mode)),
-                Ok(Event::Exited(i, status)) => {
-                    running.retain(|(j, _)| *j != i);
-                    let mut r = read_result(&jobs[i], status);
-                    if stopping.is_some() {
-                        mark_interrupted(&mut r);
-                    }
-                    let mark = if r.result.ok() { "✓" } else { "✗" };
-                    bars[i].finish_with_message(format!(
-                        "{mark} {} ({}){}",
-                        r.result.label(),
-                        jobs[i].mode,
-                        r.wheel
-                            .as_ref()
-                            .filter(|_| r.result.ok())
-                            .map(|w| format!(" {w}"))
-                            .unwrap_or_default()
-                    ));
-                    results[i] = Some(r);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    // A signal to the whole process group (Ctrl-C) reaches the sandboxed commands as soon as
-    // this process: a worker may report its failed step before the loop above saw the flag.
-    let interrupted = crate::process::interrupted().is_some();
-    Ok(results
-        .into_iter()
-        .zip(jobs)
-        .map(|(r, job)| match r {
-            Some(mut r) => {
-                if interrupted {
-                    mark_interrupted(&mut r);
-                }
-                r
-            }
-            None => TargetResult {
-                result: Outcome::Interrupted,
-                error: Some("interrupted before it started".into()),
-                ..worker::new_result(job)
-            },
-        })
-        .collect())
-}
-
-/// A target that did not finish because `build` was interrupted says so (once).
-fn mark_interrupted(r: &mut TargetResult) {
-    if !r.result.ok() && r.result != Outcome::Interrupted {
-        r.result = Outcome::Interrupted;
-        r.error = Some(format!(
-            "interrupted{}",
-            r.error
-                .take()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        ));
-    }
-}
-
-/// The worker's result.json, or an error result naming how the worker ended.
-fn read_result(job: &Job, status: std::process::ExitStatus) -> TargetResult {
-    let read = std::fs::read(job.result_path())
-        .ok()
-        .and_then(|b| serde_json::from_slice::<TargetResult>(&b).ok());
-    if let Some(r) = read {
-        return r;
-    }
-    let tail = crate::progress::log_tail(&job.worker_log(), 8);
-    TargetResult {
-        error: Some(format!(
-            "the worker process ended ({status}) without a result{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(":\n{tail}")
-            }
-        )),
-        ..worker::new_result(job)
-    }
-}
-
-/// Copies a failed target's log to stderr (-v).
-fn stream_log(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    eprintln!("----- {} -----", path.display());
-    eprint!("{text}");
-    if !text.ends_with('\n') {
-        eprintln!();
-    }
-    eprintln!("----- end of {} -----", path.display());
 }
 
 /// Where a build's per-target output lives, for `list`/tests.
