@@ -1,0 +1,458 @@
+//! Phases 2 and 3 of `pookie-ns build`: a project's targets resolved (platforms × CPythons,
+//! selected by build/skip and requires-python, images loaded), how each builds (its mode and
+//! toolchain: `decide`), and the base OSes they need loaded on first use.
+
+use crate::arch::Arch;
+use crate::baseos;
+use crate::cli::BuildArgs;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::project::{self, Mode};
+use crate::recipe;
+use crate::store::Store;
+use crate::target;
+use crate::toolchain::{self, Compiler};
+
+use super::bundles::Request;
+use super::plan::{self, Loaded, Offer};
+use super::{image, Ui};
+
+/// The targets to build, how each builds, and what was left out.
+pub(super) struct Targets {
+    pub(super) planned: Vec<plan::Planned>,
+    /// One per planned target.
+    pub(super) decisions: Vec<Decision>,
+    pub(super) skipped: Vec<plan::Skipped>,
+    recipes: Vec<recipe::Recipe>,
+    pub(super) toolchains: Vec<toolchain::Toolchain>,
+    /// The targets that build in an image (cibuildwheel's `manylinux-<arch>-image`), by
+    /// identifier.
+    pub(super) images: std::collections::BTreeMap<String, image::ImageTarget>,
+}
+
+/// What target resolution ends in: targets to build, or nothing to run (the identifiers
+/// printed, or an allowed empty selection).
+pub(super) enum Resolution {
+    Targets(Targets),
+    Done,
+}
+
+/// Phase 2: the targets (platforms × CPythons, selected by build/skip and requires-python), the
+/// base OS each builds on, and its mode and toolchain. Emulation is checked here: a missing QEMU
+/// fails before anything is loaded or built.
+pub(super) fn resolve_targets(
+    config: &Config,
+    store: &Store,
+    args: &BuildArgs,
+    request: &mut Request,
+    ui: Ui,
+) -> Result<Resolution> {
+    let project = &mut request.project;
+    let loaded: Vec<Loaded> = store
+        .list_baseos()?
+        .into_iter()
+        .map(|b| Loaded {
+            name: b.name.clone(),
+            arch: b.arch,
+            python: b
+                .meta
+                .recipe
+                .as_ref()
+                .map(|r| r.python.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let recipes = recipe::all(&config.config_dir)?;
+    let offers: Vec<Offer> = recipes
+        .iter()
+        .map(|r| Offer {
+            name: r.name.clone(),
+            python: r.spec.python.clone(),
+            arches: r.spec.arches.clone(),
+        })
+        .collect();
+    let mut pythons = args
+        .python
+        .iter()
+        .map(|p| target::parse_python(p).map_err(Error::usage))
+        .collect::<Result<Vec<_>>>()?;
+    let platforms = if let Some(id) = &args.only {
+        // cibuildwheel's --only: this identifier, whatever build, skip and archs say.
+        let (python, platform) = crate::cibw::split_identifier(id).map_err(Error::usage)?;
+        project.build = target::Selector::parse(id).map_err(Error::usage)?;
+        project.skip = target::Selector::default();
+        pythons = vec![python];
+        vec![platform]
+    } else if let Some(archs) = &args.archs {
+        let words: Vec<String> = archs
+            .split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        project::resolve_archs(&words).map_err(|e| Error::usage(format!("--archs: {e}")))?
+    } else if !args.target.is_empty() {
+        args.target
+            .iter()
+            .map(|t| target::parse_platform(t).map_err(Error::usage))
+            .collect::<Result<Vec<_>>>()?
+    } else if !project.archs.is_empty() {
+        project.archs.clone()
+    } else {
+        plan::default_platforms(&loaded)
+    };
+    let versions: Vec<String> = if pythons.is_empty() {
+        plan::CPYTHONS.iter().map(|v| v.to_string()).collect()
+    } else {
+        pythons.clone()
+    };
+    let platforms = if args.only.is_some() {
+        platforms
+    } else {
+        image::add_musllinux(project, platforms, &versions)?
+    };
+    // cibuildwheel's manylinux-<arch>-image and musllinux-<arch>-image options: their targets
+    // build in those images, loaded now (pulled when the store lacks them) since their CPythons
+    // decide the plan.
+    let images = if args.print_build_identifiers {
+        Default::default()
+    } else {
+        let registry = crate::oci::registry::Options {
+            insecure: args.insecure_registry.clone(),
+        };
+        image::load(
+            config, store, project, &platforms, &versions, &registry, ui.say,
+        )?
+    };
+    let planned = plan::plan(
+        &platforms,
+        &pythons,
+        project,
+        &loaded,
+        &offers,
+        recipe::DEFAULT_RECIPE,
+        &|t| match images.get(&t.identifier()) {
+            Some(i) => Some(i.offer.clone()),
+            // --print-build-identifiers pulls no image: as cibuildwheel, it lists a musllinux
+            // target for every CPython the selectors admit.
+            None if args.print_build_identifiers && t.is_musllinux() => Some(plan::ImageOffer {
+                name: String::new(),
+                why: String::new(),
+                python: versions.clone(),
+            }),
+            None => None,
+        },
+    );
+    let (planned, skipped) = match planned {
+        Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
+            if ui.say {
+                eprintln!("pookie-ns: {e}; nothing to build (allowed by --allow-empty)");
+            }
+            return Ok(Resolution::Done);
+        }
+        p => p.map_err(Error::usage)?,
+    };
+    // For CI matrices: the identifiers this build would build, from the same resolution.
+    if args.print_build_identifiers {
+        for p in &planned {
+            println!("{}", p.target.identifier());
+        }
+        return Ok(Resolution::Done);
+    }
+    // How each target builds, and with which toolchain. A cross build runs on the host-arch
+    // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
+    let toolchains = toolchain::all(&config.config_dir)?;
+    let compiler = args.compiler.or(project.compiler);
+    let asked = args.mode.or(project.mode);
+    let mut decisions = Vec::new();
+    for p in &planned {
+        let name = p.source.name();
+        let host_base = loaded
+            .iter()
+            .any(|l| l.name == name && l.arch == Arch::host())
+            || offers
+                .iter()
+                .any(|o| o.name == name && o.arches.contains(&Arch::host()));
+        let d = match images.get(&p.target.identifier()) {
+            Some(i) => Decision {
+                mode: image::mode(p.target.arch, asked, &i.offer.why)?,
+                toolchain: None,
+                note: None,
+            },
+            None => decide(p.target.arch, asked, compiler, &toolchains, host_base)?,
+        };
+        if let (Some(why), true) = (&d.note, ui.say) {
+            eprintln!("pookie-ns: {}: {why}", p.target.name());
+        }
+        decisions.push(d);
+    }
+    for p in &planned {
+        crate::binfmt::emulation_for(config, p.target.arch)?;
+    }
+    if ui.say {
+        for s in &skipped {
+            eprintln!("pookie-ns: {}: skipped: {}", s.identifier, s.reason);
+        }
+    }
+    Ok(Resolution::Targets(Targets {
+        planned,
+        decisions,
+        skipped,
+        recipes,
+        toolchains,
+        images,
+    }))
+}
+
+/// Phase 3: the base OSes the targets need, loaded on first use from their recipes — each
+/// target's own, and the host-arch one a cross build runs on.
+pub(super) fn ensure_base_oses(
+    config: &Config,
+    store: &Store,
+    targets: &Targets,
+    ui: Ui,
+) -> Result<()> {
+    let mut needed: Vec<(String, Arch, String)> = Vec::new();
+    for (p, d) in targets.planned.iter().zip(&targets.decisions) {
+        let why = format!(
+            "target {} needs CPython {}, which no loaded base OS provides for {}",
+            p.target.name(),
+            p.target.python,
+            p.target.arch.uname()
+        );
+        needed.push((p.source.name().to_string(), p.target.arch, why));
+        if d.mode == Mode::Cross {
+            let why = format!(
+                "target {} cross-compiles on the {} base OS of its suite",
+                p.target.name(),
+                Arch::host().uname()
+            );
+            needed.push((p.source.name().to_string(), Arch::host(), why));
+        }
+    }
+    for (name, arch, why) in needed {
+        if store
+            .list_baseos()?
+            .iter()
+            .any(|b| b.name == name && b.arch == arch)
+        {
+            continue;
+        }
+        let recipe = targets
+            .recipes
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "no base OS {name} for {arch} is loaded and no recipe of that name builds \
+                     one; load it (pookie-ns load-baseos ... --name {name} --arch {arch}) or use \
+                     --mode emulate"
+                ))
+            })?;
+        if ui.say {
+            eprintln!("pookie-ns: loading base OS {name} for {arch}: {why}");
+        }
+        baseos::load_recipe(
+            config,
+            store,
+            recipe,
+            arch,
+            &name,
+            None,
+            baseos::Output {
+                quiet: ui.quiet,
+                json: false,
+                replace: false,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// How one target builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Decision {
+    pub(super) mode: Mode,
+    /// Index into the toolchains.
+    pub(super) toolchain: Option<usize>,
+    /// Why the mode is not the one a user might expect (said once per target).
+    note: Option<String>,
+}
+
+/// How a target on `arch` builds: on the host's arch natively (with a toolchain when `compiler`
+/// asks for clang or zig); otherwise as asked, or cross where a toolchain exists for the arch and
+/// the host-arch base OS of the target's suite can be had (`host_base`), else emulated.
+fn decide(
+    arch: Arch,
+    asked: Option<Mode>,
+    compiler: Option<Compiler>,
+    toolchains: &[toolchain::Toolchain],
+    host_base: bool,
+) -> Result<Decision> {
+    let find = || {
+        toolchain::choose(toolchains, arch, compiler)
+            .and_then(|t| toolchains.iter().position(|x| x.name == t.name))
+    };
+    let missing = |c: Compiler| {
+        Error::usage(format!(
+            "no {c} toolchain builds for {}; the {c} toolchains serve: {}",
+            arch.uname(),
+            toolchain::arches_of(toolchains, c)
+        ))
+    };
+    if arch.is_native() {
+        if asked == Some(Mode::Cross) {
+            return Err(Error::usage(format!(
+                "mode cross is for foreign arches; {} is the host's and builds natively (pick \
+                 another compiler with --compiler)",
+                arch.uname()
+            )));
+        }
+        let toolchain = match compiler {
+            Some(Compiler::Gcc) => None,
+            // zig (glibc 2.17) where it serves the host's arch, else the base OS's gcc.
+            None => find(),
+            Some(c) => Some(find().ok_or_else(|| missing(c))?),
+        };
+        return Ok(Decision {
+            mode: Mode::Native,
+            toolchain,
+            note: None,
+        });
+    }
+    let exotic = compiler.filter(|c| *c != Compiler::Gcc);
+    match asked {
+        Some(Mode::Native) => Err(Error::usage(format!(
+            "mode native is only for the host's arch ({}); {} builds with --mode cross or emulate",
+            Arch::host().uname(),
+            arch.uname()
+        ))),
+        Some(Mode::Emulate) => match exotic {
+            Some(c) => Err(Error::usage(format!(
+                "--compiler {c} builds in cross mode; an emulated build uses the target base OS's \
+                 own gcc (drop --compiler or --mode emulate)"
+            ))),
+            None => Ok(Decision {
+                mode: Mode::Emulate,
+                toolchain: None,
+                note: None,
+            }),
+        },
+        Some(Mode::Cross) => {
+            let t = find().ok_or_else(|| missing(compiler.unwrap_or(Compiler::Gcc)))?;
+            if !host_base {
+                return Err(Error::usage(format!(
+                    "--mode cross for {} needs a {} base OS of the target's suite, and none is \
+                     loaded nor has a recipe; load one or use --mode emulate",
+                    arch.uname(),
+                    Arch::host().uname()
+                )));
+            }
+            Ok(Decision {
+                mode: Mode::Cross,
+                toolchain: Some(t),
+                note: None,
+            })
+        }
+        None => match (find(), host_base, exotic) {
+            (Some(t), true, _) => Ok(Decision {
+                mode: Mode::Cross,
+                toolchain: Some(t),
+                note: None,
+            }),
+            (None, _, Some(c)) => Err(missing(c)),
+            (Some(_), false, Some(c)) => Err(Error::usage(format!(
+                "--compiler {c} for {} needs a {} base OS of the target's suite, and none is \
+                 loaded nor has a recipe",
+                arch.uname(),
+                Arch::host().uname()
+            ))),
+            (found, _, None) => Ok(Decision {
+                mode: Mode::Emulate,
+                toolchain: None,
+                note: Some(if found.is_none() {
+                    format!(
+                        "no cross toolchain for {}: building under emulation",
+                        arch.uname()
+                    )
+                } else {
+                    format!(
+                        "no {} base OS of the target's suite to cross-compile on: building under \
+                         emulation",
+                        Arch::host().uname()
+                    )
+                }),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn foreign() -> Arch {
+        if Arch::host() == Arch::Arm64 {
+            Arch::Amd64
+        } else {
+            Arch::Arm64
+        }
+    }
+
+    fn err(r: Result<Decision>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn modes_and_toolchains() {
+        let t = toolchain::all(Path::new("/nonexistent")).unwrap();
+        let name = |d: &Decision| d.toolchain.map(|i| t[i].name.as_str());
+        let host = Arch::host();
+        let f = foreign();
+
+        // The host's arch: native, with zig (glibc 2.17) by default, the base OS's gcc with
+        // --compiler gcc, or another compiler.
+        let d = decide(host, None, None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, Some("zig")));
+        let d = decide(host, None, Some(Compiler::Gcc), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, None));
+        let d = decide(host, Some(Mode::Emulate), Some(Compiler::Gcc), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, None));
+        let d = decide(host, None, Some(Compiler::Clang), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Native, Some("clang")));
+        assert!(err(decide(host, Some(Mode::Cross), None, &t, true)).contains("builds natively"));
+
+        // A foreign arch: cross by default where a toolchain and a host base OS exist.
+        let d = decide(f, None, None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("zig")));
+        assert_eq!(d.note, None);
+        let d = decide(f, None, Some(Compiler::Gcc), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("gcc-cross")));
+        let d = decide(f, None, Some(Compiler::Zig), &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Cross, Some("zig")));
+        let d = decide(f, None, None, &t, false).unwrap();
+        assert_eq!(d.mode, Mode::Emulate);
+        assert!(d.note.unwrap().contains("base OS of the target's suite"));
+        let d = decide(f, Some(Mode::Emulate), None, &t, true).unwrap();
+        assert_eq!((d.mode, name(&d)), (Mode::Emulate, None));
+        assert!(err(decide(
+            f,
+            Some(Mode::Emulate),
+            Some(Compiler::Zig),
+            &t,
+            true
+        ))
+        .contains("builds in cross mode"));
+        assert!(err(decide(f, Some(Mode::Cross), None, &t, false)).contains("--mode emulate"));
+        assert!(err(decide(f, Some(Mode::Native), None, &t, true)).contains("only for the host"));
+
+        // An arch no toolchain serves: emulated by default, an error when asked for.
+        let none: Vec<toolchain::Toolchain> = Vec::new();
+        let d = decide(f, None, None, &none, true).unwrap();
+        assert_eq!(d.mode, Mode::Emulate);
+        assert!(d.note.unwrap().contains("no cross toolchain"));
+        assert!(err(decide(f, Some(Mode::Cross), None, &none, true))
+            .contains("no gcc toolchain builds for"));
+        assert!(err(decide(f, None, Some(Compiler::Zig), &none, true)).contains("serve: none"));
+    }
+}
