@@ -426,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn musllinux_targets_build_in_their_image_or_nowhere() {
+        let image = |t: &Target| {
+            t.is_musllinux().then(|| ImageOffer {
+                name: "musllinux_1_2_x86_64".into(),
+                why: "musllinux-x86_64-image = \"musllinux_1_2\"".into(),
+                python: py(&["3.11", "3.13"]),
+            })
+        };
+        // Beside the manylinux target (a Debian recipe), the musllinux one in its image.
+        let (p, _) = plan_with(
+            &["x86_64", "musllinux_1_2_x86_64"],
+            &py(&["3.11"]),
+            &Project::default(),
+            &[],
+            &image,
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&p),
+            ["cp311-manylinux_x86_64", "cp311-musllinux_x86_64"]
+        );
+        assert_eq!(p[0].source, Source::Recipe("debian-bookworm".into()));
+        assert_eq!(p[1].source, Source::Loaded("musllinux_1_2_x86_64".into()));
+        // Without its image, never a Debian (glibc) base OS: skipped, or an error when asked.
+        let (p, skipped) = plan_for(
+            &["x86_64", "musllinux_1_2_x86_64"],
+            &[],
+            &Project::default(),
+        )
+        .unwrap();
+        assert!(p.iter().all(|p| !p.target.is_musllinux()), "{p:?}");
+        assert!(skipped
+            .iter()
+            .any(|s| s.identifier == "cp311-musllinux_x86_64"
+                && s.reason.contains("build in a musllinux image")));
+        let e = plan_for(
+            &["musllinux_1_2_x86_64"],
+            &py(&["3.11"]),
+            &Project::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("musllinux-x86_64-image"), "{e}");
+    }
+
+    #[test]
     fn loaded_base_oses_are_preferred_and_missing_ones_come_from_recipes() {
         let l = vec![loaded("debian-bookworm", Arch::Amd64, Some("3.11"))];
         let (p, skipped) = plan_with(
