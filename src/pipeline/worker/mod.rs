@@ -689,11 +689,11 @@ const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
 /// The shell fragments steps are made of: POSIX sh, parameterised by shell variables that
 /// [`fragment`] sets before each, checked by shellcheck in CI (scripts/test).
 mod scripts {
-    pub const PYTHON_SELECT: &str = include_str!("scripts/python-select.sh");
-    pub const CROSS_PRELUDE: &str = include_str!("scripts/cross-prelude.sh");
-    pub const DELIVER: &str = include_str!("scripts/deliver.sh");
-    pub const REPAIR_COMMAND: &str = include_str!("scripts/repair-command.sh");
-    pub const BUILD_REQUIRES: &str = include_str!("scripts/build-requires.py");
+    pub const PYTHON_SELECT: &str = include_str!("../scripts/python-select.sh");
+    pub const CROSS_PRELUDE: &str = include_str!("../scripts/cross-prelude.sh");
+    pub const DELIVER: &str = include_str!("../scripts/deliver.sh");
+    pub const REPAIR_COMMAND: &str = include_str!("../scripts/repair-command.sh");
+    pub const BUILD_REQUIRES: &str = include_str!("../scripts/build-requires.py");
 }
 
 /// A script fragment preceded by its parameters, each a shell assignment.
