@@ -9,8 +9,8 @@ use super::deliver::{deliver_script, repair_script};
 use super::harvest::harvest;
 use super::prepare::Prepared;
 use super::project_copy::copy_project;
-use super::scripts::{self, fragment, python_selection, script_text, sh_quote};
-use super::spec::{finish_workspace, prepared_spec, timed_run};
+use super::scripts::{self, fragment, python_selection, script_text, traced};
+use super::spec::{end_step, prepared_spec, timed_run};
 use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -42,20 +42,14 @@ pub(super) fn build_step(
         body.push_str(&cross_prelude(job, t));
     }
     if let Some(before) = &job.before_build {
-        body.push_str(&format!(
-            "echo {}\n{before}\n",
-            sh_quote(&format!("+ before-build: {before}"))
-        ));
+        body.push_str(&traced(&format!("before-build: {before}"), before));
     }
     if job.install_build_requires {
         // pypa's build, for the target's CPython (the toolchain's setup installed it for the
         // suite's default python3 only).
         body.push_str("python3 -c 'import build' 2>/dev/null || python3 -m pip install --quiet build==1.2.2.post1\n");
         let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
-        body.push_str(&format!(
-            "echo {}\n{install}\n",
-            sh_quote(&format!("+ {install}  # natively"))
-        ));
+        body.push_str(&traced(&format!("{install}  # natively"), &install));
     }
     if let Some(t) = &job.toolchain {
         body.push_str(&export_toolchain(t));
@@ -63,11 +57,7 @@ pub(super) fn build_step(
             body.push_str(&backends::meson_cross_step(job.target.arch));
         }
     }
-    body.push_str(&format!(
-        "echo {}\n{}\n",
-        sh_quote(&format!("+ {}", job.build_command)),
-        job.build_command
-    ));
+    body.push_str(&traced(&job.build_command, &job.build_command));
     match &job.repair_wheel_command {
         Some(repair) => body.push_str(&repair_script(
             repair,
@@ -118,12 +108,9 @@ pub(super) fn build_step(
     r.workspace_bytes = std::fs::read_to_string(&usage)
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    if code != 0 {
-        r.error = Some(format!("the build command failed (exit status {code})"));
-        finish_workspace(ws, job, r)?;
+    if !end_step(ws, job, r, code, "the build command failed")? {
         return Ok(None);
     }
-    ws.remove()?;
     let unrepaired = job
         .repair_wheel_command
         .as_deref()

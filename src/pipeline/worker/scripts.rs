@@ -77,6 +77,11 @@ pub(super) fn script_text_with(
     s
 }
 
+/// A command of a step's script, shown in the log (`+ shown`) before it runs.
+pub(super) fn traced(shown: &str, command: &str) -> String {
+    format!("echo {}\n{command}\n", sh_quote(&format!("+ {shown}")))
+}
+
 /// Single-quotes a word for the shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -98,5 +103,20 @@ mod tests {
         assert_eq!(sh_quote("numpy>=1.2"), "'numpy>=1.2'");
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn a_traced_command_is_shown_then_run() {
+        assert_eq!(
+            traced("before-build: make -C x", "make -C x"),
+            "echo '+ before-build: make -C x'\nmake -C x\n"
+        );
+        // The shown text is one word for echo, whatever it holds; the command runs as written.
+        assert_eq!(
+            traced("it's $HOME", "cd \"$HOME\""),
+            r#"echo '+ it'\''s $HOME'
+cd "$HOME"
+"#
+        );
     }
 }

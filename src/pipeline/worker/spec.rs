@@ -75,8 +75,27 @@ pub(super) fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
     Ok((code, started.elapsed().as_secs_f64()))
 }
 
+/// The end of a build or test step that exited with `code`: its workspace removed; on a failure,
+/// `failed` with the exit status is the target's error and the workspace goes as
+/// [`finish_workspace`] says. True when the step succeeded.
+pub(super) fn end_step(
+    ws: Workspace,
+    job: &Job,
+    r: &mut TargetResult,
+    code: i32,
+    failed: &str,
+) -> Result<bool> {
+    if code != 0 {
+        r.error = Some(format!("{failed} (exit status {code})"));
+        finish_workspace(ws, job, r)?;
+        return Ok(false);
+    }
+    ws.remove()?;
+    Ok(true)
+}
+
 /// Removes a failed step's workspace, or keeps it with --keep-failed.
-pub(super) fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()> {
+fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()> {
     if job.keep_failed {
         r.kept_workspace = Some(ws.keep()?);
         Ok(())

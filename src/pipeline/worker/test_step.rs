@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::prepare::Prepared;
 use super::project_copy::copy_project;
-use super::scripts::{python_selection, script_text_with, sh_quote};
-use super::spec::{finish_workspace, prepared_spec, timed_run};
+use super::scripts::{python_selection, script_text_with, sh_quote, traced};
+use super::spec::{end_step, prepared_spec, timed_run};
 use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -55,7 +55,7 @@ pub(super) fn test_step(
     let before_test = job
         .before_test
         .as_ref()
-        .map(|b| format!("echo {}\n{b}\n", sh_quote(&format!("+ before-test: {b}"))))
+        .map(|b| traced(&format!("before-test: {b}"), b))
         .unwrap_or_default();
     let mut sources = String::new();
     for src in &job.test_sources {
@@ -71,12 +71,10 @@ pub(super) fn test_step(
     }
     let body = format!(
         "{}python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
-         {before_test}echo {}\n{install}\n\
-         mkdir -p {TEST_CWD}\n{sources}cd {TEST_CWD}\n\
-         echo {}\n{test_command}\n",
+         {before_test}{}mkdir -p {TEST_CWD}\n{sources}cd {TEST_CWD}\n{}",
         python_selection(job),
-        sh_quote(&format!("+ {install}")),
-        sh_quote(&format!("+ (in {TEST_CWD}) {test_command}")),
+        traced(&install, &install),
+        traced(&format!("(in {TEST_CWD}) {test_command}"), test_command),
     );
     let script = script_text_with(
         job,
@@ -92,11 +90,5 @@ pub(super) fn test_step(
     let (code, secs) = timed_run(store, &spec)?;
     r.test_secs = Some(secs);
     r.test_exit_code = Some(code);
-    if code != 0 {
-        r.error = Some(format!("the tests failed (exit status {code})"));
-        finish_workspace(ws, job, r)?;
-        return Ok(false);
-    }
-    ws.remove()?;
-    Ok(true)
+    end_step(ws, job, r, code, "the tests failed")
 }
