@@ -1,0 +1,173 @@
+//! The build step: the project copied into a workspace, before-build, the build command, the
+//! wheel repaired into the wheelhouse and harvested; and what a toolchain build adds to it (the
+//! files in the cross directory, the sysconfigdata prelude, the toolchain's environment, the
+//! build requirements installed natively).
+
+use std::path::{Path, PathBuf};
+
+use super::deliver::{deliver_script, repair_script};
+use super::harvest::harvest;
+use super::prepare::Prepared;
+use super::project_copy::copy_project;
+use super::scripts::{self, fragment, python_selection, script_text, traced};
+use super::spec::{end_step, prepared_spec, timed_run};
+use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pipeline::backends;
+use crate::pipeline::report::TargetResult;
+use crate::sandbox::{Bind, LowerMount, Spec};
+use crate::store::Store;
+use crate::toolchain::{Resolved, CROSS_DIR, SYSROOT};
+
+/// The build: returns the wheel, or `None` when the build failed (the result says why).
+/// `sysroot`: the read-only stack mounted at /sysroot for a toolchain build.
+pub(super) fn build_step(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    prep: &Prepared,
+    sysroot: Option<Vec<PathBuf>>,
+    r: &mut TargetResult,
+) -> Result<Option<PathBuf>> {
+    let wheelhouse = job.wheelhouse();
+    crate::sys::mkdir_p(&wheelhouse, 0o755)?;
+    let log = job.dir.join("build.log");
+    r.build_log = Some(log.clone());
+    let ws = store.create_workspace(&prep.instance, &["build".into(), job.target.name()])?;
+    copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
+    let mut body = python_selection(job);
+    if let Some(t) = &job.toolchain {
+        write_cross_files(&ws.upper().join(&CROSS_DIR[1..]), t)?;
+        body.push_str(&cross_prelude(job, t));
+    }
+    if let Some(before) = &job.before_build {
+        body.push_str(&traced(&format!("before-build: {before}"), before));
+    }
+    if job.install_build_requires {
+        // pypa's build, for the target's CPython (the toolchain's setup installed it for the
+        // suite's default python3 only).
+        body.push_str("python3 -c 'import build' 2>/dev/null || python3 -m pip install --quiet build==1.2.2.post1\n");
+        let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
+        body.push_str(&traced(&format!("{install}  # natively"), &install));
+    }
+    if let Some(t) = &job.toolchain {
+        body.push_str(&export_toolchain(t));
+        if job.meson_cross {
+            body.push_str(&backends::meson_cross_step(job.target.arch));
+        }
+    }
+    body.push_str(&traced(&job.build_command, &job.build_command));
+    match &job.repair_wheel_command {
+        Some(repair) => body.push_str(&repair_script(
+            repair,
+            job.target.arch,
+            job.toolchain.as_ref(),
+        )),
+        None => body.push_str(&deliver_script(
+            &job.target,
+            job.repair_policy.as_deref(),
+            job.toolchain.as_ref(),
+            job.interpreter.is_some(),
+        )),
+    }
+    let usage = job.dir.join("build.disk");
+    let script = script_text(
+        job,
+        &format!(
+            "build ({}{}) on {}/{}",
+            job.mode,
+            job.toolchain
+                .as_ref()
+                .map(|t| format!(", {}", t.name))
+                .unwrap_or_default(),
+            prep.base.name,
+            prep.base.arch
+        ),
+        &body,
+    );
+    let spec = Spec {
+        binds: vec![Bind {
+            src: wheelhouse.clone(),
+            dst: WHEELHOUSE_INSIDE.into(),
+            readonly: false,
+        }],
+        lower_mounts: sysroot
+            .into_iter()
+            .map(|lower| LowerMount {
+                lower,
+                dst: SYSROOT.into(),
+            })
+            .collect(),
+        upper_usage: Some(usage.clone()),
+        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
+    };
+    let (code, secs) = timed_run(store, &spec)?;
+    r.build_secs = Some(secs);
+    r.build_exit_code = Some(code);
+    r.workspace_bytes = std::fs::read_to_string(&usage)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if !end_step(ws, job, r, code, "the build command failed")? {
+        return Ok(None);
+    }
+    let unrepaired = job
+        .repair_wheel_command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty());
+    match harvest(&wheelhouse, &job.target, unrepaired) {
+        Ok(wheel) => Ok(Some(wheel)),
+        Err(why) => {
+            r.error = Some(why);
+            Ok(None)
+        }
+    }
+}
+
+/// Installs a project's build requirements (`build-system.requires` and what the backend asks
+/// for) into the build's Python, natively: a toolchain build then builds without isolation,
+/// because an isolated one would pick the requirements' wheels for the target's platform
+/// (`_PYTHON_HOST_PLATFORM`), which cannot run here. Uses pypa's `build`, which every
+/// toolchain's setup installs.
+const BUILD_REQUIRES_PY: &str = "build-requires.py";
+
+/// Writes what a toolchain build reads from [`CROSS_DIR`]: the CMake toolchain file and the
+/// build-requirements installer (the target's sysconfigdata is copied in by [`cross_prelude`],
+/// inside, where the sysroot is mounted).
+fn write_cross_files(dir: &Path, t: &Resolved) -> Result<()> {
+    crate::sys::mkdir_p(dir, 0o755)?;
+    for (name, text) in [
+        ("toolchain.cmake", t.cmake.as_str()),
+        (BUILD_REQUIRES_PY, scripts::BUILD_REQUIRES),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+    }
+    Ok(())
+}
+
+/// The start of a toolchain build's script: the target's sysconfigdata copied from the sysroot
+/// to where `PYTHONPATH` finds it (scripts/cross-prelude.sh).
+fn cross_prelude(job: &Job, t: &Resolved) -> String {
+    fragment(
+        &[
+            ("POOKIE_NS_SYSROOT", SYSROOT),
+            ("POOKIE_NS_SYSROOT_BASE", &job.test_base.to_string()),
+            ("POOKIE_NS_CROSS_DIR", CROSS_DIR),
+            ("POOKIE_NS_TOOLCHAIN", &t.name),
+            ("POOKIE_NS_TRIPLET", job.target.arch.multiarch()),
+            ("POOKIE_NS_PYTHON_VERSION", &job.target.python),
+        ],
+        scripts::CROSS_PRELUDE,
+    )
+}
+
+/// `export K="V"` for the toolchain's environment (values may use shell variables).
+fn export_toolchain(t: &Resolved) -> String {
+    let mut s = format!("echo '+ cross environment of {}:'\n", t.name);
+    for (k, v) in &t.env {
+        let v = v.replace('\\', "\\\\").replace('"', "\\\"");
+        s.push_str(&format!("export {k}=\"{v}\"\necho \"  {k}=${k}\"\n"));
+    }
+    s
+}

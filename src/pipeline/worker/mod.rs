@@ -1,0 +1,402 @@
+//! One target of a build, in its own single-threaded process (`pookie-ns __build-target JOB`):
+//! the sandbox forks, and forking is only safe from a process with one thread, so `build` runs
+//! one worker process per target and keeps its threads (progress bars) to itself.
+//!
+//! The pipeline:
+//! ```text
+//! instance fresh (apt refresh under lock)
+//!  → before-all layer (run once per instance state and cached by a hash of its text)
+//!  → build workspace: the bundle copied in, before-build, build command → *.whl harvested
+//!  → rolled back
+//!  → test workspace on the target's own base OS: the wheel installed with test-requires,
+//!    the test command run from outside the source tree → rolled back
+//! ```
+//! The build and the test step each name their base OS, so that a cross build (host-arch base
+//! OS) can be tested on the target's own. A cross build prepares the target's instance first
+//! (refresh, before-all): it is mounted read-only at `/sysroot` in the build and is where the
+//! tests run. The host-arch instance gets the toolchain's setup layer, then before-all (native
+//! tools such as cmake), each cached like before-all.
+//!
+//! Progress goes to stdout as `phase NAME` lines; the outcome to `result.json` in the target's
+//! output directory. Errors of pookie-ns itself become an `error` outcome, never a lost target.
+//!
+//! # Files
+//!
+//! This file holds the [`Job`] a worker reads, its entry point [`run`] and the step sequence
+//! (`steps`, with the test of a wheel another target built: abi3 reuse). An instance is made
+//! ready for a step, with its cached setup layers (toolchain, before-all), by `prepare.rs`. The
+//! build step is `build_step.rs` (with what a toolchain build adds), the test step
+//! `test_step.rs`; both run in the sandbox that `spec.rs` describes, with the environment of
+//! `env.rs`, and run scripts assembled from the fragments of `src/pipeline/scripts/` by
+//! `scripts.rs`. The repair and delivery of the wheel inside the build are `deliver.rs`; the
+//! wheel's check on the host after it, `harvest.rs`; the project's copy into a workspace,
+//! `project_copy.rs`.
+
+mod build_step;
+mod deliver;
+mod env;
+mod harvest;
+mod prepare;
+mod project_copy;
+mod scripts;
+mod spec;
+mod test_step;
+
+pub use harvest::wheel_platform;
+pub use project_copy::copy_project;
+pub use scripts::sh_quote;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::report::{BeforeAll, Outcome, TargetResult};
+use crate::arch::Arch;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::project::Mode;
+use crate::store::Store;
+use crate::target::Target;
+use build_step::build_step;
+use prepare::{prepare, Prepared, Setup, SetupKind};
+use test_step::test_step;
+
+/// Where the project is inside the sandbox (`{project}`), and where wheels go.
+pub const PROJECT_INSIDE: &str = "/buildroot/src";
+pub const OUT_INSIDE: &str = "/buildroot/out";
+const WHEELHOUSE_INSIDE: &str = "/buildroot/wheelhouse";
+
+/// A base OS by name and arch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseRef {
+    pub name: String,
+    pub arch: Arch,
+}
+
+impl std::fmt::Display for BaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.name, self.arch)
+    }
+}
+
+/// Everything a worker needs for one target (`job.json`, written by `build`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The project's directory name in the store (a group build has several).
+    #[serde(default)]
+    pub project: String,
+    pub target: Target,
+    pub mode: Mode,
+    pub branch: String,
+    pub build_base: BaseRef,
+    pub test_base: BaseRef,
+    /// The cross toolchain (or another compiler natively), filled in for the target.
+    pub toolchain: Option<crate::toolchain::Resolved>,
+    /// The default build command of a toolchain build: install the project's build
+    /// requirements natively, before the cross environment is set, then build without isolation.
+    pub install_build_requires: bool,
+    /// meson-python in cross mode: the build writes a Meson cross file from the toolchain's
+    /// environment (backends.rs) before the build command.
+    #[serde(default)]
+    pub meson_cross: bool,
+    /// A Rust project's toolchain build: the script that installs rustc, cargo and the target's
+    /// standard library (backends.rs), cached as a layer over the toolchain's.
+    #[serde(default)]
+    pub rust_setup: Option<String>,
+    /// An abi3 wheel another target of the same arch built: this target only tests it on its
+    /// own CPython (set after that target's build, by `build`).
+    #[serde(default)]
+    pub prebuilt_wheel: Option<PathBuf>,
+    /// That target's name, for the report.
+    #[serde(default)]
+    pub wheel_built_by: Option<String>,
+    /// The project directory on the host (canonical); copied in, never written.
+    pub bundle: PathBuf,
+    /// Placeholders already substituted.
+    pub build_command: String,
+    pub before_all: Option<String>,
+    pub before_build: Option<String>,
+    pub test_command: Option<String>,
+    pub test_requires: Vec<String>,
+    /// Variables and their values as shell words, exported in order (cibuildwheel's
+    /// `environment`).
+    pub environment: Vec<(String, String)>,
+    /// The manylinux policy auditwheel repairs the wheel to: the target's (exactly), or the
+    /// default toolchain's (zig: manylinux_2_17, else the oldest the wheel meets); `None`: the
+    /// oldest one the wheel's symbols allow.
+    #[serde(default)]
+    pub repair_policy: Option<String>,
+    /// The target's interpreter when the base OS is an image with CPythons under `/opt/python`
+    /// (`/opt/python/cp311-cp311/bin/python`); `None`: `python3.X` on the base OS's PATH.
+    #[serde(default)]
+    pub interpreter: Option<String>,
+    /// Names of variables whose values the worker takes from its own environment (inherited
+    /// from `build`) and exports before `environment`: values such as tokens never reach the
+    /// job file.
+    pub environment_pass: Vec<String>,
+    /// cibuildwheel's `before-test`: run in the test workspace before the wheel is installed.
+    pub before_test: Option<String>,
+    /// Extras the wheel is installed with for the tests (`pkg.whl[test,qt]`).
+    pub test_extras: Vec<String>,
+    /// Paths of the project copied into the tests' working directory.
+    pub test_sources: Vec<String>,
+    /// Exported in the test step only, after `environment`.
+    pub test_environment: Vec<(String, String)>,
+    /// cibuildwheel's `repair-wheel-command` (`{wheel}`, `{dest_dir}`); `None`: pookie-ns's own
+    /// repair; empty: the wheel as built.
+    pub repair_wheel_command: Option<String>,
+    /// The target's output directory: logs, the wheel, result.json.
+    pub dir: PathBuf,
+    pub keep_failed: bool,
+}
+
+impl Job {
+    pub fn result_path(&self) -> PathBuf {
+        self.dir.join("result.json")
+    }
+    pub fn worker_log(&self) -> PathBuf {
+        self.dir.join("pookie-ns.log")
+    }
+    pub fn wheelhouse(&self) -> PathBuf {
+        self.dir.join("wheelhouse")
+    }
+}
+
+/// The worker's entry point: runs the pipeline and writes `result.json`.
+pub fn run(config: &Config, store: &Store, job_path: &Path) -> Result<i32> {
+    let text = std::fs::read(job_path).map_err(|e| Error::io("read the job file", job_path, e))?;
+    let job: Job = serde_json::from_slice(&text).map_err(|e| {
+        Error::internal(format!(
+            "{}: not a job file written by `pookie-ns build`: {e}",
+            job_path.display()
+        ))
+    })?;
+    let result = pipeline(config, store, &job);
+    crate::store::write_json(&job.result_path(), &result)?;
+    Ok(if result.result.ok() { 0 } else { 1 })
+}
+
+fn phase(name: &str) {
+    let mut out = std::io::stdout().lock();
+    // The parent may be gone (killed); the work goes on and result.json tells the outcome.
+    let _ = writeln!(out, "phase {name}");
+    let _ = out.flush();
+}
+
+pub(super) fn new_result(job: &Job) -> TargetResult {
+    TargetResult {
+        project: Some(job.project.clone()).filter(|p| !p.is_empty()),
+        target: job.target.name(),
+        identifier: job.target.identifier(),
+        arch: job.target.arch.uname().into(),
+        python: job.target.python.clone(),
+        platform_tag: job.target.platform_tag(),
+        mode: job.mode,
+        toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
+        toolchain_setup: BeforeAll::None,
+        repair: match job.repair_wheel_command.as_deref().map(str::trim) {
+            None => "auditwheel".into(),
+            Some("") => "none (repair-wheel-command = \"\"): unrepaired".into(),
+            Some(c) => format!("repair-wheel-command: {c}"),
+        },
+        build_base: job.build_base.to_string(),
+        test_base: job.test_base.to_string(),
+        image: None,
+        result: Outcome::Error,
+        wheel: None,
+        wheel_tag: None,
+        wheel_path: None,
+        before_all: BeforeAll::None,
+        prepare_secs: None,
+        before_all_secs: None,
+        build_secs: None,
+        test_secs: None,
+        total_secs: 0.0,
+        build_exit_code: None,
+        test_exit_code: None,
+        peak_rss_kib: None,
+        workspace_bytes: None,
+        before_all_log: None,
+        toolchain_log: None,
+        build_log: None,
+        test_log: None,
+        worker_log: job.worker_log(),
+        kept_workspace: None,
+        wheel_built_by: job.wheel_built_by.clone(),
+        error: None,
+    }
+}
+
+fn pipeline(config: &Config, store: &Store, job: &Job) -> TargetResult {
+    let started = Instant::now();
+    let mut r = new_result(job);
+    if let Err(e) = steps(config, store, job, &mut r) {
+        tracing::error!("{e}");
+        r.result = Outcome::Error;
+        r.error = Some(e.to_string());
+    }
+    r.total_secs = started.elapsed().as_secs_f64();
+    r.peak_rss_kib = peak_rss_kib();
+    r
+}
+
+/// The largest resident set of any process this worker waited for, directly or through its
+/// children (the sandbox's processes are reaped along the chain).
+fn peak_rss_kib() -> Option<u64> {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .ok()
+        .map(|u| u.max_rss().max(0) as u64)
+}
+
+fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
+    phase("prepare");
+    let started = Instant::now();
+    // A layer made with other variables is another layer (empty: the key of a project without).
+    let env_salt = if job.environment.is_empty() {
+        String::new()
+    } else {
+        format!("{:?}", job.environment)
+    };
+    let before_all: Vec<Setup> = job
+        .before_all
+        .as_deref()
+        .map(|script| Setup {
+            kind: SetupKind::BeforeAll,
+            script,
+            salt: &env_salt,
+            log_suffix: "",
+        })
+        .into_iter()
+        .collect();
+    if let Some(built) = &job.prebuilt_wheel {
+        return test_prebuilt(config, store, job, built, &before_all, started, r);
+    }
+    let cross = job.build_base != job.test_base;
+    // A cross build's sysroot, and where its tests run: the target's own instance.
+    let target = if cross {
+        match prepare(config, store, job, &job.test_base, &before_all, r)? {
+            Some(p) => Some(p),
+            None => {
+                r.result = Outcome::BuildFailed;
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    let mut build_setups = Vec::new();
+    if let Some(t) = &job.toolchain {
+        build_setups.push(Setup {
+            kind: SetupKind::Toolchain,
+            script: &t.setup,
+            salt: "",
+            log_suffix: "",
+        });
+        // A Rust project's compiler and target std: a layer of its own over the toolchain's,
+        // which C projects of the same store share.
+        if let Some(rust) = &job.rust_setup {
+            build_setups.push(Setup {
+                kind: SetupKind::Toolchain,
+                script: rust,
+                salt: "",
+                log_suffix: "-rust",
+            });
+        }
+    }
+    build_setups.extend(before_all.iter().copied());
+    let build = prepare(config, store, job, &job.build_base, &build_setups, r)?;
+    r.prepare_secs = Some(started.elapsed().as_secs_f64());
+    let Some(build) = build else {
+        r.result = Outcome::BuildFailed;
+        return Ok(());
+    };
+
+    phase("build");
+    let sysroot = match (&job.toolchain, &target) {
+        (None, _) => None,
+        (Some(_), Some(target)) => Some(target.lower(store)?),
+        // Another compiler on the host's arch: the build's own stack is the sysroot.
+        (Some(_), None) => Some(build.lower(store)?),
+    };
+    let Some(wheel) = build_step(config, store, job, &build, sysroot, r)? else {
+        r.result = Outcome::BuildFailed;
+        return Ok(());
+    };
+    drop(build);
+    r.wheel = wheel.file_name().map(|n| n.to_string_lossy().into_owned());
+    r.wheel_tag = r
+        .wheel
+        .as_deref()
+        .and_then(wheel_platform)
+        .map(str::to_string);
+
+    let Some(test_command) = &job.test_command else {
+        r.result = Outcome::Built;
+        return Ok(());
+    };
+    let test = match target {
+        Some(target) => Some(target),
+        None => {
+            let started = Instant::now();
+            let test = prepare(config, store, job, &job.test_base, &before_all, r)?;
+            r.prepare_secs = Some(r.prepare_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+            test
+        }
+    };
+    run_tests(config, store, job, test, &wheel, test_command, r)
+}
+
+/// A target whose wheel another one built (abi3, the same arch): the wheel copied to this
+/// target's wheelhouse, then tested on the target's own base OS and CPython as after a build.
+fn test_prebuilt(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    built: &Path,
+    before_all: &[Setup],
+    started: Instant,
+    r: &mut TargetResult,
+) -> Result<()> {
+    let name = built
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::usage(format!("no wheel file name in {}", built.display())))?;
+    let wheelhouse = job.wheelhouse();
+    crate::sys::mkdir_p(&wheelhouse, 0o755)?;
+    let wheel = wheelhouse.join(&name);
+    std::fs::copy(built, &wheel).map_err(|e| Error::io("copy the abi3 wheel to", &wheel, e))?;
+    r.wheel = Some(name);
+    let Some(test_command) = &job.test_command else {
+        r.result = Outcome::Built;
+        return Ok(());
+    };
+    let test = prepare(config, store, job, &job.test_base, before_all, r)?;
+    r.prepare_secs = Some(started.elapsed().as_secs_f64());
+    run_tests(config, store, job, test, &wheel, test_command, r)
+}
+
+/// The test step on the prepared test instance (`None`: its preparation failed, which the
+/// result says); the target's outcome.
+fn run_tests(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    test: Option<Prepared>,
+    wheel: &Path,
+    test_command: &str,
+    r: &mut TargetResult,
+) -> Result<()> {
+    let Some(test) = test else {
+        r.result = Outcome::TestFailed;
+        return Ok(());
+    };
+    phase("test");
+    r.result = if test_step(config, store, job, &test, wheel, test_command, r)? {
+        Outcome::Passed
+    } else {
+        Outcome::TestFailed
+    };
+    Ok(())
+}

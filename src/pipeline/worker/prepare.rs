@@ -1,0 +1,274 @@
+//! An instance made ready for a step: refreshed on the job's branch, with its setup layers (the
+//! toolchain's, a Rust project's, the project's before-all) each run once per instance state in
+//! a layer of its own, cached by a hash of what it depends on, and held under a shared lock.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::scripts::script_text;
+use super::spec::step_spec;
+use super::{phase, BaseRef, Job, PROJECT_INSIDE};
+use crate::branch;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pipeline::report::{BeforeAll, TargetResult};
+use crate::sandbox::{self, Bind, Spec};
+use crate::store::{BaseOs, InstanceId, InstanceLock, Store};
+
+/// An instance made ready for a step: refreshed, with its setup layers, held shared.
+pub(super) struct Prepared {
+    pub(super) base: BaseOs,
+    pub(super) instance: InstanceId,
+    /// The setup layers (toolchain, before-all), relative to the store root, newest first.
+    pub(super) extra: Vec<PathBuf>,
+    _lock: InstanceLock,
+}
+
+impl Prepared {
+    /// Its whole read-only stack, relative to the store root: a cross build's sysroot.
+    pub(super) fn lower(&self, store: &Store) -> Result<Vec<PathBuf>> {
+        store.lower_layers(&self.base, &self.instance, &self.extra)
+    }
+}
+
+/// A script run once per instance state in a layer of its own, cached.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Setup<'a> {
+    pub(super) kind: SetupKind,
+    pub(super) script: &'a str,
+    /// More of what the layer depends on (before-all: the project's `environment`, exported
+    /// while it runs); empty for none.
+    pub(super) salt: &'a str,
+    /// Appended to the log's name (`toolchain-rust.log`), for a second layer of one kind.
+    pub(super) log_suffix: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SetupKind {
+    /// The toolchain's packages (cross compilers, zig).
+    Toolchain,
+    /// The project's before-all.
+    BeforeAll,
+}
+
+impl SetupKind {
+    /// Its directory in the instance's and the name of its log.
+    fn name(self) -> &'static str {
+        match self {
+            SetupKind::Toolchain => "toolchain",
+            SetupKind::BeforeAll => "before-all",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            SetupKind::Toolchain => "tc",
+            SetupKind::BeforeAll => "ba",
+        }
+    }
+}
+
+/// Refreshes the instance of `base` on the job's branch and makes its setup layers, each over
+/// the ones before it; `None` when one failed (the result says so).
+pub(super) fn prepare(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    base_ref: &BaseRef,
+    setups: &[Setup],
+    r: &mut TargetResult,
+) -> Result<Option<Prepared>> {
+    let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
+    store.check_id_map(&base)?;
+    if let Some(image) = &base.meta.image {
+        r.image = Some(format!("{}@{}", image.reference, image.manifest_digest));
+    }
+    let instance = InstanceId {
+        branch: job.branch.clone(),
+        name: base.name.clone(),
+        arch: base.arch,
+    };
+    store.ensure_instance(&instance)?;
+    branch::ensure_fresh(config, store, &base, &instance, false, true)?;
+    'again: loop {
+        let lock = store.lock_instance(&instance, false)?;
+        // Newest first, as the overlay stacks them.
+        let mut extra: Vec<PathBuf> = Vec::new();
+        for setup in setups {
+            let layer = setup_layer(store, &base, &instance, &extra, setup)?;
+            if layer.is_dir() {
+                note_setup(r, setup.kind, BeforeAll::Cached);
+                tracing::info!(layer = %layer.display(), "{}: using the cached layer", setup.kind.name());
+                extra.insert(0, store.relative(&layer));
+                continue;
+            }
+            drop(lock);
+            // Made under the exclusive lock: one process runs it, the others wait and reuse it.
+            let _exclusive = store.lock_instance(&instance, true)?;
+            let layer = setup_layer(store, &base, &instance, &extra, setup)?;
+            if !layer.is_dir() {
+                phase(setup.kind.name());
+                if !run_setup(
+                    config, store, job, &base, &instance, &extra, setup, &layer, r,
+                )? {
+                    return Ok(None);
+                }
+            }
+            // Around again for the shared lock; a refresh in between changes the keys and the
+            // layers are made anew.
+            continue 'again;
+        }
+        return Ok(Some(Prepared {
+            base,
+            instance,
+            extra,
+            _lock: lock,
+        }));
+    }
+}
+
+/// Records how a setup went: "ran" wins over "cached", "failed" over both.
+fn note_setup(r: &mut TargetResult, kind: SetupKind, state: BeforeAll) {
+    let slot = match kind {
+        SetupKind::Toolchain => &mut r.toolchain_setup,
+        SetupKind::BeforeAll => &mut r.before_all,
+    };
+    let rank = |s: BeforeAll| match s {
+        BeforeAll::None => 0,
+        BeforeAll::Cached => 1,
+        BeforeAll::Ran => 2,
+        BeforeAll::Failed => 3,
+    };
+    if rank(state) > rank(*slot) {
+        *slot = state;
+    }
+}
+
+/// Where the layer of `setup` over the instance's current state (and the setup layers `below`
+/// it) is cached: keyed by the script, the base OS's digest and every layer under it, so that a
+/// refresh, a new base OS or another toolchain layer makes it run again.
+fn setup_layer(
+    store: &Store,
+    base: &BaseOs,
+    instance: &InstanceId,
+    below: &[PathBuf],
+    setup: &Setup,
+) -> Result<PathBuf> {
+    let mut h = Sha256::new();
+    h.update(setup.script.as_bytes());
+    if !setup.salt.is_empty() {
+        h.update(b"\0");
+        h.update(setup.salt.as_bytes());
+    }
+    h.update(b"\0");
+    h.update(base.meta.import.sha256.as_bytes());
+    for layer in below
+        .iter()
+        .cloned()
+        .chain(store.instance_layers(instance)?)
+    {
+        h.update(b"\0");
+        h.update(layer.to_string_lossy().as_bytes());
+    }
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(store
+        .instance_dir(instance)
+        .join(setup.kind.name())
+        .join(format!("{}-{key}", setup.kind.prefix())))
+}
+
+/// The log of a setup on `base`: `before-all.log`, or `before-all-arm64.log` for the target's
+/// instance of a cross build (whose build instance has a before-all of its own).
+fn setup_log(job: &Job, base: &BaseOs, setup: &Setup) -> PathBuf {
+    let name = format!("{}{}", setup.kind.name(), setup.log_suffix);
+    if job.build_base != job.test_base && base.arch == job.test_base.arch {
+        job.dir.join(format!("{name}-{}.log", base.arch))
+    } else {
+        job.dir.join(format!("{name}.log"))
+    }
+}
+
+/// Runs a setup script in a workspace over `below` and commits it as the cached layer `layer`.
+/// False when the script failed.
+#[allow(clippy::too_many_arguments)]
+fn run_setup(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    base: &BaseOs,
+    instance: &InstanceId,
+    below: &[PathBuf],
+    setup: &Setup,
+    layer: &Path,
+    r: &mut TargetResult,
+) -> Result<bool> {
+    let dir = layer.parent().expect("a setup layer's dir");
+    crate::sys::mkdir_p(dir, 0o755)?;
+    // Half-made layers of killed runs (we hold the exclusive lock: nobody is making one).
+    for name in crate::store::list_dir_names(dir)? {
+        if name.contains(".partial-") {
+            crate::userns::remove_tree(&store.map, &dir.join(name))?;
+        }
+    }
+    let partial = dir.join(format!(
+        "{}.partial-{}",
+        layer.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    let what = setup.kind.name();
+    let log = setup_log(job, base, setup);
+    match setup.kind {
+        SetupKind::Toolchain => r.toolchain_log = Some(log.clone()),
+        SetupKind::BeforeAll => r.before_all_log = Some(log.clone()),
+    }
+    let ws = store.create_workspace(instance, &[what.into(), job.target.name()])?;
+    let spec = Spec {
+        // Read-only: the layer must not keep a copy of the project.
+        binds: vec![Bind {
+            src: job.bundle.clone(),
+            dst: PROJECT_INSIDE.into(),
+            readonly: true,
+        }],
+        commit_to: Some(partial.clone()),
+        ..step_spec(
+            config,
+            store,
+            job,
+            base,
+            store.layers_over(base, instance, below, &ws)?,
+            &ws,
+            &log,
+            &script_text(
+                job,
+                &format!("{what} on {}/{}", base.name, base.arch),
+                setup.script,
+            ),
+        )?
+    };
+    let started = Instant::now();
+    let code = sandbox::run(&store.map, &spec);
+    ws.remove()?;
+    let code = code?;
+    if setup.kind == SetupKind::BeforeAll {
+        r.before_all_secs =
+            Some(r.before_all_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
+    }
+    if code != 0 {
+        note_setup(r, setup.kind, BeforeAll::Failed);
+        r.error = Some(format!(
+            "{what} failed on {}/{} (exit status {code})",
+            base.name, base.arch
+        ));
+        return Ok(false);
+    }
+    std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the setup layer", layer, e))?;
+    note_setup(r, setup.kind, BeforeAll::Ran);
+    Ok(true)
+}

@@ -1,0 +1,94 @@
+//! The test step: a fresh workspace on the target's own base OS, the wheel installed with its
+//! test requirements and extras, before-test and the test sources, the test command run outside
+//! the source tree.
+
+use std::path::Path;
+
+use super::prepare::Prepared;
+use super::project_copy::copy_project;
+use super::scripts::{python_selection, script_text_with, sh_quote, traced};
+use super::spec::{end_step, prepared_spec, timed_run};
+use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pipeline::report::TargetResult;
+use crate::sandbox::Spec;
+use crate::store::Store;
+
+/// The test command's working directory: outside the source tree, so that `import pkg` finds
+/// the installed wheel and not the sources.
+const TEST_CWD: &str = "/tmp/pookie-ns-test";
+
+/// The test: a fresh workspace, the wheel installed, the test command run outside the source
+/// tree. True when it passed.
+pub(super) fn test_step(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    prep: &Prepared,
+    wheel: &Path,
+    test_command: &str,
+    r: &mut TargetResult,
+) -> Result<bool> {
+    let log = job.dir.join("test.log");
+    r.test_log = Some(log.clone());
+    let ws = store.create_workspace(&prep.instance, &["test".into(), job.target.name()])?;
+    copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
+    let wheel_name = wheel.file_name().expect("a file").to_string_lossy();
+    let house = ws.upper().join(&WHEELHOUSE_INSIDE[1..]);
+    crate::sys::mkdir_p(&house, 0o755)?;
+    std::fs::copy(wheel, house.join(&*wheel_name))
+        .map_err(|e| Error::io("copy the wheel into the test workspace", &house, e))?;
+    let extras = if job.test_extras.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", job.test_extras.join(","))
+    };
+    let mut install = format!(
+        "python3 -m pip install {}",
+        sh_quote(&format!("{WHEELHOUSE_INSIDE}/{wheel_name}{extras}"))
+    );
+    for req in &job.test_requires {
+        install.push(' ');
+        install.push_str(&sh_quote(req));
+    }
+    let before_test = job
+        .before_test
+        .as_ref()
+        .map(|b| traced(&format!("before-test: {b}"), b))
+        .unwrap_or_default();
+    let mut sources = String::new();
+    for src in &job.test_sources {
+        let from = format!("{PROJECT_INSIDE}/{src}");
+        let to = format!("{TEST_CWD}/{src}");
+        sources.push_str(&format!(
+            "echo {}\nmkdir -p \"$(dirname {})\"\ncp -a {} {}\n",
+            sh_quote(&format!("+ test-sources: {src}")),
+            sh_quote(&to),
+            sh_quote(&from),
+            sh_quote(&to)
+        ));
+    }
+    let body = format!(
+        "{}python3 -c 'import platform, sys; print(\"pookie-ns: testing on platform.machine() == %r, python %s\" % (platform.machine(), sys.version.split()[0]))'\n\
+         {before_test}{}mkdir -p {TEST_CWD}\n{sources}cd {TEST_CWD}\n{}",
+        python_selection(job),
+        traced(&install, &install),
+        traced(&format!("(in {TEST_CWD}) {test_command}"), test_command),
+    );
+    let script = script_text_with(
+        job,
+        &format!("test on {}/{}", prep.base.name, prep.base.arch),
+        &body,
+        &job.test_environment,
+    );
+    let spec = Spec {
+        // The script makes and enters TEST_CWD: it does not exist before.
+        cwd: Some("/".into()),
+        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
+    };
+    let (code, secs) = timed_run(store, &spec)?;
+    r.test_secs = Some(secs);
+    r.test_exit_code = Some(code);
+    end_step(ws, job, r, code, "the tests failed")
+}
