@@ -87,10 +87,15 @@ fn sources(src: &Path) -> Vec<(String, std::path::PathBuf)> {
         let path = entry.expect("read src/").path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if path.is_dir() {
-            for sub in std::fs::read_dir(&path).expect("read a module dir") {
-                let sub = sub.expect("read a module dir").path();
-                if sub.extension().is_some_and(|e| e == "rs") {
-                    files.push((name.clone(), sub));
+            let mut dirs = vec![path.clone()];
+            while let Some(dir) = dirs.pop() {
+                for sub in std::fs::read_dir(&dir).expect("read a module dir") {
+                    let sub = sub.expect("read a module dir").path();
+                    if sub.is_dir() {
+                        dirs.push(sub);
+                    } else if sub.extension().is_some_and(|e| e == "rs") {
+                        files.push((name.clone(), sub));
+                    }
                 }
             }
         } else if path.extension().is_some_and(|e| e == "rs") && name != "lib" && name != "main" {
