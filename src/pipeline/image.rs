@@ -213,7 +213,8 @@ pub fn mode(arch: Arch, asked: Option<Mode>, why: &str) -> Result<Mode> {
         (true, Some(Mode::Native)) => Ok(Mode::Native),
         (false, Some(Mode::Cross)) => Err(Error::usage(format!(
             "{why}: builds in that image run emulated for {}; --mode cross does not use an \
-             image (drop --mode cross, or the image option to cross-compile on Debian)",
+             image (drop --mode cross; a manylinux target cross-compiles on Debian without the \
+             image option, a musllinux target has its image only)",
             arch.uname()
         ))),
         (false, Some(Mode::Native)) => Err(Error::usage(format!(
