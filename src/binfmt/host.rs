@@ -4,17 +4,16 @@
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::mount::MsFlags;
 
 use crate::arch::Arch;
-use crate::sys::{self, SysError};
+use crate::sys::SysError;
 
 use super::entry::entry_name;
 use super::error::{needs_root_hint, BinfmtError, Result};
 use super::interpreter::find_interpreter;
 use super::register::{register, unregister};
 use super::registration::{find_registration, read_entry};
-use super::HOST_DIR;
+use super::{mount_instance, HOST_DIR};
 
 /// Flags of a host-wide registration: only `F`. A host registration serves kernels older than
 /// 6.7, and before 5.12 the kernel cannot tell QEMU that `P` was set, so a plain
@@ -28,14 +27,7 @@ fn ensure_host_mounted() -> Result<()> {
     if dir.join("status").exists() {
         return Ok(());
     }
-    sys::mount(
-        Some("binfmt_misc"),
-        dir,
-        Some("binfmt_misc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )
-    .map_err(|e| {
+    mount_instance(dir).map_err(|e| {
         BinfmtError::Sys(SysError {
             op: "mount binfmt_misc on".into(),
             path: Some(dir.to_path_buf()),

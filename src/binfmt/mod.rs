@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::config::{BinfmtChoice, Config};
-use crate::sys;
+use nix::mount::MsFlags;
+
+use crate::sys::{self, SysError};
 
 mod entry;
 mod error;
@@ -54,6 +56,19 @@ pub const HOST_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// The first kernel that lets a user namespace mount its own binfmt_misc instance (Linux 6.7,
 /// "binfmt_misc: enable sandboxed mounts").
 pub const PRIVATE_MIN_KERNEL: (u32, u32) = (6, 7);
+
+/// Mounts a binfmt_misc instance on `at`: the host's ([`HOST_DIR`]), or a user namespace's own
+/// ([`setup_private`]). nosuid, nodev, noexec: nothing in binfmt_misc is meant to be executed or
+/// opened as a device.
+fn mount_instance(at: &Path) -> std::result::Result<(), SysError> {
+    sys::mount(
+        Some("binfmt_misc"),
+        at,
+        Some("binfmt_misc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+}
 
 /// How a run on a foreign arch gets its emulation.
 #[derive(Debug, Clone)]

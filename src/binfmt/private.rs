@@ -5,7 +5,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::mount::MsFlags;
 
 use crate::arch::Arch;
 use crate::sys::{self, SysError};
@@ -13,7 +12,7 @@ use crate::sys::{self, SysError};
 use super::error::{errno_of, BinfmtError, Result};
 use super::register::register;
 use super::registration::list_entries;
-use super::PRIVATE_MIN_KERNEL;
+use super::{mount_instance, PRIVATE_MIN_KERNEL};
 
 /// Flags of a registration in a private instance.
 ///
@@ -59,15 +58,7 @@ fn ensure_own_user_namespace(mount_point: &Path) -> Result<()> {
 /// namespace. Refuses to run in the host's user namespace.
 pub fn setup_private(binfmt_mount_point: &Path, arches: &[(Arch, PathBuf)]) -> Result<()> {
     ensure_own_user_namespace(binfmt_mount_point)?;
-    // nosuid, nodev, noexec: nothing in binfmt_misc is meant to be executed or opened as a device.
-    sys::mount(
-        Some("binfmt_misc"),
-        binfmt_mount_point,
-        Some("binfmt_misc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )
-    .map_err(|e| {
+    mount_instance(binfmt_mount_point).map_err(|e| {
         let (major, minor) = sys::kernel_version();
         let hint = match e.errno {
             Errno::EPERM | Errno::EINVAL | Errno::ENODEV => Some(format!(
