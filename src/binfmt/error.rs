@@ -84,6 +84,17 @@ pub(super) fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// A failed read or write of `path`, a file of a mounted binfmt_misc (an entry or a control file),
+/// with the advice to use sudo where it is the host's.
+pub(super) fn file_error(op: &str, path: PathBuf, e: &std::io::Error) -> BinfmtError {
+    BinfmtError::Sys(SysError {
+        op: op.into(),
+        hint: needs_root_hint(&path),
+        errno: errno_of(e),
+        path: Some(path),
+    })
+}
+
 pub(super) fn needs_root_hint(path: &Path) -> Option<String> {
     path.starts_with(HOST_DIR).then(|| {
         "changing the host's binfmt_misc needs root: run it with sudo \

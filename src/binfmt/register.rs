@@ -11,7 +11,7 @@ use crate::arch::Arch;
 use crate::sys::SysError;
 
 use super::entry::{entry, entry_name};
-use super::error::{errno_of, needs_root_hint, BinfmtError, Result};
+use super::error::{errno_of, file_error, needs_root_hint, BinfmtError, Result};
 use super::registration::read_entry;
 
 fn escape(bytes: &[u8]) -> String {
@@ -145,14 +145,7 @@ fn register_hint(
 
 fn remove_entry(binfmt_dir: &Path, name: &str) -> Result<()> {
     let path = binfmt_dir.join(name);
-    write_control(&path, "-1").map_err(|e| {
-        BinfmtError::Sys(SysError {
-            op: "remove binfmt_misc entry".into(),
-            hint: needs_root_hint(&path),
-            errno: errno_of(&e),
-            path: Some(path),
-        })
-    })
+    write_control(&path, "-1").map_err(|e| file_error("remove binfmt_misc entry", path, &e))
 }
 
 /// Removes `qemu-<qemu>` from the binfmt_misc at `binfmt_dir`; false if it was not there.

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
-use crate::sys::SysError;
 
 use super::entry::{entry_name, masked_match, representative_headers, Entry};
-use super::error::{errno_of, needs_root_hint, BinfmtError, Result};
+use super::error::{file_error, Result};
 
 /// A registration as the kernel shows it in `<binfmt_misc>/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +111,7 @@ fn read_named(binfmt_dir: &Path, name: &str) -> Result<Option<Registration>> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(parse_registration(name, &text))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BinfmtError::Sys(SysError {
-            op: "read binfmt_misc entry".into(),
-            hint: needs_root_hint(&path),
-            errno: errno_of(&e),
-            path: Some(path),
-        })),
+        Err(e) => Err(file_error("read binfmt_misc entry", path, &e)),
     }
 }
 
