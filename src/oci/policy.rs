@@ -1,7 +1,7 @@
 //! cibuildwheel's image options, `manylinux-<arch>-image` and `musllinux-<arch>-image`: which
 //! image a policy's targets build in. A value is an image reference, or a short name that expands
 //! to pypa's image on quay.io (`manylinux_2_28` → `docker://quay.io/pypa/manylinux_2_28_x86_64`).
-//! Parsed and checked here; `build` does not use them yet.
+//! Parsed and checked here; `build` loads the images (src/pipeline/image.rs).
 
 use crate::arch::Arch;
 
@@ -15,17 +15,31 @@ pub enum Family {
     Musllinux,
 }
 
+impl Family {
+    const ALL: [Family; 2] = [Family::Manylinux, Family::Musllinux];
+
+    /// `manylinux` or `musllinux`, as the options and the platform tags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Manylinux => "manylinux",
+            Family::Musllinux => "musllinux",
+        }
+    }
+}
+
 /// `manylinux-aarch64-image` → (Manylinux, arm64); None for any other key.
 pub fn image_key(key: &str) -> Option<(Family, Arch)> {
     let rest = key.strip_suffix("-image")?;
     let (family, arch) = rest.split_once('-')?;
-    let family = match family {
-        "manylinux" => Family::Manylinux,
-        "musllinux" => Family::Musllinux,
-        _ => return None,
-    };
+    let family = Family::ALL.into_iter().find(|f| f.name() == family)?;
     let arch = Arch::ALL.into_iter().find(|a| a.uname() == arch)?;
     Some((family, arch))
+}
+
+/// The option naming the image of `arch`'s targets of `family` (the inverse of [`image_key`]):
+/// (Manylinux, arm64) → `manylinux-aarch64-image`.
+pub fn option_name(family: Family, arch: Arch) -> String {
+    format!("{}-{}-image", family.name(), arch.uname())
 }
 
 /// The image a key's value names: a reference with a transport, else a short name for pypa's
@@ -72,6 +86,11 @@ mod tests {
             image_key("manylinux-armv7l-image"),
             Some((Family::Manylinux, Arch::Armhf))
         );
+        for family in Family::ALL {
+            for arch in Arch::ALL {
+                assert_eq!(image_key(&option_name(family, arch)), Some((family, arch)));
+            }
+        }
         assert_eq!(image_key("manylinux-sparc-image"), None);
         assert_eq!(image_key("before-all"), None);
     }

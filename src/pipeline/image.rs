@@ -18,7 +18,7 @@ use crate::baseos;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::oci::detect::PythonInstall;
-use crate::oci::policy::{self, Family};
+use crate::oci::policy::{self, option_name, Family};
 use crate::project::{Mode, Project};
 use crate::store::{BaseOs, Store};
 use crate::target::{self, Platform, Target};
@@ -55,15 +55,6 @@ impl ImageTarget {
             .filter(|p| p.starts_with("manylinux"))
             .map(str::to_string)
     }
-}
-
-/// The option naming the image of `arch`'s targets of `family`: `manylinux-aarch64-image`.
-pub fn option_name(family: Family, arch: Arch) -> String {
-    let family = match family {
-        Family::Manylinux => "manylinux",
-        Family::Musllinux => "musllinux",
-    };
-    format!("{family}-{}-image", arch.uname())
 }
 
 /// The policy family of a platform: musllinux when it names a musllinux policy.
