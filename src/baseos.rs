@@ -917,8 +917,23 @@ pub fn load_recipe(
         &[false]
     };
     let mut fell_back = false;
+    // A foreign arch's byte-compilation runs natively after the build (crate::bytecode), with
+    // the host-arch base OS of the same recipe when the store has one.
+    let deferred_bytecode = if arch.is_native() {
+        Vec::new()
+    } else {
+        let native = native_twin(store, &recipe.name);
+        tracing::debug!(native = ?native, "byte-compilation deferred to a native interpreter");
+        crate::bytecode::hook_args(&recipe.spec.python, native.as_deref(), Arch::host())
+    };
     for (n, &updates) in attempts.iter().enumerate() {
-        let args = recipe.mmdebstrap_args_with(arch, &mirror, &tarball, rootless, updates);
+        let mut args = recipe.mmdebstrap_args_with(arch, &mirror, &tarball, rootless, updates);
+        // Options go before mmdebstrap's positional arguments (suite, target, mirrors).
+        let options_end = args
+            .iter()
+            .position(|a| !a.starts_with("--"))
+            .unwrap_or(args.len());
+        args.splice(options_end..options_end, deferred_bytecode.iter().cloned());
         let code = run_mmdebstrap(recipe, arch, &emulation, &tmp, &store.map, &args, &log, out)?;
         if code == 0 {
             break;
@@ -968,6 +983,19 @@ pub fn load_recipe(
     }
     drop(guard);
     Ok(meta)
+}
+
+/// The root of a base OS of the store built from `recipe` for the host's own arch, if any: its
+/// CPythons are the native twins of a foreign build's (see [`crate::bytecode`]).
+fn native_twin(store: &Store, recipe: &str) -> Option<PathBuf> {
+    store
+        .list_baseos()
+        .ok()?
+        .into_iter()
+        .find(|b| {
+            b.arch == Arch::host() && b.meta.recipe.as_ref().is_some_and(|r| r.recipe == recipe)
+        })
+        .map(|b| b.rootfs())
 }
 
 #[cfg(test)]

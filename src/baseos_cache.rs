@@ -57,7 +57,7 @@ impl Key {
     }
 
     /// The file name of the entry for this key's release date.
-    fn file_name(&self, date: &str) -> String {
+    pub fn file_name(&self, date: &str) -> String {
         let mut h = Sha256::new();
         h.update(date.as_bytes());
         let digest = h.finalize();

@@ -8,14 +8,16 @@
 //! `crate::` path that points up or sideways. Lowest first:
 //!
 //! 1. `hostcheck`: what the host allows (user namespaces, AppArmor), read from `/proc/sys`.
-//! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`: syscalls, fault points,
-//!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers.
+//! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`, `shell`: syscalls, fault points,
+//!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers,
+//!    quoting for the shell scripts pookie-ns writes.
 //! 3. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
 //!    configuration, target selectors, the confinement of the sandbox's init, child processes,
 //!    the archive importer, single-uid mode's seccomp filter, OCI references, registries and
 //!    image layouts.
-//! 4. `recipe`, `toolchain`, `binfmt`: what the config dir defines (recipes, toolchains) and how a
-//!    foreign arch is emulated.
+//! 4. `recipe`, `toolchain`, `binfmt`, `bytecode`: what the config dir defines (recipes,
+//!    toolchains), how a foreign arch is emulated, and the native byte-compilation of a foreign
+//!    base OS's Python (mmdebstrap hooks).
 //! 5. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
 //! 6. `project`, `error`: a project's build settings; the crate's error type, which gathers the
 //!    lower modules' errors.
@@ -35,6 +37,7 @@ pub mod baseos;
 pub mod baseos_cache;
 pub mod binfmt;
 pub mod branch;
+pub mod bytecode;
 pub mod cibw;
 pub mod cli;
 pub mod commands;
@@ -53,6 +56,7 @@ pub mod progress;
 pub mod project;
 pub mod recipe;
 pub mod sandbox;
+pub mod shell;
 pub mod single_uid;
 pub mod sources;
 pub mod store;

@@ -131,6 +131,7 @@ pub fn become_user(inv: &Invoker) -> Result<()> {
     // Root's XDG dirs (if sudo kept any) are not the user's.
     std::env::remove_var("XDG_DATA_HOME");
     std::env::remove_var("XDG_CONFIG_HOME");
+    std::env::remove_var("XDG_CACHE_HOME");
     Ok(())
 }
 

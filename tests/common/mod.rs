@@ -115,12 +115,25 @@ pub fn binary() -> PathBuf {
         if !is_root() {
             return src;
         }
-        let dir = PathBuf::from(format!("/tmp/pookie-ns-test-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // One copy per build of the binary, shared by every test process (a test runner that
+        // starts a process per test would otherwise leave one 150 MB copy per test).
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&src).unwrap();
+        let dir = PathBuf::from(format!(
+            "/tmp/pookie-ns-test-bin-{}-{}.{}",
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ));
         let dst = dir.join("pookie-ns");
-        std::fs::copy(&src, &dst).unwrap();
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if !dst.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let partial = dir.join(format!(".pookie-ns.{}", std::process::id()));
+            std::fs::copy(&src, &partial).unwrap();
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&partial, &dst).unwrap();
+        }
         dst
     })
     .clone()
@@ -224,6 +237,9 @@ pub struct Runner {
     pub who: Who,
     pub store: PathBuf,
     pub config: PathBuf,
+    /// The runner's own `XDG_CACHE_HOME`: a test never reads or writes its user's real
+    /// `~/.cache/pookie-ns` (tests/user_caches.rs checks that for the whole suite).
+    pub cache: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
@@ -236,11 +252,13 @@ impl Runner {
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let store = tmp.path().join("store");
         let config = tmp.path().join("config");
-        std::fs::create_dir_all(&store).unwrap();
-        std::fs::create_dir_all(&config).unwrap();
+        let cache = tmp.path().join("cache");
+        for p in [&store, &config, &cache] {
+            std::fs::create_dir_all(p).unwrap();
+        }
         if let Some(user) = who.user() {
             let u = nix::unistd::User::from_name(user).unwrap().unwrap();
-            for p in [tmp.path(), &store, &config] {
+            for p in [tmp.path(), &store, &config, &cache] {
                 nix::unistd::chown(p, Some(u.uid), Some(u.gid)).unwrap();
             }
         }
@@ -248,6 +266,7 @@ impl Runner {
             who,
             store,
             config,
+            cache,
             _tmp: tmp,
         }
     }
@@ -267,7 +286,9 @@ impl Runner {
             .arg(&self.store);
         c.args(args);
         c.current_dir("/tmp");
-        c.env_remove("XDG_CONFIG_HOME").env_remove("XDG_DATA_HOME");
+        c.env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env("XDG_CACHE_HOME", &self.cache);
         c.stdin(Stdio::null());
         c
     }

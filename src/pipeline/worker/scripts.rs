@@ -82,41 +82,5 @@ pub(super) fn traced(shown: &str, command: &str) -> String {
     format!("echo {}\n{command}\n", sh_quote(&format!("+ {shown}")))
 }
 
-/// Single-quotes a word for the shell.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(sh_quote("pytest"), "pytest");
-        assert_eq!(sh_quote("numpy>=1.2"), "'numpy>=1.2'");
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
-        assert_eq!(sh_quote(""), "''");
-    }
-
-    #[test]
-    fn a_traced_command_is_shown_then_run() {
-        assert_eq!(
-            traced("before-build: make -C x", "make -C x"),
-            "echo '+ before-build: make -C x'\nmake -C x\n"
-        );
-        // The shown text is one word for echo, whatever it holds; the command runs as written.
-        assert_eq!(
-            traced("it's $HOME", "cd \"$HOME\""),
-            r#"echo '+ it'\''s $HOME'
-cd "$HOME"
-"#
-        );
-    }
-}
+/// Single-quotes a word for the shell (the one quoting of [`crate::shell`]).
+pub use crate::shell::quote as sh_quote;
