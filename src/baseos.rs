@@ -919,7 +919,10 @@ pub fn load_recipe(
     let mut fell_back = false;
     // A foreign arch's byte-compilation runs natively after the build (crate::bytecode), with
     // the host-arch base OS of the same recipe when the store has one.
-    let deferred_bytecode = if arch.is_native() {
+    // POOKIE_NS_EMULATED_BYTECODE=1 keeps it all under QEMU (for bench/run's comparison).
+    let emulated_bytecode =
+        std::env::var_os("POOKIE_NS_EMULATED_BYTECODE").is_some_and(|v| v == "1");
+    let deferred_bytecode = if arch.is_native() || emulated_bytecode {
         Vec::new()
     } else {
         let native = native_twin(store, &recipe.name);

@@ -1,4 +1,5 @@
-//! The per-user cache of built base OS tarballs, so that a second store, a CI job or a
+//! The per-user cache (`~/.cache/pookie-ns`): toolchains' cache directories (zig's, pip's, see
+//! [`toolchain_dir`]) and built base OS tarballs, so that a second store, a CI job or a
 //! `cleanup all` followed by a build does not run mmdebstrap again (minutes under QEMU).
 //!
 //! An entry is keyed by the recipe (its whole text as parsed), the mirror, the arch and the
@@ -18,8 +19,9 @@ use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
 
-/// The cache directory for this user, if a home or `XDG_CACHE_HOME` is known.
-pub fn dir() -> Option<PathBuf> {
+/// This user's pookie-ns cache, `$XDG_CACHE_HOME/pookie-ns` (else `~/.cache/pookie-ns`), if a
+/// home or `XDG_CACHE_HOME` is known.
+pub fn user_cache() -> Option<PathBuf> {
     let var = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -28,7 +30,28 @@ pub fn dir() -> Option<PathBuf> {
     };
     var("XDG_CACHE_HOME")
         .or_else(|| var("HOME").map(|h| h.join(".cache")))
-        .map(|c| c.join("pookie-ns").join("baseos"))
+        .map(|c| c.join("pookie-ns"))
+}
+
+/// The cache directory of base OS tarballs for this user.
+pub fn dir() -> Option<PathBuf> {
+    user_cache().map(|c| c.join("baseos"))
+}
+
+/// Where this user keeps the directory `inside` (a toolchain's `caches` entry) of toolchain
+/// `name` between stores: `<user cache>/toolchains/<name>/<inside, '/' as '_'>`, created.
+/// None (with a debug line) when there is no user cache or it cannot be made: the directory is
+/// then the step's own, as before.
+pub fn toolchain_dir(name: &str, inside: &str) -> Option<PathBuf> {
+    let flat = inside.trim_matches('/').replace('/', "_");
+    let dir = user_cache()?.join("toolchains").join(name).join(flat);
+    match crate::sys::mkdir_p(&dir, 0o755) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::debug!("no per-user toolchain cache at {}: {e}", dir.display());
+            None
+        }
+    }
 }
 
 /// What identifies one build of a recipe.
@@ -128,9 +151,10 @@ pub fn store(dir: &Path, key: &Key, tarball: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(dest))
 }
 
-/// Removes the whole cache; returns what it removed, if anything.
+/// Removes the whole per-user cache (base OS tarballs and toolchain caches); returns what it
+/// removed, if anything.
 pub fn remove_all() -> Result<Option<PathBuf>> {
-    let Some(dir) = dir() else {
+    let Some(dir) = user_cache() else {
         return Ok(None);
     };
     match std::fs::remove_dir_all(&dir) {

@@ -65,8 +65,8 @@ pub enum Command {
     Cleanup {
         /// all, baseos, workspaces, or an instance written BRANCH/NAME/ARCH
         what: String,
-        /// With `all`: also remove the per-user cache of built base OS tarballs
-        /// ($XDG_CACHE_HOME/pookie-ns/baseos or ~/.cache/pookie-ns/baseos)
+        /// With `all`: also remove the per-user cache, built base OS tarballs and toolchain
+        /// caches ($XDG_CACHE_HOME/pookie-ns or ~/.cache/pookie-ns)
         #[arg(long)]
         cache: bool,
     },

@@ -96,6 +96,13 @@ pub struct ToolchainFile {
     #[serde(default)]
     pub cmake: String,
     pub env: BTreeMap<String, String>,
+    /// Directories inside (absolute) whose contents depend only on the toolchain and the target,
+    /// never on the project: zig's global cache (its libc stubs, libc++ and compiled objects,
+    /// keyed by zig itself), pip's download cache. Each is kept per user between stores, in
+    /// `$XDG_CACHE_HOME/pookie-ns/toolchains/<toolchain>/`, and mounted there in the toolchain's
+    /// setup and in every build step, so that a new store neither fetches nor rebuilds them.
+    #[serde(default)]
+    pub caches: Vec<String>,
 }
 
 /// A checked toolchain with its name and where it came from.
@@ -119,6 +126,9 @@ pub struct Resolved {
     /// Directories of the target's shared libraries inside the sandbox, where auditwheel looks
     /// for the libraries the wheel links (LD_LIBRARY_PATH of the repair step).
     pub library_path: String,
+    /// [`ToolchainFile::caches`], placeholders filled in.
+    #[serde(default)]
+    pub caches: Vec<String>,
 }
 
 /// What the placeholders of a toolchain stand for, for one target.
@@ -190,6 +200,15 @@ impl Toolchain {
         if spec.setup.trim().is_empty() {
             return Err(invalid("setup is empty".into()));
         }
+        if let Some(c) = spec
+            .caches
+            .iter()
+            .find(|c| !c.starts_with('/') || c.split('/').any(|part| part == ".."))
+        {
+            return Err(invalid(format!(
+                "caches: {c:?} is not an absolute path inside the sandbox"
+            )));
+        }
         for key in spec.env.keys() {
             let ok = !key.is_empty()
                 && key
@@ -252,6 +271,12 @@ impl Toolchain {
             library_path: format!(
                 "{SYSROOT}/usr/lib/{triplet}:{SYSROOT}/lib/{triplet}:{SYSROOT}/usr/lib:{SYSROOT}/lib"
             ),
+            caches: self
+                .spec
+                .caches
+                .iter()
+                .map(|c| fill("caches", c))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -359,6 +359,22 @@ fn cpp_example_builds_with_scikit_build_core() {
         log.contains("is consistent with the following platform tag: \"manylinux_2_17_x86_64\""),
         "{log}"
     );
+    // zig's cache (the libc stubs and the libc++ this C++ build needed) and the toolchain's
+    // pinned wheels are the user's, kept between stores: filled in the runner's cache, while the
+    // store's toolchain layer keeps only an empty mount point.
+    let kept = r.cache.join("pookie-ns/toolchains/zig");
+    for dir in ["opt_pookie-ns_zig_cache", "opt_pookie-ns_wheels"] {
+        let n = std::fs::read_dir(kept.join(dir)).map_or(0, |d| d.count());
+        assert!(n > 0, "{} is empty", kept.join(dir).display());
+    }
+    let layers = r
+        .store
+        .join("instances/stable/debian-bookworm/amd64/toolchain");
+    for layer in std::fs::read_dir(&layers).unwrap() {
+        let inside = layer.unwrap().path().join("opt/pookie-ns/zig/cache");
+        let n = std::fs::read_dir(&inside).map_or(0, |d| d.count());
+        assert_eq!(n, 0, "{} holds zig's cache", inside.display());
+    }
 }
 
 /// Builds `project` for `targets` with `extra` flags into a fresh `out` and checks that every

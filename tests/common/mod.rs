@@ -256,11 +256,31 @@ impl Runner {
         for p in [&store, &config, &cache] {
             std::fs::create_dir_all(p).unwrap();
         }
-        if let Some(user) = who.user() {
-            let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+        let owner = who
+            .user()
+            .map(|user| nix::unistd::User::from_name(user).unwrap().unwrap());
+        if let Some(u) = &owner {
             for p in [tmp.path(), &store, &config, &cache] {
                 nix::unistd::chown(p, Some(u.uid), Some(u.gid)).unwrap();
             }
+        }
+        // The runner's cache is its own, but for the toolchains' caches (zig's libc and libc++
+        // per target, pip's downloads: what a user's builds share between stores), which every
+        // runner of the same identity shares for the whole suite, and between runs on one
+        // machine, as the Debian tarballs are.
+        let shared = Path::new(FOREIGN_CACHE)
+            .join("toolchains")
+            .join(who.user().unwrap_or("root"));
+        if std::fs::create_dir_all(&shared).is_ok() {
+            if let Some(u) = &owner {
+                nix::unistd::chown(&shared, Some(u.uid), Some(u.gid)).unwrap();
+            }
+            let ours = cache.join("pookie-ns");
+            std::fs::create_dir_all(&ours).unwrap();
+            if let Some(u) = &owner {
+                nix::unistd::chown(&ours, Some(u.uid), Some(u.gid)).unwrap();
+            }
+            std::os::unix::fs::symlink(&shared, ours.join("toolchains")).unwrap();
         }
         Runner {
             who,

@@ -10,7 +10,7 @@ use super::harvest::harvest;
 use super::prepare::Prepared;
 use super::project_copy::copy_project;
 use super::scripts::{self, fragment, python_selection, script_text, traced};
-use super::spec::{end_step, prepared_spec, timed_run};
+use super::spec::{end_step, prepared_spec, timed_run, toolchain_cache_binds};
 use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -87,11 +87,13 @@ pub(super) fn build_step(
         &body,
     );
     let spec = Spec {
-        binds: vec![Bind {
+        binds: std::iter::once(Bind {
             src: wheelhouse.clone(),
             dst: WHEELHOUSE_INSIDE.into(),
             readonly: false,
-        }],
+        })
+        .chain(toolchain_cache_binds(job))
+        .collect(),
         lower_mounts: sysroot
             .into_iter()
             .map(|lower| LowerMount {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::scripts::script_text;
-use super::spec::step_spec;
+use super::spec::{step_spec, toolchain_cache_binds};
 use super::{phase, BaseRef, Job, PROJECT_INSIDE};
 use crate::branch;
 use crate::config::Config;
@@ -230,12 +230,18 @@ fn run_setup(
     }
     let ws = store.create_workspace(instance, &[what.into(), job.target.name()])?;
     let spec = Spec {
-        // Read-only: the layer must not keep a copy of the project.
-        binds: vec![Bind {
+        // Read-only: the layer must not keep a copy of the project. A toolchain's caches are
+        // the user's, not the layer's.
+        binds: std::iter::once(Bind {
             src: job.bundle.clone(),
             dst: PROJECT_INSIDE.into(),
             readonly: true,
-        }],
+        })
+        .chain(match setup.kind {
+            SetupKind::Toolchain => toolchain_cache_binds(job),
+            SetupKind::BeforeAll => Vec::new(),
+        })
+        .collect(),
         commit_to: Some(partial.clone()),
         ..step_spec(
             config,

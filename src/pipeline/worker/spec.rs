@@ -11,7 +11,7 @@ use super::{Job, PROJECT_INSIDE};
 use crate::config::Config;
 use crate::error::Result;
 use crate::pipeline::report::TargetResult;
-use crate::sandbox::{self, Spec};
+use crate::sandbox::{self, Bind, Spec};
 use crate::store::{BaseOs, Store, Workspace};
 
 fn shell(script: &str) -> Vec<String> {
@@ -42,6 +42,24 @@ pub(super) fn step_spec(
         user: base.meta.image.as_ref().and_then(|i| i.user.clone()),
         ..Spec::new(store, layers, ws, shell(script))
     })
+}
+
+/// The cache directories of the job's toolchain ([`crate::toolchain::ToolchainFile::caches`]),
+/// each bound read-write from the user's per-user cache (none when there is none).
+pub(super) fn toolchain_cache_binds(job: &Job) -> Vec<Bind> {
+    let Some(t) = &job.toolchain else {
+        return Vec::new();
+    };
+    t.caches
+        .iter()
+        .filter_map(|inside| {
+            crate::baseos_cache::toolchain_dir(&t.name, inside).map(|src| Bind {
+                src,
+                dst: inside.into(),
+                readonly: false,
+            })
+        })
+        .collect()
 }
 
 /// [`step_spec`] on the prepared instance of the target (its base OS, instance and setup layers).
