@@ -242,8 +242,10 @@ fn setup_private_refuses_the_host_user_namespace() {
         return;
     }
     let ns = std::fs::metadata("/proc/self/ns/user").unwrap();
-    if std::os::unix::fs::MetadataExt::ino(&ns) != 0xEFFF_FFFD {
-        eprintln!("skipped: this test runs in a user namespace already");
+    if !common::require(
+        std::os::unix::fs::MetadataExt::ino(&ns) == 0xEFFF_FFFD,
+        "the test runs in the initial user namespace (not in a user namespace already)",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -127,8 +127,10 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().mode() & 0o7777
 }
 
+/// A case the machine cannot run: a SKIPPED line locally, a failure under `CI=true` (through
+/// [`common::require`], as every other prerequisite).
 fn skip(why: &str) {
-    eprintln!("skipped: {why}");
+    common::require(false, why);
 }
 
 // ---------------------------------------------------------------------------------------------

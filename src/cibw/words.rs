@@ -2,60 +2,10 @@
 //! shell does, `environment`'s `NAME=VALUE` assignments (each value kept as the shell word it is,
 //! to be expanded inside), and quoting a table's value so that it still expands.
 
-/// Splits a string into words the way the shell does (quotes removed).
+/// Splits a string into words the way the POSIX shell does (quotes removed; inside double
+/// quotes a backslash escapes only `$`, `` ` ``, `"`, `\` and a newline), with `shlex`.
 pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut any = false;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                any = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated ' in {s:?}")),
-                    }
-                }
-            }
-            '"' => {
-                any = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => cur.push(c),
-                            None => return Err(format!("unterminated \" in {s:?}")),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated \" in {s:?}")),
-                    }
-                }
-            }
-            '\\' => {
-                any = true;
-                if let Some(c) = chars.next() {
-                    cur.push(c);
-                }
-            }
-            c if c.is_whitespace() => {
-                if any {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                any = true;
-                cur.push(c);
-            }
-        }
-    }
-    if any {
-        words.push(cur);
-    }
-    Ok(words)
+    shlex::split(s).ok_or_else(|| format!("unterminated quote or trailing backslash in {s:?}"))
 }
 
 pub(super) fn valid_var(name: &str) -> bool {
@@ -198,5 +148,29 @@ mod tests {
             ["a", "b c", "d\"e", "f g", ""]
         );
         assert!(shell_words("'x").is_err());
+        assert!(shell_words("\"x").is_err());
+    }
+
+    /// POSIX: inside double quotes a backslash is kept before any other character (the old
+    /// hand-written splitter dropped it: `"a\b"` gave `ab`).
+    #[test]
+    fn backslashes_in_double_quotes_follow_posix() {
+        for (text, word) in [
+            (r#""a\b""#, r"a\b"),
+            (r#""a\\b""#, r"a\b"),
+            (r#""a\$b""#, "a$b"),
+            (r#""a\"b""#, "a\"b"),
+            (r"a\b", "ab"),
+            (r"'a\b'", r"a\b"),
+        ] {
+            assert_eq!(shell_words(text).unwrap(), [word], "{text}");
+            // What sh itself makes of it.
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {text}"))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), word, "sh: {text}");
+        }
     }
 }
