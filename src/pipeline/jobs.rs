@@ -85,6 +85,10 @@ pub(super) fn make_jobs(
         {
             o.config_settings.push(backends::meson_setup_args());
         }
+        // ninja shows a compile command only with -v (the log keeps the flags used).
+        if project.backend.meson && !o.config_settings.iter().any(|(k, _)| k == "compile-args") {
+            o.config_settings.push(("compile-args".into(), "-v".into()));
+        }
         // With a toolchain, the default build command installs the build requirements natively
         // first and then builds without isolation (an isolated build would fetch them for the
         // target's platform).

@@ -162,12 +162,20 @@ fn cross_prelude(job: &Job, t: &Resolved) -> String {
     )
 }
 
-/// `export K="V"` for the toolchain's environment (values may use shell variables).
+/// `export K="V"` for the toolchain's environment (values may use shell variables). A flags
+/// variable (`CPPFLAGS`, `LDFLAGS` ...) the project's `environment` set keeps its words after the
+/// toolchain's: the project adds to where the target's headers and libraries are, it does not
+/// lose them.
 fn export_toolchain(t: &Resolved) -> String {
     let mut s = format!("echo '+ cross environment of {}:'\n", t.name);
     for (k, v) in &t.env {
         let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-        s.push_str(&format!("export {k}=\"{v}\"\necho \"  {k}=${k}\"\n"));
+        let own = if k.ends_with("FLAGS") {
+            format!("${{{k}:+ ${k}}}")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("export {k}=\"{v}{own}\"\necho \"  {k}=${k}\"\n"));
     }
     s
 }
