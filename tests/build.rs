@@ -540,3 +540,89 @@ fn native_build_with_clang() {
     assert!(w[0].contains("manylinux"), "{w:?}");
     assert_eq!(extension_machine(Path::new(&w[0])), 62);
 }
+
+/// Issue 28: a base OS that cannot be loaded fails only the targets that need it. No
+/// `--python`: the project's requires-python (3.11 to 3.13) plans cp311 on the bookworm base OS
+/// (the cached tarball) and cp313 on trixie, whose recipe here names a mirror that answers 404.
+/// The trixie load is tried twice and fails; cp313 fails with the mirror's error in its reason,
+/// cp311 builds, is tested and delivered, and the exit status is 1. No QEMU: both x86_64.
+#[test]
+fn a_base_os_that_fails_to_load_fails_only_its_own_targets() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
+        return;
+    };
+    let (mirror, answered) = common::mirror_answering_404();
+    let recipes = r.config.join("rootfs");
+    std::fs::create_dir_all(&recipes).unwrap();
+    let trixie = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/debian-trixie.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        recipes.join("debian-trixie.toml"),
+        format!("{trixie}mirror = \"{mirror}\"\n"),
+    )
+    .unwrap();
+    let project = project_copy(&r, "c-ext-mirror");
+    let pp = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pp).unwrap().replace(
+        "requires-python = \">=3.9\"",
+        "requires-python = \">=3.11,<3.14\"",
+    );
+    std::fs::write(&pp, text).unwrap();
+    let out = dist(&r, "dist-mirror");
+    // The base OS's own gcc and a one-line test: what is checked is which targets run.
+    let (code, report, err) = common::build_in(
+        &r,
+        &project,
+        &["x86_64"],
+        &[
+            "--compiler",
+            "gcc",
+            "--before-all",
+            "true",
+            "--test",
+            "python3 -c 'import fastmath; assert fastmath.gcd(12, 18) == 6'",
+        ],
+        &out,
+    );
+    assert_eq!(code, 1, "{err}\n{report}");
+    assert!(err.contains("trying once more"), "one more try: {err}");
+    assert!(
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "{err}"
+    );
+    let by_python = |v: &str| {
+        report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["python"] == v)
+            .unwrap_or_else(|| panic!("no {v} target in {report}"))
+            .clone()
+    };
+    let good = by_python("3.11");
+    assert_eq!(good["result"], "passed", "{good}");
+    let bad = by_python("3.13");
+    assert_eq!(bad["result"], "error", "{bad}");
+    let why = bad["error"].as_str().unwrap();
+    assert!(
+        why.contains("base OS debian-trixie for amd64 could not be loaded")
+            && why.contains(&mirror)
+            && why.contains("404"),
+        "{why}"
+    );
+    assert_eq!(report["failed"], 1, "{report}");
+    // The report and the summary say what happened; the log named holds the reason.
+    assert!(
+        err.contains("cp313-manylinux_x86_64: ERROR: base OS debian-trixie"),
+        "{err}"
+    );
+    assert!(read(&bad["worker_log"]).contains("404"));
+    let w = wheels(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("fastmath-0.1.0-cp311-cp311-"), "{w:?}");
+}
