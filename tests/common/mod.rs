@@ -815,3 +815,19 @@ pub fn mirror_answering_404() -> (String, std::sync::Arc<std::sync::atomic::Atom
     });
     (format!("http://127.0.0.1:{port}/debian"), count)
 }
+
+/// The compile commands a build log shows (`-v` to the frontend, verbose CMake and ninja): the
+/// lines that compile (`-c`) a C or C++ source file.
+pub fn compile_commands(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.contains(&"-c")
+                && words.iter().any(|w| {
+                    [".c", ".cc", ".cpp", ".cxx"]
+                        .iter()
+                        .any(|suffix| w.ends_with(suffix))
+                })
+        })
+        .collect()
+}
