@@ -3,7 +3,9 @@
 //! tested for x86_64 natively and for aarch64 under QEMU, the before-all layer reused by a second
 //! build, a failing test that fails only its own target, a failing build, and bad input that is
 //! refused before anything runs; cross mode (gcc-cross, zig, clang) for aarch64 and armv7l, with
-//! C, C++ and an external library, tested on each target's own base OS.
+//! C, C++ (CMake, and setuptools alone: cppsetup-ext, an extra bundle of existing builds) and an
+//! external library, tested on each target's own base OS, each build log showing a compile
+//! command with the release flags; a base OS whose mirror answers 404 failing only its targets.
 
 mod common;
 
