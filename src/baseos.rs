@@ -705,6 +705,25 @@ fn index_fetch_failed(log: &Path) -> bool {
     })
 }
 
+/// The first line of mmdebstrap's log that shows apt failing to fetch from the mirror (an
+/// index, a package, the Release file) or to reach it, if any: worth one more try.
+fn fetch_failure(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| {
+        l.starts_with("E: Failed to fetch")
+            || l.starts_with("E: Unable to fetch")
+            || (l.starts_with("E: The repository") && l.contains("does not have a Release file"))
+            || l.contains("Some index files failed to download")
+            || l.contains("Temporary failure resolving")
+            || l.contains("Could not connect to")
+    })?;
+    let line = line.trim();
+    Some(match line.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    })
+}
+
 /// `mmdebstrap ARGS` with its output going to the log.
 fn mmdebstrap_command(args: &[String], log: &std::fs::File) -> Result<Command> {
     let dup = |f: &std::fs::File| {
@@ -929,7 +948,11 @@ pub fn load_recipe(
         tracing::debug!(native = ?native, "byte-compilation deferred to a native interpreter");
         crate::bytecode::hook_args(&recipe.spec.python, native.as_deref(), Arch::host())
     };
-    for (n, &updates) in attempts.iter().enumerate() {
+    // A fetch that failed (a mirror mid-sync answering 404 for packages it still lists, the
+    // network) is tried once more before the build gives up or falls back.
+    let mut retried = false;
+    let mut n = 0;
+    while let Some(&updates) = attempts.get(n) {
         let mut args = recipe.mmdebstrap_args_with(arch, &mirror, &tarball, rootless, updates);
         // Options go before mmdebstrap's positional arguments (suite, target, mirrors).
         let options_end = args
@@ -941,7 +964,17 @@ pub fn load_recipe(
         if code == 0 {
             break;
         }
-        if n + 1 < attempts.len() && index_fetch_failed(&log) {
+        if let (false, Some(line)) = (retried, fetch_failure(&log)) {
+            eprintln!(
+                "pookie-ns: warning: building {name} for {arch}: a fetch from {mirror} failed \
+                 ({line}); trying once more",
+                name = recipe.name
+            );
+            retried = true;
+            continue;
+        }
+        n += 1;
+        if n < attempts.len() && index_fetch_failed(&log) {
             eprintln!(
                 "pookie-ns: warning: the mirror's {suite}-updates or {suite}-security indexes \
                  could not be fetched (mirror sync in progress?); building {name} for {arch} \
@@ -1004,6 +1037,41 @@ fn native_twin(store: &Store, recipe: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_fetch_is_worth_one_more_try_and_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("mmdebstrap.log");
+        let check = |text: &str| {
+            std::fs::write(&log, text).unwrap();
+            fetch_failure(&log)
+        };
+        // The issue's: a mirror mid-sync answers 404 for packages its index lists.
+        let pkg = "E: Failed to fetch http://deb.debian.org/debian-security/pool/updates/main/k/\
+                   krb5/libkrb5support0_1.18.3-6+deb11u8_arm64.deb  404  Not Found [IP: 1.2.3.4 80]";
+        assert_eq!(
+            check(&format!(
+                "Get:1 ...\n{pkg}\nE: Unable to fetch some archives\n"
+            ))
+            .as_deref(),
+            Some(pkg)
+        );
+        assert!(check(
+            "E: The repository 'http://127.0.0.1:8080/debian nosuch Release' does not have a \
+             Release file.\n"
+        )
+        .is_some());
+        assert!(
+            check("W: Failed to fetch x  Temporary failure resolving 'deb.debian.org'\n").is_some()
+        );
+        // Not the mirror's fault: no second try.
+        assert_eq!(check("E: mmdebstrap failed to run\n"), None);
+        assert_eq!(check("E: Unable to locate package python3.99-dev\n"), None);
+        assert_eq!(fetch_failure(&d.path().join("missing.log")), None);
+        // A long line is cut.
+        let long = format!("E: Failed to fetch http://m/{}", "x".repeat(1000));
+        assert!(check(&long).unwrap().len() < 320);
+    }
 
     #[test]
     fn an_index_fetch_failure_is_told_from_other_failures() {

@@ -28,6 +28,9 @@ pub const EMBEDDED: [(&str, &str); 3] = [
 pub const SYSROOT: &str = "/sysroot";
 /// Where a cross build finds the target's sysconfigdata and the CMake toolchain file.
 pub const CROSS_DIR: &str = "/buildroot/cross";
+/// The body of the zig toolchain's compiler programs (`{zig_cc}`): C++ sources to `zig c++`
+/// whichever program is called, and never zig's debug mode.
+pub const ZIG_CC: &str = include_str!("pipeline/scripts/zig-cc.sh");
 /// The glibc a zig build targets when the target names no manylinux policy.
 pub const DEFAULT_GLIBC: &str = "2.17";
 
@@ -156,6 +159,7 @@ impl Context<'_> {
             // Found in the sysroot by the build script (its file name differs between Debian
             // releases): a shell variable the script sets before the environment is exported.
             "sysconfigdata" => "${POOKIE_NS_SYSCONFIGDATA}".into(),
+            "zig_cc" => ZIG_CC.into(),
             _ => return None,
         })
     }
@@ -256,6 +260,10 @@ impl Toolchain {
              set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\n\
              set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n\
              set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)\n\
+             # Where the target's headers are (CPPFLAGS): CMake reads CFLAGS and CXXFLAGS from\n\
+             # the environment, not CPPFLAGS.\n\
+             string(APPEND CMAKE_C_FLAGS_INIT \" $ENV{{CPPFLAGS}}\")\n\
+             string(APPEND CMAKE_CXX_FLAGS_INIT \" $ENV{{CPPFLAGS}}\")\n\
              {}",
             self.name,
             cx.arch.uname(),
@@ -432,12 +440,111 @@ mod tests {
 
         let zig = resolved(Arch::Arm64, Some(Compiler::Zig));
         assert!(
-            zig.setup.contains("-target aarch64-linux-gnu.2.17"),
+            zig.setup
+                .contains("\"$zig\" aarch64-linux-gnu.2.17 \"$driver\""),
             "{}",
             zig.setup
         );
         // Shell braces in the setup script are kept.
         assert!(zig.setup.contains("\"$@\""));
+    }
+
+    /// What the zig toolchain's `{driver}` program runs for `args`, with a zig that prints its
+    /// arguments; `dir` holds the objects the arguments name.
+    fn zig_program(dir: &Path, driver: &str, args: &[&str]) -> String {
+        let zig = dir.join("zig");
+        std::fs::write(&zig, "#!/bin/sh\necho \"$@\"\n").unwrap();
+        std::process::Command::new("chmod")
+            .arg("755")
+            .arg(&zig)
+            .status()
+            .unwrap();
+        let script = format!(
+            "POOKIE_NS_ZIG={}\nPOOKIE_NS_ZIG_TARGET=aarch64-linux-gnu.2.17\nPOOKIE_NS_ZIG_DRIVER={driver}\n{ZIG_CC}",
+            zig.display()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn zig_compiles_cpp_whichever_program_is_called_and_never_in_debug_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A C object, and a C++ one that uses libc++'s std::string and operator new.
+        std::fs::write(d.join("c.o"), b"\x7fELF\0PyInit_fastmath\0memcpy\0").unwrap();
+        std::fs::write(
+            d.join("cxx.o"),
+            b"\x7fELF\0_ZNSt3__112basic_stringIcNS_11char_traitsIcEE\0_Znwm\0",
+        )
+        .unwrap();
+        let base = "-target aarch64-linux-gnu.2.17 -O2 -fno-sanitize=undefined";
+        for (driver, args, want) in [
+            // setuptools (bookworm's) compiles C++ through $CC: zig c++, with libc++'s headers.
+            ("cc", "-c x.cpp -o x.o -std=c++11", "c++"),
+            ("cc", "-c src/a.cc -o a.o", "c++"),
+            ("cc", "-x c++ -c conftest -o c.o", "c++"),
+            ("cc", "-xc++ -E conftest", "c++"),
+            ("cc", "-c x.c -o x.o", "cc"),
+            // Links: C objects stay C (no libc++), C++ objects get zig's libc++.
+            ("cc", "-shared c.o -o x.so", "cc"),
+            ("cc", "-shared c.o cxx.o -o x.so", "c++"),
+            ("cc", "-c c.c -o cxx.o", "cc"),
+            ("c++", "-shared c.o -o x.so", "c++"),
+            ("c++", "-c x.c", "c++"),
+        ] {
+            let argv: Vec<&str> = args.split(' ').collect();
+            assert_eq!(
+                zig_program(d, driver, &argv),
+                format!("{want} {base} {args}"),
+                "{driver} {args}"
+            );
+        }
+        // The build's own -O comes after -O2, so it wins (zig: the last -O).
+        let run = zig_program(d, "cc", &["-O0", "-g", "-c", "x.c"]);
+        assert!(
+            run.ends_with("-O2 -fno-sanitize=undefined -O0 -g -c x.c"),
+            "{run}"
+        );
+    }
+
+    #[test]
+    fn the_zig_setup_is_a_shell_script_with_the_program_inside() {
+        let zig = builtin().into_iter().find(|t| t.name == "zig").unwrap();
+        let r = zig.resolve(&cx(Arch::Arm64)).unwrap();
+        assert!(r.setup.contains(ZIG_CC), "{}", r.setup);
+        assert!(r.setup.contains("POOKIE_NS_ZIG_TARGET=%s"), "{}", r.setup);
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &r.setup])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // No toolchain sets CFLAGS or CXXFLAGS: setuptools would take them instead of the
+        // interpreter's -DNDEBUG -O2. The target's headers come through CPPFLAGS.
+        for t in builtin() {
+            let r = t.resolve(&cx(Arch::Arm64)).unwrap();
+            for (k, v) in &r.env {
+                assert!(k != "CFLAGS" && k != "CXXFLAGS", "{}: {k}={v}", t.name);
+            }
+            assert!(env(&r, "CPPFLAGS").contains("-I/sysroot/usr/include/python3.11"));
+            assert!(r.cmake.contains("$ENV{CPPFLAGS}"), "{}", r.cmake);
+        }
     }
 
     #[test]

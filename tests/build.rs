@@ -3,7 +3,9 @@
 //! tested for x86_64 natively and for aarch64 under QEMU, the before-all layer reused by a second
 //! build, a failing test that fails only its own target, a failing build, and bad input that is
 //! refused before anything runs; cross mode (gcc-cross, zig, clang) for aarch64 and armv7l, with
-//! C, C++ and an external library, tested on each target's own base OS.
+//! C, C++ (CMake, and setuptools alone: cppsetup-ext, an extra bundle of existing builds) and an
+//! external library, tested on each target's own base OS, each build log showing a compile
+//! command with the release flags; a base OS whose mirror answers 404 failing only its targets.
 
 mod common;
 
@@ -45,6 +47,16 @@ fn build_for(
         extra.extend_from_slice(&["--python", "3.11"]);
     }
     common::build_in(r, project, targets, &extra, out)
+}
+
+/// The target of `project` for `arch` in a group build's report.
+fn target_of<'a>(report: &'a Value, project: &str, arch: &str) -> &'a Value {
+    report["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no targets in {report}"))
+        .iter()
+        .find(|t| t["arch"] == arch && t["project"] == project)
+        .unwrap_or_else(|| panic!("no {project} target for {arch} in {report}"))
 }
 
 fn target<'a>(report: &'a Value, arch: &str) -> &'a Value {
@@ -324,41 +336,56 @@ fn native_builds_as_every_identity() {
     }
 }
 
-/// The C++17 example (CMake through scikit-build-core, Debian's cmake and ninja from before-all):
-/// built and its value-checking tests passed on the host arch.
+/// The C++17 example (CMake through scikit-build-core, Debian's cmake and ninja from before-all)
+/// and C++ built by setuptools alone (cppsetup-ext: bookworm's setuptools compiles the .cpp
+/// with $CC), in one build with the default toolchain (zig) on the host arch: both built, both
+/// value-checking test suites passed, both manylinux_2_17 (libc++ static).
 #[test]
-fn cpp_example_builds_with_scikit_build_core() {
+fn cpp_examples_build_with_scikit_build_core_and_setuptools() {
     if !require(common::is_root(), "the build tests run as root") {
         return;
     }
     let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
         return;
     };
-    let dest = common::example_copy(&r, "cpp-ext", "cpp-ext");
-    let out = dist(&r, "dist");
-    let (code, report, err) = build_for(&r, &dest, &["x86_64"], &[], &out);
-    assert_eq!(code, 0, "{err}");
-    let t = target(&report, "x86_64");
-    assert_eq!(t["result"], "passed", "{t}");
+    let cpp = common::example_copy(&r, "cpp-ext", "cpp-ext");
+    let cppsetup = common::example_copy(&r, "cppsetup-ext", "cppsetup-ext");
+    let (report, w) = build_passing_all(&r, &[&cpp, &cppsetup], &["x86_64"], &[], "dist");
+    let t = target_of(&report, "cppstats", "x86_64");
+    assert_eq!(t["toolchain"], "zig", "{t}");
     // scikit-build-core's CMake build names the module with the full SOABI (WITH_SOABI).
     assert!(read(&t["build_log"]).contains("Created wheel for cppstats"));
     assert!(read(&t["test_log"]).contains("6 passed"), "{t}");
+    let t = target_of(&report, "cppwords", "x86_64");
+    assert_eq!(t["toolchain"], "zig", "{t}");
+    assert!(read(&t["test_log"]).contains("4 passed"), "{t}");
+    // The .cpp went to zig's cc program (bookworm's setuptools compiles with $CC).
+    assert!(
+        common::compile_commands(&read(&t["build_log"]))
+            .iter()
+            .any(|c| c.contains("x86_64-linux-gnu-cc ") && c.contains("_cppwords.cpp")),
+        "{t}"
+    );
     // C++ with zig: libc++ linked statically, so only glibc 2.17 symbols remain (auditwheel
     // show, in the build log, says manylinux_2_17).
-    let w = wheels(&out);
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].starts_with("cppstats-0.1.0-cp311-cp311-") && w[0].contains("manylinux_2_17_x86_64"),
-        "{w:?}"
-    );
-    let log = read(&t["build_log"])
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(
-        log.contains("is consistent with the following platform tag: \"manylinux_2_17_x86_64\""),
-        "{log}"
-    );
+    assert_eq!(w.len(), 2, "{w:?}");
+    for (wheel, project) in w.iter().zip(["cppstats", "cppwords"]) {
+        assert!(
+            wheel.contains(&format!("/{project}-0.1.0-cp311-cp311-"))
+                && wheel.contains("manylinux_2_17_x86_64"),
+            "{w:?}"
+        );
+        let log = read(&target_of(&report, project, "x86_64")["build_log"])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            log.contains(
+                "is consistent with the following platform tag: \"manylinux_2_17_x86_64\""
+            ),
+            "{log}"
+        );
+    }
     // zig's cache (the libc stubs and the libc++ this C++ build needed) and the toolchain's
     // pinned wheels are the user's, kept between stores: filled in the runner's cache, while the
     // store's toolchain layer keeps only an empty mount point.
@@ -386,16 +413,45 @@ fn build_passing(
     extra: &[&str],
     out: &str,
 ) -> (Value, Vec<String>) {
+    build_passing_all(r, &[project], targets, extra, out)
+}
+
+/// [`build_passing`] of several projects in one build (a group: one plan, shared layers), each
+/// target's build log showing a compile command with the release flags.
+fn build_passing_all(
+    r: &Runner,
+    projects: &[&Path],
+    targets: &[&str],
+    extra: &[&str],
+    out: &str,
+) -> (Value, Vec<String>) {
     let out = dist(r, out);
-    let (code, report, err) = build_for(r, project, targets, extra, &out);
+    let mut args: Vec<&str> = projects.iter().map(|p| p.to_str().unwrap()).collect();
+    args.extend_from_slice(&["--branch", "stable", "--target"]);
+    args.extend_from_slice(targets);
+    args.extend_from_slice(extra);
+    if !extra.contains(&"--python") {
+        args.extend_from_slice(&["--python", "3.11"]);
+    }
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let (code, report, err) = common::build_json(r, &args);
     assert_eq!(code, 0, "{targets:?} {extra:?}: {err}\n{report}");
-    for t in report["targets"].as_array().unwrap() {
+    let all = report["targets"].as_array().unwrap();
+    assert_eq!(all.len(), projects.len() * targets.len(), "{report}");
+    for t in all {
         assert_eq!(t["result"], "passed", "{t}");
         let arch = t["arch"].as_str().unwrap();
         let log = read(&t["test_log"]);
         assert!(
             log.contains(&format!("platform.machine() == '{arch}'")),
             "tested on its own arch: {log}"
+        );
+        let build = read(&t["build_log"]);
+        assert!(
+            common::compile_commands(&build)
+                .iter()
+                .any(|c| c.contains("-DNDEBUG")),
+            "the build log shows a compile command with the release flags: {build}"
         );
     }
     let w = wheels(&out);
@@ -447,9 +503,20 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
         assert!(read(&t["test_log"]).contains("6 passed"));
     }
 
-    // A second build reuses the toolchain layer.
-    let (report, _) = build_passing(&r, &project, &["aarch64"], &gcc, "dist-gcc2");
-    assert_eq!(target(&report, "aarch64")["toolchain_setup"], "cached");
+    // A second build reuses the toolchain layer; with it, C++ built by setuptools alone
+    // (cppsetup-ext: .cpp compiled through $CC by bookworm's setuptools, linked with g++).
+    let cppsetup = common::example_copy(&r, "cppsetup-ext", "cppsetup-ext");
+    let (report, w) =
+        build_passing_all(&r, &[&project, &cppsetup], &["aarch64"], &gcc, "dist-gcc2");
+    assert_eq!(
+        target_of(&report, "fastmath", "aarch64")["toolchain_setup"],
+        "cached"
+    );
+    let t = target_of(&report, "cppwords", "aarch64");
+    assert_eq!(t["toolchain"], "gcc-cross", "{t}");
+    assert!(read(&t["test_log"]).contains("4 passed"), "{t}");
+    let cpp_wheel = w.iter().find(|n| n.contains("/cppwords-")).unwrap();
+    assert_eq!(extension_machine(Path::new(cpp_wheel)), 183);
 
     // zig: glibc 2.17, so the wheel is manylinux_2_17 per auditwheel show.
     let (report, w) = build_passing(
@@ -479,14 +546,27 @@ fn cross_mode_builds_for_aarch64_and_armv7l() {
 
     // C++ through scikit-build-core and CMake (the toolchain file), cross, with the default
     // toolchain: zig, libc++ static, manylinux_2_17.
+    // With it, C++ through setuptools alone (cppsetup-ext): zig's cc gets the .cpp source and
+    // hands it to zig c++; libc++ is linked statically, so the wheel is manylinux_2_17 too.
     let cpp = common::example_copy(&r, "cpp-ext", "cpp-ext");
-    let (report, w) = build_passing(&r, &cpp, &["aarch64"], &["--mode", "cross"], "dist-cpp");
-    assert_eq!(target(&report, "aarch64")["mode"], "cross");
-    assert_eq!(target(&report, "aarch64")["toolchain"], "zig");
-    assert_eq!(w.len(), 1);
-    assert!(w[0].contains("manylinux_2_17_aarch64"), "{w:?}");
-    assert_eq!(extension_machine(Path::new(&w[0])), 183, "{w:?}");
-    assert!(read(&target(&report, "aarch64")["test_log"]).contains("6 passed"));
+    let (report, w) = build_passing_all(
+        &r,
+        &[&cpp, &cppsetup],
+        &["aarch64"],
+        &["--mode", "cross"],
+        "dist-cpp",
+    );
+    for (project, passed) in [("cppstats", "6 passed"), ("cppwords", "4 passed")] {
+        let t = target_of(&report, project, "aarch64");
+        assert_eq!(t["mode"], "cross", "{t}");
+        assert_eq!(t["toolchain"], "zig", "{t}");
+        assert!(read(&t["test_log"]).contains(passed), "{t}");
+    }
+    assert_eq!(w.len(), 2, "{w:?}");
+    for wheel in &w {
+        assert!(wheel.contains("manylinux_2_17_aarch64"), "{w:?}");
+        assert_eq!(extension_machine(Path::new(wheel)), 183, "{w:?}");
+    }
 
     // An external library: libffi, installed for the target by before-all, vendored by the
     // repair (bookworm's libffi needs a newer glibc than 2.17: gcc-cross, the suite's policy).
@@ -545,14 +625,118 @@ fn native_build_with_clang() {
     let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
         return;
     };
+    // With C++ built by setuptools alone (cppsetup-ext), which clang compiles through $CC too.
     let project = project_copy(&r, "c-ext");
-    let (report, w) = build_passing(&r, &project, &["x86_64"], &["--compiler", "clang"], "dist");
-    let t = target(&report, "x86_64");
-    assert_eq!(
-        (t["mode"].as_str(), t["toolchain"].as_str()),
-        (Some("native"), Some("clang"))
+    let cppsetup = common::example_copy(&r, "cppsetup-ext", "cppsetup-ext");
+    let (report, w) = build_passing_all(
+        &r,
+        &[&project, &cppsetup],
+        &["x86_64"],
+        &["--compiler", "clang"],
+        "dist",
     );
-    assert!(read(&t["build_log"]).contains("CC=clang --target=x86_64-linux-gnu"));
-    assert!(w[0].contains("manylinux"), "{w:?}");
-    assert_eq!(extension_machine(Path::new(&w[0])), 62);
+    for project in ["fastmath", "cppwords"] {
+        let t = target_of(&report, project, "x86_64");
+        assert_eq!(
+            (t["mode"].as_str(), t["toolchain"].as_str()),
+            (Some("native"), Some("clang")),
+            "{t}"
+        );
+        assert!(read(&t["build_log"]).contains("CC=clang --target=x86_64-linux-gnu"));
+    }
+    assert!(read(&target_of(&report, "cppwords", "x86_64")["test_log"]).contains("4 passed"));
+    assert_eq!(w.len(), 2, "{w:?}");
+    for wheel in &w {
+        assert!(wheel.contains("manylinux"), "{w:?}");
+        assert_eq!(extension_machine(Path::new(wheel)), 62);
+    }
+}
+
+/// Issue 28: a base OS that cannot be loaded fails only the targets that need it. No
+/// `--python`: the project's requires-python (3.11 to 3.13) plans cp311 on the bookworm base OS
+/// (the cached tarball) and cp313 on a recipe (forky or trixie) that here names a mirror that
+/// answers 404. The load is tried twice and fails; cp313 fails with the mirror's error in its reason,
+/// cp311 builds, is tested and delivered, and the exit status is 1. No QEMU: both x86_64.
+#[test]
+fn a_base_os_that_fails_to_load_fails_only_its_own_targets() {
+    if !require(common::is_root(), "the build tests run as root") {
+        return;
+    }
+    let Some(r) = runner_with_tarballs(Who::Root, &["amd64"]) else {
+        return;
+    };
+    let (mirror, answered) = common::mirror_answering_404();
+    // Every recipe that may provide 3.13 (trixie, forky) builds from that mirror.
+    let recipes = r.config.join("rootfs");
+    std::fs::create_dir_all(&recipes).unwrap();
+    for name in ["debian-trixie", "debian-forky"] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("rootfs/{name}.toml")),
+        )
+        .unwrap();
+        std::fs::write(
+            recipes.join(format!("{name}.toml")),
+            format!("{text}mirror = \"{mirror}\"\n"),
+        )
+        .unwrap();
+    }
+    let project = project_copy(&r, "c-ext-mirror");
+    let pp = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pp).unwrap().replace(
+        "requires-python = \">=3.9\"",
+        "requires-python = \">=3.11,<3.14\"",
+    );
+    std::fs::write(&pp, text).unwrap();
+    let out = dist(&r, "dist-mirror");
+    // The base OS's own gcc and a one-line test: what is checked is which targets run.
+    let (code, report, err) = common::build_in(
+        &r,
+        &project,
+        &["x86_64"],
+        &[
+            "--compiler",
+            "gcc",
+            "--before-all",
+            "true",
+            "--test",
+            "python3 -c 'import fastmath; assert fastmath.gcd(12, 18) == 6'",
+        ],
+        &out,
+    );
+    assert_eq!(code, 1, "{err}\n{report}");
+    assert!(err.contains("trying once more"), "one more try: {err}");
+    assert!(
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "{err}"
+    );
+    let by_python = |v: &str| {
+        report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["python"] == v)
+            .unwrap_or_else(|| panic!("no {v} target in {report}"))
+            .clone()
+    };
+    let good = by_python("3.11");
+    assert_eq!(good["result"], "passed", "{good}");
+    let bad = by_python("3.13");
+    assert_eq!(bad["result"], "error", "{bad}");
+    let why = bad["error"].as_str().unwrap();
+    assert!(
+        why.contains("for amd64 could not be loaded")
+            && why.contains(&mirror)
+            && why.contains("404"),
+        "{why}"
+    );
+    assert_eq!(report["failed"], 1, "{report}");
+    // The report and the summary say what happened; the log named holds the reason.
+    assert!(
+        err.contains("cp313-manylinux_x86_64: ERROR: base OS debian-"),
+        "{err}"
+    );
+    assert!(read(&bad["worker_log"]).contains("404"));
+    let w = wheels(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("fastmath-0.1.0-cp311-cp311-"), "{w:?}");
 }

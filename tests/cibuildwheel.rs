@@ -378,7 +378,7 @@ fn a_cibuildwheel_project_builds_unchanged() {
     assert!(t["test_log"].is_null(), "{t}");
     let build = std::fs::read_to_string(t["build_log"].as_str().unwrap()).unwrap();
     for needle in [
-        "python3.11 -m build --wheel --installer=uv --outdir /buildroot/out --config-setting=pookie-ns-fixture=1",
+        "python3.11 -m build -v --wheel --installer=uv --outdir /buildroot/out --config-setting=pookie-ns-fixture=1",
         "repair-wheel-command is empty: the wheel as built",
     ] {
         assert!(build.contains(needle), "{needle:?} not in the build log:\n{build}");

@@ -1,6 +1,7 @@
 //! The publishable matrix (issue 16): the C and C++ examples for x86_64 and aarch64 × three
 //! CPythons — 3.11 from Debian bookworm, 3.14 and 3.15 from forky, one base OS giving several —
-//! twelve wheels built by the default toolchain (zig against glibc 2.17), each confirmed
+//! twelve wheels built by the default toolchain (zig against glibc 2.17) with the release flags
+//! (c-ext does not compile without them; each build log shows a compile command), each confirmed
 //! manylinux_2_17 by `auditwheel show` and installed and tested on its own arch with its own
 //! Python; a named policy (manylinux_2_28) delivered exactly; `requires-python` choosing the
 //! CPythons when `--python` names none. Base OSes come from the tarballs scripts/build-test-rootfs
@@ -76,6 +77,15 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
                 "{name} {arch} {python}: {log}"
             );
             assert!(log.contains(module_test), "{log}");
+            // The build log shows how each source was compiled: with the release flags (c-ext
+            // does not compile without them on any CPython; issue 28).
+            let build = std::fs::read_to_string(text("build_log")).unwrap();
+            assert!(
+                common::compile_commands(&build)
+                    .iter()
+                    .any(|c| c.contains("-DNDEBUG")),
+                "{name} {arch} {python}: no compile command with -DNDEBUG in {build}"
+            );
             let wheel = text("wheel");
             assert!(
                 wheel.contains(&format!("-cp{0}-cp{0}-", python.replace('.', "")))

@@ -5,7 +5,9 @@ setup(
         Extension(
             "fastmath._fastmath",
             sources=["src/fastmath/_fastmath.c"],
-            extra_compile_args=["-O2", "-Wall", "-Werror"],
+            # No -O here: the optimisation and NDEBUG come from the interpreter's flags, and
+            # _fastmath.c refuses to compile without them.
+            extra_compile_args=["-Wall", "-Werror"],
         )
     ]
 )

@@ -5,6 +5,10 @@ use crate::project::Frontend;
 
 use super::worker::{self, OUT_INSIDE};
 
+/// The frontend's verbosity when `build-verbosity` is 0 (unset): `pip wheel -v` shows the
+/// backend's output, setuptools' compile commands among it.
+pub(super) const DEFAULT_VERBOSITY: i32 = 1;
+
 /// The build command of cibuildwheel's `build-frontend` with its `args`, `config-settings` and
 /// `build-verbosity`, run by the target's own interpreter (`python3.14`), never the suite's
 /// default `python3`; with a toolchain, without build isolation (the requirements are installed
@@ -21,7 +25,12 @@ pub(super) fn frontend_command(
         format!("python{python}")
     };
     let f = &o.frontend;
-    let v = o.build_verbosity;
+    // cibuildwheel's default, 0, hides the backend's output in pip; a build log shows each
+    // compile command, so that the flags a wheel was built with can be read after the fact.
+    let v = match o.build_verbosity {
+        0 => DEFAULT_VERBOSITY,
+        v => v,
+    };
     let verbosity = if v > 0 {
         format!(" -{}", "v".repeat(v as usize))
     } else if v < 0 {
@@ -98,13 +107,16 @@ mod tests {
         for toolchain in [false, true] {
             let pip = default_build_command(Frontend::Pip, toolchain, "3.14");
             assert!(
-                pip.starts_with("python3.14 -m pip wheel --no-deps"),
+                pip.starts_with("python3.14 -m pip wheel -v --no-deps"),
                 "{pip}"
             );
             assert!(pip.ends_with("{project}"));
             assert_eq!(pip.contains("--no-build-isolation"), toolchain, "{pip}");
             let build = default_build_command(Frontend::Build, toolchain, "3.9");
-            assert!(build.contains("&& python3.9 -m build --wheel"), "{build}");
+            assert!(
+                build.contains("&& python3.9 -m build -v --wheel"),
+                "{build}"
+            );
             assert_eq!(build.contains("--no-isolation"), toolchain, "{build}");
         }
     }
@@ -154,7 +166,7 @@ mod tests {
         assert!(!c.contains("--installer=uv"), "{c}");
         let c = frontend_command(&o(Frontend::Uv, &[], &[], 0), true, "3.11");
         assert!(
-            c.contains("python3.11 -m uv build --wheel --no-build-isolation --out-dir"),
+            c.contains("python3.11 -m uv build -v --wheel --no-build-isolation --out-dir"),
             "{c}"
         );
         let c = frontend_command(&o(Frontend::Build, &[], &[], 0), true, "3.11");

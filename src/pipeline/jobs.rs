@@ -14,18 +14,19 @@ use crate::toolchain::{self, Compiler};
 
 use super::bundles::Request;
 use super::frontend::frontend_command;
-use super::resolve::Targets;
+use super::resolve::{unavailable, Targets, Unloaded};
 use super::worker::{BaseRef, Job, PROJECT_INSIDE};
 use super::{backends, output_dir, Ui};
 
 /// Phase 4: one job per target — its options (the identifier's overrides applied, command-line
 /// flags winning), base OSes, toolchain, commands and output directory — written to its
-/// `job.json` for the worker.
+/// `job.json` for the worker. A target whose base OS is among `unloaded` gets the reason.
 pub(super) fn make_jobs(
     store: &Store,
     args: &BuildArgs,
     request: &Request,
     targets: &Targets,
+    unloaded: &[Unloaded],
     ui: Ui,
 ) -> Result<Vec<Job>> {
     let project = &request.project;
@@ -85,6 +86,10 @@ pub(super) fn make_jobs(
         {
             o.config_settings.push(backends::meson_setup_args());
         }
+        // ninja shows a compile command only with -v (the log keeps the flags used).
+        if project.backend.meson && !o.config_settings.iter().any(|(k, _)| k == "compile-args") {
+            o.config_settings.push(("compile-args".into(), "-v".into()));
+        }
         // With a toolchain, the default build command installs the build requirements natively
         // first and then builds without isolation (an isolated build would fetch them for the
         // target's platform).
@@ -104,7 +109,13 @@ pub(super) fn make_jobs(
         };
         let repair_policy =
             repair_policy(&p.target, toolchain.as_ref()).or_else(|| image.and_then(|i| i.policy()));
+        let unavailable = unavailable(
+            (&build_base.name, build_base.arch),
+            (&test_base.name, test_base.arch),
+            unloaded,
+        );
         let job = Job {
+            unavailable,
             project: request.project_name.clone(),
             repair_policy,
             interpreter,

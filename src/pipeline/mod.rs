@@ -85,19 +85,35 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     if args.print_build_identifiers || jobs.is_empty() {
         return Ok(0);
     }
-    let results = if abi3_projects.is_empty() {
-        run_workers(config, store, cli, &jobs, jobs_n, ui.quiet)?
+    // Targets whose base OS failed to load fail with the reason; the others run.
+    let mut runnable: Vec<Job> = jobs
+        .iter()
+        .filter(|j| j.unavailable.is_none())
+        .cloned()
+        .collect();
+    let mut ran = if runnable.is_empty() {
+        Vec::new()
+    } else if abi3_projects.is_empty() {
+        run_workers(config, store, cli, &runnable, jobs_n, ui.quiet)?
     } else {
         run_abi3_once(
             config,
             store,
             cli,
-            &mut jobs,
+            &mut runnable,
             &abi3_projects,
             jobs_n,
             ui.quiet,
         )?
-    };
+    }
+    .into_iter();
+    let mut results = Vec::new();
+    for job in &jobs {
+        results.push(match &job.unavailable {
+            Some(why) => worker::unavailable_result(job, why)?,
+            None => ran.next().expect("a result for every target that ran"),
+        });
+    }
     let interrupted = crate::process::interrupted();
     if interrupted.is_some() {
         // Workers killed after the grace period leave their workspaces: their owners are gone.
@@ -180,8 +196,8 @@ fn plan_bundle(config: &Config, store: &Store, b: &Bundle, ui: Ui) -> Result<Opt
         Resolution::Targets(t) => t,
         Resolution::Done => return Ok(None),
     };
-    ensure_base_oses(config, store, &targets, ui)?;
-    let jobs = make_jobs(store, &b.args, &request, &targets, ui)?;
+    let unloaded = ensure_base_oses(config, store, &targets, ui)?;
+    let jobs = make_jobs(store, &b.args, &request, &targets, &unloaded, ui)?;
     Ok(Some(BundlePlan {
         output_dir: request.project.config.output_dir.clone(),
         name: request.project_name,

@@ -203,14 +203,41 @@ pub(super) fn resolve_targets(
     }))
 }
 
+/// A base OS a build needed and could not load (mirror, network, disk ...): the targets that
+/// need it fail with `reason`, the others build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unloaded {
+    pub(super) name: String,
+    pub(super) arch: Arch,
+    pub(super) reason: String,
+}
+
+/// Why a target whose build runs on `build` and whose tests run on `test` cannot run: the first
+/// of them that failed to load.
+pub(super) fn unavailable(
+    build: (&str, Arch),
+    test: (&str, Arch),
+    unloaded: &[Unloaded],
+) -> Option<String> {
+    [build, test].iter().find_map(|(name, arch)| {
+        unloaded
+            .iter()
+            .find(|u| u.name == *name && u.arch == *arch)
+            .map(|u| u.reason.clone())
+    })
+}
+
 /// Phase 3: the base OSes the targets need, loaded on first use from their recipes — each
-/// target's own, and the host-arch one a cross build runs on.
+/// target's own, and the host-arch one a cross build runs on. One that fails to load (its
+/// mirror, the network, the disk) is returned with the reason, tried once: the targets that need
+/// it fail, the others build. Only a missing recipe (an input error) or an interruption stops
+/// the build.
 pub(super) fn ensure_base_oses(
     config: &Config,
     store: &Store,
     targets: &Targets,
     ui: Ui,
-) -> Result<()> {
+) -> Result<Vec<Unloaded>> {
     let mut needed: Vec<(String, Arch, String)> = Vec::new();
     for (p, d) in targets.planned.iter().zip(&targets.decisions) {
         let why = format!(
@@ -229,11 +256,13 @@ pub(super) fn ensure_base_oses(
             needed.push((p.source.name().to_string(), Arch::host(), why));
         }
     }
+    let mut unloaded: Vec<Unloaded> = Vec::new();
     for (name, arch, why) in needed {
-        if store
-            .list_baseos()?
-            .iter()
-            .any(|b| b.name == name && b.arch == arch)
+        if unloaded.iter().any(|u| u.name == name && u.arch == arch)
+            || store
+                .list_baseos()?
+                .iter()
+                .any(|b| b.name == name && b.arch == arch)
         {
             continue;
         }
@@ -251,7 +280,7 @@ pub(super) fn ensure_base_oses(
         if ui.say {
             eprintln!("pookie-ns: loading base OS {name} for {arch}: {why}");
         }
-        baseos::load_recipe(
+        let loaded = baseos::load_recipe(
             config,
             store,
             recipe,
@@ -263,9 +292,34 @@ pub(super) fn ensure_base_oses(
                 json: false,
                 replace: false,
             },
-        )?;
+        );
+        if let Err(e) = loaded {
+            if crate::process::interrupted().is_some() {
+                return Err(e);
+            }
+            let reason = format!("base OS {name} for {arch} could not be loaded: {e}");
+            let users: Vec<String> = targets
+                .planned
+                .iter()
+                .zip(&targets.decisions)
+                .filter(|(p, d)| {
+                    p.source.name() == name
+                        && (p.target.arch == arch
+                            || (d.mode == Mode::Cross && arch == Arch::host()))
+                })
+                .map(|(p, _)| p.target.name())
+                .collect();
+            if ui.say {
+                eprintln!(
+                    "pookie-ns: {reason}\npookie-ns: the targets that need it fail ({}); the \
+                     others build",
+                    users.join(", ")
+                );
+            }
+            unloaded.push(Unloaded { name, arch, reason });
+        }
     }
-    Ok(())
+    Ok(unloaded)
 }
 
 /// How one target builds.
@@ -401,6 +455,47 @@ mod tests {
 
     fn err(r: Result<Decision>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_target_is_unavailable_when_its_build_or_test_base_os_did_not_load() {
+        let f = foreign();
+        let unloaded = vec![Unloaded {
+            name: "debian-bullseye".into(),
+            arch: f,
+            reason: "base OS debian-bullseye for arm64 could not be loaded: 404".into(),
+        }];
+        // A target of another suite, or of the same suite on another arch, builds.
+        assert_eq!(
+            unavailable(("debian-bookworm", f), ("debian-bookworm", f), &unloaded),
+            None
+        );
+        assert_eq!(
+            unavailable(
+                ("debian-bullseye", Arch::host()),
+                ("debian-bullseye", Arch::host()),
+                &unloaded
+            ),
+            None
+        );
+        // Tested (emulated or cross) on the base OS that failed: it fails with the reason.
+        let why = unavailable(
+            ("debian-bullseye", Arch::host()),
+            ("debian-bullseye", f),
+            &unloaded,
+        );
+        assert!(why.unwrap().contains("404"));
+        // Cross-compiled on a host-arch base OS that failed.
+        let host_failed = vec![Unloaded {
+            arch: Arch::host(),
+            ..unloaded[0].clone()
+        }];
+        assert!(unavailable(
+            ("debian-bullseye", Arch::host()),
+            ("debian-bullseye", f),
+            &host_failed
+        )
+        .is_some());
     }
 
     #[test]

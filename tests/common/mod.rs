@@ -804,3 +804,50 @@ pub fn auditwheel_show(r: &Runner, baseos: &str, dist: &Path) -> Vec<(String, St
         })
         .collect()
 }
+
+/// A Debian mirror that is not there: an HTTP server on 127.0.0.1 that answers every request
+/// with 404 Not Found, for the life of the test process. Returns its URL
+/// (`http://127.0.0.1:PORT/debian`) and the number of requests it has answered.
+pub fn mirror_answering_404() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let answered = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            // The request's head (apt sends no body), then the answer; one request a connection.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = "no such file on this mirror\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            answered.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (format!("http://127.0.0.1:{port}/debian"), count)
+}
+
+/// The compile commands a build log shows (`-v` to the frontend, verbose CMake and ninja): the
+/// lines that compile (`-c`) a C or C++ source file.
+pub fn compile_commands(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.contains(&"-c")
+                && words.iter().any(|w| {
+                    [".c", ".cc", ".cpp", ".cxx"]
+                        .iter()
+                        .any(|suffix| w.ends_with(suffix))
+                })
+        })
+        .collect()
+}

@@ -1,6 +1,7 @@
 # Writes a Meson cross file for a meson-python build in cross mode, from the toolchain's
-# environment (exported before this runs): CC, CXX, AR, STRIP (optional), CFLAGS, CXXFLAGS,
-# LDFLAGS. Meson ignores CC & co. for the host machine of a cross build unless a cross file
+# environment (exported before this runs): CC, CXX, AR, STRIP (optional), CPPFLAGS (where the
+# target's headers are), CFLAGS and CXXFLAGS (a project's own; the toolchains set none, so that
+# the optimisation comes from meson-python's release buildtype), LDFLAGS. Meson ignores CC & co. for the host machine of a cross build unless a cross file
 # names them, and it needs [host_machine] to know it is one.
 #
 # Parameters (environment):
@@ -40,8 +41,8 @@ meson_array() {
     echo "pkg-config = 'pkg-config'"
     echo
     echo "[built-in options]"
-    echo "c_args = $(meson_array "${CFLAGS:-}")"
-    echo "cpp_args = $(meson_array "${CXXFLAGS:-}")"
+    echo "c_args = $(meson_array "${CPPFLAGS:-} ${CFLAGS:-}")"
+    echo "cpp_args = $(meson_array "${CPPFLAGS:-} ${CXXFLAGS:-}")"
     echo "c_link_args = $(meson_array "${LDFLAGS:-}")"
     echo "cpp_link_args = $(meson_array "${LDFLAGS:-}")"
     echo

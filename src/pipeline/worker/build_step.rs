@@ -164,12 +164,58 @@ fn cross_prelude(job: &Job, t: &Resolved) -> String {
     )
 }
 
-/// `export K="V"` for the toolchain's environment (values may use shell variables).
+/// `export K="V"` for the toolchain's environment (values may use shell variables). A flags
+/// variable (`CPPFLAGS`, `LDFLAGS` ...) the project's `environment` set keeps its words after the
+/// toolchain's: the project adds to where the target's headers and libraries are, it does not
+/// lose them.
 fn export_toolchain(t: &Resolved) -> String {
     let mut s = format!("echo '+ cross environment of {}:'\n", t.name);
     for (k, v) in &t.env {
         let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-        s.push_str(&format!("export {k}=\"{v}\"\necho \"  {k}=${k}\"\n"));
+        let own = if k.ends_with("FLAGS") {
+            format!("${{{k}:+ ${k}}}")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("export {k}=\"{v}{own}\"\necho \"  {k}=${k}\"\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+    use crate::toolchain::{self, Context};
+
+    #[test]
+    fn the_project_s_own_flags_follow_the_toolchain_s_and_cflags_stay_its_own() {
+        let all = toolchain::all(Path::new("/nonexistent")).unwrap();
+        let zig = toolchain::choose(&all, Arch::Arm64, Some(toolchain::Compiler::Zig))
+            .unwrap()
+            .resolve(&Context {
+                arch: Arch::Arm64,
+                python: "3.14",
+                glibc: "2.17",
+            })
+            .unwrap();
+        let script = format!(
+            "POOKIE_NS_SYSCONFIGDATA=_sysconfigdata__linux_aarch64-linux-gnu\n\
+             export CPPFLAGS=-DPROJECT CFLAGS='-O3 -DNDEBUG'\n{}\
+             echo \"[$CPPFLAGS] [$CFLAGS] [$LDFLAGS] [$CC]\"",
+            export_toolchain(&zig)
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("[-I/sysroot/usr/include/python3.14 ")
+                && last.contains(" -DPROJECT] [-O3 -DNDEBUG] [-L/sysroot/usr/lib/aarch64-linux-gnu ")
+                && last.ends_with("-L/sysroot/lib/aarch64-linux-gnu] [/opt/pookie-ns/zig/bin/aarch64-linux-gnu-cc]"),
+            "{text}"
+        );
+    }
 }

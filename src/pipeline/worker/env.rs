@@ -17,6 +17,11 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
         ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
         ("PIP_NO_INPUT", "1"),
         ("PYTHONUNBUFFERED", "1"),
+        // Compile commands in the build log (the flags a wheel was built with, read after the
+        // fact): CMake through scikit-build-core, rustc through cargo (maturin,
+        // setuptools-rust). The project's `environment` may set them otherwise.
+        ("SKBUILD_BUILD_VERBOSE", "true"),
+        ("CARGO_TERM_VERBOSE", "true"),
     ] {
         env.push((k.into(), v.into()));
     }

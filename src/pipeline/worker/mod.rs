@@ -112,6 +112,10 @@ pub struct Job {
     /// That target's name, for the report.
     #[serde(default)]
     pub wheel_built_by: Option<String>,
+    /// Why the target cannot run: a base OS it builds or tests on failed to load. `build`
+    /// reports it failed with this reason and runs no worker for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
     /// The project directory on the host (canonical); copied in, never written.
     pub bundle: PathBuf,
     /// Placeholders already substituted.
@@ -183,6 +187,16 @@ fn phase(name: &str) {
     // The parent may be gone (killed); the work goes on and result.json tells the outcome.
     let _ = writeln!(out, "phase {name}");
     let _ = out.flush();
+}
+
+/// The result of a target that could not run (`job.unavailable`: a base OS it needs failed to
+/// load): an error with the reason, also written to its worker log, which the summary names.
+pub(in crate::pipeline) fn unavailable_result(job: &Job, why: &str) -> Result<TargetResult> {
+    let log = job.worker_log();
+    std::fs::write(&log, format!("{why}\n")).map_err(|e| Error::io("write", &log, e))?;
+    let mut r = new_result(job);
+    r.error = Some(why.to_string());
+    Ok(r)
 }
 
 pub(super) fn new_result(job: &Job) -> TargetResult {

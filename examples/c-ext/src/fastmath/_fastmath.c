@@ -4,6 +4,13 @@
 #include <Python.h>
 #include <stdint.h>
 
+/* A published wheel is a release build: the interpreter's flags (sysconfig's `-DNDEBUG -g -O2`)
+ * or the backend's must reach the compiler. setup.py adds no -O of its own, so this fails when
+ * a build loses them (issue 28: cp314 compiled without them, and zig then in its debug mode). */
+#if !defined(NDEBUG) || !defined(__OPTIMIZE__)
+#error "fastmath: compiled without the release flags (NDEBUG and optimisation): were the interpreter's CFLAGS replaced?"
+#endif
+
 /* gcd(a, b) of two non-negative 64-bit integers (Euclid). */
 static PyObject *fm_gcd(PyObject *self, PyObject *args) {
     unsigned long long a, b;
