@@ -265,6 +265,9 @@ pub struct SubmitArgs {
     /// Where the wheels go
     #[arg(long, value_name = "DIR", default_value = "dist")]
     pub out: PathBuf,
+    /// Also write the task's report.json here (for `report merge` across CI jobs)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

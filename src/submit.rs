@@ -239,6 +239,10 @@ pub fn submit(args: &SubmitArgs) -> Result<i32> {
         std::fs::rename(&part, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
         eprintln!("pookie-ns submit: {}", dest.display());
     }
+    if let Some(path) = &args.report {
+        let report = client.get(&format!("/task/{id}/report"), "fetching the report")?;
+        crate::store::write_json(path, &report)?;
+    }
     let state = status["state"].as_str().unwrap_or("?");
     eprintln!(
         "pookie-ns submit: task {id} {state}: {}",
