@@ -469,9 +469,30 @@ fn aoinb_route_sequence_with_curl() {
     ]);
     assert_eq!(branch["branch"], "testing");
     assert_eq!(curl(&[&format!("{t}/status")])["state"], "new");
+    // A follower started before the build: it waits for the log, streams it, and ends with
+    // the task.
+    let follower = Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            "--max-time",
+            "60",
+            &format!("{t}/log?follow=1"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         curl(&["-X", "PUT", &format!("{t}/build")])["state"],
         "queued"
+    );
+    let followed = follower.wait_with_output().unwrap();
+    assert!(followed.status.success(), "the follower failed");
+    assert!(
+        common::stdout(&followed).contains("no target left to build"),
+        "{}",
+        common::stdout(&followed)
     );
 
     let status = wait_terminal(u, id, Duration::from_secs(60));

@@ -52,8 +52,8 @@ pub struct Reply {
 enum Body {
     Bytes(Vec<u8>),
     File(File),
-    /// The task whose log to stream until it ends.
-    Follow(i64, File),
+    /// The task whose log to stream until it ends, and its log if it has one yet.
+    Follow(i64, Option<File>),
 }
 
 fn json_reply(status: u16, v: &Value) -> Reply {
@@ -557,39 +557,27 @@ impl Service {
         let follow = query
             .split('&')
             .any(|kv| kv == "follow=1" || kv == "follow=true");
-        let file = match File::open(&p) {
-            Ok(f) => f,
-            Err(_) if !follow => {
-                return Reply {
-                    status: 200,
-                    content_type: "text/plain; charset=utf-8",
-                    body: Body::Bytes(Vec::new()),
-                }
-            }
-            // Not started yet: follow from an empty file the runner appends to.
-            Err(_) => {
-                let _ = std::fs::create_dir_all(self.tasks.task_dir(task.id));
-                match File::options()
-                    .create(true)
-                    .append(true)
-                    .read(true)
-                    .open(&p)
-                {
-                    Ok(f) => f,
-                    Err(e) => return err(500, format!("cannot open {}: {e}", p.display())),
-                }
-            }
-        };
+        let file = File::open(&p).ok();
         if !follow {
             return Reply {
                 status: 200,
                 content_type: "text/plain; charset=utf-8",
-                body: Body::File(file),
+                body: match file {
+                    Some(f) => Body::File(f),
+                    None => Body::Bytes(Vec::new()),
+                },
             };
         }
         if self.followers.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWERS {
             self.followers.fetch_sub(1, Ordering::SeqCst);
-            return err(503, format!("{MAX_FOLLOWERS} logs are being followed already: poll GET /task/{}/log instead", task.id));
+            return err(
+                503,
+                format!(
+                    "{MAX_FOLLOWERS} logs are being followed already: poll GET /task/{}/log \
+                     instead",
+                    task.id
+                ),
+            );
         }
         Reply {
             status: 200,
@@ -599,8 +587,9 @@ impl Service {
     }
 
     /// Streams a log as chunks while its task runs (written by hand: tiny_http would hold the
-    /// chunks back until 8 KiB gathered), ending when the task ends and the log is read.
-    fn follow(&self, mut out: Box<dyn Write + Send>, id: i64, mut file: File) {
+    /// chunks back until 8 KiB gathered), ending when the task ends and the log is read. A task
+    /// that has not started has no log yet: it is opened once the runner made it.
+    fn follow(&self, mut out: Box<dyn Write + Send>, id: i64, mut file: Option<File>) {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
                     Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n";
         if out
@@ -610,11 +599,15 @@ impl Service {
         {
             return;
         }
+        let path = self.tasks.task_dir(id).join("log");
         let mut buf = vec![0u8; 64 * 1024];
         let mut last_check = Instant::now() - Duration::from_secs(1);
         let mut ended = false;
         loop {
-            let n = file.read(&mut buf).unwrap_or(0);
+            if file.is_none() {
+                file = File::open(&path).ok();
+            }
+            let n = file.as_mut().map_or(0, |f| f.read(&mut buf).unwrap_or(0));
             if n > 0 {
                 let chunk = [format!("{n:x}\r\n").as_bytes(), &buf[..n], b"\r\n"].concat();
                 if out.write_all(&chunk).and_then(|_| out.flush()).is_err() {
