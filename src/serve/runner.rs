@@ -36,6 +36,8 @@ pub struct Runner {
     running: Mutex<HashMap<i64, i32>>,
     wake: Condvar,
     pub draining: AtomicBool,
+    /// Set with `draining` when running builds are to be cancelled (`--on-stop cancel`).
+    cancel_on_drain: AtomicBool,
     keep_tasks: usize,
     keep_secs: u64,
 }
@@ -60,6 +62,7 @@ impl Runner {
             running: Mutex::new(HashMap::new()),
             wake: Condvar::new(),
             draining: AtomicBool::new(false),
+            cancel_on_drain: AtomicBool::new(false),
             keep_tasks,
             keep_secs,
         })
@@ -165,6 +168,10 @@ impl Runner {
         }
         self.running().insert(id, pid);
         tracing::info!(task = id, pid, "build started");
+        // A drain that began while this task was being claimed did not see it: cancel it here.
+        if self.draining.load(Ordering::SeqCst) && self.cancel_on_drain.load(Ordering::SeqCst) {
+            let _ = self.cancel(id);
+        }
         let me = Arc::clone(self);
         let waiter = std::thread::Builder::new()
             .name(format!("task-{id}"))
@@ -267,6 +274,7 @@ impl Runner {
     /// Stops starting tasks; with `cancel`, sends every running build SIGTERM. Then waits until
     /// none runs.
     pub fn drain(&self, cancel: bool) {
+        self.cancel_on_drain.store(cancel, Ordering::SeqCst);
         self.draining.store(true, Ordering::SeqCst);
         self.notify();
         if cancel {
