@@ -179,6 +179,14 @@ mod tests {
     #[test]
     fn this_process_tree_has_cpu_and_memory() {
         let me = std::process::id() as i32;
+        // Burn CPU until the kernel has counted a tick of it (bounded).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut x = 0u64;
+        while stat(me).unwrap().ticks == 0 && std::time::Instant::now() < until {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
