@@ -79,7 +79,7 @@ fn resources_cells(t: &Task, samples: &[Sample]) -> String {
     let rss: Vec<f64> = samples.iter().map(|s| s.rss_kib as f64).collect();
     let cpu: Vec<f64> = samples.iter().map(|s| s.cpu_seconds).collect();
     format!(
-        "<td>{:.1} s {}</td><td>{} (peak {}) {}</td><td>{}</td>",
+        "<td>{:.2} s {}</td><td>{} (peak {}) {}</td><td>{}</td>",
         t.resources.cpu_seconds,
         sparkline(&cpu),
         mib(t.resources.rss_kib),
@@ -97,7 +97,7 @@ pub fn render(all: &[Task], tasks: &Tasks, host: &Host, jobs: usize) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>pookie-ns serve</title><style>body{{font:14px sans-serif;margin:1.5em}}\
          table{{border-collapse:collapse;margin-bottom:1.5em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}\
-         pre{{background:#f4f4f4;padding:6px;max-height:16em;overflow:auto;font-size:12px}}\
+         pre{{background:#f4f4f4;padding:6px;max-height:16em;overflow:auto;font-size:12px;white-space:pre-wrap}}\
          .passed{{color:#080}}.failed,.error{{color:#c00}}.cancelled,.interrupted{{color:#a60}}</style></head><body>\
          <h1>pookie-ns serve</h1><p id=\"builder\">load {:.2} {:.2} {:.2} on {} CPUs · memory available {} of {} · \
          store disk free {} · {} running of {} slots · {} queued</p>",
