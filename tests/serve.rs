@@ -11,6 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,7 +82,19 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// A failed test's server is drained (SIGTERM cancels its builds) before it is killed, so
+    /// that no build outlives the test.
     fn drop(&mut self) {
+        // Only a server still running: the pid of a reaped one may belong to anyone now.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -640,7 +653,9 @@ fn alive(pid: i32, start: u64) -> bool {
 /// aoinb's routes runs a long build step, two more wait in the queue, and the server is killed
 /// with SIGKILL: after a restart the long task reads `interrupted`, no process of it remains,
 /// no workspace is left, the queued tasks run, and the finished task keeps its wheels and report.
-/// Last, a SIGTERM while a build runs drains the server: the task reads `cancelled`.
+/// While the long task runs, the page shows the queue, its log tail and its resource
+/// sparklines (and headless Chromium takes a screenshot of it, kept in `target/tmp/`). Last, a
+/// SIGTERM while a build runs drains the server: the task reads `cancelled`.
 #[test]
 fn submit_end_to_end_then_kill_9_and_restart() {
     if !require(common::is_root(), "the serve tests run as root") {
@@ -685,8 +700,15 @@ fn submit_end_to_end_then_kill_9_and_restart() {
     assert_eq!(wheels.len(), 2, "{wheels:?}");
     let shown = common::auditwheel_show(&r, "debian-bookworm", &dist);
     assert_eq!(shown.len(), 2, "{shown:?}");
+    // auditwheel names the oldest policy each wheel meets: glibc 2.17 (zig's target) or older.
     for (wheel, tag) in &shown {
-        assert!(tag.starts_with("manylinux_2_17_"), "{wheel}: {tag}");
+        assert!(wheel.contains("manylinux_2_17_"), "{wheel}");
+        let minor: u32 = tag
+            .strip_prefix("manylinux_2_")
+            .and_then(|t| t.split('_').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{wheel}: {tag}"));
+        assert!(minor <= 17, "{wheel}: {tag}");
     }
     let status = get_json(&format!("{}/task/1/status", s.url), None);
     assert!(
@@ -777,6 +799,45 @@ fn submit_end_to_end_then_kill_9_and_restart() {
             > 0,
         "the long task has a workspace"
     );
+    // While it runs: its resources are sampled (every 3 s) into the status, the metrics, the
+    // builder's status and the page, which shows its log tail and sparklines.
+    let until = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = get_json(&format!("{u}/task/{long}/status"), None);
+        let r = &st["resources"];
+        if r["rss_kib"].as_u64().unwrap_or(0) > 0 && r["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.0
+        {
+            break st;
+        }
+        assert!(Instant::now() < until, "no sample in 30 s: {st}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        st["resources"]["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{st}"
+    );
+    let builder = get_json(&format!("{u}/builder/status"), None);
+    assert_eq!(builder["running"][0]["id"], long, "{builder}");
+    assert_eq!(builder["queue"], json!(queued), "{builder}");
+    let (_, metrics) = call("GET", &format!("{u}/metrics"), None, &[], None);
+    assert!(
+        metrics.contains(&format!("pookie_ns_task_rss_bytes{{task=\"{long}\"}}")),
+        "{metrics}"
+    );
+    let (_, page) = call("GET", &format!("{u}/"), None, &[], None);
+    let running = page
+        .split(&format!("id=\"task-{long}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("the page shows no running task {long}: {page}"));
+    assert!(
+        running.contains("--build=sleep 4321"),
+        "log tail: {running}"
+    );
+    assert!(running.contains("<polyline"), "sparkline: {running}");
+    for id in &queued {
+        assert!(page.contains(&format!("<tr><td>{id} (queued)")), "{page}");
+    }
+    screenshot(&format!("{u}/"));
     s.kill9();
 
     let t0 = Instant::now();
@@ -852,6 +913,54 @@ fn submit_end_to_end_then_kill_9_and_restart() {
         0
     );
     assert_eq!(s.stop(), 0);
+}
+
+/// The page in headless Chromium (Debian's `chromium`), kept as a test artifact:
+/// `target/tmp/serve-status-page.png`.
+fn screenshot(url: &str) {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !require(chromium.is_some(), "chromium (apt-get install chromium)") {
+        return;
+    }
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(chromium.unwrap())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .args(["--window-size=1280,1000", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // A group of its own, removed whole afterwards: none of its helpers outlives it.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let until = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("chromium took more than 90 s to take the screenshot");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(bytes.len() > 10_000, "a blank page? {} bytes", bytes.len());
+    eprintln!("the status page: {} ({} bytes)", png.display(), bytes.len());
 }
 
 /// Waits (bounded) until `sleep 4321`, a task's build step, runs under the server `pid`; returns
