@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -312,13 +312,39 @@ fn wait_gone(pids: &[(i32, u64)], limit: Duration) -> bool {
     }
 }
 
+/// A `pookie-ns build` process whose command line names a path under `bundle` (its project),
+/// with its start time.
+fn find_build(bundle: &Path) -> Option<(i32, u64)> {
+    let needle = bundle.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|b| *b == 0);
+        let is_build = args.clone().any(|a| a == b"build");
+        if is_build && args.any(|a| a.starts_with(needle)) {
+            return monitor::stat(pid).map(|s| (pid, s.start));
+        }
+    }
+    None
+}
+
 /// After a restart: tasks still marked running were cut off by the server's death. Their
 /// builds are stopped if they outlived it, the tasks read `interrupted`, and the workspaces they
 /// left are swept.
 pub fn recover(tasks: &Tasks, store: &Store) -> Result<Vec<i64>> {
     let mut interrupted = Vec::new();
     for task in tasks.in_state("running")? {
-        if let (Some(pid), Some(start)) = (task.pid, task.pid_start) {
+        // A server killed between claiming the task and recording its child's pid: the build
+        // is found by the project path on its command line.
+        let found = match (task.pid, task.pid_start) {
+            (Some(pid), Some(start)) => Some((pid, start)),
+            _ => find_build(&tasks.task_dir(task.id).join("bundle")),
+        };
+        if let Some((pid, start)) = found {
             if alive(pid, start) {
                 let tree: Vec<(i32, u64)> = monitor::tree(pid)
                     .into_iter()
@@ -357,4 +383,34 @@ pub fn recover(tasks: &Tasks, store: &Store) -> Result<Vec<i64>> {
     // The builds are gone, so their workspace locks are free: the sweep removes what they left.
     store.sweep_stale()?;
     Ok(interrupted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_is_found_by_its_project_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("serve/tasks/7/bundle");
+        let project = bundle.join("pkg");
+        // A stand-in with build's argument shape: `sh -c 'sleep 30; :' build PROJECT`.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30; :", "build"])
+            .arg(&project)
+            .spawn()
+            .unwrap();
+        // Bounded: the child's command line may take a moment to show in /proc.
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut found = find_build(&bundle);
+        while found.is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            found = find_build(&bundle);
+        }
+        let other = find_build(&tmp.path().join("serve/tasks/8/bundle"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found.map(|f| f.0), Some(child.id() as i32));
+        assert_eq!(other, None);
+    }
 }
