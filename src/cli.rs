@@ -76,6 +76,12 @@ pub enum Command {
     /// Host-wide QEMU registration in binfmt_misc (needs root; only for kernels before 6.7)
     #[command(subcommand)]
     Binfmt(BinfmtCommand),
+    /// A build service over HTTP: aoinb's REST API, tasks kept in the store, each task a
+    /// `build --json` child process (see README, "Serving builds over HTTP")
+    Serve(ServeArgs),
+    /// Send a project to a `pookie-ns serve`, follow its build, fetch its wheels, and exit with
+    /// the build's status
+    Submit(Box<SubmitArgs>),
     /// One target of a build (started by `build` itself, one process per target)
     #[command(name = "__build-target", hide = true)]
     BuildTarget {
@@ -169,6 +175,99 @@ pub struct BuildArgs {
     /// option (HOST[:PORT]; e.g. a test registry on loopback)
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; a non-loopback one needs --tokens
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8420")]
+    pub listen: String,
+    /// Tasks built at the same time; the others wait in the queue
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Bearer tokens: lines `ROLE SHA256-OF-TOKEN [NAME]`, ROLE `read` or `submit` (without it,
+    /// every request is allowed and only a loopback address may be used)
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Largest bundle upload accepted, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub max_bundle_mib: u64,
+    /// Finished tasks kept (older ones are removed with their logs, reports and wheels)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub keep_tasks: usize,
+    /// Finished tasks older than this many days are removed
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub keep_days: u64,
+    /// On SIGTERM or SIGINT, what happens to running builds: `cancel` stops them (they read
+    /// cancelled), `finish` lets them end; queued tasks stay queued for the next start
+    #[arg(long, value_name = "WHAT", default_value = "cancel", value_parser = ["cancel", "finish"])]
+    pub on_stop: String,
+}
+
+/// The build options a task takes, as `build` spells them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TaskBuildArgs {
+    /// Branch whose instance layers the build uses
+    #[arg(long, default_value = crate::store::DEFAULT_BRANCH)]
+    pub branch: String,
+    /// Platform tags or arch names (as `build --target`)
+    #[arg(long, num_args = 1.., value_name = "TAG")]
+    pub target: Vec<String>,
+    /// CPython versions (as `build --python`)
+    #[arg(long, num_args = 1.., value_name = "X.Y")]
+    pub python: Vec<String>,
+    /// cibuildwheel's --archs (as `build --archs`)
+    #[arg(long, value_name = "ARCHS")]
+    pub archs: Option<String>,
+    /// Only this identifier (as `build --only`)
+    #[arg(long, value_name = "IDENTIFIER")]
+    pub only: Option<String>,
+    /// Build command (as `build --build`)
+    #[arg(long, value_name = "CMD")]
+    pub build: Option<String>,
+    /// Test command (as `build --test`)
+    #[arg(long, value_name = "CMD")]
+    pub test: Option<String>,
+    /// Packages installed beside the wheel before the tests
+    #[arg(long, num_args = 1.., value_name = "PKG")]
+    pub test_requires: Vec<String>,
+    /// Runs once per instance layer (as `build --before-all`)
+    #[arg(long, value_name = "CMD")]
+    pub before_all: Option<String>,
+    /// cross or emulate (as `build --mode`)
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// gcc, clang or zig (as `build --compiler`)
+    #[arg(long, value_name = "COMPILER")]
+    pub compiler: Option<String>,
+    /// Targets built at the same time inside the task (as `build --jobs`)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SubmitArgs {
+    /// The project directory (packed as a tar.gz, without build/, dist/, .git and caches) or an
+    /// sdist file (NAME-VERSION.tar.gz, sent as it is)
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// The server's base URL, e.g. http://127.0.0.1:8420 (default: $POOKIE_NS_SERVER)
+    #[arg(long, value_name = "URL", env = "POOKIE_NS_SERVER")]
+    pub server: String,
+    /// A file holding the bearer token (default: $POOKIE_NS_TOKEN, else none)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: TaskBuildArgs,
+    /// Stream the build's log to stderr while it runs
+    #[arg(long)]
+    pub follow: bool,
+    /// Where the wheels go
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub out: PathBuf,
+    /// Also write the task's report.json here (for `report merge` across CI jobs)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

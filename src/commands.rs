@@ -20,6 +20,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     if let Command::Binfmt(cmd) = &cli.command {
         return binfmt_command(&load_config(cli)?, cmd);
     }
+    // The client talks to a server: no store, no sudo.
+    if let Command::Submit(args) = &cli.command {
+        return crate::submit::submit(args);
+    }
     // Reports are files: no store, no sudo.
     if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
         return crate::pipeline::report::merge_files(reports, output.as_deref());
@@ -57,7 +61,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what, cache } => cleanup(&store, what, *cache),
-        Command::Binfmt(_) | Command::Report(_) => unreachable!("handled above"),
+        Command::Serve(args) => crate::serve::serve(&config, &store, args),
+        Command::Binfmt(_) | Command::Report(_) | Command::Submit(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -30,7 +30,10 @@
 //! 10. `baseos`: loading base OSes (import, recipes, images).
 //! 11. `branch`: a branch's package refresh.
 //! 12. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
-//! 13. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
+//! 13. `serve`: the build service over HTTP (aoinb's REST API; each task a `build` child
+//!     process, kept in SQLite).
+//! 14. `submit`: the client of `serve`.
+//! 15. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
 
 pub mod arch;
 pub mod baseos;
@@ -56,10 +59,12 @@ pub mod progress;
 pub mod project;
 pub mod recipe;
 pub mod sandbox;
+pub mod serve;
 pub mod shell;
 pub mod single_uid;
 pub mod sources;
 pub mod store;
+pub mod submit;
 pub mod sudo;
 pub mod sys;
 pub mod target;

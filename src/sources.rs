@@ -549,7 +549,7 @@ fn check_sdist(path: &Path, shown: &str) -> Result<()> {
 }
 
 /// Whether `target`, followed from the directory `from` (both relative to a root), stays inside.
-fn stays_inside(from: &Path, target: &Path) -> bool {
+pub fn stays_inside(from: &Path, target: &Path) -> bool {
     let mut depth: i64 = 0;
     for c in from.components().chain(target.components()) {
         match c {
