@@ -132,7 +132,14 @@ pub fn binary() -> PathBuf {
             let partial = dir.join(format!(".pookie-ns.{}", std::process::id()));
             std::fs::copy(&src, &partial).unwrap();
             std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
-            std::fs::rename(&partial, &dst).unwrap();
+            // A link, not a rename: a process that lost the race must not replace the file
+            // another one's pookie-ns already runs from (its workers start from /proc/self/exe).
+            match std::fs::hard_link(&partial, &dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("link {} to {}: {e}", partial.display(), dst.display()),
+            }
+            std::fs::remove_file(&partial).unwrap();
         }
         dst
     })
