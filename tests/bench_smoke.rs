@@ -47,6 +47,12 @@ fn quick_bench_prints_every_row() {
     let out = Command::new(&script)
         .arg("--quick")
         .env("POOKIE_NS_BIN", env!("CARGO_BIN_EXE_pookie-ns"))
+        // Not root's real ~/.cache (tests/user_caches.rs): the bench's pookie-ns runs and its
+        // gzip copies of the tarballs are kept with the suite's fixtures instead.
+        .env(
+            "XDG_CACHE_HOME",
+            common::FOREIGN_CACHE.to_owned() + "/bench-cache",
+        )
         .stdin(Stdio::null())
         .output()
         .unwrap();
