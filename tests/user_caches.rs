@@ -112,6 +112,7 @@ fn plant() {
                 std::fs::create_dir(&d).unwrap();
                 std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
                 nix::unistd::chown(&d, Some(uid.into()), Some(gid.into())).unwrap();
+                planted.push(format!("dir {}", d.display()));
             }
         }
         for n in &names {
@@ -124,7 +125,10 @@ fn plant() {
             planted.push(p.display().to_string());
         }
     }
-    eprintln!("planted {} decoys in the users' caches", planted.len());
+    eprintln!(
+        "planted {} decoys in the users' caches",
+        planted.iter().filter(|p| !p.starts_with("dir ")).count()
+    );
     std::fs::write(STATE, format!("{}--\n{}", digests(), planted.join("\n"))).unwrap();
 }
 
@@ -138,10 +142,17 @@ fn verify() {
     let (before, planted) = state.split_once("--\n").unwrap();
     let after = digests();
     // The decoys go whatever the outcome: the caches end as they began.
+    let mut dirs = Vec::new();
     for p in planted.lines().filter(|l| !l.is_empty()) {
-        if std::fs::read(p).is_ok_and(|b| b == DECOY) {
+        if let Some(d) = p.strip_prefix("dir ") {
+            dirs.push(d);
+        } else if std::fs::read(p).is_ok_and(|b| b == DECOY) {
             std::fs::remove_file(p).unwrap();
         }
+    }
+    // The directories plant made, deepest first, if nothing else went into them.
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
     }
     let _ = std::fs::remove_file(STATE);
     assert_eq!(
