@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::recipe::RecipeInfo;
 use crate::sandbox::{self, Bind, Spec};
+use crate::shell::scripts::{APT_PREFETCH, BRANCH_REFRESH, IMAGE_REFRESH};
 use crate::store::{self, BaseOs, InstanceId, Store};
 
 pub const BUILT_IN: [&str; 2] = ["stable", "testing"];
@@ -132,21 +133,6 @@ fn is_fresh(
             && store::unix_now().saturating_sub(s.last_refresh_unix) < interval.as_secs()
     })
 }
-
-/// The instance refresh of a Debian recipe's base OS: the branch's lists, `dist-upgrade`.
-const BRANCH_REFRESH: &str = concat!(
-    include_str!("pipeline/scripts/apt-update.sh"),
-    include_str!("pipeline/scripts/branch-refresh.sh")
-);
-
-/// The download half of a foreign instance's refresh, run by the host-arch base OS's apt.
-const APT_PREFETCH: &str = concat!(
-    include_str!("pipeline/scripts/apt-update.sh"),
-    include_str!("pipeline/scripts/apt-prefetch.sh")
-);
-
-/// The instance refresh of an image base OS: its own manager's package index, no upgrade.
-const IMAGE_REFRESH: &str = include_str!("pipeline/scripts/image-refresh.sh");
 
 /// How an instance is refreshed.
 enum Refresh {

@@ -6,9 +6,12 @@ use crate::arch::Arch;
 use crate::baseos;
 use crate::binfmt;
 use crate::branch;
-use crate::cli::{BinfmtCommand, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs};
+use crate::cli::{
+    BinfmtCommand, BuildArgs, Cli, Command, LoadBaseosArgs, RunArgs, UpdateBaseosArgs,
+};
 use crate::config::{Config, Env, Overrides};
 use crate::error::{Error, Result};
+use crate::pipeline::request::{self, BuildRequest, BundleSettings};
 use crate::recipe;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{self, BaseOs, InstanceId, Store};
@@ -22,7 +25,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
     // The client talks to a server: no store, no sudo.
     if let Command::Submit(args) = &cli.command {
+        #[cfg(feature = "serve")]
         return crate::submit::submit(args);
+        #[cfg(not(feature = "serve"))]
+        return Err(without_serve("submit", args));
     }
     // Reports are files: no store, no sudo.
     if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
@@ -45,6 +51,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
     // After a switch to the sudo user: their environment decides the defaults now.
     let config = load_config(cli)?;
+    // The command line of a build becomes one checked request before the store is opened.
+    let build_request = match &cli.command {
+        Command::Build(args) => Some(build_request(&config, cli, args)?),
+        _ => None,
+    };
     let map = IdMap::detect(config.id_map);
     // Everything below runs in user namespaces: a host policy that forbids them is said first.
     if let Some(advice) = crate::hostcheck::current_advice() {
@@ -56,16 +67,80 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
         Command::UpdateBaseos(args) => update_baseos(&config, &store, args, cli),
-        Command::Build(args) => crate::pipeline::build(&config, &store, args, cli),
+        Command::Build(_) => {
+            crate::pipeline::build(&config, &store, build_request.as_ref().expect("made above"))
+        }
         Command::BuildTarget { job } => crate::pipeline::worker::run(&config, &store, job),
         Command::Run(args) => run(&config, &store, args, cli.quiet),
         Command::List => list(&config, &store, cli.json),
         Command::Cleanup { what, cache } => cleanup(&store, what, *cache),
+        #[cfg(feature = "serve")]
         Command::Serve(args) => crate::serve::serve(&config, &store, args),
+        #[cfg(not(feature = "serve"))]
+        Command::Serve(args) => Err(without_serve("serve", args)),
         Command::Binfmt(_) | Command::Report(_) | Command::Submit(_) => {
             unreachable!("handled above")
         }
     }
+}
+
+/// `build`'s command line as one checked request: every flag parsed, the platform, branch and
+/// `--jobs` checked, so that an input error is said before anything is fetched or loaded.
+fn build_request(config: &Config, cli: &Cli, a: &BuildArgs) -> Result<BuildRequest> {
+    request::check_platform(a.platform.as_deref()).map_err(Error::usage)?;
+    crate::pipeline::check_branch(config, &a.branch)?;
+    if let Some(id) = &a.only {
+        crate::cibw::split_identifier(id).map_err(Error::usage)?;
+    }
+    let settings = BundleSettings {
+        target: a.target.clone(),
+        archs: a.archs.clone(),
+        test: a.test.clone(),
+        test_requires: a.test_requires.clone(),
+        before_all: a.before_all.clone(),
+    };
+    settings
+        .check(if a.archs.is_some() {
+            "--archs"
+        } else {
+            "--target"
+        })
+        .map_err(Error::usage)?;
+    Ok(BuildRequest {
+        bundles: a.bundles.clone(),
+        wheels_file: a.wheels_file.clone(),
+        index_url: a.index_url.clone(),
+        offline: a.offline,
+        branch: a.branch.clone(),
+        only: a.only.clone(),
+        print_build_identifiers: a.print_build_identifiers,
+        config_file: a.config_file.clone(),
+        allow_empty: a.allow_empty,
+        python: request::check_pythons(&a.python).map_err(Error::usage)?,
+        build: a.build.clone(),
+        mode: a.mode,
+        compiler: a.compiler,
+        out: a.out.clone(),
+        jobs: request::check_jobs(a.jobs).map_err(Error::usage)?,
+        keep_failed: a.keep_failed,
+        insecure_registry: a.insecure_registry.clone(),
+        settings,
+        output: request::Output {
+            progress: !cli.quiet && !cli.json,
+            say: !cli.quiet,
+            json: cli.json,
+            verbose: cli.verbose,
+        },
+    })
+}
+
+/// `serve` and `submit` in a build without the `serve` feature.
+#[cfg(not(feature = "serve"))]
+fn without_serve(what: &str, _args: &impl std::fmt::Debug) -> Error {
+    Error::usage(format!(
+        "`{what}`: this pookie-ns was built without the `serve` feature; rebuild it with the \
+         default features (cargo install pookie-ns)"
+    ))
 }
 
 /// The configuration for the command line and the current process environment.

@@ -59,11 +59,13 @@ pub mod progress;
 pub mod project;
 pub mod recipe;
 pub mod sandbox;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod shell;
 pub mod single_uid;
 pub mod sources;
 pub mod store;
+#[cfg(feature = "serve")]
 pub mod submit;
 pub mod sudo;
 pub mod sys;

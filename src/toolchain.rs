@@ -30,7 +30,7 @@ pub const SYSROOT: &str = "/sysroot";
 pub const CROSS_DIR: &str = "/buildroot/cross";
 /// The body of the zig toolchain's compiler programs (`{zig_cc}`): C++ sources to `zig c++`
 /// whichever program is called, and never zig's debug mode.
-pub const ZIG_CC: &str = include_str!("pipeline/scripts/zig-cc.sh");
+pub const ZIG_CC: &str = crate::shell::scripts::ZIG_CC;
 /// The glibc a zig build targets when the target names no manylinux policy.
 pub const DEFAULT_GLIBC: &str = "2.17";
 

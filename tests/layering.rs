@@ -1,9 +1,20 @@
-//! The module graph is one-way: every `crate::` path in `src/` points to a module of a lower layer
-//! than its own, in the order `src/lib.rs`'s module doc writes down. Reads the sources as text, so it
-//! needs no build of the crate's internals and no privileges.
+//! The module graph is one-way. Every `crate::` path in `src/` points to a module of a lower layer
+//! than its own, in the order `src/lib.rs`'s module doc writes down; `pipeline` never names `cli`
+//! (the command line is an edge: `commands` turns it into a request); inside any module
+//! directory the submodules' references to each other (`super::x`, `crate::m::x`, `self::x`)
+//! form no circle; and no file embeds (`include_str!`) a file of a module above its own. Reads
+//! the sources as text, so it needs no build of the crate's internals and no privileges. The
+//! checks run on a list of (path, text), so that the tests below can plant each kind of fault.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+/// Uses that the layers allow but the design forbids: (from, to, why).
+const FORBIDDEN: &[(&str, &str, &str)] = &[(
+    "pipeline",
+    "cli",
+    "the pipeline takes a BuildRequest, never clap's structs (commands makes the request)",
+)];
 
 /// The layers from `src/lib.rs`'s doc: each module's layer number, lowest first.
 fn layers(lib: &str) -> BTreeMap<String, usize> {
@@ -28,50 +39,16 @@ fn layers(lib: &str) -> BTreeMap<String, usize> {
     layer
 }
 
-/// The modules a source file names through `crate::x` or `use crate::{x, y::z}`, outside its unit
-/// tests and comments.
-fn uses(source: &str) -> Vec<String> {
-    let code: String = source
+/// A source file's code: its unit tests and its comment lines left out.
+fn code(source: &str) -> String {
+    source
         .split("#[cfg(test)]\nmod tests")
         .next()
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
-        .join("\n");
-    let mut found = Vec::new();
-    let mut rest = code.as_str();
-    while let Some(at) = rest.find("crate::") {
-        let before = rest[..at].chars().next_back();
-        rest = &rest[at + "crate::".len()..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue; // `pookie_ns_crate::` or the like: not this crate's root
-        }
-        if let Some(group) = rest.strip_prefix('{') {
-            // The first path segment of every item of the group, at its top level.
-            let mut depth = 0;
-            let mut item_start = true;
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => {
-                        rest = &group[i..];
-                        break;
-                    }
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if item_start && (c.is_alphanumeric() || c == '_') => {
-                        item_start = false;
-                        found.push(ident(&group[i..]));
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            found.push(ident(rest));
-        }
-    }
-    found
+        .join("\n")
 }
 
 fn ident(s: &str) -> String {
@@ -80,26 +57,299 @@ fn ident(s: &str) -> String {
         .collect()
 }
 
-/// Every source file of `src/` with the top-level module it belongs to (`pipeline/plan.rs` → pipeline).
-fn sources(src: &Path) -> Vec<(String, std::path::PathBuf)> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(src).expect("read src/") {
-        let path = entry.expect("read src/").path();
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if path.is_dir() {
-            let mut dirs = vec![path.clone()];
-            while let Some(dir) = dirs.pop() {
-                for sub in std::fs::read_dir(&dir).expect("read a module dir") {
-                    let sub = sub.expect("read a module dir").path();
-                    if sub.is_dir() {
-                        dirs.push(sub);
-                    } else if sub.extension().is_some_and(|e| e == "rs") {
-                        files.push((name.clone(), sub));
+/// The paths of a use tree that starts at `s` (just after `crate::`, `super::` or `self::`):
+/// `a::b::{c, d::{self, e}}` → [a, b, c], [a, b, d], [a, b, d, e]. Paths stop at the first
+/// segment that is not an identifier.
+fn tree(s: &str) -> Vec<Vec<String>> {
+    fn parse(s: &str, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+        let mut path = prefix.to_vec();
+        let mut i = 0;
+        loop {
+            let rest = &s[i..];
+            let trimmed = rest.trim_start();
+            i += rest.len() - trimmed.len();
+            if let Some(group) = trimmed.strip_prefix('{') {
+                i += 1;
+                let mut consumed = 0;
+                loop {
+                    let g = &group[consumed..];
+                    let t = g.trim_start();
+                    consumed += g.len() - t.len();
+                    if t.starts_with('}') || t.is_empty() {
+                        consumed += 1.min(t.len());
+                        break;
+                    }
+                    consumed += parse(&group[consumed..], &path, out);
+                    let g = &group[consumed..];
+                    let t = g.trim_start();
+                    consumed += g.len() - t.len();
+                    if t.starts_with(',') {
+                        consumed += 1;
                     }
                 }
+                return i + consumed;
             }
-        } else if path.extension().is_some_and(|e| e == "rs") && name != "lib" && name != "main" {
-            files.push((name, path));
+            let name = ident(trimmed);
+            if name.is_empty() {
+                break;
+            }
+            i += name.len();
+            if name != "self" {
+                path.push(name);
+            }
+            if s[i..].starts_with("::") {
+                i += 2;
+            } else {
+                break;
+            }
+        }
+        if !path.is_empty() {
+            out.push(path);
+        }
+        i
+    }
+    let mut out = Vec::new();
+    parse(s, &[], &mut out);
+    out
+}
+
+/// Every module path a file names: `crate::` paths as they are, `super::`/`self::` paths made
+/// absolute from `here` (the file's own module path), outside its unit tests and comments.
+fn paths(source: &str, here: &[String]) -> Vec<Vec<String>> {
+    let code = code(source);
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("::") {
+        // The start of the path this `::` belongs to: only its first `::` is looked at.
+        let head_start = code[..at]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let head = &code[head_start..at];
+        let before = code[..head_start].chars().next_back();
+        if before == Some(':') {
+            continue; // a later segment of a path already read
+        }
+        let rest = &code[at + 2..];
+        let base: Vec<String> = match head {
+            "crate" => Vec::new(),
+            "self" => here.to_vec(),
+            "super" => {
+                // super::super::x: each `super` one level up.
+                let mut base = here.to_vec();
+                base.pop();
+                let mut r = rest;
+                while let Some(more) = r.strip_prefix("super::") {
+                    base.pop();
+                    r = more;
+                }
+                for p in tree(r) {
+                    found.push(base.iter().cloned().chain(p).collect());
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        for p in tree(rest) {
+            found.push(base.iter().cloned().chain(p).collect());
+        }
+    }
+    found
+}
+
+/// A source file's module path from its path under `src/`: `pipeline/worker/mod.rs` →
+/// [pipeline, worker]; `pipeline/plan.rs` → [pipeline, plan].
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let file = parts.pop().unwrap_or_default();
+    let stem = file.trim_end_matches(".rs");
+    if stem != "mod" && stem != "lib" && stem != "main" {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn normal(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The files a source embeds with `include_str!`/`include_bytes!`, relative to `src/`'s parent
+/// (`src/shell/scripts/x.sh`, `examples/c-ext/pyproject.toml`).
+fn includes(source: &str, rel: &Path) -> Vec<PathBuf> {
+    let code = code(source);
+    let dir = Path::new("src").join(rel.parent().unwrap_or(Path::new("")));
+    let mut out = Vec::new();
+    for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+        for (at, _) in code.match_indices(macro_name) {
+            let rest = &code[at + macro_name.len()..];
+            if let Some(end) = rest.find('"') {
+                out.push(normal(&dir.join(&rest[..end])));
+            }
+        }
+    }
+    out
+}
+
+/// Every fault of the module graph of `files` ((path under `src/`, text)), as messages.
+fn faults(files: &[(PathBuf, String)], layer: &BTreeMap<String, usize>) -> Vec<String> {
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(p, _)| module_path(p)).collect();
+    let mut wrong = Vec::new();
+    // Inside each module directory: which child names which sibling.
+    let mut siblings: BTreeMap<Vec<String>, BTreeSet<(String, String)>> = BTreeMap::new();
+    for (rel, text) in files {
+        let here = module_path(rel);
+        let Some(top) = here.first().cloned() else {
+            continue; // lib.rs and main.rs
+        };
+        let Some(&from) = layer.get(&top) else {
+            wrong.push(format!(
+                "src/{}: {top} is no module listed in src/lib.rs",
+                rel.display()
+            ));
+            continue;
+        };
+        for mut path in paths(text, &here) {
+            if path.first().is_some_and(|f| f == "Error" || f == "Result") {
+                path[0] = "error".into(); // the root's re-exports of `error`'s types
+            }
+            let Some(used) = path.first().cloned() else {
+                continue;
+            };
+            if used != top {
+                match layer.get(&used) {
+                    None => wrong.push(format!(
+                        "src/{}: crate::{used} is no module listed in src/lib.rs",
+                        rel.display()
+                    )),
+                    Some(&to) if to >= from => wrong.push(format!(
+                        "src/{}: {top} (layer {from}) uses {used} (layer {to})",
+                        rel.display()
+                    )),
+                    _ => {}
+                }
+                for (f, t, why) in FORBIDDEN {
+                    if top == *f && used == *t {
+                        wrong.push(format!("src/{}: {f} uses {t}: {why}", rel.display()));
+                    }
+                }
+                continue;
+            }
+            // The same top-level module: an edge between two children of their common parent.
+            let k = here.iter().zip(&path).take_while(|(a, b)| a == b).count();
+            if k == 0 || k >= here.len() || k >= path.len() {
+                continue;
+            }
+            if modules.contains(&path[..=k]) {
+                siblings
+                    .entry(here[..k].to_vec())
+                    .or_default()
+                    .insert((here[k].clone(), path[k].clone()));
+            }
+        }
+        for inc in includes(text, rel) {
+            let Ok(under) = inc.strip_prefix("src") else {
+                continue; // examples/, rootfs/, toolchains/: data, not a module's
+            };
+            let owner = under
+                .components()
+                .next()
+                .map(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .trim_end_matches(".rs")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            if owner == top {
+                continue;
+            }
+            match layer.get(&owner) {
+                Some(&to) if to < from => {}
+                _ => wrong.push(format!(
+                    "src/{}: {top} embeds {}, a file of {owner}, which is not below it",
+                    rel.display(),
+                    inc.display()
+                )),
+            }
+        }
+    }
+    for (dir, edges) in &siblings {
+        if let Some(cycle) = circle(edges) {
+            wrong.push(format!(
+                "a circle inside src/{}: {}",
+                dir.join("/"),
+                cycle.join(" → ")
+            ));
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    wrong
+}
+
+/// A circle of `edges`, as the names along it (the first repeated at the end), if there is one.
+fn circle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
+    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (a, b) in edges {
+        next.entry(a).or_default().push(b);
+    }
+    fn walk<'a>(
+        n: &'a str,
+        next: &BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| *p == n) {
+            let mut c: Vec<String> = path[i..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if !done.insert(n) {
+            return None;
+        }
+        path.push(n);
+        for m in next.get(n).into_iter().flatten() {
+            if let Some(c) = walk(m, next, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in next.keys() {
+        if let Some(c) = walk(n, &next, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Every source file of `src/`, as (path under `src/`, text).
+fn sources(src: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a source dir") {
+            let path = entry.expect("read a source dir").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read a source file");
+                files.push((path.strip_prefix(src).unwrap().to_path_buf(), text));
+            }
         }
     }
     files.sort();
@@ -131,52 +381,140 @@ fn no_module_uses_one_above_it() {
         );
     }
 
-    let mut wrong = Vec::new();
-    let mut edges = 0;
     let files = sources(&root.join("src"));
     assert!(files.len() > 20, "found only {} source files", files.len());
-    for (module, path) in &files {
-        let text = std::fs::read_to_string(path).expect("read a source file");
-        for mut used in uses(&text) {
-            if used == "Error" || used == "Result" {
-                used = "error".into(); // the root's re-exports of `error`'s types
-            }
-            if used == *module {
-                continue;
-            }
-            edges += 1;
-            let (Some(&from), Some(&to)) = (layer.get(module), layer.get(&used)) else {
-                panic!(
-                    "{}: crate::{used} is no module listed in src/lib.rs",
-                    path.display()
-                );
-            };
-            if to >= from {
-                wrong.push(format!(
-                    "{}: {module} (layer {from}) uses {used} (layer {to})",
-                    path.strip_prefix(root).unwrap_or(path).display()
-                ));
-            }
-        }
-    }
+    let edges: usize = files
+        .iter()
+        .map(|(p, t)| paths(t, &module_path(p)).len())
+        .sum();
     assert!(
-        edges > 100,
-        "read only {edges} edges: is the reader broken?"
+        edges > 300,
+        "read only {edges} paths: is the reader broken?"
     );
-    wrong.sort();
-    wrong.dedup();
+    let wrong = faults(&files, &layer);
     assert!(
         wrong.is_empty(),
-        "modules that use one of their own layer or above:\n{}",
+        "the module graph has faults:\n{}",
         wrong.join("\n")
     );
 }
 
+/// A small tree whose graph is sound, to plant faults in.
+fn sound() -> Vec<(PathBuf, String)> {
+    vec![
+        ("arch.rs".into(), "pub fn host() {}".into()),
+        ("cli.rs".into(), "use crate::arch;".into()),
+        (
+            "pipeline/mod.rs".into(),
+            "mod a;\nmod b;\nuse crate::arch::host;\nuse a::f;".into(),
+        ),
+        (
+            "pipeline/a.rs".into(),
+            "use super::b::g;\npub fn f() {}".into(),
+        ),
+        (
+            "pipeline/b.rs".into(),
+            "use super::Thing;\npub fn g() {}".into(),
+        ),
+        (
+            "shell/mod.rs".into(),
+            "pub const X: &str = include_str!(\"x.sh\");".into(),
+        ),
+        (
+            "commands.rs".into(),
+            "use crate::{cli::Cli, pipeline};".into(),
+        ),
+    ]
+}
+
+fn planted(extra: (&str, &str)) -> Vec<String> {
+    let layer: BTreeMap<String, usize> = [
+        ("arch", 1),
+        ("shell", 1),
+        ("cli", 2),
+        ("pipeline", 3),
+        ("commands", 4),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut files = sound();
+    files.retain(|(p, _)| p != Path::new(extra.0));
+    files.push((extra.0.into(), extra.1.into()));
+    faults(&files, &layer)
+}
+
 #[test]
-fn the_edge_reader_sees_groups_and_paths() {
+fn the_sound_tree_has_no_faults() {
+    assert_eq!(
+        planted(("arch.rs", "pub fn host() {}")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_upward_use_fails() {
+    let f = planted(("arch.rs", "use crate::pipeline::x;"));
+    assert!(
+        f.iter().any(|m| m.contains("arch (layer 1) uses pipeline")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_circle_inside_a_directory_fails() {
+    let f = planted(("pipeline/b.rs", "use crate::pipeline::a::f;"));
+    assert!(
+        f.iter()
+            .any(|m| m.contains("a circle inside src/pipeline: a → b → a")),
+        "{f:?}"
+    );
+    // Through super:: and a group, as well.
+    let f = planted(("pipeline/b.rs", "use super::{a::{self, f}};"));
+    assert!(f.iter().any(|m| m.contains("circle")), "{f:?}");
+}
+
+#[test]
+fn an_upward_include_fails() {
+    let f = planted((
+        "shell/mod.rs",
+        "const X: &str = include_str!(\"../pipeline/x.sh\");",
+    ));
+    assert!(
+        f.iter().any(|m| m.contains("embeds src/pipeline/x.sh")),
+        "{f:?}"
+    );
+    // Data outside src/ is no module's.
+    let f = planted((
+        "shell/mod.rs",
+        "const X: &str = include_str!(\"../../examples/p.toml\");",
+    ));
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn the_pipeline_naming_cli_fails() {
+    let f = planted(("pipeline/a.rs", "use crate::cli::BuildArgs;"));
+    assert!(f.iter().any(|m| m.contains("pipeline uses cli")), "{f:?}");
+}
+
+#[test]
+fn the_path_reader_sees_groups_super_and_self() {
     let source = "use crate::{arch::Arch, store::{self, Store}};\n\
                   // crate::commands in a comment\n\
-                  fn f() { crate::binfmt::choose(); }\n\
+                  fn f() { crate::binfmt::choose(); super::super::x::y(); self::z::w(); }\n\
                   #[cfg(test)]\nmod tests { use crate::pipeline; }\n";
-    assert_eq!(uses(source), ["arch", "store", "binfmt"]);
+    let here = ["pipeline".to_string(), "worker".into(), "env".into()];
+    let p: Vec<String> = paths(source, &here).iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        p,
+        [
+            "arch::Arch",
+            "store",
+            "store::Store",
+            "binfmt::choose",
+            "pipeline::x::y",
+            "pipeline::worker::env::z::w"
+        ]
+    );
 }

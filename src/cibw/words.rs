@@ -2,11 +2,8 @@
 //! shell does, `environment`'s `NAME=VALUE` assignments (each value kept as the shell word it is,
 //! to be expanded inside), and quoting a table's value so that it still expands.
 
-/// Splits a string into words the way the POSIX shell does (quotes removed; inside double
-/// quotes a backslash escapes only `$`, `` ` ``, `"`, `\` and a newline), with `shlex`.
-pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
-    shlex::split(s).ok_or_else(|| format!("unterminated quote or trailing backslash in {s:?}"))
-}
+/// Splits a string into words the way the POSIX shell does ([`crate::shell::split_words`]).
+pub use crate::shell::split_words as shell_words;
 
 pub(super) fn valid_var(name: &str) -> bool {
     !name.is_empty()

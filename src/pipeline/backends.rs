@@ -1,6 +1,6 @@
 //! What particular build backends need in a toolchain build beyond the toolchain's environment:
 //! Meson a cross file (meson-python ignores `CC` & co. for a foreign host machine without one),
-//! Rust a compiler with the target's standard library. Each is a shell script under `scripts/`
+//! Rust a compiler with the target's standard library. Each is a shell script of `crate::shell::scripts`
 //! (checked by shellcheck in CI), parameterised through environment variables set here.
 
 use std::path::Path;
@@ -8,10 +8,8 @@ use std::path::Path;
 use crate::arch::Arch;
 use crate::toolchain::SYSROOT;
 
-use super::worker::sh_quote;
-
-const MESON_CROSS_SH: &str = include_str!("scripts/meson-cross.sh");
-const RUST_SETUP_SH: &str = include_str!("scripts/rust-setup.sh");
+use crate::shell::quote as sh_quote;
+use crate::shell::scripts::{MESON_CROSS as MESON_CROSS_SH, RUST_SETUP as RUST_SETUP_SH};
 
 /// Where a meson-python build in cross mode finds its cross file.
 pub const MESON_CROSS_FILE: &str = "/buildroot/cross/meson-cross.ini";
@@ -70,7 +68,8 @@ fn script_call(vars: &[(&str, &str)], script: &str) -> String {
         .map(|(k, v)| format!("{k}={}", sh_quote(v)))
         .collect();
     format!(
-        "env {} sh -c {} pookie-ns\n",
+        "# shellcheck disable=SC2016,SC1003 # the fragment, quoted; checked as a file on its own\n\
+         env {} sh -c {} pookie-ns\n",
         assignments.join(" "),
         sh_quote(script)
     )
@@ -105,7 +104,10 @@ mod tests {
     #[test]
     fn the_scripts_are_called_with_their_parameters() {
         let m = meson_cross_step(Arch::Arm64);
-        assert!(m.starts_with("env POOKIE_NS_MESON_CROSS_FILE=/buildroot/cross/meson-cross.ini "));
+        assert!(
+            m.contains("\nenv POOKIE_NS_MESON_CROSS_FILE=/buildroot/cross/meson-cross.ini "),
+            "{m}"
+        );
         assert!(m.contains("POOKIE_NS_MESON_CPU_FAMILY=aarch64 "), "{m}");
         assert!(m.contains("POOKIE_NS_TRIPLET=aarch64-linux-gnu "), "{m}");
         assert!(MESON_CROSS_FILE.starts_with(CROSS_DIR));

@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::BuildArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::project::Project;
 use crate::store::Store;
 
-use super::Ui;
+use super::request::{BuildRequest, BundleSettings};
 
 /// One bundle's project, as its configuration describes it.
 pub(super) struct Request {
@@ -23,8 +22,8 @@ pub(super) struct Request {
 
 /// A bundle's project and its configuration: cibuildwheel's file, then the `CIBW_*` variables,
 /// then the command line (with a wheels file's settings for the package applied).
-pub(super) fn read_project(b: &Bundle, ui: Ui) -> Result<Request> {
-    let args = &b.args;
+pub(super) fn read_project(args: &BuildRequest, b: &Bundle) -> Result<Request> {
+    let ui = args.output;
     let bundle = b.dir.clone();
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let config_file = args
@@ -40,13 +39,6 @@ pub(super) fn read_project(b: &Bundle, ui: Ui) -> Result<Request> {
             .as_ref()
             .map(|s| s.name.clone())
             .filter(|n| !n.is_empty());
-    }
-    if let Some(p) = &args.platform {
-        if !matches!(p.as_str(), "linux" | "auto") {
-            return Err(Error::usage(format!(
-                "--platform {p}: pookie-ns builds Linux wheels only (linux or auto)"
-            )));
-        }
     }
     if ui.say && !args.print_build_identifiers {
         for note in &project.config.notes {
@@ -68,8 +60,8 @@ pub(super) struct Bundle {
     pub(super) shown: String,
     /// The project directory: the user's own, or an unpacked sdist in the store's `tmp/`.
     pub(super) dir: PathBuf,
-    /// The command line with a wheels file's settings for this package applied.
-    pub(super) args: BuildArgs,
+    /// The command line's settings, or a wheels file's for this package.
+    pub(super) settings: BundleSettings,
     pub(super) source: Option<crate::sources::SourceRecord>,
 }
 
@@ -96,36 +88,22 @@ enum BundleKind {
 pub(super) fn resolve_bundles(
     config: &Config,
     store: &Store,
-    args: &BuildArgs,
+    args: &BuildRequest,
     say: bool,
 ) -> Result<Bundles> {
-    let mut wanted: Vec<(String, BuildArgs)> = args
+    let mut wanted: Vec<(String, BundleSettings)> = args
         .bundles
         .iter()
-        .map(|b| (b.clone(), args.clone()))
+        .map(|b| (b.clone(), args.settings.clone()))
         .collect();
     let mut group_name = "group".to_string();
     if let Some(file) = &args.wheels_file {
         for p in crate::wheels_file::load(file)? {
-            let mut a = args.clone();
-            if let Some(c) = &p.test_command {
-                a.test = Some(c.clone());
-            }
-            if !p.test_requires.is_empty() {
-                a.test_requires = p.test_requires.clone();
-            }
-            if let Some(c) = &p.before_all {
-                a.before_all = Some(c.clone());
-            }
-            if !p.targets.is_empty() {
-                a.target = p.targets.clone();
-                a.archs = None;
-            }
-            if let Some(x) = &p.archs {
-                a.archs = Some(x.clone());
-                a.target.clear();
-            }
-            wanted.push((p.bundle(), a));
+            let settings = args.settings.with_package(&p);
+            settings
+                .check(&format!("{}: package {}", file.display(), p.bundle()))
+                .map_err(Error::usage)?;
+            wanted.push((p.bundle(), settings));
         }
         let stem = file
             .file_stem()
@@ -175,7 +153,7 @@ pub(super) fn resolve_bundles(
                 list.push(Bundle {
                     shown,
                     dir,
-                    args: a,
+                    settings: a,
                     source: None,
                 });
                 continue;
@@ -207,7 +185,7 @@ pub(super) fn resolve_bundles(
         list.push(Bundle {
             shown,
             dir,
-            args: a,
+            settings: a,
             source: Some(source),
         });
     }

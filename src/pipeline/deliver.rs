@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cli::{BuildArgs, Cli};
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
 
 use super::report::{self, Report, TargetResult};
+use super::request::BuildRequest;
 use super::worker::Job;
 use super::{output_dir, plan};
 
@@ -33,8 +33,7 @@ pub(super) struct Delivery {
 /// follows (0, 1 when a target failed, 128 + N when a signal stopped the build).
 pub(super) fn deliver(
     store: &Store,
-    args: &BuildArgs,
-    cli: &Cli,
+    args: &BuildRequest,
     d: Delivery,
     jobs: &[Job],
     mut results: Vec<TargetResult>,
@@ -73,7 +72,7 @@ pub(super) fn deliver(
     };
     let report_path = out_root.join("report.json");
     store::write_json(&report_path, &report)?;
-    if cli.json {
+    if args.output.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("serializable")
@@ -95,11 +94,11 @@ pub(super) fn deliver(
                 .unwrap_or_default(),
             t.failure_log().display()
         );
-        if cli.verbose > 0 {
+        if args.output.verbose > 0 {
             stream_log(t.failure_log());
         }
     }
-    if !cli.quiet {
+    if args.output.say {
         eprintln!(
             "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
             report.targets.len(),

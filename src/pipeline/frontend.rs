@@ -3,7 +3,7 @@
 
 use crate::project::Frontend;
 
-use super::worker::{self, OUT_INSIDE};
+use super::worker::OUT_INSIDE;
 
 /// The frontend's verbosity when `build-verbosity` is 0 (unset): `pip wheel -v` shows the
 /// backend's output, setuptools' compile commands among it.
@@ -46,12 +46,12 @@ pub(super) fn frontend_command(
         };
         extra.push_str(&format!(
             " {}",
-            worker::sh_quote(&format!("{flag}={k}={val}"))
+            crate::shell::quote(&format!("{flag}={k}={val}"))
         ));
     }
     for a in &f.args {
         extra.push(' ');
-        extra.push_str(&worker::sh_quote(a));
+        extra.push_str(&crate::shell::quote(a));
     }
     match (f.frontend, toolchain) {
         (Frontend::Pip, false) => format!(

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use crate::arch::Arch;
-use crate::cli::BuildArgs;
 use crate::error::{Error, Result};
 use crate::project::{self, Mode};
 use crate::store::{self, Store};
@@ -14,6 +13,7 @@ use crate::toolchain::{self, Compiler};
 
 use super::bundles::Request;
 use super::frontend::frontend_command;
+use super::request::{BuildRequest, BundleSettings};
 use super::resolve::{unavailable, Targets, Unloaded};
 use super::worker::{BaseRef, Job, PROJECT_INSIDE};
 use super::{backends, output_dir, Ui};
@@ -23,7 +23,8 @@ use super::{backends, output_dir, Ui};
 /// `job.json` for the worker. A target whose base OS is among `unloaded` gets the reason.
 pub(super) fn make_jobs(
     store: &Store,
-    args: &BuildArgs,
+    args: &BuildRequest,
+    settings: &BundleSettings,
     request: &Request,
     targets: &Targets,
     unloaded: &[Unloaded],
@@ -37,17 +38,17 @@ pub(super) fn make_jobs(
         let identifier = p.target.identifier();
         let mut o = project.options(&identifier)?;
         let custom_build = args.build.clone().or_else(|| o.build_command.clone());
-        let test_command = args.test.clone().or_else(|| o.test_command.clone());
-        let test_requires = if args.test_requires.is_empty() {
+        let test_command = settings.test.clone().or_else(|| o.test_command.clone());
+        let test_requires = if settings.test_requires.is_empty() {
             o.test_requires
                 .iter()
                 .chain(&o.test_group_requires)
                 .cloned()
                 .collect()
         } else {
-            args.test_requires.clone()
+            settings.test_requires.clone()
         };
-        let before_all = args.before_all.clone().or_else(|| o.before_all.clone());
+        let before_all = settings.before_all.clone().or_else(|| o.before_all.clone());
         let tested = project.config.tested(&identifier);
         if !tested && test_command.is_some() && ui.say {
             eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");

@@ -26,6 +26,7 @@ pub mod image;
 mod jobs;
 pub mod plan;
 pub mod report;
+pub mod request;
 mod resolve;
 mod schedule;
 pub mod worker;
@@ -34,13 +35,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::branch;
-use crate::cli::{BuildArgs, Cli};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
 use bundles::{read_project, resolve_bundles, Bundle};
 use deliver::{deliver, Delivery};
 use jobs::make_jobs;
+use request::{BuildRequest, Output};
 use resolve::{ensure_base_oses, resolve_targets, Resolution};
 use schedule::{run_abi3_once, run_workers};
 use worker::Job;
@@ -50,14 +51,10 @@ use worker::Job;
 /// OSes → make one job per target) → run the workers of all bundles → deliver the wheels and the
 /// report. A group (several bundles, or a wheels file) is one plan: the base OSes, instances and
 /// before-all layers its packages share are made once, and the workers run in parallel across all.
-pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Result<i32> {
+pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32> {
     let started = Instant::now();
-    let ui = Ui {
-        // Progress bars go with --json too; messages only with -q.
-        quiet: cli.quiet || cli.json,
-        say: !cli.quiet,
-    };
-    let jobs_n = check_settings(config, args)?;
+    let ui = args.output;
+    let jobs_n = args.jobs;
     let bundles = resolve_bundles(config, store, args, ui.say)?;
     let mut jobs: Vec<Job> = Vec::new();
     let mut skipped = Vec::new();
@@ -65,7 +62,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let mut output_dir = None;
     let mut abi3_projects = Vec::new();
     for b in &bundles.list {
-        let Some(p) = plan_bundle(config, store, b, ui)? else {
+        let Some(p) = plan_bundle(config, store, args, b)? else {
             continue;
         };
         if projects.contains(&p.name) {
@@ -94,17 +91,9 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
     let mut ran = if runnable.is_empty() {
         Vec::new()
     } else if abi3_projects.is_empty() {
-        run_workers(config, store, cli, &runnable, jobs_n, ui.quiet)?
+        run_workers(config, store, ui, &runnable, jobs_n)?
     } else {
-        run_abi3_once(
-            config,
-            store,
-            cli,
-            &mut runnable,
-            &abi3_projects,
-            jobs_n,
-            ui.quiet,
-        )?
+        run_abi3_once(config, store, ui, &mut runnable, &abi3_projects, jobs_n)?
     }
     .into_iter();
     let mut results = Vec::new();
@@ -142,39 +131,24 @@ pub fn build(config: &Config, store: &Store, args: &BuildArgs, cli: &Cli) -> Res
         started,
         interrupted,
     };
-    deliver(store, args, cli, delivery, &jobs, results)
+    deliver(store, args, delivery, &jobs, results)
 }
 
-/// How the build talks: progress bars (`!quiet`, with --json too) and messages (`say`, not
-/// with -q).
-#[derive(Debug, Clone, Copy)]
-struct Ui {
-    quiet: bool,
-    say: bool,
-}
+/// How the build talks (the request's [`Output`]).
+type Ui = Output;
 
-/// The settings every bundle shares, checked before anything runs: the branch, and `--jobs`
-/// (returned: workers at a time).
-fn check_settings(config: &Config, args: &BuildArgs) -> Result<usize> {
-    store::check_name(&args.branch)?;
+/// The branch of a build, checked before anything runs: a valid name with a source list.
+pub fn check_branch(config: &Config, branch: &str) -> Result<()> {
+    store::check_name(branch)?;
     let branches = branch::branches(&config.config_dir);
-    if !branches.contains(&args.branch) {
+    if !branches.contains(&branch.to_string()) {
         return Err(Error::usage(format!(
-            "no branch {:?}: the branches are {} (add one as {})",
-            args.branch,
+            "no branch {branch:?}: the branches are {} (add one as {})",
             branches.join(", "),
-            branch::list_path(&config.config_dir, &args.branch).display()
+            branch::list_path(&config.config_dir, branch).display()
         )));
     }
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if jobs == 0 {
-        return Err(Error::usage("--jobs must be at least 1"));
-    }
-    Ok(jobs)
+    Ok(())
 }
 
 /// One bundle's part of the plan: its project's name, its jobs (their job.json written) and
@@ -190,14 +164,20 @@ struct BundlePlan {
 /// Plans one bundle: its project read, its targets resolved, the base OSes they need loaded on
 /// first use, one job per target. `None` when there is nothing to run (identifiers printed, or
 /// nothing left and --allow-empty).
-fn plan_bundle(config: &Config, store: &Store, b: &Bundle, ui: Ui) -> Result<Option<BundlePlan>> {
-    let mut request = read_project(b, ui)?;
-    let targets = match resolve_targets(config, store, &b.args, &mut request, ui)? {
+fn plan_bundle(
+    config: &Config,
+    store: &Store,
+    args: &BuildRequest,
+    b: &Bundle,
+) -> Result<Option<BundlePlan>> {
+    let ui = args.output;
+    let mut request = read_project(args, b)?;
+    let targets = match resolve_targets(config, store, args, &b.settings, &mut request, ui)? {
         Resolution::Targets(t) => t,
         Resolution::Done => return Ok(None),
     };
     let unloaded = ensure_base_oses(config, store, &targets, ui)?;
-    let jobs = make_jobs(store, &b.args, &request, &targets, &unloaded, ui)?;
+    let jobs = make_jobs(store, args, &b.settings, &request, &targets, &unloaded, ui)?;
     Ok(Some(BundlePlan {
         output_dir: request.project.config.output_dir.clone(),
         name: request.project_name,

@@ -4,7 +4,6 @@
 
 use crate::arch::Arch;
 use crate::baseos;
-use crate::cli::BuildArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::project::{self, Mode};
@@ -15,6 +14,7 @@ use crate::toolchain::{self, Compiler};
 
 use super::bundles::Request;
 use super::plan::{self, Loaded, Offer};
+use super::request::{archs_words, BuildRequest, BundleSettings};
 use super::{image, Ui};
 
 /// The targets to build, how each builds, and what was left out.
@@ -43,7 +43,8 @@ pub(super) enum Resolution {
 pub(super) fn resolve_targets(
     config: &Config,
     store: &Store,
-    args: &BuildArgs,
+    args: &BuildRequest,
+    settings: &BundleSettings,
     request: &mut Request,
     ui: Ui,
 ) -> Result<Resolution> {
@@ -71,11 +72,7 @@ pub(super) fn resolve_targets(
             arches: r.spec.arches.clone(),
         })
         .collect();
-    let mut pythons = args
-        .python
-        .iter()
-        .map(|p| target::parse_python(p).map_err(Error::usage))
-        .collect::<Result<Vec<_>>>()?;
+    let mut pythons = args.python.clone();
     let platforms = if let Some(id) = &args.only {
         // cibuildwheel's --only: this identifier, whatever build, skip and archs say.
         let (python, platform) = crate::cibw::split_identifier(id).map_err(Error::usage)?;
@@ -83,15 +80,12 @@ pub(super) fn resolve_targets(
         project.skip = target::Selector::default();
         pythons = vec![python];
         vec![platform]
-    } else if let Some(archs) = &args.archs {
-        let words: Vec<String> = archs
-            .split([',', ' '])
-            .filter(|w| !w.is_empty())
-            .map(str::to_string)
-            .collect();
-        project::resolve_archs(&words).map_err(|e| Error::usage(format!("--archs: {e}")))?
-    } else if !args.target.is_empty() {
-        args.target
+    } else if let Some(archs) = &settings.archs {
+        project::resolve_archs(&archs_words(archs))
+            .map_err(|e| Error::usage(format!("--archs: {e}")))?
+    } else if !settings.target.is_empty() {
+        settings
+            .target
             .iter()
             .map(|t| target::parse_platform(t).map_err(Error::usage))
             .collect::<Result<Vec<_>>>()?
@@ -288,7 +282,7 @@ pub(super) fn ensure_base_oses(
             &name,
             None,
             baseos::Output {
-                quiet: ui.quiet,
+                quiet: !ui.progress,
                 json: false,
                 replace: false,
             },

@@ -8,13 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::cli::Cli;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
 
 use super::backends;
 use super::report::{self, Outcome, TargetResult};
+use super::request::Output;
 use super::worker::{self, Job};
 
 /// The workers of a build with projects that may build an abi3 wheel (`abi3_projects`): of
@@ -24,11 +24,10 @@ use super::worker::{self, Job};
 pub(super) fn run_abi3_once(
     config: &Config,
     store: &Store,
-    cli: &Cli,
+    output: Output,
     jobs: &mut [Job],
     abi3_projects: &[String],
     jobs_n: usize,
-    quiet: bool,
 ) -> Result<Vec<TargetResult>> {
     let same = |a: &Job, b: &Job| {
         a.project == b.project
@@ -44,10 +43,10 @@ pub(super) fn run_abi3_once(
         })
         .collect();
     if firsts.len() == jobs.len() {
-        return run_workers(config, store, cli, jobs, jobs_n, quiet);
+        return run_workers(config, store, output, jobs, jobs_n);
     }
     let first_jobs: Vec<Job> = firsts.iter().map(|&i| jobs[i].clone()).collect();
-    let first_results = run_workers(config, store, cli, &first_jobs, jobs_n, quiet)?;
+    let first_results = run_workers(config, store, output, &first_jobs, jobs_n)?;
     let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
     let mut rest = Vec::new();
     for i in 0..jobs.len() {
@@ -80,7 +79,7 @@ pub(super) fn run_abi3_once(
             })
             .collect()
     } else {
-        run_workers(config, store, cli, &rest_jobs, jobs_n, quiet)?
+        run_workers(config, store, output, &rest_jobs, jobs_n)?
     };
     for (k, &i) in rest.iter().enumerate() {
         results[i] = Some(rest_results[k].clone());
@@ -101,14 +100,13 @@ enum Event {
 pub(super) fn run_workers(
     config: &Config,
     store: &Store,
-    cli: &Cli,
+    output: Output,
     jobs: &[Job],
     jobs_n: usize,
-    quiet: bool,
 ) -> Result<Vec<TargetResult>> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::io("find pookie-ns's own executable", "/proc/self/exe", e))?;
-    let multi = if quiet {
+    let multi = if !output.progress {
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
     } else {
         indicatif::MultiProgress::new()
@@ -152,8 +150,8 @@ pub(super) fn run_workers(
                 if config.config_dir.is_dir() {
                     cmd.arg("--config-dir").arg(&config.config_dir);
                 }
-                if cli.verbose > 0 {
-                    cmd.arg(format!("-{}", "v".repeat(cli.verbose as usize)));
+                if output.verbose > 0 {
+                    cmd.arg(format!("-{}", "v".repeat(output.verbose as usize)));
                 }
                 cmd.arg("__build-target")
                     .arg(job.dir.join("job.json"))

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::deliver::{deliver_script, repair_script};
 use super::harvest::harvest;
-use super::prepare::Prepared;
+use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
 use super::scripts::{self, fragment, python_selection, script_text, traced};
-use super::spec::{end_step, prepared_spec, timed_run, toolchain_cache_binds};
+use super::spec::{end_step, timed_run, toolchain_cache_binds};
 use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -36,56 +36,11 @@ pub(super) fn build_step(
     r.build_log = Some(log.clone());
     let ws = store.create_workspace(&prep.instance, &["build".into(), job.target.name()])?;
     copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
-    let mut body = python_selection(job);
     if let Some(t) = &job.toolchain {
         write_cross_files(&ws.upper().join(&CROSS_DIR[1..]), t)?;
-        body.push_str(&cross_prelude(job, t));
-    }
-    if let Some(before) = &job.before_build {
-        body.push_str(&traced(&format!("before-build: {before}"), before));
-    }
-    if job.install_build_requires {
-        // pypa's build, for the target's CPython (the toolchain's setup installed it for the
-        // suite's default python3 only).
-        body.push_str("python3 -c 'import build' 2>/dev/null || python3 -m pip install --quiet build==1.2.2.post1\n");
-        let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
-        body.push_str(&traced(&format!("{install}  # natively"), &install));
-    }
-    if let Some(t) = &job.toolchain {
-        body.push_str(&export_toolchain(t));
-        if job.meson_cross {
-            body.push_str(&backends::meson_cross_step(job.target.arch));
-        }
-    }
-    body.push_str(&traced(&job.build_command, &job.build_command));
-    match &job.repair_wheel_command {
-        Some(repair) => body.push_str(&repair_script(
-            repair,
-            job.target.arch,
-            job.toolchain.as_ref(),
-        )),
-        None => body.push_str(&deliver_script(
-            &job.target,
-            job.repair_policy.as_deref(),
-            job.toolchain.as_ref(),
-            job.interpreter.is_some(),
-        )),
     }
     let usage = job.dir.join("build.disk");
-    let script = script_text(
-        job,
-        &format!(
-            "build ({}{}) on {}/{}",
-            job.mode,
-            job.toolchain
-                .as_ref()
-                .map(|t| format!(", {}", t.name))
-                .unwrap_or_default(),
-            prep.base.name,
-            prep.base.arch
-        ),
-        &body,
-    );
+    let script = build_script(job, &prep.base.name, prep.base.arch);
     let spec = Spec {
         binds: std::iter::once(Bind {
             src: wheelhouse.clone(),
@@ -180,6 +135,58 @@ fn export_toolchain(t: &Resolved) -> String {
         s.push_str(&format!("export {k}=\"{v}{own}\"\necho \"  {k}=${k}\"\n"));
     }
     s
+}
+
+/// The build step's script on base OS `base_name`/`base_arch`: the target's CPython selected,
+/// the toolchain's prelude and environment, before-build, the build requirements, the build
+/// command, then the repair and delivery of the wheel.
+pub(super) fn build_script(job: &Job, base_name: &str, base_arch: crate::arch::Arch) -> String {
+    let mut body = python_selection(job);
+    if let Some(t) = &job.toolchain {
+        body.push_str(&cross_prelude(job, t));
+    }
+    if let Some(before) = &job.before_build {
+        body.push_str(&traced(&format!("before-build: {before}"), before));
+    }
+    if job.install_build_requires {
+        // pypa's build, for the target's CPython (the toolchain's setup installed it for the
+        // suite's default python3 only).
+        body.push_str("python3 -c 'import build' 2>/dev/null || python3 -m pip install --quiet build==1.2.2.post1\n");
+        let install = format!("python3 {CROSS_DIR}/{BUILD_REQUIRES_PY} {PROJECT_INSIDE}");
+        body.push_str(&traced(&format!("{install}  # natively"), &install));
+    }
+    if let Some(t) = &job.toolchain {
+        body.push_str(&export_toolchain(t));
+        if job.meson_cross {
+            body.push_str(&backends::meson_cross_step(job.target.arch));
+        }
+    }
+    body.push_str(&traced(&job.build_command, &job.build_command));
+    match &job.repair_wheel_command {
+        Some(repair) => body.push_str(&repair_script(
+            repair,
+            job.target.arch,
+            job.toolchain.as_ref(),
+        )),
+        None => body.push_str(&deliver_script(
+            &job.target,
+            job.repair_policy.as_deref(),
+            job.toolchain.as_ref(),
+            job.interpreter.is_some(),
+        )),
+    }
+    script_text(
+        job,
+        &format!(
+            "build ({}{}) on {base_name}/{base_arch}",
+            job.mode,
+            job.toolchain
+                .as_ref()
+                .map(|t| format!(", {}", t.name))
+                .unwrap_or_default(),
+        ),
+        &body,
+    )
 }
 
 #[cfg(test)]

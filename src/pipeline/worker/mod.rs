@@ -27,7 +27,7 @@
 //! ready for a step, with its cached setup layers (toolchain, before-all), by `prepare.rs`. The
 //! build step is `build_step.rs` (with what a toolchain build adds), the test step
 //! `test_step.rs`; both run in the sandbox that `spec.rs` describes, with the environment of
-//! `env.rs`, and run scripts assembled from the fragments of `src/pipeline/scripts/` by
+//! `env.rs`, and run scripts assembled from the fragments of `src/shell/scripts/` by
 //! `scripts.rs`. The repair and delivery of the wheel inside the build are `deliver.rs`; the
 //! wheel's check on the host after it, `harvest.rs`; the project's copy into a workspace,
 //! `project_copy.rs`.
@@ -44,7 +44,6 @@ mod test_step;
 
 pub use harvest::wheel_platform;
 pub use project_copy::copy_project;
-pub use scripts::sh_quote;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -413,4 +412,161 @@ fn run_tests(
         Outcome::TestFailed
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod script_tests {
+    //! Every script a step runs, as the worker assembles it, passes `shellcheck -s sh` (POSIX
+    //! sh: the base OSes run dash or busybox), not only the fragments it is made of.
+    use super::*;
+    use crate::arch::Arch;
+    use crate::toolchain::{self, Compiler, Context};
+
+    fn job(arch: Arch, mode: Mode, toolchain: Option<crate::toolchain::Resolved>) -> Job {
+        Job {
+            project: "c-ext".into(),
+            target: Target {
+                arch,
+                python: "3.14".into(),
+                policy: Some("manylinux_2_17".into()),
+            },
+            mode,
+            branch: "stable".into(),
+            build_base: BaseRef {
+                name: "debian-forky".into(),
+                arch: Arch::host(),
+            },
+            test_base: BaseRef {
+                name: "debian-forky".into(),
+                arch,
+            },
+            toolchain,
+            install_build_requires: true,
+            meson_cross: true,
+            rust_setup: None,
+            prebuilt_wheel: None,
+            wheel_built_by: None,
+            unavailable: None,
+            bundle: "/nonexistent/c-ext".into(),
+            build_command: "python3 -m pip wheel --no-deps -w /buildroot/out /buildroot/src".into(),
+            before_all: Some("apt-get install -y libffi-dev".into()),
+            before_build: Some("echo \"it's $HOME\"".into()),
+            test_command: Some("python3 -m pytest -q {project}/tests".into()),
+            test_requires: vec!["pytest>=8".into(), "numpy; python_version<'3.15'".into()],
+            environment: vec![
+                ("PATH".into(), "\"$PATH:/opt/x\"".into()),
+                ("CFLAGS".into(), "'-O2 -g'".into()),
+            ],
+            repair_policy: Some("manylinux_2_17_aarch64".into()),
+            interpreter: None,
+            environment_pass: vec!["HOME".into()],
+            before_test: Some("pip list".into()),
+            test_extras: vec!["test".into()],
+            test_sources: vec!["tests".into(), "conftest.py".into()],
+            test_environment: vec![("PYTHONFAULTHANDLER".into(), "1".into())],
+            repair_wheel_command: None,
+            dir: "/nonexistent/out".into(),
+            keep_failed: false,
+        }
+    }
+
+    /// False (said) when shellcheck is missing outside CI; under CI=true that is a failure.
+    fn have_shellcheck() -> bool {
+        let found = std::process::Command::new("shellcheck")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "shellcheck is missing (scripts/setup-host installs it)"
+            );
+            eprintln!("skipped: shellcheck is not installed (scripts/setup-host installs it)");
+        }
+        found
+    }
+
+    fn shellcheck(what: &str, script: &str) {
+        let out = std::process::Command::new("shellcheck")
+            .args(["-s", "sh", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(script.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("run shellcheck");
+        assert!(
+            out.status.success(),
+            "{what}: shellcheck -s sh finds faults:\n{}\n--- the script:\n{script}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// The built-in toolchain of `compiler` for `arch`, when there is one (zig serves no armhf).
+    fn resolved(arch: Arch, compiler: Compiler) -> Option<crate::toolchain::Resolved> {
+        let all = toolchain::all(Path::new("/nonexistent")).unwrap();
+        let t = toolchain::choose(&all, arch, Some(compiler))?;
+        (t.spec.compiler == compiler).then(|| {
+            t.resolve(&Context {
+                arch,
+                python: "3.14",
+                glibc: "2.17",
+            })
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn every_step_script_passes_shellcheck() {
+        if !have_shellcheck() {
+            return;
+        }
+        let native = job(Arch::host(), Mode::Native, None);
+        let mut image = job(Arch::host(), Mode::Native, None);
+        image.interpreter = Some("/opt/python/cp314-cp314/bin/python".into());
+        image.repair_wheel_command = Some("auditwheel repair -w {dest_dir} {wheel}".into());
+        image.install_build_requires = false;
+        image.meson_cross = false;
+        let mut cases = vec![("native".to_string(), native), ("image".into(), image)];
+        for compiler in [Compiler::Zig, Compiler::Gcc, Compiler::Clang] {
+            for arch in [Arch::Arm64, Arch::Armhf] {
+                let Some(t) = resolved(arch, compiler) else {
+                    continue;
+                };
+                shellcheck(&format!("{compiler:?} {arch} toolchain setup"), &t.setup);
+                cases.push((
+                    format!("{compiler:?} {arch} cross"),
+                    job(arch, Mode::Cross, Some(t)),
+                ));
+            }
+        }
+        assert!(cases.len() >= 6, "too few cases: is a toolchain missing?");
+        for (what, job) in &cases {
+            shellcheck(
+                &format!("{what} build"),
+                &build_step::build_script(job, "debian-forky", Arch::host()),
+            );
+            shellcheck(
+                &format!("{what} test"),
+                &test_step::test_script(
+                    job,
+                    "c_ext-1.0-cp314-cp314-manylinux_2_17_aarch64.whl",
+                    "python3 -m pytest -q /buildroot/src/tests",
+                    "debian-forky",
+                    job.target.arch,
+                ),
+            );
+            shellcheck(
+                &format!("{what} before-all"),
+                &scripts::script_text(
+                    job,
+                    "before-all on debian-forky",
+                    "apt-get install -y libffi-dev",
+                ),
+            );
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::report::{BeforeAll, TargetResult};
 use crate::sandbox::{self, Bind, Spec};
-use crate::store::{BaseOs, InstanceId, InstanceLock, Store};
+use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
 
 /// An instance made ready for a step: refreshed, with its setup layers, held shared.
 pub(super) struct Prepared {
@@ -31,6 +31,30 @@ impl Prepared {
     pub(super) fn lower(&self, store: &Store) -> Result<Vec<PathBuf>> {
         store.lower_layers(&self.base, &self.instance, &self.extra)
     }
+}
+
+/// [`step_spec`] on the prepared instance of the target (its base OS, instance and setup
+/// layers), for the build and test steps.
+pub(super) fn prepared_spec(
+    config: &Config,
+    store: &Store,
+    job: &Job,
+    prep: &Prepared,
+    ws: &Workspace,
+    log: &Path,
+    script: &str,
+) -> Result<Spec> {
+    let layers = store.layers_over(&prep.base, &prep.instance, &prep.extra, ws)?;
+    Ok(Spec {
+        // The build and test steps keep a failed workspace with --keep-failed.
+        keep_upper_on_failure: job.keep_failed,
+        // What they write: the project's copy, the wheels (an image's User owns them).
+        user_owns: vec![Path::new(PROJECT_INSIDE)
+            .parent()
+            .expect("/buildroot")
+            .into()],
+        ..step_spec(config, store, job, &prep.base, layers, ws, log, script)?
+    })
 }
 
 /// A script run once per instance state in a layer of its own, cached.

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::env::image_step_env;
-use super::prepare::Prepared;
 use super::{Job, PROJECT_INSIDE};
 use crate::config::Config;
 use crate::error::Result;
@@ -60,29 +59,6 @@ pub(super) fn toolchain_cache_binds(job: &Job) -> Vec<Bind> {
             })
         })
         .collect()
-}
-
-/// [`step_spec`] on the prepared instance of the target (its base OS, instance and setup layers).
-pub(super) fn prepared_spec(
-    config: &Config,
-    store: &Store,
-    job: &Job,
-    prep: &Prepared,
-    ws: &Workspace,
-    log: &Path,
-    script: &str,
-) -> Result<Spec> {
-    let layers = store.layers_over(&prep.base, &prep.instance, &prep.extra, ws)?;
-    Ok(Spec {
-        // The build and test steps keep a failed workspace with --keep-failed.
-        keep_upper_on_failure: job.keep_failed,
-        // What they write: the project's copy, the wheels (an image's User owns them).
-        user_owns: vec![Path::new(PROJECT_INSIDE)
-            .parent()
-            .expect("/buildroot")
-            .into()],
-        ..step_spec(config, store, job, &prep.base, layers, ws, log, script)?
-    })
 }
 
 /// Runs a step's sandbox and times it. (On an error of pookie-ns itself the caller's `?` drops

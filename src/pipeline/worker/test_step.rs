@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use super::prepare::Prepared;
+use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
 use super::scripts::{python_selection, script_text_with, sh_quote, traced};
-use super::spec::{end_step, prepared_spec, timed_run};
+use super::spec::{end_step, timed_run};
 use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -39,6 +39,34 @@ pub(super) fn test_step(
     crate::sys::mkdir_p(&house, 0o755)?;
     std::fs::copy(wheel, house.join(&*wheel_name))
         .map_err(|e| Error::io("copy the wheel into the test workspace", &house, e))?;
+    let script = test_script(
+        job,
+        &wheel_name,
+        test_command,
+        &prep.base.name,
+        prep.base.arch,
+    );
+    let spec = Spec {
+        // The script makes and enters TEST_CWD: it does not exist before.
+        cwd: Some("/".into()),
+        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
+    };
+    let (code, secs) = timed_run(store, &spec)?;
+    r.test_secs = Some(secs);
+    r.test_exit_code = Some(code);
+    end_step(ws, job, r, code, "the tests failed")
+}
+
+/// The test step's script on base OS `base_name`/`base_arch`: the target's CPython selected,
+/// the wheel `wheel_name` installed with its extras and the test requirements, before-test,
+/// the test sources copied, and the test command run outside the source tree.
+pub(super) fn test_script(
+    job: &Job,
+    wheel_name: &str,
+    test_command: &str,
+    base_name: &str,
+    base_arch: crate::arch::Arch,
+) -> String {
     let extras = if job.test_extras.is_empty() {
         String::new()
     } else {
@@ -76,19 +104,10 @@ pub(super) fn test_step(
         traced(&install, &install),
         traced(&format!("(in {TEST_CWD}) {test_command}"), test_command),
     );
-    let script = script_text_with(
+    script_text_with(
         job,
-        &format!("test on {}/{}", prep.base.name, prep.base.arch),
+        &format!("test on {base_name}/{base_arch}"),
         &body,
         &job.test_environment,
-    );
-    let spec = Spec {
-        // The script makes and enters TEST_CWD: it does not exist before.
-        cwd: Some("/".into()),
-        ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
-    };
-    let (code, secs) = timed_run(store, &spec)?;
-    r.test_secs = Some(secs);
-    r.test_exit_code = Some(code);
-    end_step(ws, job, r, code, "the tests failed")
+    )
 }
