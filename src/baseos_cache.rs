@@ -71,8 +71,7 @@ impl Key {
             recipe.spec,
             arch.debian()
         ));
-        let digest = h.finalize();
-        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short = &format!("{:x}", h.finalize())[..12];
         Key {
             prefix: format!("{}-{}-{short}", recipe.name, arch.debian()),
             release_date,
@@ -81,10 +80,7 @@ impl Key {
 
     /// The file name of the entry for this key's release date.
     pub fn file_name(&self, date: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(date.as_bytes());
-        let digest = h.finalize();
-        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short = &format!("{:x}", Sha256::digest(date.as_bytes()))[..12];
         format!("{}-{short}.tar.zst", self.prefix)
     }
 }

@@ -132,10 +132,6 @@ impl Tokens {
 mod tests {
     use super::*;
 
-    fn hex(h: [u8; 32]) -> String {
-        h.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn roles_and_refusals() {
         let tmp = tempfile::tempdir().unwrap();
@@ -144,8 +140,8 @@ mod tests {
             &p,
             format!(
                 "# team tokens\nread {} ci-reader\nsubmit sha256:{}\n",
-                hex(hash("r")),
-                hex(hash("s"))
+                format!("{:x}", Sha256::digest(b"r")),
+                format!("{:x}", Sha256::digest(b"s"))
             ),
         )
         .unwrap();

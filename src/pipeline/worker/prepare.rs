@@ -195,12 +195,7 @@ fn setup_layer(
         h.update(b"\0");
         h.update(layer.to_string_lossy().as_bytes());
     }
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = &format!("{:x}", h.finalize())[..16];
     Ok(store
         .instance_dir(instance)
         .join(setup.kind.name())
