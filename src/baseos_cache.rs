@@ -4,14 +4,15 @@
 //!
 //! An entry is keyed by the recipe (its whole text as parsed), the mirror, the arch and the
 //! `Date:` of the suite's `InRelease` on that mirror: when the archive publishes a new release
-//! file the key changes and the next build is fresh. When the date cannot be read (offline, no
-//! curl), the newest entry for recipe + mirror + arch is used as the best there is.
+//! file the key changes and the next build is fresh. When the date cannot be read (offline, the
+//! mirror unreachable), the newest entry for recipe + mirror + arch is used as the best there is.
 //!
 //! Lives in `$XDG_CACHE_HOME/pookie-ns/baseos` (else `~/.cache/pookie-ns/baseos`); removed by
 //! `pookie-ns cleanup all --cache`. Failures to read or fill it are warnings, never errors.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -85,20 +86,54 @@ impl Key {
     }
 }
 
-/// The `Date:` field of `<mirror>/dists/<suite>/InRelease` (only its first 4 KiB are fetched).
+/// How long asking the mirror may take, all told: the date is only a cache key, and without it
+/// the newest entry serves.
+const RELEASE_DATE_TIMEOUT: Duration = Duration::from_secs(20);
+/// `Date:` is near the top of `InRelease`: only this much of it is asked for (a range request).
+const RELEASE_HEAD: u64 = 4096;
+
+/// The `Date:` field of `<mirror>/dists/<suite>/InRelease` (only its first 4 KiB are fetched);
+/// `None`, with a warning saying why, when the mirror cannot be asked.
 pub fn release_date(mirror: &str, suite: &str) -> Option<String> {
     let url = format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/'));
-    tracing::debug!(command = %format!("curl -fsSL --max-time 20 -r 0-4095 {url}"), "reading the release date");
-    let out = Command::new("curl")
-        .args(["-fsSL", "--max-time", "20", "-r", "0-4095", &url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    match fetch_release_date(&crate::oci::registry::agent(), &url) {
+        Ok(date) => Some(date),
+        Err(why) => {
+            tracing::warn!(
+                "reading the release date from {url}: {why}; the newest cached build of the recipe \
+                 is used, if there is one (check the recipe's mirror, the network and https_proxy)"
+            );
+            None
+        }
     }
-    parse_release_date(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// GET `url` with `Range: bytes=0-4095` and reads `Date:` from what comes back: a 206, or a
+/// whole 200 from a server that ignores ranges (only its head is read).
+fn fetch_release_date(agent: &ureq::Agent, url: &str) -> std::result::Result<String, String> {
+    let range = format!("bytes=0-{}", RELEASE_HEAD - 1);
+    tracing::debug!(url, range, "reading the release date");
+    let mut response = agent
+        .get(url)
+        .header("Range", &range)
+        .config()
+        .timeout_global(Some(RELEASE_DATE_TIMEOUT))
+        .build()
+        .call()
+        .map_err(|e| format!("the request failed ({e})"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the mirror answered {status}"));
+    }
+    let mut head = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(RELEASE_HEAD)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("reading the answer failed ({e})"))?;
+    parse_release_date(&String::from_utf8_lossy(&head))
+        .ok_or_else(|| format!("no Date: field in its first {RELEASE_HEAD} bytes"))
 }
 
 fn parse_release_date(text: &str) -> Option<String> {
@@ -179,6 +214,87 @@ mod tests {
             Some("Sat, 15 Nov 2026 09:14:02 UTC")
         );
         assert_eq!(parse_release_date("Origin: Debian\n"), None);
+    }
+
+    /// A mirror on 127.0.0.1 that answers each request with `answer(range header)`: (status, body).
+    fn mirror(
+        answer: fn(Option<String>) -> (u16, String),
+    ) -> (String, std::thread::JoinHandle<()>) {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/debian", server.server_addr().to_ip().unwrap());
+        let handle = std::thread::spawn(move || {
+            let request = server.recv().unwrap();
+            let range = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Range"))
+                .map(|h| h.value.to_string());
+            assert_eq!(request.url(), "/debian/dists/bookworm/InRelease");
+            let (status, body) = answer(range);
+            request
+                .respond(tiny_http::Response::from_string(body).with_status_code(status))
+                .unwrap();
+        });
+        (url, handle)
+    }
+
+    fn no_proxy_agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .new_agent()
+    }
+
+    #[test]
+    fn release_date_is_asked_for_with_a_range_request() {
+        let (url, server) = mirror(|range| {
+            assert_eq!(range.as_deref(), Some("bytes=0-4095"));
+            (
+                206,
+                "Origin: Debian\nDate: Sat, 15 Nov 2026 09:14:02 UTC\n".into(),
+            )
+        });
+        let url = format!("{url}/dists/bookworm/InRelease");
+        assert_eq!(
+            fetch_release_date(&no_proxy_agent(), &url).as_deref(),
+            Ok("Sat, 15 Nov 2026 09:14:02 UTC")
+        );
+        server.join().unwrap();
+        // A server that ignores the range sends it whole: the date is in its head all the same.
+        let (url, server) = mirror(|_| {
+            let tail = "x".repeat(10_000);
+            (
+                200,
+                format!("Date: Sun, 16 Nov 2026 00:00:00 UTC\n{tail}Date: later\n"),
+            )
+        });
+        let url = format!("{url}/dists/bookworm/InRelease");
+        assert_eq!(
+            fetch_release_date(&no_proxy_agent(), &url).as_deref(),
+            Ok("Sun, 16 Nov 2026 00:00:00 UTC")
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_mirror_without_the_file_says_so() {
+        let (url, server) = mirror(|_| (404, "not here".into()));
+        let err = fetch_release_date(
+            &no_proxy_agent(),
+            &format!("{url}/dists/bookworm/InRelease"),
+        )
+        .unwrap_err();
+        assert!(err.contains("404"), "{err}");
+        server.join().unwrap();
+        let (url, server) = mirror(|_| (206, "Origin: Debian\n".into()));
+        let err = fetch_release_date(
+            &no_proxy_agent(),
+            &format!("{url}/dists/bookworm/InRelease"),
+        )
+        .unwrap_err();
+        assert!(err.contains("no Date:"), "{err}");
+        server.join().unwrap();
     }
 
     #[test]
