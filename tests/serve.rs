@@ -199,9 +199,9 @@ fn bad_input_is_refused_and_nothing_is_written() {
     std::fs::write(
         &tokens,
         format!(
-            "# test tokens\nread {} reader\nsubmit {} ci\n",
-            format!("{:x}", Sha256::digest(b"read-token")),
-            format!("{:x}", Sha256::digest(b"submit-token"))
+            "# test tokens\nread {:x} reader\nsubmit {:x} ci\n",
+            Sha256::digest(b"read-token"),
+            Sha256::digest(b"submit-token")
         ),
     )
     .unwrap();

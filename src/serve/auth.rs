@@ -139,9 +139,9 @@ mod tests {
         std::fs::write(
             &p,
             format!(
-                "# team tokens\nread {} ci-reader\nsubmit sha256:{}\n",
-                format!("{:x}", Sha256::digest(b"r")),
-                format!("{:x}", Sha256::digest(b"s"))
+                "# team tokens\nread {:x} ci-reader\nsubmit sha256:{:x}\n",
+                Sha256::digest(b"r"),
+                Sha256::digest(b"s")
             ),
         )
         .unwrap();
