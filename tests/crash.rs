@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{everyone, hash_tree, stderr, Runner, Who};
+use common::{everyone, hash_tree, stale_pids_cgroups, stderr, Runner, Who};
 use pookie_ns::fault::POINTS;
 
 /// Runs pookie-ns with `POOKIE_NS_FAULT=point` in a process group of its own, and checks that it
@@ -92,26 +92,10 @@ fn locks_free(store: &Path) -> bool {
     })
 }
 
-/// The `pookie-ns-<pid>` pids cgroups (cgroup v1's pids hierarchy, or v2's root) whose helper
-/// has exited.
-fn killed_pids_cgroups() -> Vec<std::path::PathBuf> {
-    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name.strip_prefix("pookie-ns-")?.parse::<u32>().ok()?;
-            let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map_or(true, |st| st.contains(") Z ") || st.contains(") X "));
-            gone.then(|| e.path())
-        })
-        .collect()
-}
-
 /// True when no process is left in the pids cgroup of a killed sandbox: the next sandbox can
 /// remove them.
-fn killed_pids_cgroups_empty() -> bool {
-    killed_pids_cgroups().iter().all(|dir| {
+fn stale_pids_cgroups_empty() -> bool {
+    stale_pids_cgroups().iter().all(|dir| {
         std::fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
     })
 }
@@ -246,7 +230,7 @@ fn every_crash_point_is_repaired_by_the_next_command() {
         // The pids cgroup of a killed sandbox goes with the next sandbox, once the kernel has
         // taken its last process out of it (rmdir refuses a cgroup with processes: EBUSY).
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !killed_pids_cgroups_empty() {
+        while !stale_pids_cgroups_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "[{who:?}] the killed sandboxes' pids cgroups still have processes 15 s on"
@@ -254,7 +238,7 @@ fn every_crash_point_is_repaired_by_the_next_command() {
             std::thread::sleep(Duration::from_millis(20));
         }
         r.ok(&["run", "--baseos", "bb", "--", "true"]);
-        let stale = killed_pids_cgroups();
+        let stale = stale_pids_cgroups();
         assert!(stale.is_empty(), "[{who:?}] pids cgroups left: {stale:?}");
     }
     eprintln!("crash scenarios tried: {tried}");
