@@ -216,13 +216,15 @@ mod tests {
         assert_eq!(parse_release_date("Origin: Debian\n"), None);
     }
 
-    /// A mirror on 127.0.0.1 that answers each request with `answer(range header)`: (status, body).
-    fn mirror(
-        answer: fn(Option<String>) -> (u16, String),
-    ) -> (String, std::thread::JoinHandle<()>) {
+    /// Asks a mirror on 127.0.0.1 for the release date; it answers the one request with
+    /// `answer(its Range header)`: (status, body).
+    fn ask(answer: fn(Option<String>) -> (u16, String)) -> std::result::Result<String, String> {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/debian", server.server_addr().to_ip().unwrap());
-        let handle = std::thread::spawn(move || {
+        let url = format!(
+            "http://{}/debian/dists/bookworm/InRelease",
+            server.server_addr().to_ip().unwrap()
+        );
+        let mirror = std::thread::spawn(move || {
             let request = server.recv().unwrap();
             let range = request
                 .headers()
@@ -235,66 +237,51 @@ mod tests {
                 .respond(tiny_http::Response::from_string(body).with_status_code(status))
                 .unwrap();
         });
-        (url, handle)
-    }
-
-    fn no_proxy_agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
+        // The environment's proxy (if any) is not for 127.0.0.1.
+        let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
             .build()
-            .new_agent()
+            .new_agent();
+        let got = fetch_release_date(&agent, &url);
+        mirror.join().unwrap();
+        got
     }
 
     #[test]
     fn release_date_is_asked_for_with_a_range_request() {
-        let (url, server) = mirror(|range| {
+        let got = ask(|range| {
             assert_eq!(range.as_deref(), Some("bytes=0-4095"));
             (
                 206,
                 "Origin: Debian\nDate: Sat, 15 Nov 2026 09:14:02 UTC\n".into(),
             )
         });
-        let url = format!("{url}/dists/bookworm/InRelease");
-        assert_eq!(
-            fetch_release_date(&no_proxy_agent(), &url).as_deref(),
-            Ok("Sat, 15 Nov 2026 09:14:02 UTC")
-        );
-        server.join().unwrap();
-        // A server that ignores the range sends it whole: the date is in its head all the same.
-        let (url, server) = mirror(|_| {
-            let tail = "x".repeat(10_000);
+        assert_eq!(got.as_deref(), Ok("Sat, 15 Nov 2026 09:14:02 UTC"));
+        // A server that ignores the range sends the file whole: its head is read, no more.
+        let got = ask(|_| {
             (
                 200,
-                format!("Date: Sun, 16 Nov 2026 00:00:00 UTC\n{tail}Date: later\n"),
+                format!("Date: Sun, 16 Nov 2026\n{}", "x".repeat(10_000)),
             )
         });
-        let url = format!("{url}/dists/bookworm/InRelease");
-        assert_eq!(
-            fetch_release_date(&no_proxy_agent(), &url).as_deref(),
-            Ok("Sun, 16 Nov 2026 00:00:00 UTC")
+        assert_eq!(got.as_deref(), Ok("Sun, 16 Nov 2026"));
+        let got = ask(|_| (200, format!("{}\nDate: too far\n", "x".repeat(5_000))));
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("no Date:")),
+            "{got:?}"
         );
-        server.join().unwrap();
     }
 
     #[test]
     fn a_mirror_without_the_file_says_so() {
-        let (url, server) = mirror(|_| (404, "not here".into()));
-        let err = fetch_release_date(
-            &no_proxy_agent(),
-            &format!("{url}/dists/bookworm/InRelease"),
-        )
-        .unwrap_err();
-        assert!(err.contains("404"), "{err}");
-        server.join().unwrap();
-        let (url, server) = mirror(|_| (206, "Origin: Debian\n".into()));
-        let err = fetch_release_date(
-            &no_proxy_agent(),
-            &format!("{url}/dists/bookworm/InRelease"),
-        )
-        .unwrap_err();
-        assert!(err.contains("no Date:"), "{err}");
-        server.join().unwrap();
+        let got = ask(|_| (404, "not here".into()));
+        assert!(got.as_ref().is_err_and(|e| e.contains("404")), "{got:?}");
+        let got = ask(|_| (206, "Origin: Debian\n".into()));
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("no Date:")),
+            "{got:?}"
+        );
     }
 
     #[test]
