@@ -253,6 +253,7 @@ mod tests {
             "docker://x@md5:00",
             "docker:debian",
             "docker://a//b",
+            "docker://x/a..b",
             "docker://x:bad/tag:",
             "oci-archive:",
         ] {
