@@ -4,14 +4,15 @@
 //!
 //! An entry is keyed by the recipe (its whole text as parsed), the mirror, the arch and the
 //! `Date:` of the suite's `InRelease` on that mirror: when the archive publishes a new release
-//! file the key changes and the next build is fresh. When the date cannot be read (offline, no
-//! curl), the newest entry for recipe + mirror + arch is used as the best there is.
+//! file the key changes and the next build is fresh. When the date cannot be read (offline, the
+//! mirror unreachable), the newest entry for recipe + mirror + arch is used as the best there is.
 //!
 //! Lives in `$XDG_CACHE_HOME/pookie-ns/baseos` (else `~/.cache/pookie-ns/baseos`); removed by
 //! `pookie-ns cleanup all --cache`. Failures to read or fill it are warnings, never errors.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -71,8 +72,7 @@ impl Key {
             recipe.spec,
             arch.debian()
         ));
-        let digest = h.finalize();
-        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short = &format!("{:x}", h.finalize())[..12];
         Key {
             prefix: format!("{}-{}-{short}", recipe.name, arch.debian()),
             release_date,
@@ -81,28 +81,59 @@ impl Key {
 
     /// The file name of the entry for this key's release date.
     pub fn file_name(&self, date: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(date.as_bytes());
-        let digest = h.finalize();
-        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short = &format!("{:x}", Sha256::digest(date.as_bytes()))[..12];
         format!("{}-{short}.tar.zst", self.prefix)
     }
 }
 
-/// The `Date:` field of `<mirror>/dists/<suite>/InRelease` (only its first 4 KiB are fetched).
+/// How long asking the mirror may take, all told: the date is only a cache key, and without it
+/// the newest entry serves.
+const RELEASE_DATE_TIMEOUT: Duration = Duration::from_secs(20);
+/// `Date:` is near the top of `InRelease`: only this much of it is asked for (a range request).
+const RELEASE_HEAD: u64 = 4096;
+
+/// The `Date:` field of `<mirror>/dists/<suite>/InRelease` (only its first 4 KiB are fetched);
+/// `None`, with a warning saying why, when the mirror cannot be asked.
 pub fn release_date(mirror: &str, suite: &str) -> Option<String> {
     let url = format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/'));
-    tracing::debug!(command = %format!("curl -fsSL --max-time 20 -r 0-4095 {url}"), "reading the release date");
-    let out = Command::new("curl")
-        .args(["-fsSL", "--max-time", "20", "-r", "0-4095", &url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    match fetch_release_date(&crate::oci::registry::agent(), &url) {
+        Ok(date) => Some(date),
+        Err(why) => {
+            tracing::warn!(
+                "reading the release date from {url}: {why}; the newest cached build of the recipe \
+                 is used, if there is one (check the recipe's mirror, the network and https_proxy)"
+            );
+            None
+        }
     }
-    parse_release_date(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// GET `url` with `Range: bytes=0-4095` and reads `Date:` from what comes back: a 206, or a
+/// whole 200 from a server that ignores ranges (only its head is read).
+fn fetch_release_date(agent: &ureq::Agent, url: &str) -> std::result::Result<String, String> {
+    let range = format!("bytes=0-{}", RELEASE_HEAD - 1);
+    tracing::debug!(url, range, "reading the release date");
+    let mut response = agent
+        .get(url)
+        .header("Range", &range)
+        .config()
+        .timeout_global(Some(RELEASE_DATE_TIMEOUT))
+        .build()
+        .call()
+        .map_err(|e| format!("the request failed ({e})"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the mirror answered {status}"));
+    }
+    let mut head = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(RELEASE_HEAD)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("reading the answer failed ({e})"))?;
+    parse_release_date(&String::from_utf8_lossy(&head))
+        .ok_or_else(|| format!("no Date: field in its first {RELEASE_HEAD} bytes"))
 }
 
 fn parse_release_date(text: &str) -> Option<String> {
@@ -183,6 +214,74 @@ mod tests {
             Some("Sat, 15 Nov 2026 09:14:02 UTC")
         );
         assert_eq!(parse_release_date("Origin: Debian\n"), None);
+    }
+
+    /// Asks a mirror on 127.0.0.1 for the release date; it answers the one request with
+    /// `answer(its Range header)`: (status, body).
+    fn ask(answer: fn(Option<String>) -> (u16, String)) -> std::result::Result<String, String> {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/debian/dists/bookworm/InRelease",
+            server.server_addr().to_ip().unwrap()
+        );
+        let mirror = std::thread::spawn(move || {
+            let request = server.recv().unwrap();
+            let range = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Range"))
+                .map(|h| h.value.to_string());
+            assert_eq!(request.url(), "/debian/dists/bookworm/InRelease");
+            let (status, body) = answer(range);
+            request
+                .respond(tiny_http::Response::from_string(body).with_status_code(status))
+                .unwrap();
+        });
+        // The environment's proxy (if any) is not for 127.0.0.1.
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .new_agent();
+        let got = fetch_release_date(&agent, &url);
+        mirror.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn release_date_is_asked_for_with_a_range_request() {
+        let got = ask(|range| {
+            assert_eq!(range.as_deref(), Some("bytes=0-4095"));
+            (
+                206,
+                "Origin: Debian\nDate: Sat, 15 Nov 2026 09:14:02 UTC\n".into(),
+            )
+        });
+        assert_eq!(got.as_deref(), Ok("Sat, 15 Nov 2026 09:14:02 UTC"));
+        // A server that ignores the range sends the file whole: its head is read, no more.
+        let got = ask(|_| {
+            (
+                200,
+                format!("Date: Sun, 16 Nov 2026\n{}", "x".repeat(10_000)),
+            )
+        });
+        assert_eq!(got.as_deref(), Ok("Sun, 16 Nov 2026"));
+        let got = ask(|_| (200, format!("{}\nDate: too far\n", "x".repeat(5_000))));
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("no Date:")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_mirror_without_the_file_says_so() {
+        let got = ask(|_| (404, "not here".into()));
+        assert!(got.as_ref().is_err_and(|e| e.contains("404")), "{got:?}");
+        let got = ask(|_| (206, "Origin: Debian\n".into()));
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("no Date:")),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -46,19 +46,10 @@ impl Spinner {
     }
 }
 
+/// Sizes for people, in binary units: `512 B`, `1.50 KiB` (indicatif's `HumanBytes`, as the
+/// progress bars show them).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 /// The last `n` lines of a log file, for an error message.

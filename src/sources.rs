@@ -417,7 +417,7 @@ impl<'a> Sources<'a> {
                     .map_err(|e| Error::io("write", &part, e))?;
             }
             out.sync_all().map_err(|e| Error::io("sync", &part, e))?;
-            let got = hex(&hasher.finalize());
+            let got = format!("{:x}", hasher.finalize());
             if got != expected {
                 return Err(Error::usage(format!(
                     "{}: the sha256 of {url} is {got}, the index says {expected}: the download \
@@ -488,15 +488,11 @@ fn join_url(page: &str, href: &str) -> String {
     format!("{}{}", &page[..scheme_end], parts.join("/"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(|e| Error::io("read", path, e))?;
-    Ok(hex(&h.finalize()))
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// Refuses, before anything is unpacked, an sdist whose links point out of its root (absolute,

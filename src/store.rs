@@ -696,7 +696,7 @@ pub fn disk_usage(path: &Path) -> (u64, bool) {
     (total, complete)
 }
 
-/// Sizes for people: `1.5 MiB` (kept here for the callers; it lives with the progress output).
+/// Sizes for people: `1.50 MiB` (kept here for the callers; it lives with the progress output).
 pub use crate::progress::human_size;
 
 #[cfg(test)]
@@ -750,7 +750,7 @@ mod tests {
     #[test]
     fn sizes_are_human() {
         assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(human_size(1536), "1.50 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.00 GiB");
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{fixtures, stderr, stdout, Runner, Who};
+use common::{fixtures, stale_pids_cgroups, stderr, stdout, Runner, Who};
 use pookie_ns::confine;
 
 /// `check NAME CMD...`: CMD must fail. The shell's own redirections are in CMD's subshell.
@@ -348,17 +348,4 @@ fn a_fork_bomb_is_contained() {
         }
         assert!(stale.is_empty(), "{who:?}: pids cgroups left: {stale:?}");
     }
-}
-
-/// `pookie-ns-<pid>` cgroups whose helper process is gone.
-fn stale_pids_cgroups() -> Vec<std::path::PathBuf> {
-    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid: u32 = name.strip_prefix("pookie-ns-")?.parse().ok()?;
-            (!Path::new(&format!("/proc/{pid}")).exists()).then(|| e.path())
-        })
-        .collect()
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{everyone, hash_tree, stderr, Runner, Who};
+use common::{everyone, hash_tree, stale_pids_cgroups, stderr, Runner, Who};
 use pookie_ns::fault::POINTS;
 
 /// Runs pookie-ns with `POOKIE_NS_FAULT=point` in a process group of its own, and checks that it
@@ -89,6 +89,14 @@ fn locks_free(store: &Path) -> bool {
                 Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok(),
                 Err(_) => true,
             })
+    })
+}
+
+/// True when no process is left in the pids cgroup of a killed sandbox: the next sandbox can
+/// remove them.
+fn stale_pids_cgroups_empty() -> bool {
+    stale_pids_cgroups().iter().all(|dir| {
+        std::fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
     })
 }
 
@@ -219,23 +227,18 @@ fn every_crash_point_is_repaired_by_the_next_command() {
         assert_eq!(out, "whole\nalso\n", "[{who:?}]");
         tried += 1;
 
-        // The pids cgroup of a killed sandbox goes with the next sandbox.
-        std::thread::sleep(Duration::from_millis(500));
+        // The pids cgroup of a killed sandbox goes with the next sandbox, once the kernel has
+        // taken its last process out of it (rmdir refuses a cgroup with processes: EBUSY).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !stale_pids_cgroups_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{who:?}] the killed sandboxes' pids cgroups still have processes 15 s on"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         r.ok(&["run", "--baseos", "bb", "--", "true"]);
-        let stale: Vec<_> = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-            .filter(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_prefix("pookie-ns-")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_some_and(|pid| {
-                        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                            .map_or(true, |st| st.contains(") Z ") || st.contains(") X "))
-                    })
-            })
-            .map(|e| e.path())
-            .collect();
+        let stale = stale_pids_cgroups();
         assert!(stale.is_empty(), "[{who:?}] pids cgroups left: {stale:?}");
     }
     eprintln!("crash scenarios tried: {tried}");

@@ -154,10 +154,6 @@ fn assert_error(got: (u16, String), status: u16, says: &str, what: &str) {
     assert!(msg.contains(says), "{what}: {msg:?} lacks {says:?}");
 }
 
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// examples/NAME as a tar.gz with one top directory, as `submit` packs it.
 fn example_tgz(name: &str) -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -203,9 +199,9 @@ fn bad_input_is_refused_and_nothing_is_written() {
     std::fs::write(
         &tokens,
         format!(
-            "# test tokens\nread {} reader\nsubmit {} ci\n",
-            hex(&Sha256::digest(b"read-token")),
-            hex(&Sha256::digest(b"submit-token"))
+            "# test tokens\nread {:x} reader\nsubmit {:x} ci\n",
+            Sha256::digest(b"read-token"),
+            Sha256::digest(b"submit-token")
         ),
     )
     .unwrap();

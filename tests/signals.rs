@@ -65,6 +65,14 @@ fn alive(pids: &[i32]) -> Vec<String> {
         .collect()
 }
 
+/// An `alive` line of apt at work: apt-get, or one of its fetch methods (`/usr/lib/apt/methods/http`).
+fn is_apt(line: &str) -> bool {
+    let cmd = line.split_once(": ").map_or(line, |(_, c)| c);
+    cmd.split_whitespace().next().is_some_and(|exe| {
+        exe.ends_with("/apt-get") || exe == "apt-get" || exe.contains("/apt/methods/")
+    })
+}
+
 enum Send {
     /// To the main process only.
     Main(nix::sys::signal::Signal),
@@ -194,7 +202,7 @@ fn a_signal_during_a_base_os_build_leaves_no_mmdebstrap() {
         let mut child = cmd.spawn().unwrap();
         let main = child.id() as i32;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let tree = loop {
+        let mut tree = loop {
             let tree = descendants(main);
             if alive(&tree).iter().any(|p| p.contains("mmdebstrap")) {
                 break tree;
@@ -206,9 +214,21 @@ fn a_signal_during_a_base_os_build_leaves_no_mmdebstrap() {
             assert!(child.try_wait().unwrap().is_none(), "{arch}: ended early");
             std::thread::sleep(Duration::from_millis(50));
         };
-        // Let it get under way (apt's downloads), then stop pookie-ns alone.
-        std::thread::sleep(Duration::from_secs(2));
-        let tree: Vec<i32> = tree.into_iter().chain(descendants(main)).collect();
+        // Let it get under way (apt running: its downloads), then stop pookie-ns alone.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !alive(&tree).iter().any(|p| is_apt(p)) {
+            assert!(
+                Instant::now() < deadline,
+                "{arch}: apt did not start under mmdebstrap in 60 s"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "{arch}: ended early");
+            std::thread::sleep(Duration::from_millis(50));
+            for p in descendants(main) {
+                if !tree.contains(&p) {
+                    tree.push(p);
+                }
+            }
+        }
         let sent = Instant::now();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(main),

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use toml_edit::TableLike;
+
 use super::{invalid, Input};
 use crate::config::ConfigError;
 
@@ -48,46 +50,28 @@ impl<'a> Place<'a> {
     }
 }
 
-/// The 1-based line where `key` is set in `table` (its `nth` array entry), if it can be found.
+/// The 1-based line where `key` is set in `table` (its `nth` array entry), if it can be found:
+/// the key's span in toml_edit's parse of the text, wherever it is written (under the table's
+/// header, as a dotted key in a table above, in an inline table). With no key, the line of the
+/// table's own name.
 fn locate(text: &str, table: &str, nth: Option<usize>, key: &str) -> Option<usize> {
-    let mut current = String::new();
-    let mut entries = 0usize;
-    let mut inside = false;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let name = t.trim_start_matches('[');
-            let name = name.split(']').next().unwrap_or("").trim();
-            current = name.to_string();
-            if t.starts_with("[[") && name == table {
-                entries += 1;
-            }
-            inside = match nth {
-                Some(n) => t.starts_with("[[") && name == table && entries == n + 1,
-                None => name == table,
-            };
-            continue;
-        }
-        let head = t
-            .split(['=', '.'])
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_matches('"');
-        if (inside && head == key)
-            || (!current.is_empty()
-                && nth.is_none()
-                && t.starts_with(&format!(
-                    "{}.{key}",
-                    table
-                        .strip_prefix(&format!("{current}."))
-                        .unwrap_or("\u{0}")
-                )))
-        {
-            return Some(i + 1);
-        }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (parents, last) = table.rsplit_once('.').unwrap_or(("", table));
+    let mut parent: &dyn TableLike = doc.as_table();
+    for name in parents.split('.').filter(|n| !n.is_empty()) {
+        parent = parent.get(name)?.as_table_like()?;
     }
-    None
+    let (name, item) = parent.get_key_value(last)?;
+    let span = match (nth, key) {
+        (Some(n), "") => item.as_array_of_tables()?.get(n)?.span()?,
+        (None, "") => name.span()?,
+        (Some(n), key) => {
+            let entry: &dyn TableLike = item.as_array_of_tables()?.get(n)?;
+            entry.get_key_value(key)?.0.span()?
+        }
+        (None, key) => item.as_table_like()?.get_key_value(key)?.0.span()?,
+    };
+    Some(text.get(..span.start)?.matches('\n').count() + 1)
 }
 
 /// The nearest known option name, for "did you mean".
@@ -115,4 +99,37 @@ fn distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    #[test]
+    fn keys_are_found_wherever_they_are_written() {
+        let text = "[project]\nname = \"x\"\n\n[tool.cibuildwheel]\nbuild = \"*\"\nlinux.before-all = \"a\"\n\"test-command\" = \"t\"\nmacos = { archs = [\n  \"x\"], repair = 1 }\n\n[[tool.cibuildwheel.overrides]]\nselect = \"a\"\n\n[[tool.cibuildwheel.overrides]]\nselect = \"b\"\ntest-comand = \"x\"\n";
+        let at = |table: &str, nth: Option<usize>, key: &str| locate(text, table, nth, key);
+        assert_eq!(at("tool.cibuildwheel", None, "build"), Some(5));
+        assert_eq!(at("tool.cibuildwheel.linux", None, "before-all"), Some(6));
+        assert_eq!(at("tool.cibuildwheel", None, "test-command"), Some(7));
+        assert_eq!(at("tool.cibuildwheel.macos", None, "repair"), Some(9));
+        assert_eq!(
+            at("tool.cibuildwheel.overrides", Some(0), "select"),
+            Some(12)
+        );
+        assert_eq!(
+            at("tool.cibuildwheel.overrides", Some(1), "test-comand"),
+            Some(16)
+        );
+        assert_eq!(at("tool.cibuildwheel.overrides", Some(1), ""), Some(14));
+        assert_eq!(at("tool.cibuildwheel", None, ""), Some(4));
+        // Not there: no line rather than a wrong one.
+        assert_eq!(
+            at("tool.cibuildwheel.overrides", Some(0), "test-comand"),
+            None
+        );
+        assert_eq!(at("tool.cibuildwheel.overrides", Some(2), "select"), None);
+        assert_eq!(at("tool.pookie-ns", None, "mode"), None);
+        assert_eq!(at("project", None, "name"), Some(2));
+    }
 }

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+use oci_spec::image::ImageConfiguration;
+
 use super::{
     check_manifest, describe, describe_parts, parse_doc, pick, read_limited, sha256_of, verify,
     Doc, Image, Layer, OciError, Result, Scratch, MAX_MANIFEST,
@@ -303,16 +305,17 @@ pub fn from_docker_archive(reference: &str, scratch: Scratch, arch: Option<Arch>
     if let Some(hex) = hex_in_name(&m.config) {
         verify(&cfg_what, &config, hex, None)?;
     }
-    let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&config)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/rootfs/diff_ids")?.as_array().map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str()?.strip_prefix("sha256:").map(str::to_string))
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
+    let typed: ImageConfiguration =
+        serde_json::from_slice(&config).map_err(|e| OciError::Malformed {
+            what: cfg_what,
+            detail: e.to_string(),
+        })?;
+    let diff_ids: Vec<String> = typed
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .filter_map(|d| d.strip_prefix("sha256:").map(str::to_string))
+        .collect();
     let mut layers = Vec::new();
     for (i, name) in m.layers.iter().enumerate() {
         let path = member(name, &format!("layer {}", i + 1))?;

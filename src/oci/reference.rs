@@ -4,6 +4,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
+
+use oci_spec::distribution::Reference;
 
 use super::OciError;
 
@@ -131,67 +134,55 @@ pub fn parse(s: &str) -> Option<Result<ImageSource, OciError>> {
     })
 }
 
-/// `[REGISTRY/]REPOSITORY[:TAG][@sha256:HEX]`, with Docker Hub's defaults filled in.
+/// `[REGISTRY/]REPOSITORY[:TAG][@sha256:HEX]`, with Docker Hub's defaults filled in
+/// (`debian` is `docker.io/library/debian`, `index.docker.io` is `docker.io`).
+///
+/// oci-spec's `Reference` parses it, with the grammar and normalisation of the distribution
+/// project (docker's). Where it says more, or less, than pookie-ns can use, the result is
+/// checked again: a digest must be `sha256:` and lowercase hex (the only one verified); a tag
+/// the user did not write stays unwritten (oci-spec fills in `latest`; the reference is shown
+/// and stored as written, and `manifest_ref` asks for `latest` all the same); a tag is ASCII
+/// (oci-spec's `\w` lets any letter through); a Docker Hub repository is lowercase (oci-spec
+/// takes `Upper/case` as a Docker Hub repository as it is); and `registry-1.docker.io`, Docker
+/// Hub's API host, is Docker Hub too.
 pub fn parse_registry(s: &str) -> Result<ImageSource, String> {
-    let (name, digest) = match s.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (s, None),
-    };
-    if let Some(d) = digest {
-        check_digest(d)?;
+    // Before the grammar, which would only say "invalid reference format".
+    if let Some((_, digest)) = s.split_once('@') {
+        check_digest(digest)?;
     }
-    let (name, tag) = match name.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (name, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && !t.starts_with(['.', '-'])
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !ok {
-            return Err(format!("invalid tag {t:?}"));
-        }
+    let parsed = Reference::from_str(s).map_err(|e| {
+        format!(
+            "{e}: write it [REGISTRY/]REPOSITORY[:TAG][@sha256:HEX], the repository in lowercase \
+             letters, digits and . _ - between slashes"
+        )
+    })?;
+    let name = s.split_once('@').map_or(s, |(name, _)| name);
+    let tag = parsed
+        .tag()
+        .filter(|t| name.ends_with(&format!(":{t}")))
+        .map(str::to_string);
+    if let Some(t) = tag.as_deref().filter(|t| !t.is_ascii()) {
+        return Err(format!(
+            "invalid tag {t:?}: ASCII letters, digits and _ . - only"
+        ));
     }
-    let (registry, repository) = match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (first.to_string(), rest.to_string())
+    let (registry, repository) = match parsed.registry() {
+        DOCKER_HUB_API if !parsed.repository().contains('/') => {
+            (DOCKER_HUB, format!("library/{}", parsed.repository()))
         }
-        Some(_) => (DOCKER_HUB.to_string(), name.to_string()),
-        None => (DOCKER_HUB.to_string(), format!("library/{name}")),
+        DOCKER_HUB_API => (DOCKER_HUB, parsed.repository().to_string()),
+        r => (r, parsed.repository().to_string()),
     };
-    let registry = if registry == "index.docker.io" || registry == DOCKER_HUB_API {
-        DOCKER_HUB.to_string()
-    } else {
-        registry
-    };
-    let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-        format!("library/{repository}")
-    } else {
-        repository
-    };
-    let component_ok = |c: &str| {
-        !c.is_empty()
-            && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c.chars().all(|ch| {
-                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
-            })
-    };
-    if !repository.split('/').all(component_ok) {
+    if repository.chars().any(|c| c.is_ascii_uppercase()) {
         return Err(format!(
             "invalid repository {repository:?}: lowercase letters, digits and . _ - between slashes"
         ));
     }
-    if registry.is_empty() || registry.contains(|c: char| c.is_whitespace() || c == '@') {
-        return Err(format!("invalid registry {registry:?}"));
-    }
     Ok(ImageSource::Registry(RegistryRef {
-        registry,
+        registry: registry.to_string(),
         repository,
-        tag: tag.map(str::to_string),
-        digest: digest.map(str::to_string),
+        tag,
+        digest: parsed.digest().map(str::to_string),
     }))
 }
 
@@ -262,6 +253,7 @@ mod tests {
             "docker://x@md5:00",
             "docker:debian",
             "docker://a//b",
+            "docker://x/a..b",
             "docker://x:bad/tag:",
             "oci-archive:",
         ] {
@@ -270,6 +262,50 @@ mod tests {
         assert!(parse("debian-bookworm").is_none());
         assert!(parse("/tmp/x.tar").is_none());
         assert!(parse("sftp:x").is_none());
+    }
+
+    #[test]
+    fn docker_hub_hosts_and_written_tags() {
+        for s in [
+            "docker://index.docker.io/debian",
+            "docker://registry-1.docker.io/debian",
+            "docker://docker.io/library/debian",
+        ] {
+            let r = reg(s);
+            assert_eq!(
+                (r.registry.as_str(), r.repository.as_str()),
+                ("docker.io", "library/debian"),
+                "{s}"
+            );
+            assert_eq!(r.tag, None, "{s}: no tag written, none kept");
+            assert_eq!(r.to_string(), "docker://docker.io/library/debian", "{s}");
+        }
+        assert_eq!(reg("docker://debian:latest").tag.as_deref(), Some("latest"));
+        let d = format!("sha256:{}", "0".repeat(64));
+        let r = reg(&format!("docker://debian@{d}"));
+        assert_eq!((r.tag, r.digest.as_deref()), (None, Some(d.as_str())));
+        let r = reg("docker://localhost:5000/a/b/c:1.0-rc_1");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "a/b/c", Some("1.0-rc_1"))
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_to_write() {
+        let reason = |s: &str| match parse(s) {
+            Some(Err(OciError::BadReference { reason, .. })) => reason,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(reason("docker://x@sha256:abc").contains("sha256:<64 hex digits>"));
+        let upper = format!("docker://x@sha256:{}", "A".repeat(64));
+        assert!(reason(&upper).contains("sha256:<64 hex digits>"));
+        let sha512 = format!("docker://x@sha512:{}", "a".repeat(128));
+        assert!(reason(&sha512).contains("unsupported digest"));
+        assert!(reason("docker://Upper/case").contains("lowercase"));
+        assert!(reason("docker://a//b").contains("[REGISTRY/]REPOSITORY[:TAG]"));
+        assert!(reason("docker://debian:b\u{fc}cher").contains("ASCII"));
+        assert!(reason(&format!("docker://x:{}", "t".repeat(129))).contains("[:TAG]"));
     }
 
     #[test]

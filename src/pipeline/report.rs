@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("target"));
         assert!(lines[1].contains("passed") && lines[1].contains("1.2"));
-        assert!(lines[1].contains("2.0 MiB") && lines[1].contains("3.0 MiB"));
+        assert!(lines[1].contains("2.00 MiB") && lines[1].contains("3.00 MiB"));
         assert!(lines[2].contains("TEST FAILED"));
         let col = |l: &str| l.find("3.11").unwrap();
         assert_eq!(col(lines[1]), col(lines[2]));

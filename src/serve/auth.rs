@@ -132,10 +132,6 @@ impl Tokens {
 mod tests {
     use super::*;
 
-    fn hex(h: [u8; 32]) -> String {
-        h.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn roles_and_refusals() {
         let tmp = tempfile::tempdir().unwrap();
@@ -143,9 +139,9 @@ mod tests {
         std::fs::write(
             &p,
             format!(
-                "# team tokens\nread {} ci-reader\nsubmit sha256:{}\n",
-                hex(hash("r")),
-                hex(hash("s"))
+                "# team tokens\nread {:x} ci-reader\nsubmit sha256:{:x}\n",
+                Sha256::digest(b"r"),
+                Sha256::digest(b"s")
             ),
         )
         .unwrap();

@@ -858,3 +858,19 @@ pub fn compile_commands(log: &str) -> Vec<&str> {
         })
         .collect()
 }
+
+/// The `pookie-ns-<pid>` pids cgroups (cgroup v1's pids hierarchy, or v2's root) whose helper
+/// has exited (a zombie counts, as for pookie-ns's own sweep in `confine`).
+pub fn stale_pids_cgroups() -> Vec<PathBuf> {
+    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid: u32 = name.strip_prefix("pookie-ns-")?.parse().ok()?;
+            let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |st| st.contains(") Z ") || st.contains(") X "));
+            gone.then(|| e.path())
+        })
+        .collect()
+}

@@ -266,12 +266,10 @@ fn peak_rss_kib() -> Option<u64> {
 fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
     let started = Instant::now();
-    // A layer made with other variables is another layer (empty: the key of a project without).
-    let env_salt = if job.environment.is_empty() {
-        String::new()
-    } else {
-        format!("{:?}", job.environment)
-    };
+    // A layer made with other variables (set or passed) is another layer.
+    let env_salt = prepare::before_all_salt(&job.environment, &job.environment_pass, |k| {
+        std::env::var(k).ok()
+    });
     let before_all: Vec<Setup> = job
         .before_all
         .as_deref()

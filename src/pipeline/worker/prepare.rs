@@ -62,8 +62,8 @@ pub(super) fn prepared_spec(
 pub(super) struct Setup<'a> {
     pub(super) kind: SetupKind,
     pub(super) script: &'a str,
-    /// More of what the layer depends on (before-all: the project's `environment`, exported
-    /// while it runs); empty for none.
+    /// More of what the layer depends on (before-all: the project's `environment` and passed
+    /// variables, exported while it runs: [`before_all_salt`]); empty for none.
     pub(super) salt: &'a str,
     /// Appended to the log's name (`toolchain-rust.log`), for a second layer of one kind.
     pub(super) log_suffix: &'a str,
@@ -170,6 +170,29 @@ fn note_setup(r: &mut TargetResult, kind: SetupKind, state: BeforeAll) {
     }
 }
 
+/// What a before-all depends on besides its script: the project's `environment` and the
+/// `environment-pass` variables the worker exports from its own environment (`lookup`), by name
+/// and value; a variable that is not set is not exported and leaves the key as it is. Empty for
+/// a project with neither, the key such a project always had.
+pub(super) fn before_all_salt(
+    environment: &[(String, String)],
+    pass: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> String {
+    let passed: Vec<(&str, String)> = pass
+        .iter()
+        .filter_map(|k| lookup(k).map(|v| (k.as_str(), v)))
+        .collect();
+    let mut salt = String::new();
+    if !environment.is_empty() {
+        salt = format!("{environment:?}");
+    }
+    if !passed.is_empty() {
+        salt.push_str(&format!("\0pass{passed:?}"));
+    }
+    salt
+}
+
 /// Where the layer of `setup` over the instance's current state (and the setup layers `below`
 /// it) is cached: keyed by the script, the base OS's digest and every layer under it, so that a
 /// refresh, a new base OS or another toolchain layer makes it run again.
@@ -196,12 +219,7 @@ fn setup_layer(
         h.update(b"\0");
         h.update(layer.to_string_lossy().as_bytes());
     }
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = &format!("{:x}", h.finalize())[..16];
     Ok(store
         .instance_dir(instance)
         .join(setup.kind.name())
@@ -301,4 +319,44 @@ fn run_setup(
     std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the setup layer", layer, e))?;
     note_setup(r, setup.kind, BeforeAll::Ran);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::before_all_salt;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn passed_variables_are_part_of_the_before_all_key() {
+        let environment = env(&[("A", "1")]);
+        let pass = vec!["TOKEN".to_string(), "SOURCE_DATE_EPOCH".to_string()];
+        let unset = |_: &str| None;
+        let with = |v: &'static str| move |k: &str| (k == "TOKEN").then(|| v.to_string());
+        // Nothing passed is set: the key a project without environment-pass always had.
+        assert_eq!(
+            before_all_salt(&environment, &pass, unset),
+            format!("{environment:?}")
+        );
+        assert_eq!(before_all_salt(&[], &pass, unset), "");
+        // Another value is another layer, with or without an environment.
+        let one = before_all_salt(&environment, &pass, with("one"));
+        let two = before_all_salt(&environment, &pass, with("two"));
+        assert_ne!(one, two);
+        assert_ne!(one, before_all_salt(&environment, &pass, unset));
+        assert_ne!(
+            before_all_salt(&[], &pass, with("one")),
+            before_all_salt(&[], &pass, with("two"))
+        );
+        // The name counts too: the same value under another name is another layer.
+        let other = ["OTHER".to_string()];
+        let other_set = |k: &str| (k == "OTHER").then(|| "one".to_string());
+        assert_ne!(one, before_all_salt(&environment, &other, other_set));
+        assert_eq!(one, before_all_salt(&environment, &pass, with("one")));
+    }
 }
