@@ -380,6 +380,24 @@ fn update_image(
 
 // ---- run -----------------------------------------------------------------------------------
 
+/// The environment of `run`'s command: pookie-ns's own, the image's Env over it (PATH=/opt/rh/
+/// devtoolset/... in manylinux images), each `--env KEY=VALUE` last.
+fn run_env(args: &RunArgs, base: &BaseOs) -> Result<Vec<(String, String)>> {
+    let mut env = sandbox::base_env(args.network);
+    if let Some(image) = &base.meta.image {
+        image.apply_env(&mut env);
+    }
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| Error::usage(format!("--env {kv:?}: expected KEY=VALUE")))?;
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(env)
+}
+
 fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i32> {
     // Everything the user typed is checked before the store is touched.
     store::check_name(&args.branch)?;
@@ -400,19 +418,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         });
     }
     let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
-    let mut env = sandbox::base_env(args.network);
-    // An image's own Env (PATH=/opt/rh/devtoolset/... in manylinux images) over ours; --env last.
-    if let Some(image) = &base.meta.image {
-        image.apply_env(&mut env);
-    }
-    for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| Error::usage(format!("--env {kv:?}: expected KEY=VALUE")))?;
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.to_string()));
-    }
+    let env = run_env(args, &base)?;
     let cwd = args
         .cwd
         .clone()

@@ -99,7 +99,7 @@ fn take_back(arches: &[Arch], unregister: fn(&[Arch]) -> Result<Vec<String>>) {
     match unregister(arches) {
         Ok(messages) => {
             for m in messages {
-                tracing::info!("{m} (it was registered for this command only)");
+                tracing::info!("{m}: it was registered for this command only");
             }
         }
         Err(e) => tracing::warn!(
