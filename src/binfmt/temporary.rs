@@ -81,7 +81,7 @@ impl CommandScope {
 impl Drop for CommandScope {
     fn drop(&mut self) {
         let made = registry().leave();
-        take_back(&made, super::unregister_host);
+        take_back(&made, super::host::unregister_host);
     }
 }
 
@@ -89,7 +89,7 @@ impl Drop for CommandScope {
 /// where no destructor runs). The scopes stay open; later registrations are recorded anew.
 pub fn take_back_now() {
     let made = std::mem::take(&mut registry().made);
-    take_back(&made, super::unregister_host);
+    take_back(&made, super::host::unregister_host);
 }
 
 fn take_back(arches: &[Arch], unregister: fn(&[Arch]) -> Result<Vec<String>>) {
