@@ -64,6 +64,16 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     tracing::debug!(store = %config.work_dir.display(), id_map = %map.describe(), "opening store");
     // Opening the store also removes what killed pookie-ns processes left behind.
     let store = Store::open(&config.work_dir, map)?;
+    // The commands that may emulate a foreign arch: a host-wide QEMU registration root makes for
+    // one of them (no private binfmt_misc instance, no host entry) is taken back when the scope
+    // ends, on success, error and panic alike. A build's workers hold none: their parent's
+    // registration serves them, and only the parent takes it back.
+    let _emulation = match &cli.command {
+        Command::LoadBaseos(_) | Command::UpdateBaseos(_) | Command::Build(_) | Command::Run(_) => {
+            Some(binfmt::CommandScope::enter())
+        }
+        _ => None,
+    };
     match &cli.command {
         Command::LoadBaseos(args) => load_baseos(&config, &store, args, cli),
         Command::UpdateBaseos(args) => update_baseos(&config, &store, args, cli),
@@ -172,7 +182,10 @@ fn act_for_sudo_user(cli: &Cli, user: &sudo::Invoker) -> Result<()> {
     }
     .into_iter()
     .filter(|a| !a.is_native())
-    .filter(|a| binfmt::find_registration(Path::new(binfmt::HOST_DIR), *a).is_none())
+    // What the one emulation policy takes for a usable host entry: enabled, with `F`.
+    .filter(|a| {
+        !binfmt::find_registration(Path::new(binfmt::HOST_DIR), *a).is_some_and(|r| r.has_flag('F'))
+    })
     .collect();
     if !foreign_build.is_empty() {
         let config = load_config(cli)?;
@@ -442,6 +455,24 @@ fn update_image(
 
 // ---- run -----------------------------------------------------------------------------------
 
+/// The environment of `run`'s command: pookie-ns's own, the image's Env over it (PATH=/opt/rh/
+/// devtoolset/... in manylinux images), each `--env KEY=VALUE` last.
+fn run_env(args: &RunArgs, base: &BaseOs) -> Result<Vec<(String, String)>> {
+    let mut env = sandbox::base_env(args.network);
+    if let Some(image) = &base.meta.image {
+        image.apply_env(&mut env);
+    }
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| Error::usage(format!("--env {kv:?}: expected KEY=VALUE")))?;
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(env)
+}
+
 fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i32> {
     // Everything the user typed is checked before the store is touched.
     store::check_name(&args.branch)?;
@@ -462,19 +493,7 @@ fn run(config: &Config, store: &Store, args: &RunArgs, quiet: bool) -> Result<i3
         });
     }
     let base = store.find_baseos(args.baseos.as_deref(), args.arch)?;
-    let mut env = sandbox::base_env(args.network);
-    // An image's own Env (PATH=/opt/rh/devtoolset/... in manylinux images) over ours; --env last.
-    if let Some(image) = &base.meta.image {
-        image.apply_env(&mut env);
-    }
-    for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| Error::usage(format!("--env {kv:?}: expected KEY=VALUE")))?;
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.to_string()));
-    }
+    let env = run_env(args, &base)?;
     let cwd = args
         .cwd
         .clone()
@@ -572,6 +591,10 @@ fn emulation_summary(config: &Config, bases: &[BaseOs]) -> Vec<(Arch, String)> {
                     entry.name,
                     entry.interpreter.display(),
                     entry.flags
+                ),
+                Ok(binfmt::Strategy::ForCommand { interpreter }) => format!(
+                    "host registration made for the time of each command, as root ({})",
+                    interpreter.display()
                 ),
                 Err(e) => format!("unavailable: {e}"),
             };

@@ -27,7 +27,8 @@
 //! 9. `sandbox`, `sudo`, `cli`, `sources`: running a command in an instance; the sudo wrapper;
 //!    the command line's definition; sdists from a package index, cached in the store, and
 //!    unpacked safely.
-//! 10. `baseos`: loading base OSes (import, recipes, images).
+//! 10. `baseos`: loading base OSes, one file per job (archives, images, recipes and mmdebstrap,
+//!     the Debian mirror; emulation is `binfmt`'s).
 //! 11. `branch`: a branch's package refresh.
 //! 12. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
 //! 13. `serve`: the build service over HTTP (aoinb's REST API; each task a `build` child

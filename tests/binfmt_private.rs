@@ -229,9 +229,86 @@ fn inside_the_namespaces() {
         )
     );
     assert!(binfmt::list_entries(Path::new(binfmt::HOST_DIR)).is_empty());
+    registered_for_the_command_only(&bb, tmp.path());
     pookie_ns::sys::umount_detach(Path::new(binfmt::HOST_DIR)).unwrap();
 
     println!("{CHILD_OK}");
+}
+
+/// The one policy's case for root where nothing serves (private instances disabled, the
+/// (stand-in) host without an entry): `emulation_for` registers QEMU for the time of the
+/// command, and the command's scope takes it back when it ends, on a panic too; without a scope
+/// nothing is registered.
+fn registered_for_the_command_only(bb: &Path, dir: &Path) {
+    let host = Path::new(binfmt::HOST_DIR);
+    let config = pookie_ns::config::Config {
+        config_dir: dir.to_path_buf(),
+        work_dir: dir.to_path_buf(),
+        id_map: Default::default(),
+        qemu_dir: None,
+        binfmt: pookie_ns::config::BinfmtChoice::Host,
+        max_archive_entries: pookie_ns::config::DEFAULT_MAX_ARCHIVE_ENTRIES,
+        mirror: None,
+        refresh_interval: std::time::Duration::from_secs(3600),
+    };
+    let e = binfmt::emulation_for(&config, Arch::Arm64).unwrap_err();
+    assert!(matches!(e, BinfmtError::NoCommandScope(Arch::Arm64)), "{e}");
+    assert!(binfmt::list_entries(host).is_empty());
+    {
+        let _scope = binfmt::CommandScope::enter();
+        let inner = binfmt::CommandScope::enter();
+        // Served by the host's (stand-in) binfmt_misc: nothing for a private instance.
+        assert!(binfmt::emulation_for(&config, Arch::Arm64)
+            .unwrap()
+            .is_empty());
+        assert_eq!(binfmt::list_entries(host), ["qemu-aarch64"]);
+        let r = binfmt::read_entry(host, Arch::Arm64).unwrap().unwrap();
+        assert_eq!(r.flags, binfmt::HOST_FLAGS);
+        assert_eq!(run(bb, &["uname", "-m"]), "aarch64\n");
+        // Asked again, the registration is there and serves.
+        assert!(binfmt::emulation_for(&config, Arch::Arm64)
+            .unwrap()
+            .is_empty());
+        drop(inner);
+        assert_eq!(
+            binfmt::list_entries(host),
+            ["qemu-aarch64"],
+            "an inner scope keeps it"
+        );
+    }
+    assert!(
+        binfmt::list_entries(host).is_empty(),
+        "the scope took it back"
+    );
+    let panicked = std::panic::catch_unwind(|| {
+        let _scope = binfmt::CommandScope::enter();
+        assert!(binfmt::emulation_for(&config, Arch::Arm64)
+            .unwrap()
+            .is_empty());
+        assert_eq!(binfmt::list_entries(host), ["qemu-aarch64"]);
+        panic!("the command fails half-way");
+    });
+    assert!(panicked.is_err());
+    assert!(
+        binfmt::list_entries(host).is_empty(),
+        "taken back on the panic's unwind"
+    );
+    // An entry of its own name that does not serve (no F) is never replaced for a command.
+    let interpreter = binfmt::find_interpreter(Arch::Arm64, None).unwrap();
+    binfmt::register(host, Arch::Arm64, &interpreter, "P").unwrap();
+    {
+        let _scope = binfmt::CommandScope::enter();
+        let e = binfmt::emulation_for(&config, Arch::Arm64).unwrap_err();
+        assert!(matches!(e, BinfmtError::Unavailable { .. }), "{e}");
+    }
+    assert_eq!(
+        binfmt::read_entry(host, Arch::Arm64)
+            .unwrap()
+            .unwrap()
+            .flags,
+        "P"
+    );
+    assert!(binfmt::unregister(host, Arch::Arm64).unwrap());
 }
 
 /// In the host's user namespace `setup_private` must refuse before mounting anything: there a
@@ -287,8 +364,9 @@ fn registering_in_a_plain_directory_says_it_is_not_mounted() {
     assert!(!binfmt::unregister(tmp.path(), Arch::Arm64).unwrap());
 }
 
-/// With private instances disabled, `choose` takes the host's registration if it is usable and
-/// otherwise names the kernel, the reason and the fix. Reads the host's state only.
+/// With private instances disabled, `choose` takes the host's registration if it is usable,
+/// else root registers for the time of a command, else it names the kernel, the reason and the
+/// fix. Reads the host's state only.
 #[test]
 fn host_fallback_names_the_fix() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -299,6 +377,17 @@ fn host_fallback_names_the_fix() {
         Ok(binfmt::Strategy::Host { entry }) => {
             assert!(entry.enabled && entry.has_flag('F'), "{entry:?}");
             assert!(entry.serves(Arch::Arm64));
+        }
+        Ok(binfmt::Strategy::ForCommand { interpreter }) => {
+            assert!(nix::unistd::geteuid().is_root(), "only root registers");
+            assert!(
+                interpreter.ends_with("qemu-aarch64-static"),
+                "{interpreter:?}"
+            );
+            assert!(
+                !Path::new(binfmt::HOST_DIR).join("qemu-aarch64").exists(),
+                "never over an entry of its own name"
+            );
         }
         Ok(other) => panic!("private instances were disabled: {other:?}"),
         Err(e) => {

@@ -112,9 +112,11 @@ fn missing_interpreter_fails_before_anything_is_mounted() {
     }
 }
 
-/// Forcing the host path: without a host registration the error names the kernel and the fix;
-/// after `binfmt register` (root, host-wide) the run works through it; `unregister` undoes it.
-/// One test, so that no other test sees the host registration change.
+/// Forcing the host path (`binfmt = "host"`: what a kernel before 6.7 leaves): with no host
+/// entry, root's `run` registers QEMU for the time of the command and takes it back when the
+/// command ends, failed or not; a user is told the kernel, the reason and the sudo fix; after
+/// `binfmt register` (root, host-wide) runs go through that entry; `unregister` undoes it. One
+/// test, so that no other test sees the host registration change.
 #[test]
 fn host_registration_fallback_and_the_binfmt_command() {
     if !require(
@@ -138,16 +140,58 @@ fn host_registration_fallback_and_the_binfmt_command() {
     r.write_config("binfmt = \"host\"\n");
     if !had_entry {
         let out = r.run(&["run", "--baseos", "arm", "--", "uname", "-m"]);
-        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(stdout(&out), "aarch64\n", "{}", stderr(&out));
         let err = stderr(&out);
-        // Root is told the command itself, never to use sudo.
         assert!(
-            err.contains("pookie-ns binfmt register --arch aarch64") && !err.contains("sudo"),
+            err.contains("registered qemu-aarch64") && err.contains("for this command"),
             "{err}"
         );
-        assert!(err.contains("Linux ") && err.contains("disabled"), "{err}");
+        assert!(
+            !err.contains("sudo"),
+            "root is never told to use sudo: {err}"
+        );
+        assert!(
+            !host_entry.exists(),
+            "the registration outlived the command"
+        );
+        // A failing command takes it back too.
+        let out = r.run(&[
+            "run",
+            "--baseos",
+            "arm",
+            "--",
+            "sh",
+            "-c",
+            "uname -m; exit 3",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "aarch64\n");
+        assert!(
+            !host_entry.exists(),
+            "the registration outlived a failed command"
+        );
         let text = r.ok(&["list"]);
-        assert!(text.contains("unavailable"), "{text}");
+        assert!(text.contains("for the time of each command"), "{text}");
+        assert!(!host_entry.exists(), "list registers nothing");
+
+        // A user cannot register: the error names the kernel, the reason and the sudo fix.
+        if require(
+            common::user_exists(common::SUB_USER),
+            "test user for the unprivileged fallback",
+        ) {
+            let u = Runner::new(Who::SubUser);
+            u.ok(&["load-baseos", archive.to_str().unwrap(), "--name", "arm"]);
+            u.write_config("binfmt = \"host\"\n");
+            let out = u.run(&["run", "--baseos", "arm", "--", "uname", "-m"]);
+            assert_eq!(out.status.code(), Some(2));
+            let err = stderr(&out);
+            assert!(
+                err.contains("sudo pookie-ns binfmt register --arch aarch64"),
+                "{err}"
+            );
+            assert!(err.contains("Linux ") && err.contains("disabled"), "{err}");
+            assert!(u.ok(&["list"]).contains("unavailable"));
+        }
         r.ok(&["binfmt", "register", "--arch", "arm64"]);
     }
     let again = r.ok(&["binfmt", "register", "--arch", "arm64"]);

@@ -187,3 +187,36 @@ fn foreign_base_os_without_host_binfmt_as_root() {
         build_without_host_binfmt(Who::Root);
     }
 }
+
+/// The old-kernel path (`binfmt = "host"`, what a kernel before 6.7 leaves) as root, with no host
+/// entry for arm64: mmdebstrap runs through a host registration made for the command, which the
+/// command takes back when it ends (binfmt's one policy, as for `run` and `build`). The host's
+/// listing is the same after, and nothing advises sudo.
+#[test]
+fn foreign_base_os_as_root_on_the_host_path_registers_for_the_command_only() {
+    if !prerequisites() || !require(common::is_root(), "host-wide registration needs root") {
+        return;
+    }
+    let r = Runner::new(Who::Root);
+    write_recipe(&r);
+    r.write_config("binfmt = \"host\"\n");
+    let cache = cache_dir(&r);
+    let _lock = common::host_binfmt_lock();
+    let removed = HostEntriesRemoved::take(&[Arch::Arm64]);
+    let before = host_listing();
+    let out = run_with_cache(&r, &cache, &["load-baseos", RECIPE, "--arch", "arm64"]);
+    let after = host_listing();
+    drop(removed);
+    assert!(out.status.success(), "load-baseos failed: {}", stderr(&out));
+    assert_eq!(before, after, "the registration outlived the command");
+    let err = stderr(&out);
+    assert!(
+        err.contains("registered qemu-aarch64") && err.contains("for this command"),
+        "{err}"
+    );
+    assert!(err.contains("built tiny-arm64 for arm64"), "{err}");
+    assert!(
+        !err.contains("sudo"),
+        "root is never told to use sudo: {err}"
+    );
+}

@@ -48,6 +48,14 @@ pub enum BinfmtError {
     )]
     NotInUserNamespace { path: PathBuf },
 
+    #[error(
+        "no host-wide QEMU registration for {} may be made here: a registration for the time of \
+         a command needs a binfmt::CommandScope to take it back (register it once with \
+         `pookie-ns binfmt register --arch {}`)",
+        .0.uname(), .0.uname()
+    )]
+    NoCommandScope(Arch),
+
     #[error(transparent)]
     Sys(#[from] SysError),
 }
@@ -73,7 +81,7 @@ impl BinfmtError {
                 matches!(e.errno, Errno::EACCES | Errno::EPERM)
                     && e.path.as_ref().is_some_and(|p| p.starts_with(HOST_DIR))
             }
-            BinfmtError::NotInUserNamespace { .. } => false,
+            BinfmtError::NotInUserNamespace { .. } | BinfmtError::NoCommandScope(_) => false,
         }
     }
 }

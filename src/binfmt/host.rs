@@ -93,6 +93,37 @@ pub fn register_host(arches: &[Arch], qemu_dir: Option<&Path>) -> Result<Vec<Str
     Ok(out)
 }
 
+/// Registers `interpreter` for `arch` host-wide with [`HOST_FLAGS`] for the time of one command
+/// ([`super::CommandScope`]). Never replaces an entry: one named `qemu-<qemu>` already there is
+/// an error (taking ours back later would lose it). Returns what was done.
+pub(super) fn register_temporary(arch: Arch, interpreter: &Path) -> Result<String> {
+    ensure_host_mounted()?;
+    let dir = Path::new(HOST_DIR);
+    if let Some(old) = read_entry(dir, arch)? {
+        return Err(BinfmtError::Invalid {
+            arch,
+            reason: format!(
+                "the host already has an entry {} ({}, flags {}); replace it with `pookie-ns \
+                 binfmt register --arch {}`",
+                old.name,
+                old.interpreter.display(),
+                if old.flags.is_empty() {
+                    "none"
+                } else {
+                    &old.flags
+                },
+                arch.uname()
+            ),
+        });
+    }
+    register(dir, arch, interpreter, HOST_FLAGS)?;
+    Ok(format!(
+        "registered {} ({}, flags {HOST_FLAGS}) host-wide",
+        entry_name(arch),
+        interpreter.display()
+    ))
+}
+
 /// Removes the host-wide `qemu-<qemu>` entry of each arch (needs root). Returns one message per
 /// arch.
 pub fn unregister_host(arches: &[Arch]) -> Result<Vec<String>> {

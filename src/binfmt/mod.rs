@@ -2,13 +2,16 @@
 //! finding a static `qemu-<arch>-static`, registering it, and deciding once per run how a
 //! foreign architecture gets emulated.
 //!
-//! Preference, decided by [`choose`]:
+//! One policy (`policy`, applied by [`choose`] and [`emulation_for`]) serves `run`, `build` and
+//! mmdebstrap alike:
 //! 1. a **private** binfmt_misc instance in the sandbox's own user namespace (Linux ≥ 6.7): no
 //!    root, no global change. [`setup_private`] mounts it under the new root before `pivot_root`,
 //!    because an instance dies with its last mount, and registers with `F`, so the interpreter is
 //!    opened from the host's filesystem at registration time and need not exist in the rootfs;
 //! 2. an existing, enabled host registration of that arch with the `F` flag;
-//! 3. otherwise an error naming the kernel, the reason and the one command that fixes it
+//! 3. as root, a host-wide registration for the time of the command, taken back when its
+//!    [`CommandScope`] ends;
+//! 4. otherwise an error naming the kernel, the reason and the one command that fixes it
 //!    ([`register_host`] behind `sudo pookie-ns binfmt register --arch ARCH`).
 //!
 //! How the kernel matches (fs/binfmt_misc.c, `search_binfmt_handler`): a file is handled by an
@@ -19,7 +22,8 @@
 //! The files: `entry` (each arch's magic/mask and ELF headers), `interpreter` (finding and
 //! checking QEMU), `registration` (reading the kernel's entries), `register` (writing and removing
 //! entries), `private` (the private instance of a user namespace), `host` (host-wide registration,
-//! root), `error` (`BinfmtError` and its hints); this file holds the decision.
+//! root), `temporary` (root's registrations for one command), `policy` (the decision as a pure
+//! function), `error` (`BinfmtError` and its hints); this file gathers the facts and applies it.
 
 use std::path::{Path, PathBuf};
 
@@ -33,9 +37,11 @@ mod entry;
 mod error;
 mod host;
 mod interpreter;
+mod policy;
 mod private;
 mod register;
 mod registration;
+mod temporary;
 
 pub use entry::{elf_header, entry, entry_name, Entry};
 pub use error::BinfmtError;
@@ -46,8 +52,10 @@ pub use register::{register, register_line, unregister};
 pub use registration::{
     find_registration, list_entries, parse_registration, read_entry, Registration,
 };
+pub use temporary::{take_back_now, CommandScope};
 
 use error::Result;
+use policy::{Decision, Facts, HostState};
 use registration::entries_serving;
 
 /// Where the host's binfmt_misc lives.
@@ -77,10 +85,14 @@ pub enum Strategy {
     Private { interpreter: PathBuf },
     /// The host has a usable registration (enabled, flag `F`): nothing to do.
     Host { entry: Registration },
+    /// Root, and nothing else serves: register `interpreter` host-wide for the time of the
+    /// command ([`CommandScope`]).
+    ForCommand { interpreter: PathBuf },
 }
 
 /// What a run on `arch` needs for emulation: nothing for the host's arch; otherwise a private
-/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves. Decided
+/// binfmt_misc registration (kernel 6.7+), or nothing when the host's registration serves — one
+/// root makes now for the time of the command if need be (inside a [`CommandScope`]). Decided
 /// before anything is mounted, so a missing interpreter fails early and names its package.
 pub fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>> {
     if arch.is_native() {
@@ -95,6 +107,10 @@ pub fn emulation_for(config: &Config, arch: Arch) -> Result<Vec<(Arch, PathBuf)>
             tracing::info!(
                 "emulating {arch} through the host's binfmt_misc registration ({entry:?})"
             );
+            Ok(Vec::new())
+        }
+        Strategy::ForCommand { interpreter } => {
+            temporary::register_for_command(arch, &interpreter)?;
             Ok(Vec::new())
         }
     }
@@ -126,10 +142,12 @@ pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Resul
         Err(e) if qemu_dir.is_some() => return Err(e),
         found => found,
     };
+    let root = nix::unistd::geteuid().is_root();
     let strategy = choose_in(
         arch,
         interpreter,
         allow_private,
+        root,
         sys::kernel_version(),
         &sys::kernel_release(),
         Path::new(HOST_DIR),
@@ -141,7 +159,7 @@ pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Resul
             kernel,
             reason,
             fix,
-        } if nix::unistd::geteuid().is_root() => BinfmtError::Unavailable {
+        } if root => BinfmtError::Unavailable {
             arch,
             kernel,
             reason,
@@ -153,35 +171,62 @@ pub fn choose(arch: Arch, qemu_dir: Option<&Path>, allow_private: bool) -> Resul
     Ok(strategy)
 }
 
-/// The decision, given what [`find_interpreter`] found, the kernel and the host's binfmt_misc.
+/// What the host's binfmt_misc in `host_dir` offers for `arch`.
+fn host_state(host_dir: &Path, arch: Arch) -> HostState {
+    let on_host = entries_serving(host_dir, arch);
+    match on_host.iter().find(|r| r.enabled && r.has_flag('F')) {
+        Some(r) => HostState::Usable(r.clone()),
+        None => HostState::Unusable {
+            own_name_taken: host_dir.join(entry_name(arch)).exists(),
+        },
+    }
+}
+
+/// The decision ([`policy::decide`]), given what [`find_interpreter`] found, the kernel, the
+/// caller and the host's binfmt_misc.
 fn choose_in(
     arch: Arch,
     interpreter: Result<PathBuf>,
     allow_private: bool,
+    root: bool,
     kernel: (u32, u32),
     release: &str,
     host_dir: &Path,
 ) -> Result<Strategy> {
-    let private_possible = kernel >= PRIVATE_MIN_KERNEL;
-    if allow_private && private_possible {
-        if let Ok(interpreter) = &interpreter {
-            return Ok(Strategy::Private {
-                interpreter: interpreter.clone(),
-            });
-        }
-    }
-    let on_host = entries_serving(host_dir, arch);
-    if let Some(r) = on_host.iter().find(|r| r.enabled && r.has_flag('F')) {
-        return Ok(Strategy::Host { entry: r.clone() });
-    }
-    let interpreter_missing = match interpreter {
-        // Private instances would work; only the package is missing: say that, not sudo.
-        Err(e) if allow_private && private_possible => return Err(e),
-        Err(_) => true,
-        Ok(_) => false,
+    let facts = Facts {
+        kernel_has_private: kernel >= PRIVATE_MIN_KERNEL,
+        allow_private,
+        root,
+        qemu_found: interpreter.is_ok(),
     };
+    match (
+        policy::decide(facts, || host_state(host_dir, arch)),
+        interpreter,
+    ) {
+        (Decision::Private, Ok(interpreter)) => Ok(Strategy::Private { interpreter }),
+        (Decision::Host(entry), _) => Ok(Strategy::Host { entry }),
+        (Decision::RegisterForCommand, Ok(interpreter)) => Ok(Strategy::ForCommand { interpreter }),
+        // Private instances would work; only the package is missing: say that, not sudo.
+        (Decision::NoInterpreter, Err(e)) => Err(e),
+        (_, interpreter) => Err(unavailable(
+            arch,
+            interpreter.is_err(),
+            allow_private,
+            (kernel, release),
+            host_dir,
+        )),
+    }
+}
 
-    let (major, minor) = kernel;
+/// The error when nothing serves `arch`: the kernel, why neither a private instance nor the
+/// host's entries serve, and the one command that fixes it.
+fn unavailable(
+    arch: Arch,
+    interpreter_missing: bool,
+    allow_private: bool,
+    ((major, minor), release): ((u32, u32), &str),
+    host_dir: &Path,
+) -> BinfmtError {
     let why_private = if !allow_private {
         "private binfmt_misc instances are disabled (POOKIE_NS_BINFMT=host or binfmt = \"host\" \
          in config.toml)"
@@ -193,6 +238,7 @@ fn choose_in(
         )
     };
     let u = arch.uname();
+    let on_host = entries_serving(host_dir, arch);
     let why_host = match on_host.iter().find(|r| r.enabled).or(on_host.first()) {
         None if !host_dir.join("register").exists() => {
             format!("binfmt_misc is not mounted at {}", host_dir.display())
@@ -217,12 +263,12 @@ fn choose_in(
     } else {
         format!("sudo pookie-ns binfmt register --arch {u}")
     };
-    Err(BinfmtError::Unavailable {
+    BinfmtError::Unavailable {
         arch,
         kernel: release.to_string(),
         reason: format!("{why_private}, and {why_host}"),
         fix,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +310,15 @@ mod tests {
     fn private_instance_first_on_new_kernels() {
         let host = fake_binfmt(&[("qemu-aarch64", KERNEL_TEXT)]);
         let arm = |interp, allow, kernel| {
-            choose_in(Arch::Arm64, interp, allow, kernel, "6.x", host.path())
+            choose_in(
+                Arch::Arm64,
+                interp,
+                allow,
+                false,
+                kernel,
+                "6.x",
+                host.path(),
+            )
         };
         let s = arm(found(), true, (6, 7));
         assert!(
@@ -299,7 +353,15 @@ mod tests {
             e.to_string()
         };
         let arm = |interp, allow, kernel, host: &Path| {
-            choose_in(Arch::Arm64, interp, allow, kernel, "6.1.0-18-amd64", host)
+            choose_in(
+                Arch::Arm64,
+                interp,
+                allow,
+                false,
+                kernel,
+                "6.1.0-18-amd64",
+                host,
+            )
         };
 
         let m = msg(arm(found(), true, (6, 1), empty.path()));
@@ -358,6 +420,49 @@ mod tests {
         assert!(e
             .to_string()
             .contains("sudo apt-get install qemu-user-static"));
+    }
+
+    #[test]
+    fn root_registers_for_the_command_only_where_nothing_serves_and_nothing_is_replaced() {
+        let root = |interp, allow, kernel, host: &Path| {
+            choose_in(
+                Arch::Arm64,
+                interp,
+                allow,
+                true,
+                kernel,
+                "6.1.0-18-amd64",
+                host,
+            )
+        };
+        let empty = fake_binfmt(&[]);
+        // An old kernel, or private instances disabled: root registers for the command.
+        for (allow, kernel) in [(true, (6, 1)), (false, (6, 18))] {
+            let s = root(found(), allow, kernel, empty.path());
+            assert!(
+                matches!(&s, Ok(Strategy::ForCommand { interpreter }) if interpreter == Path::new(QEMU)),
+                "{s:?}"
+            );
+        }
+        // A usable host entry serves root as it is; a private instance comes first.
+        let host = fake_binfmt(&[("qemu-aarch64", KERNEL_TEXT)]);
+        let s = root(found(), true, (6, 1), host.path());
+        assert!(matches!(&s, Ok(Strategy::Host { .. })), "{s:?}");
+        let s = root(found(), true, (6, 7), empty.path());
+        assert!(matches!(&s, Ok(Strategy::Private { .. })), "{s:?}");
+        // An entry of pookie-ns's own name that does not serve is not replaced for a command,
+        // and without QEMU there is nothing to register: the error names the fix.
+        let no_f = KERNEL_TEXT.replace("flags: PF", "flags: P");
+        let taken = fake_binfmt(&[("qemu-aarch64", no_f.as_str())]);
+        for (interp, host) in [(found(), taken.path()), (missing(), empty.path())] {
+            let e = root(interp, true, (6, 1), host).unwrap_err();
+            assert!(matches!(e, BinfmtError::Unavailable { .. }), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("pookie-ns binfmt register --arch aarch64"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
