@@ -27,8 +27,8 @@
 //!    user namespace; the per-user cache of built base OS tarballs; a group build's wheels file.
 //! 9. `store`: the store's layout, base OSes, instances, workspaces and locks.
 //! 10. `sandbox`, `sudo`, `cli`, `sources`: running a command in an instance; the sudo wrapper;
-//!    the command line's definition; sdists from a package index, cached in the store, and
-//!    unpacked safely.
+//!     the command line's definition; sdists from a package index, cached in the store, and
+//!     unpacked safely.
 //! 11. `baseos`: loading base OSes (import, recipes, images).
 //! 12. `branch`: a branch's package refresh.
 //! 13. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
