@@ -190,28 +190,15 @@ fn helper_main(spec: &Spec, single_uid: bool, errors: &OwnedFd) -> Result<i32> {
     if code != 0 && spec.keep_upper_on_failure {
         return Ok(code);
     }
-    // Empty the workspace here, where the id map lets us delete files of any mapped owner. Both
-    // trees at once (init is gone: nothing forks any more): on ext4 mounted with `discard`,
-    // removing a directory waits for the discard of its block (~3 ms each here), and the two
-    // trees' waits overlap.
-    std::thread::scope(|scope| {
-        let other = std::thread::Builder::new().spawn_scoped(scope, || empty(&work));
-        empty(&upper);
-        match other {
-            Ok(handle) => {
-                let _ = handle.join();
-            }
-            Err(_) => empty(&work),
+    // Empty the workspace here, where the id map lets us delete files of any mapped owner. One
+    // after the other: after unshare(CLONE_NEWPID) this process can start no thread (EINVAL),
+    // and with init gone no process either.
+    for dir in [&upper, &work] {
+        if let Err(e) = userns::remove_in_place(dir) {
+            tracing::debug!("emptying {}: {e}", dir.display());
         }
-    });
-    Ok(code)
-}
-
-/// Removes a workspace's upper or work dir; a failure is left for the workspace's removal.
-fn empty(dir: &Path) {
-    if let Err(e) = userns::remove_in_place(dir) {
-        tracing::debug!("emptying {}: {e}", dir.display());
     }
+    Ok(code)
 }
 
 /// Pid 1 of the sandbox: builds the root filesystem, starts the command, reaps, and exits with the
