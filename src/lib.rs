@@ -11,30 +11,32 @@
 //! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`, `shell`: syscalls, fault points,
 //!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers,
 //!    quoting for the shell scripts pookie-ns writes.
-//! 3. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
+//! 3. `syscall`: the seam under the sandbox's mount sequence (a trait, the kernel's
+//!    implementation, a recording fake for unit tests).
+//! 4. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
 //!    configuration, target selectors, the confinement of the sandbox's init, child processes,
 //!    the archive importer, single-uid mode's seccomp filter, OCI references, registries and
 //!    image layouts.
-//! 4. `recipe`, `toolchain`, `binfmt`, `bytecode`: what the config dir defines (recipes,
+//! 5. `recipe`, `toolchain`, `binfmt`, `bytecode`: what the config dir defines (recipes,
 //!    toolchains), how a foreign arch is emulated, and the native byte-compilation of a foreign
 //!    base OS's Python (mmdebstrap hooks).
-//! 5. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
-//! 6. `project`, `error`: a project's build settings; the crate's error type, which gathers the
+//! 6. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
+//! 7. `project`, `error`: a project's build settings; the crate's error type, which gathers the
 //!    lower modules' errors.
-//! 7. `userns`, `baseos_cache`, `wheels_file`: id maps and the helper processes run inside a
+//! 8. `userns`, `baseos_cache`, `wheels_file`: id maps and the helper processes run inside a
 //!    user namespace; the per-user cache of built base OS tarballs; a group build's wheels file.
-//! 8. `store`: the store's layout, base OSes, instances, workspaces and locks.
-//! 9. `sandbox`, `sudo`, `cli`, `sources`: running a command in an instance; the sudo wrapper;
-//!    the command line's definition; sdists from a package index, cached in the store, and
-//!    unpacked safely.
-//! 10. `baseos`: loading base OSes, one file per job (archives, images, recipes and mmdebstrap,
+//! 9. `store`: the store's layout, base OSes, instances, workspaces and locks.
+//! 10. `sandbox`, `sudo`, `cli`, `sources`: running a command in an instance; the sudo wrapper;
+//!     the command line's definition; sdists from a package index, cached in the store, and
+//!     unpacked safely.
+//! 11. `baseos`: loading base OSes, one file per job (archives, images, recipes and mmdebstrap,
 //!     the Debian mirror; emulation is `binfmt`'s).
-//! 11. `branch`: a branch's package refresh.
-//! 12. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
-//! 13. `serve`: the build service over HTTP (aoinb's REST API; each task a `build` child
+//! 12. `branch`: a branch's package refresh.
+//! 13. `pipeline`: the build pipeline (`pookie-ns build`: its phases, workers and reports).
+//! 14. `serve`: the build service over HTTP (aoinb's REST API; each task a `build` child
 //!     process, kept in SQLite).
-//! 14. `submit`: the client of `serve`.
-//! 15. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
+//! 15. `submit`: the client of `serve`.
+//! 16. `commands`: each subcommand, top to bottom; `main` calls only this and `cli`.
 
 pub mod arch;
 pub mod baseos;
@@ -70,6 +72,7 @@ pub mod store;
 pub mod submit;
 pub mod sudo;
 pub mod sys;
+pub mod syscall;
 pub mod target;
 pub mod toolchain;
 pub mod userns;

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::overlay::Layers;
 use crate::process;
 use crate::sys::{self, SysError};
+use crate::syscall::{Kernel, Syscall};
 use crate::userns::{self, IdMap};
 
 /// A host path made visible inside the sandbox.
@@ -189,7 +190,9 @@ fn helper_main(spec: &Spec, single_uid: bool, errors: &OwnedFd) -> Result<i32> {
     if code != 0 && spec.keep_upper_on_failure {
         return Ok(code);
     }
-    // Empty the workspace here, where the id map lets us delete files of any mapped owner.
+    // Empty the workspace here, where the id map lets us delete files of any mapped owner. One
+    // after the other: after unshare(CLONE_NEWPID) this process can start no thread (EINVAL),
+    // and with init gone no process either.
     for dir in [&upper, &work] {
         if let Err(e) = userns::remove_in_place(dir) {
             tracing::debug!("emptying {}: {e}", dir.display());
@@ -205,128 +208,9 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
     // process of its pid namespace.
     sys::set_parent_death_signal(Signal::SIGKILL)?;
 
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if !spec.network {
-        // A new network namespace has only a loopback device, down: we bring it up below.
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    sys::unshare(flags)?;
-
-    // Mount events must not propagate back to the host's namespace, and pivot_root refuses a
-    // shared root (EINVAL): make the whole tree private first.
-    sys::make_mounts_private()?;
-
-    // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
-    // the store root so that the layer paths are short and relative.
-    sys::chdir(&spec.store_root)?;
-    let options = spec.layers.options()?;
-    sys::mount(
-        Some("overlay"),
-        &spec.merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&options),
-    )?;
-    let root = spec.merged.as_path();
-
-    // Read-only stacks (a cross build's sysroot), mounted like the overlay, from the store root
-    // (still our cwd); a single layer is bind-mounted read-only (overlayfs needs two without an
-    // upper dir).
-    for m in &spec.lower_mounts {
-        let target = mount_point(root, &m.dst, true)?;
-        match crate::overlay::read_only_options(&m.lower)? {
-            Some(options) => sys::mount(
-                Some("overlay"),
-                &target,
-                Some("overlay"),
-                MsFlags::MS_RDONLY,
-                Some(&options),
-            )?,
-            None => sys::bind(&spec.store_root.join(&m.lower[0]), &target, true)?,
-        }
-    }
-
-    // /proc of the new pid namespace: shows the sandbox's processes only.
-    let proc_dir = mount_point(root, "/proc", true)?;
-    sys::mount(
-        Some("proc"),
-        &proc_dir,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )?;
-
-    // Foreign binaries: a private binfmt_misc instance, registered before pivot_root because
-    // the instance dies with its last mount and the interpreter is opened now (flag F) from the
-    // host's filesystem.
-    if !spec.binfmt.is_empty() {
-        crate::binfmt::setup_private(&root.join("proc/sys/fs/binfmt_misc"), &spec.binfmt)?;
-    }
-    // Kernel tunables read-only, kernel internals hidden (after binfmt: it is kept below).
-    crate::confine::harden_proc(&proc_dir)?;
-    crate::fault::point("overlay-mounted");
-
-    // A private /tmp, gone when the sandbox ends.
-    let tmp = mount_point(root, "/tmp", true)?;
-    sys::mount(
-        Some("tmpfs"),
-        &tmp,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )?;
-
-    setup_dev(root)?;
-
-    // /run is expected to be empty at boot; it also carries the host CA bundle when networked.
-    let run_dir = mount_point(root, "/run", true)?;
-    sys::mount(
-        Some("tmpfs"),
-        &run_dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755"),
-    )?;
-    if single_uid {
-        // apt stays uid 0 (APT_CONFIG points here; see exec_command).
-        let conf = mount_point(root, crate::single_uid::APT_CONFIG, false)?;
-        std::fs::write(&conf, crate::single_uid::APT_CONFIG_TEXT)
-            .map_err(|e| SysError::io("write", &conf, &e))?;
-    }
-
-    for b in &spec.binds {
-        let is_dir = std::fs::metadata(&b.src)
-            .map_err(|e| SysError::io("bind source", &b.src, &e))?
-            .is_dir();
-        let target = mount_point(root, &b.dst, is_dir)?;
-        sys::bind(&b.src, &target, b.readonly)?;
-    }
-
-    if spec.network {
-        // DNS and TLS as the host has them (pip behind a TLS-inspecting proxy needs the host's
-        // extra CA certificates).
-        let resolv = Path::new("/etc/resolv.conf");
-        if resolv.exists() {
-            let target = mount_point(root, "/etc/resolv.conf", false)?;
-            sys::bind(resolv, &target, true)?;
-        }
-        let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
-        if ca.exists() {
-            let target = mount_point(root, HOST_CA_INSIDE, false)?;
-            sys::bind(ca, &target, true)?;
-        }
-    } else {
-        loopback_up()?;
-    }
-
-    sys::sethostname(&spec.hostname)?;
-
-    // pivot_root(".", "."): the old root is stacked under the new one and detached at once, so
-    // no host path stays reachable (pivot_root(2), NOTES).
-    sys::chdir(root)?;
-    sys::pivot_root(Path::new("."), Path::new("."))?;
-    sys::umount_detach(Path::new("."))?;
-    sys::chdir(Path::new("/"))?;
+    // New namespaces, the mounts, pivot_root: through the kernel, in the order set_up_root
+    // reads (unit-tested with a recording fake).
+    set_up_root(&Kernel, spec, single_uid)?;
     // From here on the host's filesystem is gone: errors travel back through the error pipe.
 
     // setuid binaries and file capabilities grant nothing inside.
@@ -350,6 +234,135 @@ fn init_main(spec: &Spec, single_uid: bool) -> Result<i32> {
             Ok(process::wait_for(child, true)?)
         }
     }
+}
+
+/// In pid 1, before the command: the new mount, uts, ipc (and net) namespaces, the root
+/// filesystem mounted piece by piece, `pivot_root` into it, the old root detached. Every
+/// privileged call goes through `os`, so that the order and flags are unit-tested.
+fn set_up_root(os: &dyn Syscall, spec: &Spec, single_uid: bool) -> Result<()> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if !spec.network {
+        // A new network namespace has only a loopback device, down: we bring it up below.
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    os.unshare(flags)?;
+
+    // Mount events must not propagate back to the host's namespace, and pivot_root refuses a
+    // shared root (EINVAL): make the whole tree private first.
+    os.make_mounts_private()?;
+
+    // The overlay: base OS at the bottom, instance layers, workspace upper on top. Mounted from
+    // the store root so that the layer paths are short and relative.
+    os.chdir(&spec.store_root)?;
+    let options = spec.layers.options()?;
+    os.mount(
+        Some("overlay"),
+        &spec.merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&options),
+    )?;
+    let root = spec.merged.as_path();
+
+    // Read-only stacks (a cross build's sysroot), mounted like the overlay, from the store root
+    // (still our cwd); a single layer is bind-mounted read-only (overlayfs needs two without an
+    // upper dir).
+    for m in &spec.lower_mounts {
+        let target = mount_point(root, &m.dst, true)?;
+        match crate::overlay::read_only_options(&m.lower)? {
+            Some(options) => os.mount(
+                Some("overlay"),
+                &target,
+                Some("overlay"),
+                MsFlags::MS_RDONLY,
+                Some(&options),
+            )?,
+            None => os.bind(&spec.store_root.join(&m.lower[0]), &target, true)?,
+        }
+    }
+
+    // /proc of the new pid namespace: shows the sandbox's processes only.
+    let proc_dir = mount_point(root, "/proc", true)?;
+    os.mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+
+    // Foreign binaries: a private binfmt_misc instance, registered before pivot_root because
+    // the instance dies with its last mount and the interpreter is opened now (flag F) from the
+    // host's filesystem.
+    if !spec.binfmt.is_empty() {
+        crate::binfmt::setup_private(os, &root.join("proc/sys/fs/binfmt_misc"), &spec.binfmt)?;
+    }
+    // Kernel tunables read-only, kernel internals hidden (after binfmt: it is kept below).
+    crate::confine::harden_proc(os, &proc_dir)?;
+    crate::fault::point("overlay-mounted");
+
+    // A private /tmp, gone when the sandbox ends.
+    let tmp = mount_point(root, "/tmp", true)?;
+    os.mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+
+    setup_dev(os, root)?;
+
+    // /run is expected to be empty at boot; it also carries the host CA bundle when networked.
+    let run_dir = mount_point(root, "/run", true)?;
+    os.mount(
+        Some("tmpfs"),
+        &run_dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    if single_uid {
+        // apt stays uid 0 (APT_CONFIG points here; see exec_command).
+        let conf = mount_point(root, crate::single_uid::APT_CONFIG, false)?;
+        std::fs::write(&conf, crate::single_uid::APT_CONFIG_TEXT)
+            .map_err(|e| SysError::io("write", &conf, &e))?;
+    }
+
+    for b in &spec.binds {
+        let is_dir = std::fs::metadata(&b.src)
+            .map_err(|e| SysError::io("bind source", &b.src, &e))?
+            .is_dir();
+        let target = mount_point(root, &b.dst, is_dir)?;
+        os.bind(&b.src, &target, b.readonly)?;
+    }
+
+    if spec.network {
+        // DNS and TLS as the host has them (pip behind a TLS-inspecting proxy needs the host's
+        // extra CA certificates).
+        let resolv = Path::new("/etc/resolv.conf");
+        if resolv.exists() {
+            let target = mount_point(root, "/etc/resolv.conf", false)?;
+            os.bind(resolv, &target, true)?;
+        }
+        let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if ca.exists() {
+            let target = mount_point(root, HOST_CA_INSIDE, false)?;
+            os.bind(ca, &target, true)?;
+        }
+    } else {
+        os.loopback_up()?;
+    }
+
+    os.sethostname(&spec.hostname)?;
+
+    // pivot_root(".", "."): the old root is stacked under the new one and detached at once, so
+    // no host path stays reachable (pivot_root(2), NOTES).
+    os.chdir(root)?;
+    os.pivot_root(Path::new("."), Path::new("."))?;
+    os.umount_detach(Path::new("."))?;
+    os.chdir(Path::new("/"))?;
+    Ok(())
 }
 
 /// Replaces this process with the command. Returns only on failure, with the shell's status for
@@ -536,9 +549,9 @@ fn resolve_program(name: &str, env: &[(String, String)]) -> Result<PathBuf> {
 
 /// A minimal /dev: a tmpfs holding the host's harmless character devices (bind-mounted: a user
 /// namespace cannot mknod), a private devpts instance, /dev/shm and the usual symlinks.
-fn setup_dev(root: &Path) -> Result<()> {
+fn setup_dev(os: &dyn Syscall, root: &Path) -> Result<()> {
     let dev = mount_point(root, "/dev", true)?;
-    sys::mount(
+    os.mount(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
@@ -552,11 +565,11 @@ fn setup_dev(root: &Path) -> Result<()> {
         }
         let target = dev.join(name);
         sys::touch(&target)?;
-        sys::bind(&host, &target, false)?;
+        os.bind(&host, &target, false)?;
     }
     let pts = dev.join("pts");
     sys::mkdir_p(&pts, 0o755)?;
-    sys::mount(
+    os.mount(
         Some("devpts"),
         &pts,
         Some("devpts"),
@@ -565,7 +578,7 @@ fn setup_dev(root: &Path) -> Result<()> {
     )?;
     let shm = dev.join("shm");
     sys::mkdir_p(&shm, 0o1777)?;
-    sys::mount(
+    os.mount(
         Some("tmpfs"),
         &shm,
         Some("tmpfs"),
@@ -581,30 +594,6 @@ fn setup_dev(root: &Path) -> Result<()> {
     ] {
         let p = dev.join(link);
         std::os::unix::fs::symlink(target, &p).map_err(|e| SysError::io("symlink", &p, &e))?;
-    }
-    Ok(())
-}
-
-/// Brings up `lo` in the new network namespace (SIOCSIFFLAGS, as `ip link set lo up` does).
-fn loopback_up() -> Result<()> {
-    // SAFETY: a plain datagram socket used only for the ioctl below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(SysError::new("socket for lo", None, nix::errno::Errno::last()).into());
-    }
-    // SAFETY: ifreq is plain data; the name fits its 16-byte buffer.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo".iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: fd is a valid socket and req a valid ifreq for SIOCSIFFLAGS.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
-    let err = nix::errno::Errno::last();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if r < 0 {
-        return Err(SysError::new("bring up lo", None, err).into());
     }
     Ok(())
 }
@@ -747,6 +736,198 @@ mod tests {
         assert_eq!(p("0:0").unwrap().uid, 0);
         assert!(p("nobody").unwrap_err().contains("no user \"nobody\""));
         assert!(p("root:wheel").unwrap_err().contains("no group"));
+    }
+
+    /// A spec over a store in `dir`: one base layer, the workspace `w`, no network.
+    fn spec_in(dir: &Path) -> Spec {
+        Spec {
+            store_root: dir.to_path_buf(),
+            layers: Layers {
+                lower: vec!["baseos/bb/amd64/rootfs".into()],
+                upper: "workspaces/w/upper".into(),
+                work: "workspaces/w/work".into(),
+            },
+            merged: dir.join("workspaces/w"),
+            binds: Vec::new(),
+            lower_mounts: Vec::new(),
+            network: false,
+            hostname: "pookie-ns".into(),
+            cwd: None,
+            env: base_env(false),
+            argv: vec!["/bin/true".into()],
+            binfmt: Vec::new(),
+            commit_to: None,
+            log: None,
+            upper_usage: None,
+            keep_upper_on_failure: false,
+            user: None,
+            user_owns: Vec::new(),
+        }
+    }
+
+    /// What the kernel shows in a fresh /proc of the entries harden_proc handles: some of each
+    /// kind (directory, file, missing).
+    fn fake_proc(root: &Path) {
+        for d in ["proc/sys", "proc/irq", "proc/acpi"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in ["proc/sysrq-trigger", "proc/kcore"] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+    }
+
+    /// The calls of `set_up_root` for `spec`, through the recording fake. The locked flags of
+    /// every mount are nosuid,nodev,noexec (as /proc's are).
+    fn recorded(dir: &Path, spec: &Spec, single_uid: bool) -> Vec<String> {
+        let locked = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let fake = crate::syscall::Recorder::new(dir, locked);
+        set_up_root(&fake, spec, single_uid).unwrap();
+        fake.calls()
+    }
+
+    #[test]
+    fn the_root_is_built_in_this_order_with_these_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_in(dir.path());
+        fake_proc(&spec.merged);
+        let devices: Vec<String> = ["null", "zero", "full", "random", "urandom", "tty"]
+            .iter()
+            .filter(|d| Path::new("/dev").join(d).exists())
+            .map(|d| format!("mount /dev/{d} on ROOT/workspaces/w/dev/{d} type - flags MS_BIND|MS_REC data -"))
+            .collect();
+        let ro = |p: &str| {
+            [
+                format!("mount ROOT/workspaces/w/proc/{p} on ROOT/workspaces/w/proc/{p} type - flags MS_BIND|MS_REC data -"),
+                format!("mount - on ROOT/workspaces/w/proc/{p} type - flags MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND data -"),
+            ]
+        };
+        let mut want: Vec<String> = vec![
+            "unshare CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET".into(),
+            // Private before anything is mounted.
+            "mount - on / type - flags MS_REC|MS_PRIVATE data -".into(),
+            "chdir ROOT".into(),
+            "mount overlay on ROOT/workspaces/w type overlay flags - data lowerdir=baseos/bb/amd64/rootfs,upperdir=workspaces/w/upper,workdir=workspaces/w/work,userxattr".into(),
+            "mount proc on ROOT/workspaces/w/proc type proc flags MS_NOSUID|MS_NODEV|MS_NOEXEC data -".into(),
+        ];
+        // /proc hardened: tunables read-only (bind, then remount keeping the locked flags),
+        // internals hidden (/dev/null over a file, an empty tmpfs over a directory).
+        want.extend(ro("sys"));
+        want.extend(ro("sysrq-trigger"));
+        want.extend(ro("irq"));
+        want.extend([
+            "mount /dev/null on ROOT/workspaces/w/proc/kcore type - flags MS_BIND|MS_REC data -".to_string(),
+            "mount - on ROOT/workspaces/w/proc/kcore type - flags MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND data -".into(),
+            "mount tmpfs on ROOT/workspaces/w/proc/acpi type tmpfs flags MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC data size=0,mode=0555".into(),
+            "mount tmpfs on ROOT/workspaces/w/tmp type tmpfs flags MS_NOSUID|MS_NODEV data mode=1777".into(),
+            "mount tmpfs on ROOT/workspaces/w/dev type tmpfs flags MS_NOSUID|MS_NOEXEC data mode=0755".into(),
+        ]);
+        want.extend(devices);
+        want.extend([
+            "mount devpts on ROOT/workspaces/w/dev/pts type devpts flags MS_NOSUID|MS_NOEXEC data newinstance,ptmxmode=0666,mode=0620".to_string(),
+            "mount tmpfs on ROOT/workspaces/w/dev/shm type tmpfs flags MS_NOSUID|MS_NODEV data mode=1777".into(),
+            "mount tmpfs on ROOT/workspaces/w/run type tmpfs flags MS_NOSUID|MS_NODEV data mode=0755".into(),
+            // No network: only lo, brought up.
+            "loopback up".into(),
+            "sethostname pookie-ns".into(),
+            // Into the new root; the old one stacked under it and detached.
+            "chdir ROOT/workspaces/w".into(),
+            "pivot_root . .".into(),
+            "umount . flags MNT_DETACH".into(),
+            "chdir /".into(),
+        ]);
+        let got = recorded(dir.path(), &spec, false);
+        assert_eq!(got, want, "\ngot:\n{}", got.join("\n"));
+        // The mount points were made inside the root, the devices' as files.
+        assert!(spec.merged.join("dev").is_dir() && spec.merged.join("run").is_dir());
+        assert!(std::fs::symlink_metadata(spec.merged.join("dev/null"))
+            .unwrap()
+            .is_file());
+    }
+
+    #[test]
+    fn stacks_binds_and_the_network_come_in_their_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec_in(dir.path());
+        spec.network = true;
+        spec.lower_mounts = vec![
+            LowerMount {
+                lower: vec!["a/0001".into(), "baseos/x/arm64/rootfs".into()],
+                dst: "/sysroot".into(),
+            },
+            LowerMount {
+                lower: vec!["baseos/y/arm64/rootfs".into()],
+                dst: "/opt/y".into(),
+            },
+        ];
+        let bundle = dir.path().join("bundle");
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        spec.binds = vec![
+            Bind {
+                src: bundle,
+                dst: "/buildroot/src".into(),
+                readonly: true,
+            },
+            Bind {
+                src: out,
+                dst: "/buildroot/out".into(),
+                readonly: false,
+            },
+        ];
+        let got = recorded(dir.path(), &spec, true);
+        let at = |line: &str| {
+            got.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("no {line:?} in\n{}", got.join("\n")))
+        };
+        // The network is shared: no new net namespace, lo left alone.
+        assert_eq!(got[0], "unshare CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC");
+        assert!(!got.iter().any(|l| l == "loopback up"));
+        // The stacks right after the overlay, before /proc: two layers as a read-only overlay,
+        // one as a read-only bind.
+        let overlay = at("mount overlay on ROOT/workspaces/w type overlay flags - data lowerdir=baseos/bb/amd64/rootfs,upperdir=workspaces/w/upper,workdir=workspaces/w/work,userxattr");
+        let sysroot = at("mount overlay on ROOT/workspaces/w/sysroot type overlay flags MS_RDONLY data lowerdir=a/0001:baseos/x/arm64/rootfs,userxattr");
+        let single = at("mount ROOT/baseos/y/arm64/rootfs on ROOT/workspaces/w/opt/y type - flags MS_BIND|MS_REC data -");
+        assert_eq!(got[single + 1], "mount - on ROOT/workspaces/w/opt/y type - flags MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND data -");
+        let proc = at("mount proc on ROOT/workspaces/w/proc type proc flags MS_NOSUID|MS_NODEV|MS_NOEXEC data -");
+        assert!(overlay < sysroot && sysroot < single && single < proc);
+        // The binds after /run, the read-only one remounted, the other not.
+        let run = at("mount tmpfs on ROOT/workspaces/w/run type tmpfs flags MS_NOSUID|MS_NODEV data mode=0755");
+        let ro = at("mount ROOT/bundle on ROOT/workspaces/w/buildroot/src type - flags MS_BIND|MS_REC data -");
+        assert_eq!(got[ro + 1], "mount - on ROOT/workspaces/w/buildroot/src type - flags MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND data -");
+        let rw = at(
+            "mount ROOT/out on ROOT/workspaces/w/buildroot/out type - flags MS_BIND|MS_REC data -",
+        );
+        assert!(!got[rw + 1].contains("buildroot/out"), "{}", got[rw + 1]);
+        assert!(run < ro && ro < rw);
+        // The host's DNS and CA bundle, read-only, after the binds.
+        for (host, inside) in [
+            ("/etc/resolv.conf", "/etc/resolv.conf"),
+            ("/etc/ssl/certs/ca-certificates.crt", HOST_CA_INSIDE),
+        ] {
+            if Path::new(host).exists() {
+                let i = at(&format!(
+                    "mount {host} on ROOT/workspaces/w{inside} type - flags MS_BIND|MS_REC data -"
+                ));
+                assert!(i > rw && got[i + 1].contains("MS_RDONLY"), "{}", got[i + 1]);
+            }
+        }
+        // Single-uid mode writes apt's configuration into the new /run.
+        assert!(spec
+            .merged
+            .join(&crate::single_uid::APT_CONFIG[1..])
+            .is_file());
+        // pivot_root last.
+        assert_eq!(
+            got[got.len() - 4..],
+            [
+                "chdir ROOT/workspaces/w",
+                "pivot_root . .",
+                "umount . flags MNT_DETACH",
+                "chdir /"
+            ]
+        );
     }
 
     #[test]

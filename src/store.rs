@@ -165,8 +165,12 @@ impl Workspace {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
+    /// Where the sandbox mounts the overlay: the workspace directory itself, in the sandbox's
+    /// own mount namespace (the layers are resolved before the mount hides them). No `merged/`
+    /// of its own: every directory made and removed per run costs, on ext4 mounted with
+    /// `discard`, a synchronous discard of its block when it is removed (~3 ms here).
     pub fn merged(&self) -> PathBuf {
-        self.dir.join("merged")
+        self.dir.clone()
     }
 
     /// Keeps the workspace for inspection (`--keep-failed`): marked so that the stale sweep
@@ -507,7 +511,7 @@ impl Store {
             _lock: lock,
             kept: false,
         };
-        for sub in ["upper", "work", "merged"] {
+        for sub in ["upper", "work"] {
             sys::mkdir_p(&dir.join(sub), 0o755)?;
         }
         let info = WorkspaceInfo {

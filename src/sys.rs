@@ -85,19 +85,6 @@ fn cstr(path: &Path) -> SysResult<CString> {
         .map_err(|_| SysError::new("path contains a NUL byte:", Some(path), Errno::EINVAL))
 }
 
-/// Makes every mount of this (new) mount namespace private, recursively: nothing mounted from
-/// then on propagates back to the namespace it was copied from, and pivot_root(2) accepts the
-/// root (it refuses a shared one with EINVAL).
-pub fn make_mounts_private() -> SysResult<()> {
-    mount(
-        None,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None,
-    )
-}
-
 /// unshare(2) with advice for the usual reasons a user namespace is refused.
 pub fn unshare(flags: CloneFlags) -> SysResult<()> {
     nix::sched::unshare(flags).map_err(|e| {
@@ -165,39 +152,8 @@ pub fn mount(
     })
 }
 
-pub fn bind(source: &Path, target: &Path, readonly: bool) -> SysResult<()> {
-    let src = source.to_str().ok_or_else(|| {
-        SysError::new(
-            "bind mount of a path that is not UTF-8:",
-            Some(source),
-            Errno::EINVAL,
-        )
-    })?;
-    mount(
-        Some(src),
-        target,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    if readonly {
-        // A bind mount ignores MS_RDONLY on creation; it takes a remount of the bind (mount(8)).
-        // Keep the flags the source mount has (nosuid, nodev, noexec) or the kernel refuses the
-        // remount inside a user namespace with EPERM.
-        let locked = mount_flags_of(target);
-        mount(
-            None,
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked,
-            None,
-        )?;
-    }
-    Ok(())
-}
-
 /// The flags of the mount at `path` that a user namespace may not clear (statfs(2) f_flag).
-fn mount_flags_of(path: &Path) -> MsFlags {
+pub fn mount_flags_of(path: &Path) -> MsFlags {
     let mut out = MsFlags::empty();
     if let Ok(st) = nix::sys::statvfs::statvfs(path) {
         use nix::sys::statvfs::FsFlags;
@@ -237,9 +193,8 @@ pub fn exchange(a: &Path, b: &Path) -> SysResult<()> {
         .map_err(|e| SysError::new(format!("exchange with {}", b.display()), Some(a), e))
 }
 
-pub fn umount_detach(target: &Path) -> SysResult<()> {
-    nix::mount::umount2(target, MntFlags::MNT_DETACH)
-        .map_err(|e| SysError::new("umount", Some(target), e))
+pub fn umount2(target: &Path, flags: MntFlags) -> SysResult<()> {
+    nix::mount::umount2(target, flags).map_err(|e| SysError::new("umount", Some(target), e))
 }
 
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> SysResult<()> {
@@ -282,6 +237,29 @@ pub fn touch(path: &Path) -> SysResult<()> {
 
 pub fn write_file(path: &Path, data: &[u8]) -> SysResult<()> {
     std::fs::write(path, data).map_err(|e| SysError::io("write", path, &e))
+}
+
+/// Brings up `lo` in the current network namespace (SIOCSIFFLAGS, as `ip link set lo up` does);
+/// a new network namespace has only this device, down.
+pub fn loopback_up() -> SysResult<()> {
+    // SAFETY: a plain datagram socket used only for the ioctl below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(SysError::new("socket for lo", None, Errno::last()));
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns; closed on drop.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; the name fits its 16-byte buffer.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: fd is a valid socket and req a valid ifreq for SIOCSIFFLAGS.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|e| SysError::new("bring up lo", None, e))
 }
 
 pub fn sethostname(name: &str) -> SysResult<()> {

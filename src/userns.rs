@@ -115,8 +115,13 @@ impl IdMap {
                 subuid,
                 subgid,
             } => {
-                run_map_helper("newuidmap", pid, *uid, *subuid)?;
-                run_map_helper("newgidmap", pid, *gid, *subgid)?;
+                // Both helpers at once: each is a fork and exec of a setuid binary, the
+                // largest part of a rootless sandbox's start.
+                let uids = start_map_helper("newuidmap", pid, *uid, *subuid)?;
+                let gids = start_map_helper("newgidmap", pid, *gid, *subgid);
+                let uids = uids.finish();
+                gids?.finish()?;
+                uids?;
             }
             IdMap::Single { uid, gid } => {
                 // An unprivileged process may write a one-line gid map only after giving up
@@ -131,7 +136,19 @@ impl IdMap {
     }
 }
 
-fn run_map_helper(helper: &str, pid: Pid, own: u32, range: (u32, u32)) -> Result<()> {
+/// A running `newuidmap` or `newgidmap`.
+struct MapHelper {
+    command: String,
+    helper: &'static str,
+    child: std::process::Child,
+}
+
+fn start_map_helper(
+    helper: &'static str,
+    pid: Pid,
+    own: u32,
+    range: (u32, u32),
+) -> Result<MapHelper> {
     let args = [
         pid.to_string(),
         "0".into(),
@@ -141,23 +158,42 @@ fn run_map_helper(helper: &str, pid: Pid, own: u32, range: (u32, u32)) -> Result
         range.0.to_string(),
         range.1.to_string(),
     ];
-    tracing::debug!(command = %format!("{helper} {}", args.join(" ")), "writing id map");
-    let out = Command::new(helper)
+    let command = format!("{helper} {}", args.join(" "));
+    tracing::debug!(command = %command, "writing id map");
+    let child = Command::new(helper)
         .args(&args)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| Error::io("run", helper, e))?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: format!("{helper} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: format!(
-                "{}\n  hint: check the range in /etc/sub{}id, or set id_map = \"single\" in config.toml",
-                String::from_utf8_lossy(&out.stderr).trim_end(),
-                if helper == "newuidmap" { "u" } else { "g" }
-            ),
-        });
+    Ok(MapHelper {
+        command,
+        helper,
+        child,
+    })
+}
+
+impl MapHelper {
+    /// Waits for the helper; its failure names the command, the status, stderr and the fix.
+    fn finish(self) -> Result<()> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| Error::io("wait for", self.helper, e))?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: self.command,
+                status: out.status.to_string(),
+                stderr: format!(
+                    "{}\n  hint: check the range in /etc/sub{}id, or set id_map = \"single\" in config.toml",
+                    String::from_utf8_lossy(&out.stderr).trim_end(),
+                    if self.helper == "newuidmap" { "u" } else { "g" }
+                ),
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn helpers_present() -> bool {

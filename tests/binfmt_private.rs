@@ -10,6 +10,7 @@
 
 mod common;
 
+use pookie_ns::syscall::{Kernel, Syscall};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -126,7 +127,7 @@ fn inside_the_namespaces() {
 
     // Until it mounts its own instance, a user namespace uses its parent's (the host's); from
     // the mount on, only the private entries count.
-    binfmt::setup_private(&mnt, &[(Arch::Arm64, interpreter.clone())])
+    binfmt::setup_private(&Kernel, &mnt, &[(Arch::Arm64, interpreter.clone())])
         .unwrap_or_else(|e| panic!("setup_private: {e}"));
 
     // The instance holds exactly our entry, as we wrote it.
@@ -184,11 +185,11 @@ fn inside_the_namespaces() {
     let err = Command::new(&bb).arg("true").output().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOEXEC), "{err}");
 
-    pookie_ns::sys::umount_detach(&mnt).unwrap();
+    Kernel.umount_detach(&mnt).unwrap();
 
     // The host-wide functions, pointed at a private instance: mounted over
     // /proc/sys/fs/binfmt_misc in this mount namespace only, it stands in for the host's.
-    binfmt::setup_private(Path::new(binfmt::HOST_DIR), &[]).unwrap();
+    binfmt::setup_private(&Kernel, Path::new(binfmt::HOST_DIR), &[]).unwrap();
     let shown = |v: Vec<String>| v.join("\n");
     let msgs = shown(binfmt::register_host(&[Arch::Arm64, Arch::Amd64], None).unwrap());
     assert_eq!(
@@ -230,7 +231,7 @@ fn inside_the_namespaces() {
     );
     assert!(binfmt::list_entries(Path::new(binfmt::HOST_DIR)).is_empty());
     registered_for_the_command_only(&bb, tmp.path());
-    pookie_ns::sys::umount_detach(Path::new(binfmt::HOST_DIR)).unwrap();
+    Kernel.umount_detach(Path::new(binfmt::HOST_DIR)).unwrap();
 
     println!("{CHILD_OK}");
 }
@@ -326,14 +327,14 @@ fn setup_private_refuses_the_host_user_namespace() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let e = binfmt::setup_private(tmp.path(), &[]).unwrap_err();
+    let e = binfmt::setup_private(&Kernel, tmp.path(), &[]).unwrap_err();
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(tmp.path().to_str().unwrap()));
     if mounted {
         // Should never happen; do not leave the host's instance mounted on a temp dir.
-        let _ = pookie_ns::sys::umount_detach(tmp.path());
+        let _ = Kernel.umount_detach(tmp.path());
     }
     assert!(
         !mounted,

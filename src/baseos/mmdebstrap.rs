@@ -158,10 +158,11 @@ fn mmdebstrap_with_private_binfmt(
     args: &[String],
     log: &std::fs::File,
 ) -> Result<i32> {
-    crate::sys::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    use crate::syscall::{Kernel, Syscall};
+    Kernel.unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     // Nothing mounted from here on may propagate back into the caller's namespace.
-    crate::sys::make_mounts_private()?;
-    crate::binfmt::setup_private(binfmt_dir, &[(arch, interpreter.to_path_buf())])?;
+    Kernel.make_mounts_private()?;
+    crate::binfmt::setup_private(&Kernel, binfmt_dir, &[(arch, interpreter.to_path_buf())])?;
     // Fail early, and in pookie-ns's words, if the instance does not serve the arch (mmdebstrap
     // skips its own check for the extract variant).
     let check = Command::new("arch-test")

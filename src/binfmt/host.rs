@@ -27,7 +27,7 @@ fn ensure_host_mounted() -> Result<()> {
     if dir.join("status").exists() {
         return Ok(());
     }
-    mount_instance(dir).map_err(|e| {
+    mount_instance(&crate::syscall::Kernel, dir).map_err(|e| {
         BinfmtError::Sys(SysError {
             op: "mount binfmt_misc on".into(),
             path: Some(dir.to_path_buf()),

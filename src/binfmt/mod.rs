@@ -32,6 +32,7 @@ use crate::config::{BinfmtChoice, Config};
 use nix::mount::MsFlags;
 
 use crate::sys::{self, SysError};
+use crate::syscall::Syscall;
 
 mod entry;
 mod error;
@@ -68,8 +69,8 @@ pub const PRIVATE_MIN_KERNEL: (u32, u32) = (6, 7);
 /// Mounts a binfmt_misc instance on `at`: the host's ([`HOST_DIR`]), or a user namespace's own
 /// ([`setup_private`]). nosuid, nodev, noexec: nothing in binfmt_misc is meant to be executed or
 /// opened as a device.
-fn mount_instance(at: &Path) -> std::result::Result<(), SysError> {
-    sys::mount(
+fn mount_instance(os: &dyn Syscall, at: &Path) -> std::result::Result<(), SysError> {
+    os.mount(
         Some("binfmt_misc"),
         at,
         Some("binfmt_misc"),

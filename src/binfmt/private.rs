@@ -13,6 +13,7 @@ use super::error::{errno_of, BinfmtError, Result};
 use super::register::register;
 use super::registration::list_entries;
 use super::{mount_instance, PRIVATE_MIN_KERNEL};
+use crate::syscall::Syscall;
 
 /// Flags of a registration in a private instance.
 ///
@@ -56,9 +57,13 @@ fn ensure_own_user_namespace(mount_point: &Path) -> Result<()> {
 /// instance outlives the detach of the old root) and registers each `(arch, interpreter)` with
 /// [`PRIVATE_FLAGS`]. The instance starts empty, hides the host's entries and dies with the
 /// namespace. Refuses to run in the host's user namespace.
-pub fn setup_private(binfmt_mount_point: &Path, arches: &[(Arch, PathBuf)]) -> Result<()> {
+pub fn setup_private(
+    os: &dyn Syscall,
+    binfmt_mount_point: &Path,
+    arches: &[(Arch, PathBuf)],
+) -> Result<()> {
     ensure_own_user_namespace(binfmt_mount_point)?;
-    mount_instance(binfmt_mount_point).map_err(|e| {
+    mount_instance(os, binfmt_mount_point).map_err(|e| {
         let (major, minor) = sys::kernel_version();
         let hint = match e.errno {
             Errno::EPERM | Errno::EINVAL | Errno::ENODEV => Some(format!(
