@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::env;
 use super::identifiers::python_matches;
-use super::options::{find, ENABLE_GROUPS};
+use super::options::find;
 use super::tables::{self, Tables};
 use super::values::Val;
 use super::{invalid, Input, Resolved};
@@ -64,7 +64,24 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
     r.build = selector("build")?;
     r.skip = selector("skip")?;
     r.test_skip = selector("test-skip")?;
-    r.archs = list(global("archs"));
+    // archs: an empty value falls through to the layer below (cibuildwheel's ignore_empty);
+    // [tool.pookie-ns]'s own words (platform tags) are pookie-ns's.
+    fn nonempty(v: Option<&Val>) -> Option<&Val> {
+        v.filter(|v| !matches!(v, Val::List(l) if l.is_empty()))
+    }
+    let archs_env = nonempty(
+        env_linux
+            .get("archs")
+            .filter(|_| find("archs").is_some_and(|o| o.env_plat)),
+    )
+    .or_else(|| nonempty(env_generic.get("archs")));
+    r.archs_own = archs_env.is_none() && nonempty(own.get("archs")).is_some();
+    r.archs = list(
+        archs_env
+            .or_else(|| nonempty(own.get("archs")))
+            .or_else(|| nonempty(linux.get("archs")))
+            .or_else(|| nonempty(generic.get("archs"))),
+    );
     // enable: the environment adds to the file's.
     let mut enable = list(
         own.get("enable")
@@ -72,20 +89,13 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
             .or(generic.get("enable")),
     );
     enable.extend(list(env_generic.get("enable")));
-    for group in &enable {
-        if group != "all" && !ENABLE_GROUPS.contains(&group.as_str()) {
-            return Err(invalid(format!(
-                "{}: enable: {group:?} is not a group cibuildwheel knows ({}, all)",
-                input.path.display(),
-                ENABLE_GROUPS.join(", ")
-            )));
-        }
-    }
+    super::build_set::check_enable(&enable)
+        .map_err(|e| invalid(format!("{}: {e}", input.path.display())))?;
     if !enable.is_empty() {
         noted.insert(format!(
-            "enable = {}: accepted; pookie-ns's base OSes provide only their release's CPython \
-             (no pre-release, free-threaded, PyPy, GraalPy or Pyodide interpreter), so no \
-             identifier is added",
+            "enable = {}: --print-build-identifiers lists the identifiers it enables, as \
+             cibuildwheel does; pookie-ns's base OSes build CPython only (no pre-release, PyPy, \
+             GraalPy or Pyodide interpreter)",
             enable.join(" ")
         ));
     }
@@ -100,11 +110,23 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
     }
     r.requires_python = match env_generic.get("project-requires-python") {
         Some(Val::Text(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        // cibuildwheel's order: pyproject.toml's [project], setup.cfg's [options], setup.py's
+        // setup(python_requires=...).
         _ => project_file
             .get("project")
             .and_then(|p| p.get("requires-python"))
             .and_then(|v| v.as_str())
-            .map(str::to_string),
+            .map(str::to_string)
+            .or_else(|| {
+                input
+                    .setup_cfg
+                    .and_then(super::requires_python::from_setup_cfg)
+            })
+            .or_else(|| {
+                input
+                    .setup_py
+                    .and_then(super::requires_python::from_setup_py)
+            }),
     };
     if let Some(spec) = &r.requires_python {
         python_matches(spec, (3, 11))
@@ -208,10 +230,7 @@ before-build = "x"
             notes.contains("CIBW_MANYLINUX_PYPY_X86_64_IMAGE"),
             "{notes}"
         );
-        assert!(
-            notes.contains("no pre-release, free-threaded, PyPy"),
-            "{notes}"
-        );
+        assert!(notes.contains("no pre-release, PyPy"), "{notes}");
         assert!(!notes.contains("universal2"), "{notes}");
         assert!(r.archs.is_empty());
     }
