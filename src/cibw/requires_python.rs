@@ -12,7 +12,7 @@ pub(super) fn from_setup_cfg(text: &str) -> Option<String> {
     fn finish(cur: Option<Entry>, found: &mut Option<(String, String)>) {
         if let Some((sec, key, value)) = cur {
             if key == "python_requires" && (sec == "options" || sec == "DEFAULT") {
-                let keep = sec == "options" || !found.as_ref().is_some_and(|(s, _)| s == "options");
+                let keep = sec == "options" || found.as_ref().is_none_or(|(s, _)| s != "options");
                 if keep {
                     *found = Some((sec, value.trim().to_string()));
                 }
@@ -359,8 +359,7 @@ pub(super) fn from_setup_py(src: &str) -> Option<String> {
                 continue;
             }
             // The block: its first line's indentation is the block's.
-            loop {
-                let Some(first) = lines.get(i) else { break };
+            while let Some(first) = lines.get(i) {
                 if first.indent == 0 {
                     // `else:` belongs to the same `if`: its block counts too.
                     if first.toks == [Tok::Name("else".into()), Tok::Op(':')] {
