@@ -218,6 +218,15 @@ const CASES: &[Case] = &[
         args: &[],
     },
     Case {
+        name: "[tool.cibuildwheel.linux] inherit: skip appended to the generic one",
+        files: &[(
+            "pyproject.toml",
+            "[project]\nname = \"x\"\n\n[tool.cibuildwheel]\nskip = \"cp39-* cp310-*\"\narchs = [\"x86_64\", \"s390x\"]\n\n[tool.cibuildwheel.linux]\nskip = [\"*-musllinux_s390x\", \"cp311-*\"]\ninherit.skip = \"append\"\n",
+        )],
+        env: &[],
+        args: &[],
+    },
+    Case {
         name: "overrides do not change the selection",
         files: &[(
             "pyproject.toml",
