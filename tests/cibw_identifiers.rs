@@ -209,6 +209,19 @@ const CASES: &[Case] = &[
         args: &[],
     },
     Case {
+        name: "CIBW_INHERIT: CIBW_SKIP appended, CIBW_ARCHS_LINUX prepended",
+        files: &[(
+            "pyproject.toml",
+            "[project]\nname = \"x\"\n\n[tool.cibuildwheel]\nskip = \"cp3{9,10,11}-*\"\narchs = \"x86_64\"\n",
+        )],
+        env: &[
+            ("CIBW_SKIP", "*-musllinux_*"),
+            ("CIBW_ARCHS_LINUX", "armv7l"),
+            ("CIBW_INHERIT", "skip; archs-linux: prepend"),
+        ],
+        args: &[],
+    },
+    Case {
         name: "empty archs fall through: the linux table's [] and CIBW_ARCHS=\"\"",
         files: &[(
             "pyproject.toml",

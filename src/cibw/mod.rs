@@ -174,6 +174,8 @@ pub struct Resolved {
     layers: Vec<Layer>,
     overrides: Vec<Override>,
     env_layers: Vec<Layer>,
+    /// `CIBW_INHERIT`'s rules (`skip`, `test-command-linux` ...).
+    env_inherit: BTreeMap<String, values::Inherit>,
     groups: Option<toml::Table>,
     path: String,
 }
