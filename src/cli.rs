@@ -111,8 +111,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub branch: String,
     /// Platform tags or arch names: manylinux_2_17_aarch64, musllinux_1_2_x86_64, aarch64, x86_64,
-    /// armv7l ... (default: `archs` in pyproject.toml, else the host's arch and every arch with a
-    /// loaded base OS)
+    /// armv7l ... (default: `archs` in pyproject.toml, else the host's arch only, as cibuildwheel)
     #[arg(long, num_args = 1.., value_name = "TAG")]
     pub target: Vec<String>,
     /// cibuildwheel's --archs: arch names, auto, auto64, auto32, native, all (comma or space

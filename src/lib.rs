@@ -8,9 +8,10 @@
 //! `crate::` path that points up or sideways. Lowest first:
 //!
 //! 1. `hostcheck`: what the host allows (user namespaces, AppArmor), read from `/proc/sys`.
-//! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`, `shell`: syscalls, fault points,
-//!    architectures, progress output and sizes, the overlay mount options, PEP 440 specifiers,
-//!    quoting for the shell scripts pookie-ns writes.
+//! 2. `sys`, `fault`, `arch`, `progress`, `overlay`, `pep440`, `shell`, `fnmatch`: syscalls,
+//!    fault points, architectures, progress output and sizes, the overlay mount options, PEP 440
+//!    specifiers, the shell pookie-ns writes, cibuildwheel's selector patterns (Python's
+//!    fnmatch, bracex's braces).
 //! 3. `syscall`: the seam under the sandbox's mount sequence (a trait, the kernel's
 //!    implementation, a recording fake for unit tests).
 //! 4. `config`, `target`, `confine`, `process`, `import`, `single_uid`, `oci`: the validated
@@ -20,7 +21,8 @@
 //! 5. `recipe`, `toolchain`, `binfmt`, `bytecode`: what the config dir defines (recipes,
 //!    toolchains), how a foreign arch is emulated, and the native byte-compilation of a foreign
 //!    base OS's Python (mmdebstrap hooks).
-//! 6. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence.
+//! 6. `cibw`: cibuildwheel's options and `[tool.pookie-ns]`, resolved with their precedence,
+//!    and the build set: the identifiers cibuildwheel would build, in its order.
 //! 7. `project`, `error`: a project's build settings; the crate's error type, which gathers the
 //!    lower modules' errors.
 //! 8. `userns`, `baseos_cache`, `wheels_file`: id maps and the helper processes run inside a
@@ -51,6 +53,7 @@ pub mod config;
 pub mod confine;
 pub mod error;
 pub mod fault;
+pub mod fnmatch;
 pub mod hostcheck;
 pub mod import;
 pub mod oci;

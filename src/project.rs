@@ -92,18 +92,32 @@ impl Project {
     ) -> Result<Project, ConfigError> {
         let pyproject_path = bundle.join("pyproject.toml");
         let pyproject = crate::config::read_optional(&pyproject_path)?;
+        // Where cibuildwheel reads requires-python when [project] has none.
+        let setup_cfg = crate::config::read_optional(&bundle.join("setup.cfg"))?;
+        let setup_py = crate::config::read_optional(&bundle.join("setup.py"))?;
+        let setup = Setup {
+            cfg: setup_cfg.as_deref(),
+            py: setup_py.as_deref(),
+        };
         match config_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
                     path: path.to_path_buf(),
                     source: e,
                 })?;
-                Project::parse_with(path, &text, Some(pyproject.as_deref().unwrap_or("")), env)
+                Project::parse_files(
+                    path,
+                    &text,
+                    Some(pyproject.as_deref().unwrap_or("")),
+                    setup,
+                    env,
+                )
             }
-            None => Project::parse_with(
+            None => Project::parse_files(
                 &pyproject_path,
                 pyproject.as_deref().unwrap_or(""),
                 None,
+                setup,
                 env,
             ),
         }
@@ -122,13 +136,26 @@ impl Project {
         pyproject: Option<&str>,
         env: &BTreeMap<String, String>,
     ) -> Result<Project, ConfigError> {
+        Project::parse_files(path, text, pyproject, Setup::default(), env)
+    }
+
+    /// [`Project::parse_with`] with the project's setup.cfg and setup.py.
+    pub fn parse_files(
+        path: &Path,
+        text: &str,
+        pyproject: Option<&str>,
+        setup: Setup,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Project, ConfigError> {
         let config = crate::cibw::resolve(&crate::cibw::Input {
             path,
             text,
             pyproject,
             env,
+            setup_cfg: setup.cfg,
+            setup_py: setup.py,
         })?;
-        let archs = resolve_archs(&config.archs)
+        let archs = project_archs(&config)
             .map_err(|e| ConfigError::Invalid(format!("{}: archs: {e}", path.display())))?;
         Ok(Project {
             name: config.name.clone(),
@@ -155,7 +182,39 @@ impl Project {
     }
 }
 
-/// cibuildwheel's `archs` words on this host: `auto` and `native` (the host's arch), `auto64`
+/// The text of a project's setup.cfg and setup.py, where they exist.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup<'a> {
+    pub cfg: Option<&'a str>,
+    pub py: Option<&'a str>,
+}
+
+/// The platforms a project's `archs` select: `[tool.pookie-ns] archs` in pookie-ns's words
+/// ([`resolve_archs`]: platform tags too), else cibuildwheel's `archs` read as cibuildwheel
+/// reads them (default `auto`: the host's arch only).
+pub fn project_archs(config: &crate::cibw::Resolved) -> Result<Vec<Platform>, String> {
+    if config.archs_own {
+        return resolve_archs(&config.archs);
+    }
+    cibuildwheel_archs(&config.archs)
+}
+
+/// cibuildwheel's `archs` (or `--archs`) words as cibuildwheel reads them
+/// ([`crate::cibw::build_set::parse_archs`]); none: `auto`.
+pub fn cibuildwheel_archs(words: &[String]) -> Result<Vec<Platform>, String> {
+    let auto = ["auto".to_string()];
+    let words = if words.iter().all(|w| w.trim().is_empty()) {
+        &auto[..]
+    } else {
+        words
+    };
+    crate::cibw::build_set::parse_archs(words, crate::arch::Arch::host(), false)?
+        .iter()
+        .map(|a| parse_platform(a))
+        .collect()
+}
+
+/// pookie-ns's `archs` words on this host: `auto` and `native` (the host's arch), `auto64`
 /// (the host's, when 64-bit), `auto32` (i686 on x86_64, armv7l on aarch64), `all` (every arch
 /// pookie-ns knows), arch names and platform tags.
 pub fn resolve_archs(words: &[String]) -> Result<Vec<Platform>, String> {
@@ -301,7 +360,14 @@ compiler = "zig"
     fn no_table_means_defaults() {
         let p = parse("[project]\nname = \"x\"\n").unwrap();
         assert!(p.selected("cp311-manylinux_x86_64"));
-        assert!(p.archs.is_empty());
+        // cibuildwheel's default, `auto`: the host's arch only.
+        assert_eq!(
+            p.archs,
+            [Platform {
+                arch: Arch::host(),
+                policy: None
+            }]
+        );
         let o = p.options("cp311-manylinux_x86_64").unwrap();
         assert_eq!(o.frontend.frontend, Frontend::Pip);
         assert!(o.test_command.is_none());
@@ -382,6 +448,52 @@ compiler = "zig"
             );
         }
         assert!(resolve_archs(&["universal2".to_string()]).is_err());
+    }
+
+    #[test]
+    fn cibuildwheel_archs_are_its_words_and_the_own_table_takes_tags() {
+        let archs = |text: &str, env: &[(&str, &str)]| {
+            let env = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Project::parse_with(Path::new("/b/pyproject.toml"), text, None, &env)
+                .map(|p| p.archs.iter().map(|p| p.arch).collect::<Vec<_>>())
+        };
+        // cibuildwheel's `arm64` is macOS's: nothing on Linux; the own table's is aarch64.
+        assert_eq!(
+            archs("[tool.cibuildwheel]\narchs = [\"arm64\"]\n", &[]).unwrap(),
+            []
+        );
+        assert_eq!(
+            archs("[tool.pookie-ns]\narchs = [\"arm64\"]\n", &[]).unwrap(),
+            [Arch::Arm64]
+        );
+        assert!(archs(
+            "[tool.cibuildwheel]\narchs = [\"manylinux_2_17_aarch64\"]\n",
+            &[]
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("invalid architecture"));
+        // An empty value falls through; the environment beats the own table.
+        assert_eq!(
+            archs(
+                "[tool.cibuildwheel]\narchs = \"ppc64le\"\n[tool.cibuildwheel.linux]\narchs = []\n",
+                &[("CIBW_ARCHS", "")]
+            )
+            .unwrap(),
+            [Arch::Ppc64el]
+        );
+        assert_eq!(
+            archs(
+                "[tool.pookie-ns]\narchs = [\"manylinux_2_28_s390x\"]\n",
+                &[("CIBW_ARCHS_LINUX", "all")]
+            )
+            .unwrap()
+            .len(),
+            7
+        );
     }
 
     #[test]

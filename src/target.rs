@@ -251,57 +251,26 @@ pub fn parse_python(s: &str) -> Result<String, String> {
 }
 
 /// cibuildwheel's selectors: whitespace-separated shell-style patterns (`*`, `?`, `[...]`,
-/// `[!...]`) matched against build identifiers, with `{cp39,cp311}-*` alternatives as
-/// cibuildwheel's bracex expands them. Matched by globset (ripgrep's), with no path
-/// separator semantics: `*` matches any run of characters.
-#[derive(Debug, Clone)]
+/// `[!...]`) matched against build identifiers, with `{cp39,cp311}-*` and `cp3{10..12}-*`
+/// alternatives as cibuildwheel's bracex expands them, each matched as Python's `fnmatch`
+/// matches it ([`crate::fnmatch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
     patterns: Vec<String>,
-    set: globset::GlobSet,
+    /// The patterns' brace expansions.
+    expanded: Vec<String>,
 }
-
-impl Default for Selector {
-    fn default() -> Self {
-        Selector {
-            patterns: Vec::new(),
-            set: globset::GlobSet::empty(),
-        }
-    }
-}
-
-impl PartialEq for Selector {
-    fn eq(&self, other: &Self) -> bool {
-        self.patterns == other.patterns
-    }
-}
-
-impl Eq for Selector {}
 
 impl Selector {
     pub fn parse(text: &str) -> Result<Selector, String> {
         let mut patterns = Vec::new();
-        let mut set = globset::GlobSetBuilder::new();
+        let mut expanded = Vec::new();
         for word in text.split_whitespace() {
             check_pattern(word)?;
-            // fnmatch's `**` is `*` (globset gives it a recursive, path meaning).
-            let mut glob = String::new();
-            for c in word.chars() {
-                if !(c == '*' && glob.ends_with('*')) {
-                    glob.push(c);
-                }
-            }
-            let glob = globset::GlobBuilder::new(&glob)
-                .literal_separator(false)
-                .backslash_escape(false)
-                .build()
-                .map_err(|e| format!("selector {word:?}: {}", e.kind()))?;
-            set.add(glob);
+            expanded.extend(crate::fnmatch::expand_braces(word)?);
             patterns.push(word.to_string());
         }
-        let set = set
-            .build()
-            .map_err(|e| format!("selectors {text:?}: {e}"))?;
-        Ok(Selector { patterns, set })
+        Ok(Selector { patterns, expanded })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -309,17 +278,24 @@ impl Selector {
     }
 
     pub fn matches(&self, identifier: &str) -> bool {
-        self.set.is_match(identifier)
+        self.expanded
+            .iter()
+            .any(|p| crate::fnmatch::fnmatch(identifier, p))
     }
 
     /// True when a pattern spells out `word` (`*-musllinux_*` names `musllinux`; `*` does not).
     pub fn names(&self, word: &str) -> bool {
         self.patterns.iter().any(|p| p.contains(word))
     }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
 }
 
 /// The characters of build identifiers, wildcards and alternatives; anything else (a `/`, a
-/// `;`) is a mistake, said before globset would read it.
+/// `;`) is a mistake, said before it is matched.
 fn check_pattern(p: &str) -> Result<(), String> {
     match p
         .chars()
@@ -329,8 +305,52 @@ fn check_pattern(p: &str) -> Result<(), String> {
             "selector {p:?}: character {c:?} is not allowed (use identifiers like \
              cp311-manylinux_aarch64 with * ? [...] {{a,b}} wildcards)"
         )),
-        None => Ok(()),
+        None => balanced(p),
     }
+}
+
+/// An unclosed `[` or an unbalanced brace is a typo here: cibuildwheel would read it as a
+/// literal character, which no identifier contains, so the selector would match nothing.
+fn balanced(p: &str) -> Result<(), String> {
+    let mut depth = 0i32;
+    for c in p.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            break;
+        }
+    }
+    if depth != 0 {
+        return Err(format!(
+            "selector {p:?}: unbalanced braces (write alternatives as {{cp39,cp311}}-*)"
+        ));
+    }
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '[' {
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'!') {
+                j += 1;
+            }
+            if chars.get(j) == Some(&']') {
+                j += 1;
+            }
+            match (j..chars.len()).find(|&k| chars[k] == ']') {
+                Some(k) => i = k,
+                None => {
+                    return Err(format!(
+                        "selector {p:?}: unclosed [ (write a class as [0-9] or [!t])"
+                    ))
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

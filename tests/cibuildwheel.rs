@@ -74,7 +74,10 @@ fn root_on_x86_64(why: &str) -> bool {
         && require(std::env::consts::ARCH == "x86_64", why)
 }
 
-/// The identifiers follow cibuildwheel's selectors and precedence; nothing is built or loaded.
+/// The identifiers follow cibuildwheel's selectors and precedence, in cibuildwheel's order
+/// (manylinux before musllinux, each arch in turn; tests/cibw_identifiers.rs compares with
+/// cibuildwheel itself); `--python` (pookie-ns's own) narrows the CPythons. Nothing is built or
+/// loaded.
 #[test]
 fn print_build_identifiers_honours_every_selector() {
     if !root_on_x86_64("the expected identifiers are an x86_64 host's") {
@@ -82,17 +85,21 @@ fn print_build_identifiers_honours_every_selector() {
     }
     let r = Runner::new(Who::Root);
     let py = ["--python", "3.9", "3.11", "3.13"];
-    // The file: archs from the linux table (auto = x86_64), armv7l skipped, requires-python
-    // >=3.10 leaves 3.9 out; the macos table is ignored.
-    assert_eq!(
-        identifiers(&r, &py, &[]),
-        [
-            "cp311-manylinux_x86_64",
-            "cp313-manylinux_x86_64",
-            "cp311-manylinux_aarch64",
-            "cp313-manylinux_aarch64"
-        ]
-    );
+    // The file: archs from the linux table (auto = x86_64), manylinux armv7l skipped (musllinux
+    // armv7l stays), requires-python >=3.10 leaves 3.9 out; the macos table is ignored.
+    let from_file = [
+        "cp311-manylinux_x86_64",
+        "cp313-manylinux_x86_64",
+        "cp311-manylinux_aarch64",
+        "cp313-manylinux_aarch64",
+        "cp311-musllinux_x86_64",
+        "cp313-musllinux_x86_64",
+        "cp311-musllinux_aarch64",
+        "cp313-musllinux_aarch64",
+        "cp311-musllinux_armv7l",
+        "cp313-musllinux_armv7l",
+    ];
+    assert_eq!(identifiers(&r, &py, &[]), from_file);
     // CIBW_SKIP replaces the file's skip (armv7l comes back); CIBW_ARCHS_LINUX beats CIBW_ARCHS.
     assert_eq!(
         identifiers(
@@ -104,7 +111,12 @@ fn print_build_identifiers_honours_every_selector() {
                 ("CIBW_ARCHS_LINUX", "armv7l auto64")
             ]
         ),
-        ["cp311-manylinux_armv7l", "cp311-manylinux_x86_64"]
+        [
+            "cp311-manylinux_x86_64",
+            "cp311-manylinux_armv7l",
+            "cp311-musllinux_x86_64",
+            "cp311-musllinux_armv7l"
+        ]
     );
     // CIBW_BUILD, CIBW_PROJECT_REQUIRES_PYTHON.
     assert_eq!(
@@ -116,7 +128,13 @@ fn print_build_identifiers_honours_every_selector() {
                 ("CIBW_PROJECT_REQUIRES_PYTHON", "<3.10")
             ]
         ),
-        ["cp39-manylinux_x86_64", "cp39-manylinux_aarch64"]
+        [
+            "cp39-manylinux_x86_64",
+            "cp39-manylinux_aarch64",
+            "cp39-musllinux_x86_64",
+            "cp39-musllinux_aarch64",
+            "cp39-musllinux_armv7l"
+        ]
     );
     // The command line beats the environment: --archs, then --only.
     assert_eq!(
@@ -125,7 +143,12 @@ fn print_build_identifiers_honours_every_selector() {
             &["--archs", "aarch64,x86_64", "--python", "3.11"],
             &[("CIBW_ARCHS", "armv7l")]
         ),
-        ["cp311-manylinux_aarch64", "cp311-manylinux_x86_64"]
+        [
+            "cp311-manylinux_x86_64",
+            "cp311-manylinux_aarch64",
+            "cp311-musllinux_x86_64",
+            "cp311-musllinux_aarch64"
+        ]
     );
     assert_eq!(
         identifiers(
@@ -135,26 +158,34 @@ fn print_build_identifiers_honours_every_selector() {
         ),
         ["cp311-manylinux_armv7l"]
     );
-    // musllinux identifiers when asked for: a build selector naming musllinux, a
-    // musllinux-<arch>-image option (that arch only), --only. No image is pulled to list them.
+    // musllinux identifiers are listed as cibuildwheel lists them (by default); an image
+    // option changes no identifier. No image is pulled to list them.
     assert_eq!(
         identifiers(&r, &py, &[("CIBW_BUILD", "*-musllinux_x86_64")]),
         ["cp311-musllinux_x86_64", "cp313-musllinux_x86_64"]
     );
     assert_eq!(
         identifiers(&r, &py, &[("CIBW_MUSLLINUX_X86_64_IMAGE", "musllinux_1_2")]),
-        [
-            "cp311-manylinux_x86_64",
-            "cp313-manylinux_x86_64",
-            "cp311-manylinux_aarch64",
-            "cp313-manylinux_aarch64",
-            "cp311-musllinux_x86_64",
-            "cp313-musllinux_x86_64"
-        ]
+        from_file
     );
     assert_eq!(
         identifiers(&r, &["--only", "cp313-musllinux_aarch64"], &[]),
         ["cp313-musllinux_aarch64"]
+    );
+    // pookie-ns's --target: a tag that names a policy lists that family only.
+    assert_eq!(
+        identifiers(
+            &r,
+            &[
+                "--target",
+                "manylinux_2_17_aarch64",
+                "musllinux_1_2_x86_64",
+                "--python",
+                "3.11"
+            ],
+            &[]
+        ),
+        ["cp311-manylinux_aarch64", "cp311-musllinux_x86_64"]
     );
 
     // --config-file: another file's [tool.cibuildwheel]; [project] requires-python still applies.
@@ -176,7 +207,7 @@ fn print_build_identifiers_honours_every_selector() {
             ],
             &[]
         ),
-        ["cp313-manylinux_aarch64"]
+        ["cp313-manylinux_aarch64", "cp313-musllinux_aarch64"]
     );
 
     // Nothing selected: an error (exit 2) that names the identifiers, unless allowed.

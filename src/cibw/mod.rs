@@ -25,13 +25,16 @@
 //! with `values.rs` (shell words: `words.rs`) and points its errors at a file and line with
 //! `place.rs`. What holds for one build identifier is in `per_identifier.rs`
 //! ([`Resolved::options_for`], [`Resolved::selected`]); build identifiers themselves are in
-//! `identifiers.rs`.
+//! `identifiers.rs`; the identifiers cibuildwheel would build, in its order, in `build_set.rs`
+//! (`requires-python` from setup.cfg and setup.py: `requires_python.rs`).
 
+pub mod build_set;
 mod env;
 mod identifiers;
 mod options;
 mod per_identifier;
 mod place;
+mod requires_python;
 mod resolve;
 mod tables;
 mod values;
@@ -104,6 +107,10 @@ pub struct Input<'a> {
     pub pyproject: Option<&'a str>,
     /// The environment variables (`CIBW_*`, and those `environment-pass` names).
     pub env: &'a BTreeMap<String, String>,
+    /// The project's setup.cfg and setup.py, where `requires-python` is read when
+    /// pyproject.toml's `[project]` has none (as cibuildwheel reads it).
+    pub setup_cfg: Option<&'a str>,
+    pub setup_py: Option<&'a str>,
 }
 
 /// The options of one build identifier.
@@ -147,6 +154,9 @@ pub struct Resolved {
     pub test_skip: Selector,
     /// As written: arch names, platform tags, `auto`, `auto64`, `auto32`, `native`, `all`.
     pub archs: Vec<String>,
+    /// True when `archs` comes from `[tool.pookie-ns]` (whose words may be pookie-ns's own:
+    /// platform tags, Debian arch names); otherwise they are cibuildwheel's words.
+    pub archs_own: bool,
     pub enable: Vec<String>,
     /// `CIBW_PROJECT_REQUIRES_PYTHON`, else `[project] requires-python`.
     pub requires_python: Option<String>,
@@ -164,6 +174,8 @@ pub struct Resolved {
     layers: Vec<Layer>,
     overrides: Vec<Override>,
     env_layers: Vec<Layer>,
+    /// `CIBW_INHERIT`'s rules (`skip`, `test-command-linux` ...).
+    env_inherit: BTreeMap<String, values::Inherit>,
     groups: Option<toml::Table>,
     path: String,
 }
@@ -190,6 +202,8 @@ mod testing {
             text,
             pyproject: None,
             env: &env(vars),
+            setup_cfg: None,
+            setup_py: None,
         })
     }
 

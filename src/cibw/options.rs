@@ -149,18 +149,6 @@ const IMAGE_ARCHES: [&str; 10] = [
 /// cibuildwheel's platform tables besides `linux`.
 pub(super) const OTHER_PLATFORMS: [&str; 5] = ["macos", "windows", "ios", "android", "pyodide"];
 
-/// The `enable` groups cibuildwheel knows; none has an interpreter in pookie-ns's base OSes.
-pub(super) const ENABLE_GROUPS: [&str; 8] = [
-    "cpython-prerelease",
-    "cpython-freethreading",
-    "cpython-experimental-riscv64",
-    "pypy",
-    "pypy-eol",
-    "graalpy",
-    "pyodide-prerelease",
-    "pyodide-eol",
-];
-
 pub(super) fn find(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name)
 }

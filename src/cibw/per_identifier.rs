@@ -53,7 +53,17 @@ impl Resolved {
             for (i, layer) in self.env_layers.iter().enumerate() {
                 let plat_ok = i == 0 || find(key).is_some_and(|o| o.env_plat);
                 if let (true, Some(x)) = (plat_ok, layer.get(key)) {
-                    v = Some(x.clone());
+                    let name = if i == 0 {
+                        key.to_string()
+                    } else {
+                        format!("{key}-linux")
+                    };
+                    let rule = self
+                        .env_inherit
+                        .get(&name)
+                        .copied()
+                        .unwrap_or(Inherit::None);
+                    v = Some(inherit(v.as_ref(), x, rule));
                 }
             }
             v

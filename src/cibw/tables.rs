@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::env::env_name;
 use super::options::{find, is_image, Scope, IMAGE_NOTE, OPTIONS, OTHER_PLATFORMS};
 use super::place::{suggest, Place};
-use super::values::{from_toml, string_list, Inherit, Layer, Val};
+use super::values::{from_toml, inherit, string_list, Inherit, Layer, Val};
 use super::{invalid, Input, Mode};
 use crate::config::ConfigError;
 use crate::target::Selector;
@@ -54,6 +54,7 @@ pub(super) fn read(
     // [tool.cibuildwheel] and its platform tables.
     let mut generic = Layer::new();
     let mut linux = Layer::new();
+    let mut linux_inherit: BTreeMap<String, Inherit> = BTreeMap::new();
     if let Some(v) = tool.and_then(|t| t.get("cibuildwheel")) {
         let place = Place::of(input, "tool.cibuildwheel", None);
         let table = place.table(v)?;
@@ -66,6 +67,12 @@ pub(super) fn read(
                     };
                     let t = place.table(value)?;
                     for (k, v) in t {
+                        if k == "inherit" {
+                            // cibuildwheel's platform-table inherit: this table's value of
+                            // an option appended (prepended) to [tool.cibuildwheel]'s.
+                            linux_inherit = read_inherit(&place, v)?;
+                            continue;
+                        }
                         read_option(&place, k, v, false, &mut linux, noted)?;
                     }
                 }
@@ -83,6 +90,12 @@ pub(super) fn read(
                     read_option(&place, key, value, false, &mut generic, noted)?;
                 }
             }
+        }
+    }
+    for (k, rule) in &linux_inherit {
+        if let Some(v) = linux.get(k) {
+            let combined = inherit(generic.get(k), v, *rule);
+            linux.insert(k.clone(), combined);
         }
     }
     // [tool.pookie-ns]: the same keys, and pookie-ns's own.
@@ -181,6 +194,36 @@ fn read_option(
     Ok(())
 }
 
+/// An `inherit` table: option → `none`, `append` or `prepend`.
+fn read_inherit(place: &Place, i: &toml::Value) -> Result<BTreeMap<String, Inherit>, ConfigError> {
+    let it = i
+        .as_table()
+        .ok_or_else(|| place.err("inherit", "must be a table"))?;
+    let mut rules = BTreeMap::new();
+    for (k, v) in it {
+        if find(k).is_none() && !is_image(k) {
+            let names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+            return Err(place.err(
+                "inherit",
+                format!("{k}: unknown option{}", suggest(k, &names)),
+            ));
+        }
+        let rule = match v.as_str() {
+            Some("none") => Inherit::None,
+            Some("append") => Inherit::Append,
+            Some("prepend") => Inherit::Prepend,
+            _ => {
+                return Err(place.err(
+                    "inherit",
+                    format!("{k}: {v} is not \"none\", \"append\" or \"prepend\""),
+                ))
+            }
+        };
+        rules.insert(k.clone(), rule);
+    }
+    Ok(rules)
+}
+
 fn read_overrides(
     input: &Input,
     value: &toml::Value,
@@ -210,26 +253,10 @@ fn read_overrides(
             }
         };
         let select = Selector::parse(&select).map_err(|e| place.err("select", e))?;
-        let mut inherit_rules = BTreeMap::new();
-        if let Some(i) = t.get("inherit") {
-            let it = i
-                .as_table()
-                .ok_or_else(|| place.err("inherit", "must be a table"))?;
-            for (k, v) in it {
-                let rule = match v.as_str() {
-                    Some("none") => Inherit::None,
-                    Some("append") => Inherit::Append,
-                    Some("prepend") => Inherit::Prepend,
-                    _ => {
-                        return Err(place.err(
-                            "inherit",
-                            format!("{k}: {v} is not \"none\", \"append\" or \"prepend\""),
-                        ))
-                    }
-                };
-                inherit_rules.insert(k.clone(), rule);
-            }
-        }
+        let inherit_rules = match t.get("inherit") {
+            Some(i) => read_inherit(&place, i)?,
+            None => BTreeMap::new(),
+        };
         let mut values = Layer::new();
         for (k, v) in t {
             if k == "select" || k == "inherit" {
@@ -258,6 +285,37 @@ mod tests {
     use crate::cibw::testing::{err, ok, opts};
     use crate::cibw::Mode;
     use crate::toolchain::Compiler;
+
+    #[test]
+    fn the_linux_table_inherits_from_the_generic_one() {
+        let r = ok(
+            r#"
+[tool.cibuildwheel]
+skip = "cp39-*"
+test-requires = ["pytest"]
+before-all = "echo generic"
+
+[tool.cibuildwheel.linux]
+skip = "*-musllinux_*"
+test-requires = ["numpy"]
+before-all = "echo linux"
+inherit.skip = "append"
+inherit.test-requires = "prepend"
+"#,
+            &[],
+        );
+        assert!(!r.selected("cp39-manylinux_x86_64"));
+        assert!(!r.selected("cp311-musllinux_x86_64"));
+        assert!(r.selected("cp311-manylinux_x86_64"));
+        let o = opts(&r, "cp311-manylinux_x86_64");
+        assert_eq!(o.test_requires, ["numpy", "pytest"]);
+        assert_eq!(o.before_all.as_deref(), Some("echo linux"));
+        let e = err(
+            "[tool.cibuildwheel.linux]\ninherit.skpi = \"append\"\n",
+            &[],
+        );
+        assert!(e.contains("skpi") && e.contains("skip"), "{e}");
+    }
 
     #[test]
     fn pookie_ns_keys_override_cibuildwheel_key_by_key() {

@@ -48,23 +48,6 @@ pub struct Planned {
     pub source: Source,
 }
 
-/// The platforms to build when the command line and pyproject.toml name none: the host's arch
-/// and every arch with a loaded base OS that provides a Python.
-pub fn default_platforms(loaded: &[Loaded]) -> Vec<Platform> {
-    let mut arches: Vec<Arch> = loaded
-        .iter()
-        .filter(|l| !l.python.is_empty())
-        .map(|l| l.arch)
-        .collect();
-    arches.push(Arch::host());
-    arches.sort();
-    arches.dedup();
-    arches
-        .into_iter()
-        .map(|arch| Platform { arch, policy: None })
-        .collect()
-}
-
 /// The CPython versions a build covers when `--python` names none, as cibuildwheel's: every
 /// one the project's `requires-python` admits (those no base OS provides are reported skipped).
 pub const CPYTHONS: [&str; 8] = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"];

@@ -81,7 +81,7 @@ impl BundleSettings {
             target::parse_platform(t).map_err(|e| format!("{what}: {e}"))?;
         }
         if let Some(archs) = &self.archs {
-            project::resolve_archs(&archs_words(archs))
+            project::cibuildwheel_archs(std::slice::from_ref(archs))
                 .map_err(|e| format!("{what}: archs: {e}"))?;
         }
         Ok(())
@@ -110,15 +110,6 @@ impl BundleSettings {
         }
         s
     }
-}
-
-/// cibuildwheel's archs value split into words (comma or space separated).
-pub fn archs_words(archs: &str) -> Vec<String> {
-    archs
-        .split([',', ' '])
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// `--platform`: only Linux is built here.
@@ -213,13 +204,5 @@ mod tests {
             "kept: the package sets none"
         );
         assert_eq!(s.before_all.as_deref(), Some("true"));
-    }
-
-    #[test]
-    fn archs_split_on_commas_and_spaces() {
-        assert_eq!(
-            archs_words("x86_64, aarch64 ,i686"),
-            ["x86_64", "aarch64", "i686"]
-        );
     }
 }

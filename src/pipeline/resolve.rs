@@ -14,7 +14,7 @@ use crate::toolchain::{self, Compiler};
 
 use super::bundles::Request;
 use super::plan::{self, Loaded, Offer};
-use super::request::{archs_words, BuildRequest, BundleSettings};
+use super::request::{BuildRequest, BundleSettings};
 use super::{image, Ui};
 
 /// The targets to build, how each builds, and what was left out.
@@ -48,6 +48,14 @@ pub(super) fn resolve_targets(
     request: &mut Request,
     ui: Ui,
 ) -> Result<Resolution> {
+    // For CI matrices: cibuildwheel's identifiers, computed as cibuildwheel computes them,
+    // whatever base OSes are loaded; nothing is pulled or loaded.
+    if args.print_build_identifiers {
+        for id in build_set(args, settings, &request.project)? {
+            println!("{id}");
+        }
+        return Ok(Resolution::Done);
+    }
     let project = &mut request.project;
     let loaded: Vec<Loaded> = store
         .list_baseos()?
@@ -80,19 +88,8 @@ pub(super) fn resolve_targets(
         project.skip = target::Selector::default();
         pythons = vec![python];
         vec![platform]
-    } else if let Some(archs) = &settings.archs {
-        project::resolve_archs(&archs_words(archs))
-            .map_err(|e| Error::usage(format!("--archs: {e}")))?
-    } else if !settings.target.is_empty() {
-        settings
-            .target
-            .iter()
-            .map(|t| target::parse_platform(t).map_err(Error::usage))
-            .collect::<Result<Vec<_>>>()?
-    } else if !project.archs.is_empty() {
-        project.archs.clone()
     } else {
-        plan::default_platforms(&loaded)
+        platforms(settings, project)?
     };
     let versions: Vec<String> = if pythons.is_empty() {
         plan::CPYTHONS.iter().map(|v| v.to_string()).collect()
@@ -107,16 +104,12 @@ pub(super) fn resolve_targets(
     // cibuildwheel's manylinux-<arch>-image and musllinux-<arch>-image options: their targets
     // build in those images, loaded now (pulled when the store lacks them) since their CPythons
     // decide the plan.
-    let images = if args.print_build_identifiers {
-        Default::default()
-    } else {
-        let registry = crate::oci::registry::Options {
-            insecure: args.insecure_registry.clone(),
-        };
-        image::load(
-            config, store, project, &platforms, &versions, &registry, ui.say,
-        )?
+    let registry = crate::oci::registry::Options {
+        insecure: args.insecure_registry.clone(),
     };
+    let images = image::load(
+        config, store, project, &platforms, &versions, &registry, ui.say,
+    )?;
     let planned = plan::plan(
         &platforms,
         &pythons,
@@ -124,17 +117,7 @@ pub(super) fn resolve_targets(
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
-        &|t| match images.get(&t.identifier()) {
-            Some(i) => Some(i.offer.clone()),
-            // --print-build-identifiers pulls no image: as cibuildwheel, it lists a musllinux
-            // target for every CPython the selectors admit.
-            None if args.print_build_identifiers && t.is_musllinux() => Some(plan::ImageOffer {
-                name: String::new(),
-                why: String::new(),
-                python: versions.clone(),
-            }),
-            None => None,
-        },
+        &|t| images.get(&t.identifier()).map(|i| i.offer.clone()),
     );
     let (planned, skipped) = match planned {
         Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
@@ -145,13 +128,6 @@ pub(super) fn resolve_targets(
         }
         p => p.map_err(Error::usage)?,
     };
-    // For CI matrices: the identifiers this build would build, from the same resolution.
-    if args.print_build_identifiers {
-        for p in &planned {
-            println!("{}", p.target.identifier());
-        }
-        return Ok(Resolution::Done);
-    }
     // How each target builds, and with which toolchain. A cross build runs on the host-arch
     // base OS of the target's own (same name: same suite, same Python), loaded or from a recipe.
     let toolchains = toolchain::all(&config.config_dir)?;
@@ -195,6 +171,66 @@ pub(super) fn resolve_targets(
         toolchains,
         images,
     }))
+}
+
+/// The platforms a build covers (without `--only`): `--archs` (cibuildwheel's words), else
+/// `--target` (platform tags), else the project's `archs` ([`project::project_archs`]: the
+/// host's arch only unless something asks for more, as cibuildwheel).
+fn platforms(
+    settings: &BundleSettings,
+    project: &project::Project,
+) -> Result<Vec<target::Platform>> {
+    if let Some(archs) = &settings.archs {
+        let words = vec![archs.clone()];
+        return project::cibuildwheel_archs(&words)
+            .map_err(|e| Error::usage(format!("--archs: {e}")));
+    }
+    if !settings.target.is_empty() {
+        return settings
+            .target
+            .iter()
+            .map(|t| target::parse_platform(t).map_err(Error::usage))
+            .collect();
+    }
+    Ok(project.archs.clone())
+}
+
+/// cibuildwheel's identifiers for this project and command line, in its order
+/// ([`crate::cibw::build_set`]). pookie-ns's own inputs narrow them: a `--target` or
+/// `[tool.pookie-ns] archs` platform tag that names a policy lists that family only, and
+/// `--python` those CPythons only.
+fn build_set(
+    args: &BuildRequest,
+    settings: &BundleSettings,
+    project: &project::Project,
+) -> Result<Vec<String>> {
+    use crate::cibw::build_set::{self, ArchChoice, Families};
+    let archs: Vec<ArchChoice> = if args.only.is_some() {
+        Vec::new()
+    } else {
+        platforms(settings, project)?
+            .into_iter()
+            .map(|p| ArchChoice {
+                arch: p.arch.uname().to_string(),
+                families: match p.policy.as_deref() {
+                    None => Families::Both,
+                    Some(policy) if target::is_musllinux(policy) => Families::Musllinux,
+                    Some(_) => Families::Manylinux,
+                },
+            })
+            .collect()
+    };
+    let pythons = args.python.clone();
+    build_set::identifiers(&build_set::Request {
+        build: project.build.patterns().to_vec(),
+        skip: project.skip.patterns().to_vec(),
+        enable: project.config.enable.clone(),
+        requires_python: project.config.requires_python.clone(),
+        archs,
+        pythons,
+        only: args.only.clone(),
+    })
+    .map_err(Error::usage)
 }
 
 /// A base OS a build needed and could not load (mirror, network, disk ...): the targets that
