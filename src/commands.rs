@@ -99,7 +99,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
 fn build_request(config: &Config, cli: &Cli, a: &BuildArgs) -> Result<BuildRequest> {
     request::check_platform(a.platform.as_deref()).map_err(Error::usage)?;
     crate::pipeline::check_branch(config, &a.branch)?;
-    if let Some(id) = &a.only {
+    // An identifier this build cannot build fails now; printed, any of cibuildwheel's is listed.
+    if let (Some(id), false) = (&a.only, a.print_build_identifiers) {
         crate::cibw::split_identifier(id).map_err(Error::usage)?;
     }
     let settings = BundleSettings {
