@@ -239,7 +239,8 @@ fn one_arch_no_tarball(args: &LoadBaseosArgs, one_arch: &str, what: &str) -> Res
 
 fn load_baseos(config: &Config, store: &Store, args: &LoadBaseosArgs, cli: &Cli) -> Result<i32> {
     let out = baseos::Output {
-        quiet: cli.quiet,
+        bars: !cli.quiet && !cli.json,
+        say: !cli.quiet,
         json: cli.json,
         replace: false,
     };
@@ -323,7 +324,8 @@ fn update_baseos(
     cli: &Cli,
 ) -> Result<i32> {
     let out = baseos::Output {
-        quiet: cli.quiet,
+        bars: !cli.quiet && !cli.json,
+        say: !cli.quiet,
         json: cli.json,
         replace: true,
     };
@@ -428,7 +430,7 @@ fn update_image(
         }
     };
     if current == image.manifest_digest {
-        if !out.quiet {
+        if out.say {
             eprintln!(
                 "base OS {} ({}) is up to date: {} is still {current}",
                 base.name, base.arch, image.reference
@@ -436,7 +438,7 @@ fn update_image(
         }
         return Ok(None);
     }
-    if !out.quiet {
+    if out.say {
         eprintln!(
             "{} moved from {} to {current}: loading it",
             image.reference, image.manifest_digest

@@ -7,14 +7,14 @@ use std::path::Path;
 /// process. Its ticking is a thread, and pookie-ns forks without exec: so it ticks only between
 /// [`Spinner::tick`] (once the child is started) and [`Spinner::finish`], which stops and joins
 /// the thread (indicatif joins its ticker only when the bar is dropped, not when it is
-/// finished). A hidden spinner (`quiet`) never starts one.
+/// finished). A hidden spinner never starts one.
 pub struct Spinner {
     bar: Option<indicatif::ProgressBar>,
 }
 
-/// A [`Spinner`] with `msg`; hidden when `quiet`.
-pub fn spinner(msg: String, quiet: bool) -> Spinner {
-    if quiet {
+/// A [`Spinner`] with `msg`; hidden when `hidden`.
+pub fn spinner(msg: String, hidden: bool) -> Spinner {
+    if hidden {
         return Spinner { bar: None };
     }
     let s = indicatif::ProgressBar::new_spinner();

@@ -48,7 +48,7 @@ pub fn import_archive(
     }
     let len = meta.len();
     let fill = |rootfs: &Path, opts: &ImportOptions| -> Result<ImportSummary> {
-        let bar = progress_bar(len, name, out.quiet || out.json);
+        let bar = progress_bar(len, name, !out.bars);
         let mut report = |n: u64| bar.set_position(n);
         let summary = import::unpack_archive(&archive, rootfs, opts, &mut report)?;
         bar.finish_and_clear();

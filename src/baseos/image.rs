@@ -109,7 +109,7 @@ pub fn ensure_image(
             )
         )));
     }
-    if !out.quiet {
+    if out.say {
         eprintln!("pookie-ns: loading the image {reference} for {arch} as base OS {name}: {why}");
     }
     import_image(config, store, &source, &name, Some(arch), registry, out)?;
@@ -159,7 +159,7 @@ pub fn import_image(
         })
         .sum();
     let fill = |rootfs: &Path, opts: &ImportOptions| -> Result<ImportSummary> {
-        let bar = progress_bar(total, name, out.quiet || out.json);
+        let bar = progress_bar(total, name, !out.bars);
         let mut all = ImportSummary::default();
         let mut done = 0u64;
         for (i, layer) in layers.iter().enumerate() {

@@ -49,7 +49,7 @@ pub(super) fn run_mmdebstrap(
                 " under QEMU (several minutes)"
             }
         ),
-        out.quiet || out.json,
+        !out.bars,
     );
     let log_file = std::fs::File::create(log).map_err(|e| Error::io("create", log, e))?;
     let code = match emulation {

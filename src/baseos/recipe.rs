@@ -63,7 +63,7 @@ pub fn load_recipe(
     };
     // An update always rebuilds: the cached tarball is what it replaces.
     if let (Some(tarball), false) = (cached_tarball(store, &recipe.name, arch), out.replace) {
-        if !out.quiet {
+        if out.say {
             eprintln!(
                 "importing the existing tarball {} instead of building",
                 tarball.display()
@@ -84,7 +84,7 @@ pub fn load_recipe(
     });
     if let (Some(dir), Some(key), false) = (&cache_dir, &cache_key, out.replace) {
         if let Some(cached) = baseos_cache::lookup(dir, key) {
-            if !out.quiet {
+            if out.say {
                 eprintln!(
                     "importing {} from the per-user cache {}{}",
                     recipe.name,
@@ -127,7 +127,7 @@ pub fn load_recipe(
             std::fs::copy(&built.tarball, dest)
                 .map_err(|e| Error::io("save the tarball to", dest, e))?;
         }
-        if !out.quiet {
+        if out.say {
             eprintln!("saved the tarball as {}", dest.display());
         }
     }
@@ -204,7 +204,7 @@ fn build(
     let tarball = tmp.join(format!("baseos-{}-{}.tar.zst", recipe.name, arch.debian()));
     let started = Instant::now();
     let fell_back = attempts(store, recipe, arch, mirror, &emulation, &tmp, &tarball, out)?;
-    if !out.quiet {
+    if out.say {
         eprintln!(
             "built {} for {arch} in {:.0} s ({})",
             recipe.name,

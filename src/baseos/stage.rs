@@ -16,7 +16,10 @@ use crate::userns::{self, IdMap};
 /// How loading reports itself, and whether it may replace a loaded base OS.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
-    pub quiet: bool,
+    /// Progress bars and spinners on stderr (off with -q or --json).
+    pub bars: bool,
+    /// Messages on stderr (off with -q).
+    pub say: bool,
     pub json: bool,
     /// update-baseos: swap the new base OS in for the loaded one.
     pub replace: bool,
@@ -52,8 +55,8 @@ impl Drop for TmpGuard {
     }
 }
 
-pub(super) fn progress_bar(len: u64, name: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
+pub(super) fn progress_bar(len: u64, name: &str, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
         return indicatif::ProgressBar::hidden();
     }
     // No steady tick: that would start a thread, and helpers are forked from this process.
@@ -210,7 +213,7 @@ fn say_loaded(store: &Store, meta: &BaseOsMeta, secs: f64, out: Output) {
             "{}",
             serde_json::to_string_pretty(meta).expect("serializable")
         );
-    } else if !out.quiet {
+    } else if out.say {
         eprintln!(
             "loaded base OS {} ({}, {}): {} entries, {} unpacked, in {secs:.1} s{}{}",
             meta.name,

@@ -162,7 +162,8 @@ pub fn load(
                         registry,
                         &format!("the project's {why}"),
                         baseos::Output {
-                            quiet: !say,
+                            bars: say,
+                            say,
                             json: false,
                             replace: false,
                         },

@@ -15,7 +15,7 @@ use super::bundles::Request;
 use super::frontend::frontend_command;
 use super::request::{BuildRequest, BundleSettings};
 use super::resolve::{unavailable, Targets, Unloaded};
-use super::worker::{BaseRef, Job, PROJECT_INSIDE};
+use super::worker::{BaseRef, TargetJob, PROJECT_INSIDE};
 use super::{backends, output_dir, Ui};
 
 /// Phase 4: one job per target — its options (the identifier's overrides applied, command-line
@@ -29,7 +29,7 @@ pub(super) fn make_jobs(
     targets: &Targets,
     unloaded: &[Unloaded],
     ui: Ui,
-) -> Result<Vec<Job>> {
+) -> Result<Vec<TargetJob>> {
     let project = &request.project;
     let out_root = output_dir(store, &args.branch, &request.project_name);
     let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
@@ -115,7 +115,7 @@ pub(super) fn make_jobs(
             (&test_base.name, test_base.arch),
             unloaded,
         );
-        let job = Job {
+        let job = TargetJob {
             unavailable,
             project: request.project_name.clone(),
             repair_policy,

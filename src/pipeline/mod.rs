@@ -6,11 +6,11 @@
 //! This file holds the phase sequence; each phase lives in its own file: `bundles.rs` (bundles
 //! and their projects), `resolve.rs` (targets, modes and toolchains, base OSes), `jobs.rs` (one
 //! job per target; the frontends' build commands in `frontend.rs`), `schedule.rs` (the workers
-//! run), `deliver.rs` (wheels, report, exit status).
+//! run), `finish.rs` (wheels to --out, report, exit status).
 //!
 //! ```text
 //! build (this process: plans, loads base OSes, shows progress; threads, never forks a sandbox)
-//!  ├ pookie-ns __build-target job.json    (worker.rs: one target, single-threaded)
+//!  ├ pookie-ns __build-target job.json    (worker/: one target, single-threaded)
 //!  └ pookie-ns __build-target job.json
 //! ```
 //! Store layout of a build's output: `output/<branch>/<project>/<target>/` holds `job.json`,
@@ -20,7 +20,7 @@
 
 pub mod backends;
 mod bundles;
-mod deliver;
+mod finish;
 mod frontend;
 pub mod image;
 mod jobs;
@@ -39,12 +39,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
 use bundles::{read_project, resolve_bundles, Bundle};
-use deliver::{deliver, Delivery};
+use finish::{finish, ReportHeader};
 use jobs::make_jobs;
 use request::{BuildRequest, Output};
 use resolve::{ensure_base_oses, resolve_targets, Resolution};
 use schedule::{run_abi3_once, run_workers};
-use worker::Job;
+use worker::TargetJob;
 
 /// `pookie-ns build`, in phases: check the settings → resolve the bundles (directories, sdists,
 /// requirements) → plan each bundle (read its project → resolve its targets → ensure their base
@@ -54,9 +54,9 @@ use worker::Job;
 pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32> {
     let started = Instant::now();
     let ui = args.output;
-    let jobs_n = args.jobs;
+    let max_workers = args.jobs;
     let bundles = resolve_bundles(config, store, args, ui.say)?;
-    let mut jobs: Vec<Job> = Vec::new();
+    let mut jobs: Vec<TargetJob> = Vec::new();
     let mut skipped = Vec::new();
     let mut projects: Vec<String> = Vec::new();
     let mut output_dir = None;
@@ -83,7 +83,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
         return Ok(0);
     }
     // Targets whose base OS failed to load fail with the reason; the others run.
-    let mut runnable: Vec<Job> = jobs
+    let mut runnable: Vec<TargetJob> = jobs
         .iter()
         .filter(|j| j.unavailable.is_none())
         .cloned()
@@ -91,9 +91,9 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
     let mut ran = if runnable.is_empty() {
         Vec::new()
     } else if abi3_projects.is_empty() {
-        run_workers(config, store, ui, &runnable, jobs_n)?
+        run_workers(config, store, ui, &runnable, max_workers)?
     } else {
-        run_abi3_once(config, store, ui, &mut runnable, &abi3_projects, jobs_n)?
+        run_abi3_once(config, store, ui, &mut runnable, &abi3_projects, max_workers)?
     }
     .into_iter();
     let mut results = Vec::new();
@@ -109,7 +109,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
         store.sweep_stale()?;
     }
     let group = args.wheels_file.is_some() || bundles.list.len() > 1;
-    let delivery = Delivery {
+    let header = ReportHeader {
         project_name: if group {
             bundles.group_name.clone()
         } else {
@@ -127,11 +127,11 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
             .iter()
             .filter_map(|b| b.source.clone())
             .collect(),
-        jobs_n,
+        max_workers,
         started,
         interrupted,
     };
-    deliver(store, args, delivery, &jobs, results)
+    finish(store, args, header, &jobs, results)
 }
 
 /// How the build talks (the request's [`Output`]).
@@ -155,7 +155,7 @@ pub fn check_branch(config: &Config, branch: &str) -> Result<()> {
 /// the targets it leaves out.
 struct BundlePlan {
     name: String,
-    jobs: Vec<Job>,
+    jobs: Vec<TargetJob>,
     skipped: Vec<plan::Skipped>,
     /// The project's own output dir (cibuildwheel's `output-dir`).
     output_dir: Option<String>,

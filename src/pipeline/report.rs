@@ -41,7 +41,7 @@ impl Outcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BeforeAll {
+pub enum SetupState {
     /// The project has no before-all command.
     None,
     /// It ran in this build and its layer was cached.
@@ -75,7 +75,7 @@ pub struct TargetResult {
     pub toolchain: Option<String>,
     /// Its setup layer: made in this build, cached from an earlier one, or failed.
     #[serde(default = "no_setup")]
-    pub toolchain_setup: BeforeAll,
+    pub toolchain_setup: SetupState,
     /// How the wheel was repaired: `auditwheel`, the project's command, or not at all.
     #[serde(default)]
     pub repair: String,
@@ -98,7 +98,7 @@ pub struct TargetResult {
     /// and tested on every CPython (none: built by this target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wheel_built_by: Option<String>,
-    pub before_all: BeforeAll,
+    pub before_all: SetupState,
     /// Bringing the instances up to date (apt refresh when due) and before-all, in seconds.
     pub prepare_secs: Option<f64>,
     pub before_all_secs: Option<f64>,
@@ -124,8 +124,8 @@ pub struct TargetResult {
     pub error: Option<String>,
 }
 
-fn no_setup() -> BeforeAll {
-    BeforeAll::None
+fn no_setup() -> SetupState {
+    SetupState::None
 }
 
 impl TargetResult {
@@ -133,10 +133,10 @@ impl TargetResult {
     pub fn failure_log(&self) -> &PathBuf {
         match self.result {
             Outcome::TestFailed => self.test_log.as_ref(),
-            Outcome::BuildFailed if self.before_all == BeforeAll::Failed => {
+            Outcome::BuildFailed if self.before_all == SetupState::Failed => {
                 self.before_all_log.as_ref()
             }
-            Outcome::BuildFailed if self.toolchain_setup == BeforeAll::Failed => {
+            Outcome::BuildFailed if self.toolchain_setup == SetupState::Failed => {
                 self.toolchain_log.as_ref()
             }
             Outcome::BuildFailed => self.build_log.as_ref(),
@@ -323,7 +323,7 @@ mod tests {
             platform_tag: "manylinux_x86_64".into(),
             mode: Mode::Native,
             toolchain: None,
-            toolchain_setup: BeforeAll::None,
+            toolchain_setup: SetupState::None,
             repair: "auditwheel".into(),
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/amd64".into(),
@@ -332,7 +332,7 @@ mod tests {
             wheel: Some("fastmath-0.1.0-cp311-cp311-manylinux_2_17_x86_64.whl".into()),
             wheel_tag: Some("manylinux_2_17_x86_64".into()),
             wheel_path: None,
-            before_all: BeforeAll::Cached,
+            before_all: SetupState::Cached,
             prepare_secs: Some(0.5),
             before_all_secs: None,
             build_secs: Some(1.234),
@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(r.failure_log(), &PathBuf::from("/o/test.log"));
         let mut r = result("t", Outcome::BuildFailed);
         assert_eq!(r.failure_log(), &PathBuf::from("/o/build.log"));
-        r.toolchain_setup = BeforeAll::Failed;
+        r.toolchain_setup = SetupState::Failed;
         assert_eq!(r.failure_log(), &PathBuf::from("/o/toolchain.log"));
         r.result = Outcome::Error;
         assert_eq!(r.failure_log(), &PathBuf::from("/o/pookie-ns.log"));

@@ -318,7 +318,9 @@ pub(super) fn ensure_base_oses(
             &name,
             None,
             baseos::Output {
-                quiet: !ui.progress,
+                // A build without progress lines (--json, -q) loads without a word.
+                bars: ui.progress,
+                say: ui.progress,
                 json: false,
                 replace: false,
             },

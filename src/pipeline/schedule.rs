@@ -15,7 +15,7 @@ use crate::store::{self, Store};
 use super::backends;
 use super::report::{self, Outcome, TargetResult};
 use super::request::Output;
-use super::worker::{self, Job};
+use super::worker::{self, TargetJob};
 
 /// The workers of a build with projects that may build an abi3 wheel (`abi3_projects`): of
 /// each, first one target per arch, policy and mode (its first CPython) builds; when its wheel
@@ -25,11 +25,11 @@ pub(super) fn run_abi3_once(
     config: &Config,
     store: &Store,
     output: Output,
-    jobs: &mut [Job],
+    jobs: &mut [TargetJob],
     abi3_projects: &[String],
-    jobs_n: usize,
+    max_workers: usize,
 ) -> Result<Vec<TargetResult>> {
-    let same = |a: &Job, b: &Job| {
+    let same = |a: &TargetJob, b: &TargetJob| {
         a.project == b.project
             && a.target.arch == b.target.arch
             && a.target.policy == b.target.policy
@@ -43,10 +43,10 @@ pub(super) fn run_abi3_once(
         })
         .collect();
     if firsts.len() == jobs.len() {
-        return run_workers(config, store, output, jobs, jobs_n);
+        return run_workers(config, store, output, jobs, max_workers);
     }
-    let first_jobs: Vec<Job> = firsts.iter().map(|&i| jobs[i].clone()).collect();
-    let first_results = run_workers(config, store, output, &first_jobs, jobs_n)?;
+    let first_jobs: Vec<TargetJob> = firsts.iter().map(|&i| jobs[i].clone()).collect();
+    let first_results = run_workers(config, store, output, &first_jobs, max_workers)?;
     let mut results: Vec<Option<TargetResult>> = vec![None; jobs.len()];
     let mut rest = Vec::new();
     for i in 0..jobs.len() {
@@ -68,7 +68,7 @@ pub(super) fn run_abi3_once(
         }
         rest.push(i);
     }
-    let rest_jobs: Vec<Job> = rest.iter().map(|&i| jobs[i].clone()).collect();
+    let rest_jobs: Vec<TargetJob> = rest.iter().map(|&i| jobs[i].clone()).collect();
     let rest_results = if crate::process::interrupted().is_some() {
         rest_jobs
             .iter()
@@ -79,7 +79,7 @@ pub(super) fn run_abi3_once(
             })
             .collect()
     } else {
-        run_workers(config, store, output, &rest_jobs, jobs_n)?
+        run_workers(config, store, output, &rest_jobs, max_workers)?
     };
     for (k, &i) in rest.iter().enumerate() {
         results[i] = Some(rest_results[k].clone());
@@ -95,14 +95,14 @@ enum Event {
     Exited(usize, std::process::ExitStatus),
 }
 
-/// Phase 5: runs the workers, at most `jobs_n` at a time, and gathers their results in job
+/// Phase 5: runs the workers, at most `max_workers` at a time, and gathers their results in job
 /// order.
 pub(super) fn run_workers(
     config: &Config,
     store: &Store,
     output: Output,
-    jobs: &[Job],
-    jobs_n: usize,
+    jobs: &[TargetJob],
+    max_workers: usize,
 ) -> Result<Vec<TargetResult>> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::io("find pookie-ns's own executable", "/proc/self/exe", e))?;
@@ -139,7 +139,7 @@ pub(super) fn run_workers(
     let mut stopping: Option<Instant> = None;
     std::thread::scope(|scope| -> Result<()> {
         loop {
-            while running.len() < jobs_n && stopping.is_none() {
+            while running.len() < max_workers && stopping.is_none() {
                 let Some(i) = queue.pop_front() else { break };
                 let job = &jobs[i];
                 let log = std::fs::File::create(job.worker_log())
@@ -273,7 +273,7 @@ fn mark_interrupted(r: &mut TargetResult) {
 }
 
 /// The worker's result.json, or an error result naming how the worker ended.
-fn read_result(job: &Job, status: std::process::ExitStatus) -> TargetResult {
+fn read_result(job: &TargetJob, status: std::process::ExitStatus) -> TargetResult {
     let read = std::fs::read(job.result_path())
         .ok()
         .and_then(|b| serde_json::from_slice::<TargetResult>(&b).ok());

@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::deliver::{deliver_script, repair_script};
+use super::repair::{auditwheel_script, repair_script};
 use super::harvest::harvest;
 use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
 use super::scripts::{self, fragment, python_selection, script_text, traced};
 use super::spec::{end_step, timed_run, toolchain_cache_binds};
-use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
+use super::{TargetJob, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::backends;
@@ -25,7 +25,7 @@ use crate::toolchain::{Resolved, CROSS_DIR, SYSROOT};
 pub(super) fn build_step(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     prep: &Prepared,
     sysroot: Option<Vec<PathBuf>>,
     r: &mut TargetResult,
@@ -105,7 +105,7 @@ fn write_cross_files(dir: &Path, t: &Resolved) -> Result<()> {
 
 /// The start of a toolchain build's script: the target's sysconfigdata copied from the sysroot
 /// to where `PYTHONPATH` finds it (scripts/cross-prelude.sh).
-fn cross_prelude(job: &Job, t: &Resolved) -> String {
+fn cross_prelude(job: &TargetJob, t: &Resolved) -> String {
     fragment(
         &[
             ("POOKIE_NS_SYSROOT", SYSROOT),
@@ -140,7 +140,7 @@ fn export_toolchain(t: &Resolved) -> String {
 /// The build step's script on base OS `base_name`/`base_arch`: the target's CPython selected,
 /// the toolchain's prelude and environment, before-build, the build requirements, the build
 /// command, then the repair and delivery of the wheel.
-pub(super) fn build_script(job: &Job, base_name: &str, base_arch: crate::arch::Arch) -> String {
+pub(super) fn build_script(job: &TargetJob, base_name: &str, base_arch: crate::arch::Arch) -> String {
     let mut body = python_selection(job);
     if let Some(t) = &job.toolchain {
         body.push_str(&cross_prelude(job, t));
@@ -168,7 +168,7 @@ pub(super) fn build_script(job: &Job, base_name: &str, base_arch: crate::arch::A
             job.target.arch,
             job.toolchain.as_ref(),
         )),
-        None => body.push_str(&deliver_script(
+        None => body.push_str(&auditwheel_script(
             &job.target,
             job.repair_policy.as_deref(),
             job.toolchain.as_ref(),

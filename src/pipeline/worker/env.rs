@@ -1,14 +1,14 @@
 //! The environment variables of a step: a clean base, pip's settings, cibuildwheel's variables,
 //! and on an image base OS the image's own `Env` under them.
 
-use super::deliver::auditwheel_plat;
-use super::Job;
+use super::repair::auditwheel_plat;
+use super::TargetJob;
 use crate::sandbox;
 use crate::store::BaseOs;
 
 /// The environment of every step: clean, networked (pip needs PyPI), pip told that the
 /// system's Python is ours to change (the workspace is thrown away).
-fn step_env(job: &Job) -> Vec<(String, String)> {
+fn step_env(job: &TargetJob) -> Vec<(String, String)> {
     let mut env = sandbox::base_env(true);
     for (k, v) in [
         ("DEBIAN_FRONTEND", "noninteractive"),
@@ -41,7 +41,7 @@ fn step_env(job: &Job) -> Vec<(String, String)> {
 
 /// [`step_env`] on an image base OS: the image's `Env` (its `PATH` with the compilers of
 /// manylinux images, `AUDITWHEEL_POLICY` ...) over the clean base, pookie-ns's variables over it.
-pub(super) fn image_step_env(job: &Job, base: &BaseOs) -> Vec<(String, String)> {
+pub(super) fn image_step_env(job: &TargetJob, base: &BaseOs) -> Vec<(String, String)> {
     let ours = step_env(job);
     let Some(image) = &base.meta.image else {
         return ours;

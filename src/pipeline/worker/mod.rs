@@ -22,18 +22,18 @@
 //!
 //! # Files
 //!
-//! This file holds the [`Job`] a worker reads, its entry point [`run`] and the step sequence
-//! (`steps`, with the test of a wheel another target built: abi3 reuse). An instance is made
-//! ready for a step, with its cached setup layers (toolchain, before-all), by `prepare.rs`. The
-//! build step is `build_step.rs` (with what a toolchain build adds), the test step
-//! `test_step.rs`; both run in the sandbox that `spec.rs` describes, with the environment of
-//! `env.rs`, and run scripts assembled from the fragments of `src/shell/scripts/` by
-//! `scripts.rs`. The repair and delivery of the wheel inside the build are `deliver.rs`; the
-//! wheel's check on the host after it, `harvest.rs`; the project's copy into a workspace,
-//! `project_copy.rs`.
+//! This file holds the [`TargetJob`] a worker reads, its entry point [`run`] and the step
+//! sequence (`steps`, with the test of a wheel another target built: abi3 reuse). An instance
+//! is made ready for a step, with its cached setup layers (toolchain, before-all), by
+//! `prepare.rs`. The build step is `build_step.rs` (with what a toolchain build adds), the test
+//! step `test_step.rs`; both run in the sandbox that `spec.rs` describes, with the environment
+//! of `env.rs`, and run scripts assembled from the fragments of `src/shell/scripts/` by
+//! `scripts.rs`. The repair of the wheel inside the build (auditwheel, or the project's
+//! `repair-wheel-command`) is `repair.rs`; the wheel's check on the host after it,
+//! `harvest.rs`; the project's copy into a workspace, `project_copy.rs`.
 
 mod build_step;
-mod deliver;
+mod repair;
 mod env;
 mod harvest;
 mod prepare;
@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::report::{BeforeAll, Outcome, TargetResult};
+use super::report::{SetupState, Outcome, TargetResult};
 use crate::arch::Arch;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -82,7 +82,7 @@ impl std::fmt::Display for BaseRef {
 
 /// Everything a worker needs for one target (`job.json`, written by `build`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Job {
+pub struct TargetJob {
     /// The project's directory name in the store (a group build has several).
     #[serde(default)]
     pub project: String,
@@ -155,7 +155,7 @@ pub struct Job {
     pub keep_failed: bool,
 }
 
-impl Job {
+impl TargetJob {
     pub fn result_path(&self) -> PathBuf {
         self.dir.join("result.json")
     }
@@ -170,7 +170,7 @@ impl Job {
 /// The worker's entry point: runs the pipeline and writes `result.json`.
 pub fn run(config: &Config, store: &Store, job_path: &Path) -> Result<i32> {
     let text = std::fs::read(job_path).map_err(|e| Error::io("read the job file", job_path, e))?;
-    let job: Job = serde_json::from_slice(&text).map_err(|e| {
+    let job: TargetJob = serde_json::from_slice(&text).map_err(|e| {
         Error::internal(format!(
             "{}: not a job file written by `pookie-ns build`: {e}",
             job_path.display()
@@ -190,7 +190,7 @@ fn phase(name: &str) {
 
 /// The result of a target that could not run (`job.unavailable`: a base OS it needs failed to
 /// load): an error with the reason, also written to its worker log, which the summary names.
-pub(in crate::pipeline) fn unavailable_result(job: &Job, why: &str) -> Result<TargetResult> {
+pub(in crate::pipeline) fn unavailable_result(job: &TargetJob, why: &str) -> Result<TargetResult> {
     let log = job.worker_log();
     std::fs::write(&log, format!("{why}\n")).map_err(|e| Error::io("write", &log, e))?;
     let mut r = new_result(job);
@@ -198,7 +198,7 @@ pub(in crate::pipeline) fn unavailable_result(job: &Job, why: &str) -> Result<Ta
     Ok(r)
 }
 
-pub(super) fn new_result(job: &Job) -> TargetResult {
+pub(super) fn new_result(job: &TargetJob) -> TargetResult {
     TargetResult {
         project: Some(job.project.clone()).filter(|p| !p.is_empty()),
         target: job.target.name(),
@@ -208,7 +208,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         platform_tag: job.target.platform_tag(),
         mode: job.mode,
         toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
-        toolchain_setup: BeforeAll::None,
+        toolchain_setup: SetupState::None,
         repair: match job.repair_wheel_command.as_deref().map(str::trim) {
             None => "auditwheel".into(),
             Some("") => "none (repair-wheel-command = \"\"): unrepaired".into(),
@@ -221,7 +221,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
         wheel: None,
         wheel_tag: None,
         wheel_path: None,
-        before_all: BeforeAll::None,
+        before_all: SetupState::None,
         prepare_secs: None,
         before_all_secs: None,
         build_secs: None,
@@ -242,7 +242,7 @@ pub(super) fn new_result(job: &Job) -> TargetResult {
     }
 }
 
-fn pipeline(config: &Config, store: &Store, job: &Job) -> TargetResult {
+fn pipeline(config: &Config, store: &Store, job: &TargetJob) -> TargetResult {
     let started = Instant::now();
     let mut r = new_result(job);
     if let Err(e) = steps(config, store, job, &mut r) {
@@ -263,7 +263,7 @@ fn peak_rss_kib() -> Option<u64> {
         .map(|u| u.max_rss().max(0) as u64)
 }
 
-fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Result<()> {
+fn steps(config: &Config, store: &Store, job: &TargetJob, r: &mut TargetResult) -> Result<()> {
     phase("prepare");
     let started = Instant::now();
     // A layer made with other variables (set or passed) is another layer.
@@ -364,7 +364,7 @@ fn steps(config: &Config, store: &Store, job: &Job, r: &mut TargetResult) -> Res
 fn test_prebuilt(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     built: &Path,
     before_all: &[Setup],
     started: Instant,
@@ -393,7 +393,7 @@ fn test_prebuilt(
 fn run_tests(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     test: Option<Prepared>,
     wheel: &Path,
     test_command: &str,
@@ -420,8 +420,8 @@ mod script_tests {
     use crate::arch::Arch;
     use crate::toolchain::{self, Compiler, Context};
 
-    fn job(arch: Arch, mode: Mode, toolchain: Option<crate::toolchain::Resolved>) -> Job {
-        Job {
+    fn job(arch: Arch, mode: Mode, toolchain: Option<crate::toolchain::Resolved>) -> TargetJob {
+        TargetJob {
             project: "c-ext".into(),
             target: Target {
                 arch,

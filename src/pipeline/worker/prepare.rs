@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 
 use super::scripts::script_text;
 use super::spec::{step_spec, toolchain_cache_binds};
-use super::{phase, BaseRef, Job, PROJECT_INSIDE};
+use super::{phase, BaseRef, TargetJob, PROJECT_INSIDE};
 use crate::branch;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::report::{BeforeAll, TargetResult};
+use crate::pipeline::report::{SetupState, TargetResult};
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
 
@@ -38,7 +38,7 @@ impl Prepared {
 pub(super) fn prepared_spec(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     prep: &Prepared,
     ws: &Workspace,
     log: &Path,
@@ -99,7 +99,7 @@ impl SetupKind {
 pub(super) fn prepare(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     base_ref: &BaseRef,
     setups: &[Setup],
     r: &mut TargetResult,
@@ -123,7 +123,7 @@ pub(super) fn prepare(
         for setup in setups {
             let layer = setup_layer(store, &base, &instance, &extra, setup)?;
             if layer.is_dir() {
-                note_setup(r, setup.kind, BeforeAll::Cached);
+                note_setup(r, setup.kind, SetupState::Cached);
                 tracing::info!(layer = %layer.display(), "{}: using the cached layer", setup.kind.name());
                 extra.insert(0, store.relative(&layer));
                 continue;
@@ -154,16 +154,16 @@ pub(super) fn prepare(
 }
 
 /// Records how a setup went: "ran" wins over "cached", "failed" over both.
-fn note_setup(r: &mut TargetResult, kind: SetupKind, state: BeforeAll) {
+fn note_setup(r: &mut TargetResult, kind: SetupKind, state: SetupState) {
     let slot = match kind {
         SetupKind::Toolchain => &mut r.toolchain_setup,
         SetupKind::BeforeAll => &mut r.before_all,
     };
-    let rank = |s: BeforeAll| match s {
-        BeforeAll::None => 0,
-        BeforeAll::Cached => 1,
-        BeforeAll::Ran => 2,
-        BeforeAll::Failed => 3,
+    let rank = |s: SetupState| match s {
+        SetupState::None => 0,
+        SetupState::Cached => 1,
+        SetupState::Ran => 2,
+        SetupState::Failed => 3,
     };
     if rank(state) > rank(*slot) {
         *slot = state;
@@ -228,7 +228,7 @@ fn setup_layer(
 
 /// The log of a setup on `base`: `before-all.log`, or `before-all-arm64.log` for the target's
 /// instance of a cross build (whose build instance has a before-all of its own).
-fn setup_log(job: &Job, base: &BaseOs, setup: &Setup) -> PathBuf {
+fn setup_log(job: &TargetJob, base: &BaseOs, setup: &Setup) -> PathBuf {
     let name = format!("{}{}", setup.kind.name(), setup.log_suffix);
     if job.build_base != job.test_base && base.arch == job.test_base.arch {
         job.dir.join(format!("{name}-{}.log", base.arch))
@@ -243,7 +243,7 @@ fn setup_log(job: &Job, base: &BaseOs, setup: &Setup) -> PathBuf {
 fn run_setup(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     base: &BaseOs,
     instance: &InstanceId,
     below: &[PathBuf],
@@ -309,7 +309,7 @@ fn run_setup(
             Some(r.before_all_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
     }
     if code != 0 {
-        note_setup(r, setup.kind, BeforeAll::Failed);
+        note_setup(r, setup.kind, SetupState::Failed);
         r.error = Some(format!(
             "{what} failed on {}/{} (exit status {code})",
             base.name, base.arch
@@ -317,7 +317,7 @@ fn run_setup(
         return Ok(false);
     }
     std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the setup layer", layer, e))?;
-    note_setup(r, setup.kind, BeforeAll::Ran);
+    note_setup(r, setup.kind, SetupState::Ran);
     Ok(true)
 }
 

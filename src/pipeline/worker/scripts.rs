@@ -1,7 +1,7 @@
 //! A job's step scripts, from [`crate::shell`]'s fragments and assembly: the target's CPython
 //! selected, the project's environment (and `environment-pass`) exported.
 
-use super::Job;
+use super::TargetJob;
 
 /// Where the build and test steps find the target's CPython under its short names.
 const PYTHON_BIN: &str = "/run/pookie-ns/python/bin";
@@ -12,7 +12,7 @@ pub(super) use crate::shell::{fragment, quote as sh_quote, traced};
 
 /// The start of a build or test step: `python`, `pip` … run the target's own CPython
 /// (scripts/python-select.sh).
-pub(super) fn python_selection(job: &Job) -> String {
+pub(super) fn python_selection(job: &TargetJob) -> String {
     fragment(
         &[
             ("POOKIE_NS_PYTHON", &target_interpreter(job)),
@@ -23,7 +23,7 @@ pub(super) fn python_selection(job: &Job) -> String {
 }
 
 /// The target's interpreter: an image's `/opt/python/<id>/bin/python`, else `python3.X`.
-fn target_interpreter(job: &Job) -> String {
+fn target_interpreter(job: &TargetJob) -> String {
     job.interpreter
         .clone()
         .unwrap_or_else(|| format!("python{}", job.target.python))
@@ -31,13 +31,13 @@ fn target_interpreter(job: &Job) -> String {
 
 /// A shell script: the project's environment exported (each value a shell word, expanded in
 /// order as cibuildwheel expands it: `$PATH`, `$(cmd)`, quotes), a header line, and `body`.
-pub(super) fn script_text(job: &Job, what: &str, body: &str) -> String {
+pub(super) fn script_text(job: &TargetJob, what: &str, body: &str) -> String {
     script_text_with(job, what, body, &[])
 }
 
 /// [`script_text`] with more variables exported after the environment (`test-environment`).
 pub(super) fn script_text_with(
-    job: &Job,
+    job: &TargetJob,
     what: &str,
     body: &str,
     more: &[(String, String)],

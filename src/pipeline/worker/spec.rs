@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::env::image_step_env;
-use super::{Job, PROJECT_INSIDE};
+use super::{TargetJob, PROJECT_INSIDE};
 use crate::config::Config;
 use crate::error::Result;
 use crate::pipeline::report::TargetResult;
@@ -24,7 +24,7 @@ fn shell(script: &str) -> Vec<String> {
 pub(super) fn step_spec(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     base: &BaseOs,
     layers: crate::overlay::Layers,
     ws: &Workspace,
@@ -45,7 +45,7 @@ pub(super) fn step_spec(
 
 /// The cache directories of the job's toolchain ([`crate::toolchain::ToolchainFile::caches`]),
 /// each bound read-write from the user's per-user cache (none when there is none).
-pub(super) fn toolchain_cache_binds(job: &Job) -> Vec<Bind> {
+pub(super) fn toolchain_cache_binds(job: &TargetJob) -> Vec<Bind> {
     let Some(t) = &job.toolchain else {
         return Vec::new();
     };
@@ -74,7 +74,7 @@ pub(super) fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
 /// [`finish_workspace`] says. True when the step succeeded.
 pub(super) fn end_step(
     ws: Workspace,
-    job: &Job,
+    job: &TargetJob,
     r: &mut TargetResult,
     code: i32,
     failed: &str,
@@ -89,7 +89,7 @@ pub(super) fn end_step(
 }
 
 /// Removes a failed step's workspace, or keeps it with --keep-failed.
-fn finish_workspace(ws: Workspace, job: &Job, r: &mut TargetResult) -> Result<()> {
+fn finish_workspace(ws: Workspace, job: &TargetJob, r: &mut TargetResult) -> Result<()> {
     if job.keep_failed {
         r.kept_workspace = Some(ws.keep()?);
         Ok(())

