@@ -3,8 +3,6 @@
 //! Rust a compiler with the target's standard library. Each is a shell script of `crate::shell::scripts`
 //! (checked by shellcheck in CI), parameterised through environment variables set here.
 
-use std::path::Path;
-
 use crate::arch::Arch;
 use crate::toolchain::SYSROOT;
 
@@ -75,27 +73,6 @@ fn script_call(vars: &[(&str, &str)], script: &str) -> String {
     )
 }
 
-/// Whether the project may build an abi3 (limited-API) wheel: PyO3's `abi3` features in
-/// Cargo.toml, `py_limited_api` in setup.py, setup.cfg or pyproject.toml. Only a hint that
-/// decides whether `build` builds one target per arch first: the wheel's own tag decides
-/// ([`is_abi3_wheel`]).
-pub fn may_be_abi3(bundle: &Path) -> bool {
-    let has = |file: &str, needles: &[&str]| {
-        std::fs::read_to_string(bundle.join(file))
-            .is_ok_and(|text| needles.iter().any(|n| text.contains(n)))
-    };
-    has("Cargo.toml", &["abi3"])
-        || ["setup.py", "setup.cfg", "pyproject.toml"]
-            .iter()
-            .any(|f| has(f, &["py_limited_api", "py-limited-api"]))
-}
-
-/// A wheel file name whose ABI tag (the second tag from the end) is `abi3`.
-pub fn is_abi3_wheel(name: &str) -> bool {
-    let stem = name.strip_suffix(".whl").unwrap_or(name);
-    stem.rsplit('-').nth(1) == Some("abi3")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,46 +98,14 @@ mod tests {
     }
 
     #[test]
-    fn abi3_wheels_and_projects() {
-        assert!(is_abi3_wheel(
-            "rustmath-0.1.0-cp39-abi3-manylinux_2_17_aarch64.whl"
-        ));
-        assert!(is_abi3_wheel("x-1.0-1-cp39-abi3-linux_x86_64.whl"));
-        assert!(!is_abi3_wheel(
-            "zcheck-0.1.0-cp314-cp314-manylinux_2_17_x86_64.whl"
-        ));
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!may_be_abi3(dir.path()));
-        std::fs::write(
-            dir.path().join("setup.py"),
-            "setup(ext_modules=[Extension('a', ['a.c'])])",
-        )
-        .unwrap();
-        assert!(!may_be_abi3(dir.path()));
-        std::fs::write(
-            dir.path().join("setup.cfg"),
-            "[bdist_wheel]\npy_limited_api = cp39\n",
-        )
-        .unwrap();
-        assert!(may_be_abi3(dir.path()));
-        let rust = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rust-ext");
-        assert!(may_be_abi3(&rust));
-    }
-
-    #[test]
     fn the_scripts_parse() {
         for (name, text) in [
             ("meson-cross.sh", MESON_CROSS_SH),
             ("rust-setup.sh", RUST_SETUP_SH),
         ] {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", text])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{name}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            crate::shell::output_ok(
+                name,
+                std::process::Command::new("sh").args(["-n", "-c", text]),
             );
         }
     }

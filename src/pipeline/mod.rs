@@ -6,7 +6,7 @@
 //! This file holds the phase sequence; each phase lives in its own file: `bundles.rs` (bundles
 //! and their projects), `resolve.rs` (targets, modes and toolchains, base OSes), `jobs.rs` (one
 //! job per target; the frontends' build commands in `frontend.rs`), `schedule.rs` (the workers
-//! run), `finish.rs` (wheels to --out, report, exit status).
+//! run; in which waves for abi3 wheels, `abi3.rs`), `finish.rs` (wheels to --out, report, exit status).
 //!
 //! ```text
 //! build (this process: plans, loads base OSes, shows progress; threads, never forks a sandbox)
@@ -18,6 +18,7 @@
 //! `output/<branch>/<project>/report.json` the whole report (a group's:
 //! `output/<branch>/group-<wheels file stem>/report.json`).
 
+mod abi3;
 pub mod backends;
 mod bundles;
 mod finish;
@@ -43,7 +44,6 @@ use finish::{finish, ReportHeader};
 use jobs::make_jobs;
 use request::{BuildRequest, Output};
 use resolve::{ensure_base_oses, resolve_targets, Resolution};
-use schedule::{run_abi3_once, run_workers};
 use worker::TargetJob;
 
 /// `pookie-ns build`, in phases: check the settings → resolve the bundles (directories, sdists,
@@ -71,7 +71,7 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
                 b.shown, p.name
             )));
         }
-        if backends::may_be_abi3(&b.dir) {
+        if abi3::may_be_abi3(&b.dir) {
             abi3_projects.push(p.name.clone());
         }
         projects.push(p.name);
@@ -90,10 +90,15 @@ pub fn build(config: &Config, store: &Store, args: &BuildRequest) -> Result<i32>
         .collect();
     let mut ran = if runnable.is_empty() {
         Vec::new()
-    } else if abi3_projects.is_empty() {
-        run_workers(config, store, ui, &runnable, max_workers)?
     } else {
-        run_abi3_once(config, store, ui, &mut runnable, &abi3_projects, max_workers)?
+        abi3::run_workers_abi3_once(
+            config,
+            store,
+            ui,
+            &mut runnable,
+            &abi3_projects,
+            max_workers,
+        )?
     }
     .into_iter();
     let mut results = Vec::new();

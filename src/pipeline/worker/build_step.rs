@@ -5,22 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::repair::{auditwheel_script, repair_script};
 use super::harvest::harvest;
+use super::outcome::BuildRun;
 use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
+use super::repair::{auditwheel_script, repair_script};
 use super::scripts::{self, fragment, python_selection, script_text, traced};
 use super::spec::{end_step, timed_run, toolchain_cache_binds};
 use super::{TargetJob, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::backends;
-use crate::pipeline::report::TargetResult;
 use crate::sandbox::{Bind, LowerMount, Spec};
 use crate::store::Store;
 use crate::toolchain::{Resolved, CROSS_DIR, SYSROOT};
 
-/// The build: returns the wheel, or `None` when the build failed (the result says why).
+/// The build: what it did, with the wheel it made unless it failed.
 /// `sysroot`: the read-only stack mounted at /sysroot for a toolchain build.
 pub(super) fn build_step(
     config: &Config,
@@ -28,12 +28,10 @@ pub(super) fn build_step(
     job: &TargetJob,
     prep: &Prepared,
     sysroot: Option<Vec<PathBuf>>,
-    r: &mut TargetResult,
-) -> Result<Option<PathBuf>> {
+) -> Result<BuildRun> {
     let wheelhouse = job.wheelhouse();
     crate::sys::mkdir_p(&wheelhouse, 0o755)?;
     let log = job.dir.join("build.log");
-    r.build_log = Some(log.clone());
     let ws = store.create_workspace(&prep.instance, &["build".into(), job.target.name()])?;
     copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
     if let Some(t) = &job.toolchain {
@@ -59,26 +57,31 @@ pub(super) fn build_step(
         upper_usage: Some(usage.clone()),
         ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
     };
-    let (code, secs) = timed_run(store, &spec)?;
-    r.build_secs = Some(secs);
-    r.build_exit_code = Some(code);
-    r.workspace_bytes = std::fs::read_to_string(&usage)
+    let ran = timed_run(store, &spec)?;
+    let workspace_bytes = std::fs::read_to_string(&usage)
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    if !end_step(ws, job, r, code, "the build command failed")? {
-        return Ok(None);
-    }
+    let mut run = end_step(ws, job, log, ran, "the build command failed")?;
     let unrepaired = job
         .repair_wheel_command
         .as_deref()
         .is_some_and(|c| c.trim().is_empty());
-    match harvest(&wheelhouse, &job.target, unrepaired) {
-        Ok(wheel) => Ok(Some(wheel)),
-        Err(why) => {
-            r.error = Some(why);
-            Ok(None)
+    let wheel = if run.failed.is_some() {
+        None
+    } else {
+        match harvest(&wheelhouse, &job.target, unrepaired) {
+            Ok(wheel) => Some(wheel),
+            Err(why) => {
+                run.failed = Some(why);
+                None
+            }
         }
-    }
+    };
+    Ok(BuildRun {
+        run,
+        workspace_bytes,
+        wheel,
+    })
 }
 
 /// Installs a project's build requirements (`build-system.requires` and what the backend asks
@@ -140,7 +143,11 @@ fn export_toolchain(t: &Resolved) -> String {
 /// The build step's script on base OS `base_name`/`base_arch`: the target's CPython selected,
 /// the toolchain's prelude and environment, before-build, the build requirements, the build
 /// command, then the repair and delivery of the wheel.
-pub(super) fn build_script(job: &TargetJob, base_name: &str, base_arch: crate::arch::Arch) -> String {
+pub(super) fn build_script(
+    job: &TargetJob,
+    base_name: &str,
+    base_arch: crate::arch::Arch,
+) -> String {
     let mut body = python_selection(job);
     if let Some(t) = &job.toolchain {
         body.push_str(&cross_prelude(job, t));

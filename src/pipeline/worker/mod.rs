@@ -30,14 +30,17 @@
 //! of `env.rs`, and run scripts assembled from the fragments of `src/shell/scripts/` by
 //! `scripts.rs`. The repair of the wheel inside the build (auditwheel, or the project's
 //! `repair-wheel-command`) is `repair.rs`; the wheel's check on the host after it,
-//! `harvest.rs`; the project's copy into a workspace, `project_copy.rs`.
+//! `harvest.rs`; the project's copy into a workspace, `project_copy.rs`. Each step returns
+//! what it did (`outcome.rs`: a preparation, a build or test run); the sequence keeps the
+//! values in order and `outcome::report_entry` alone turns them into the target's result.
 
 mod build_step;
-mod repair;
 mod env;
 mod harvest;
+mod outcome;
 mod prepare;
 mod project_copy;
+mod repair;
 mod scripts;
 mod spec;
 mod test_step;
@@ -51,7 +54,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::report::{SetupState, Outcome, TargetResult};
+use super::report::{Outcome, TargetResult};
 use crate::arch::Arch;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -59,7 +62,9 @@ use crate::project::Mode;
 use crate::store::Store;
 use crate::target::Target;
 use build_step::build_step;
-use prepare::{prepare, Prepared, Setup, SetupKind};
+pub(in crate::pipeline) use outcome::unrun_entry;
+use outcome::{report_entry, Preparation, SetupKind, Steps};
+use prepare::{prepare, Prepared, Setup};
 use test_step::test_step;
 
 /// Where the project is inside the sandbox (`{project}`), and where wheels go.
@@ -193,66 +198,25 @@ fn phase(name: &str) {
 pub(in crate::pipeline) fn unavailable_result(job: &TargetJob, why: &str) -> Result<TargetResult> {
     let log = job.worker_log();
     std::fs::write(&log, format!("{why}\n")).map_err(|e| Error::io("write", &log, e))?;
-    let mut r = new_result(job);
-    r.error = Some(why.to_string());
-    Ok(r)
+    Ok(unrun_entry(job, Outcome::Error, Some(why.to_string())))
 }
 
-pub(super) fn new_result(job: &TargetJob) -> TargetResult {
-    TargetResult {
-        project: Some(job.project.clone()).filter(|p| !p.is_empty()),
-        target: job.target.name(),
-        identifier: job.target.identifier(),
-        arch: job.target.arch.uname().into(),
-        python: job.target.python.clone(),
-        platform_tag: job.target.platform_tag(),
-        mode: job.mode,
-        toolchain: job.toolchain.as_ref().map(|t| t.name.clone()),
-        toolchain_setup: SetupState::None,
-        repair: match job.repair_wheel_command.as_deref().map(str::trim) {
-            None => "auditwheel".into(),
-            Some("") => "none (repair-wheel-command = \"\"): unrepaired".into(),
-            Some(c) => format!("repair-wheel-command: {c}"),
-        },
-        build_base: job.build_base.to_string(),
-        test_base: job.test_base.to_string(),
-        image: None,
-        result: Outcome::Error,
-        wheel: None,
-        wheel_tag: None,
-        wheel_path: None,
-        before_all: SetupState::None,
-        prepare_secs: None,
-        before_all_secs: None,
-        build_secs: None,
-        test_secs: None,
-        total_secs: 0.0,
-        build_exit_code: None,
-        test_exit_code: None,
-        peak_rss_kib: None,
-        workspace_bytes: None,
-        before_all_log: None,
-        toolchain_log: None,
-        build_log: None,
-        test_log: None,
-        worker_log: job.worker_log(),
-        kept_workspace: None,
-        wheel_built_by: job.wheel_built_by.clone(),
-        error: None,
-    }
-}
-
+/// The target's steps, then its report entry from what they returned.
 fn pipeline(config: &Config, store: &Store, job: &TargetJob) -> TargetResult {
     let started = Instant::now();
-    let mut r = new_result(job);
-    if let Err(e) = steps(config, store, job, &mut r) {
-        tracing::error!("{e}");
-        r.result = Outcome::Error;
-        r.error = Some(e.to_string());
+    let mut done = Steps::default();
+    let (outcome, error) = match steps(config, store, job, &mut done) {
+        Ok(outcome) => (outcome, None),
+        Err(e) => {
+            tracing::error!("{e}");
+            (Outcome::Error, Some(e.to_string()))
+        }
+    };
+    TargetResult {
+        total_secs: started.elapsed().as_secs_f64(),
+        peak_rss_kib: peak_rss_kib(),
+        ..report_entry(job, &done, outcome, error)
     }
-    r.total_secs = started.elapsed().as_secs_f64();
-    r.peak_rss_kib = peak_rss_kib();
-    r
 }
 
 /// The largest resident set of any process this worker waited for, directly or through its
@@ -263,9 +227,19 @@ fn peak_rss_kib() -> Option<u64> {
         .map(|u| u.max_rss().max(0) as u64)
 }
 
-fn steps(config: &Config, store: &Store, job: &TargetJob, r: &mut TargetResult) -> Result<()> {
+/// The instance a preparation made ready (`None`: a setup failed), its record kept in `done`.
+fn keep(
+    done: &mut Steps,
+    prepared: Result<(Option<Prepared>, Preparation)>,
+) -> Result<Option<Prepared>> {
+    let (prepared, preparation) = prepared?;
+    done.preparations.push(preparation);
+    Ok(prepared)
+}
+
+/// The step sequence: what each step returns is kept in `done`, in order; the target's outcome.
+fn steps(config: &Config, store: &Store, job: &TargetJob, done: &mut Steps) -> Result<Outcome> {
     phase("prepare");
-    let started = Instant::now();
     // A layer made with other variables (set or passed) is another layer.
     let env_salt = prepare::before_all_salt(&job.environment, &job.environment_pass, |k| {
         std::env::var(k).ok()
@@ -282,46 +256,28 @@ fn steps(config: &Config, store: &Store, job: &TargetJob, r: &mut TargetResult) 
         .into_iter()
         .collect();
     if let Some(built) = &job.prebuilt_wheel {
-        return test_prebuilt(config, store, job, built, &before_all, started, r);
+        return test_prebuilt(config, store, job, built, &before_all, done);
     }
     let cross = job.build_base != job.test_base;
     // A cross build's sysroot, and where its tests run: the target's own instance.
     let target = if cross {
-        match prepare(config, store, job, &job.test_base, &before_all, r)? {
+        match keep(
+            done,
+            prepare(config, store, job, &job.test_base, &before_all),
+        )? {
             Some(p) => Some(p),
-            None => {
-                r.result = Outcome::BuildFailed;
-                return Ok(());
-            }
+            None => return Ok(Outcome::BuildFailed),
         }
     } else {
         None
     };
-    let mut build_setups = Vec::new();
-    if let Some(t) = &job.toolchain {
-        build_setups.push(Setup {
-            kind: SetupKind::Toolchain,
-            script: &t.setup,
-            salt: "",
-            log_suffix: "",
-        });
-        // A Rust project's compiler and target std: a layer of its own over the toolchain's,
-        // which C projects of the same store share.
-        if let Some(rust) = &job.rust_setup {
-            build_setups.push(Setup {
-                kind: SetupKind::Toolchain,
-                script: rust,
-                salt: "",
-                log_suffix: "-rust",
-            });
-        }
-    }
-    build_setups.extend(before_all.iter().copied());
-    let build = prepare(config, store, job, &job.build_base, &build_setups, r)?;
-    r.prepare_secs = Some(started.elapsed().as_secs_f64());
-    let Some(build) = build else {
-        r.result = Outcome::BuildFailed;
-        return Ok(());
+    let build_setups = build_setups(job, &before_all);
+    let Some(build) = keep(
+        done,
+        prepare(config, store, job, &job.build_base, &build_setups),
+    )?
+    else {
+        return Ok(Outcome::BuildFailed);
     };
 
     phase("build");
@@ -331,32 +287,51 @@ fn steps(config: &Config, store: &Store, job: &TargetJob, r: &mut TargetResult) 
         // Another compiler on the host's arch: the build's own stack is the sysroot.
         (Some(_), None) => Some(build.lower(store)?),
     };
-    let Some(wheel) = build_step(config, store, job, &build, sysroot, r)? else {
-        r.result = Outcome::BuildFailed;
-        return Ok(());
+    let built = build_step(config, store, job, &build, sysroot)?;
+    let wheel = built.wheel.clone();
+    done.build = Some(built);
+    let Some(wheel) = wheel else {
+        return Ok(Outcome::BuildFailed);
     };
     drop(build);
-    r.wheel = wheel.file_name().map(|n| n.to_string_lossy().into_owned());
-    r.wheel_tag = r
-        .wheel
-        .as_deref()
-        .and_then(wheel_platform)
-        .map(str::to_string);
 
     let Some(test_command) = &job.test_command else {
-        r.result = Outcome::Built;
-        return Ok(());
+        return Ok(Outcome::Built);
     };
     let test = match target {
         Some(target) => Some(target),
-        None => {
-            let started = Instant::now();
-            let test = prepare(config, store, job, &job.test_base, &before_all, r)?;
-            r.prepare_secs = Some(r.prepare_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
-            test
-        }
+        None => keep(
+            done,
+            prepare(config, store, job, &job.test_base, &before_all),
+        )?,
     };
-    run_tests(config, store, job, test, &wheel, test_command, r)
+    run_tests(config, store, job, test, &wheel, test_command, done)
+}
+
+/// The setup layers of the build's instance: the toolchain's (and a Rust project's compiler
+/// over it), then before-all.
+fn build_setups<'a>(job: &'a TargetJob, before_all: &[Setup<'a>]) -> Vec<Setup<'a>> {
+    let mut setups = Vec::new();
+    if let Some(t) = &job.toolchain {
+        setups.push(Setup {
+            kind: SetupKind::Toolchain,
+            script: &t.setup,
+            salt: "",
+            log_suffix: "",
+        });
+        // A Rust project's compiler and target std: a layer of its own over the toolchain's,
+        // which C projects of the same store share.
+        if let Some(rust) = &job.rust_setup {
+            setups.push(Setup {
+                kind: SetupKind::Toolchain,
+                script: rust,
+                salt: "",
+                log_suffix: "-rust",
+            });
+        }
+    }
+    setups.extend(before_all.iter().copied());
+    setups
 }
 
 /// A target whose wheel another one built (abi3, the same arch): the wheel copied to this
@@ -367,9 +342,8 @@ fn test_prebuilt(
     job: &TargetJob,
     built: &Path,
     before_all: &[Setup],
-    started: Instant,
-    r: &mut TargetResult,
-) -> Result<()> {
+    done: &mut Steps,
+) -> Result<Outcome> {
     let name = built
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -378,18 +352,19 @@ fn test_prebuilt(
     crate::sys::mkdir_p(&wheelhouse, 0o755)?;
     let wheel = wheelhouse.join(&name);
     std::fs::copy(built, &wheel).map_err(|e| Error::io("copy the abi3 wheel to", &wheel, e))?;
-    r.wheel = Some(name);
+    done.prebuilt = Some(name);
     let Some(test_command) = &job.test_command else {
-        r.result = Outcome::Built;
-        return Ok(());
+        return Ok(Outcome::Built);
     };
-    let test = prepare(config, store, job, &job.test_base, before_all, r)?;
-    r.prepare_secs = Some(started.elapsed().as_secs_f64());
-    run_tests(config, store, job, test, &wheel, test_command, r)
+    let test = keep(
+        done,
+        prepare(config, store, job, &job.test_base, before_all),
+    )?;
+    run_tests(config, store, job, test, &wheel, test_command, done)
 }
 
-/// The test step on the prepared test instance (`None`: its preparation failed, which the
-/// result says); the target's outcome.
+/// The test step on the prepared test instance (`None`: its preparation failed, which `done`
+/// says); the target's outcome.
 fn run_tests(
     config: &Config,
     store: &Store,
@@ -397,19 +372,20 @@ fn run_tests(
     test: Option<Prepared>,
     wheel: &Path,
     test_command: &str,
-    r: &mut TargetResult,
-) -> Result<()> {
+    done: &mut Steps,
+) -> Result<Outcome> {
     let Some(test) = test else {
-        r.result = Outcome::TestFailed;
-        return Ok(());
+        return Ok(Outcome::TestFailed);
     };
     phase("test");
-    r.result = if test_step(config, store, job, &test, wheel, test_command, r)? {
+    let run = test_step(config, store, job, &test, wheel, test_command)?;
+    let passed = run.failed.is_none();
+    done.test = Some(run);
+    Ok(if passed {
         Outcome::Passed
     } else {
         Outcome::TestFailed
-    };
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -420,7 +396,11 @@ mod script_tests {
     use crate::arch::Arch;
     use crate::toolchain::{self, Compiler, Context};
 
-    fn job(arch: Arch, mode: Mode, toolchain: Option<crate::toolchain::Resolved>) -> TargetJob {
+    pub(super) fn job(
+        arch: Arch,
+        mode: Mode,
+        toolchain: Option<crate::toolchain::Resolved>,
+    ) -> TargetJob {
         TargetJob {
             project: "c-ext".into(),
             target: Target {

@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::outcome::{Preparation, SetupKind, SetupRun};
 use super::scripts::script_text;
 use super::spec::{step_spec, toolchain_cache_binds};
 use super::{phase, BaseRef, TargetJob, PROJECT_INSIDE};
 use crate::branch;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::report::{SetupState, TargetResult};
+use crate::pipeline::report::SetupState;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{BaseOs, InstanceId, InstanceLock, Store, Workspace};
 
@@ -69,46 +70,26 @@ pub(super) struct Setup<'a> {
     pub(super) log_suffix: &'a str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SetupKind {
-    /// The toolchain's packages (cross compilers, zig).
-    Toolchain,
-    /// The project's before-all.
-    BeforeAll,
-}
-
-impl SetupKind {
-    /// Its directory in the instance's and the name of its log.
-    fn name(self) -> &'static str {
-        match self {
-            SetupKind::Toolchain => "toolchain",
-            SetupKind::BeforeAll => "before-all",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            SetupKind::Toolchain => "tc",
-            SetupKind::BeforeAll => "ba",
-        }
-    }
-}
-
 /// Refreshes the instance of `base` on the job's branch and makes its setup layers, each over
-/// the ones before it; `None` when one failed (the result says so).
+/// the ones before it: the instance, `None` when a setup failed, and what was done.
 pub(super) fn prepare(
     config: &Config,
     store: &Store,
     job: &TargetJob,
     base_ref: &BaseRef,
     setups: &[Setup],
-    r: &mut TargetResult,
-) -> Result<Option<Prepared>> {
+) -> Result<(Option<Prepared>, Preparation)> {
+    let started = Instant::now();
     let base = store.find_baseos(Some(&base_ref.name), Some(base_ref.arch))?;
     store.check_id_map(&base)?;
-    if let Some(image) = &base.meta.image {
-        r.image = Some(format!("{}@{}", image.reference, image.manifest_digest));
-    }
+    let mut done = Preparation {
+        image: base
+            .meta
+            .image
+            .as_ref()
+            .map(|image| format!("{}@{}", image.reference, image.manifest_digest)),
+        ..Preparation::default()
+    };
     let instance = InstanceId {
         branch: job.branch.clone(),
         name: base.name.clone(),
@@ -123,7 +104,12 @@ pub(super) fn prepare(
         for setup in setups {
             let layer = setup_layer(store, &base, &instance, &extra, setup)?;
             if layer.is_dir() {
-                note_setup(r, setup.kind, SetupState::Cached);
+                done.setups.push(SetupRun {
+                    kind: setup.kind,
+                    state: SetupState::Cached,
+                    log: None,
+                    secs: None,
+                });
                 tracing::info!(layer = %layer.display(), "{}: using the cached layer", setup.kind.name());
                 extra.insert(0, store.relative(&layer));
                 continue;
@@ -134,39 +120,27 @@ pub(super) fn prepare(
             let layer = setup_layer(store, &base, &instance, &extra, setup)?;
             if !layer.is_dir() {
                 phase(setup.kind.name());
-                if !run_setup(
-                    config, store, job, &base, &instance, &extra, setup, &layer, r,
-                )? {
-                    return Ok(None);
+                let (run, failed) =
+                    run_setup(config, store, job, &base, &instance, &extra, setup, &layer)?;
+                done.setups.push(run);
+                if failed.is_some() {
+                    done.failed = failed;
+                    done.secs = started.elapsed().as_secs_f64();
+                    return Ok((None, done));
                 }
             }
             // Around again for the shared lock; a refresh in between changes the keys and the
             // layers are made anew.
             continue 'again;
         }
-        return Ok(Some(Prepared {
+        done.secs = started.elapsed().as_secs_f64();
+        let prepared = Prepared {
             base,
             instance,
             extra,
             _lock: lock,
-        }));
-    }
-}
-
-/// Records how a setup went: "ran" wins over "cached", "failed" over both.
-fn note_setup(r: &mut TargetResult, kind: SetupKind, state: SetupState) {
-    let slot = match kind {
-        SetupKind::Toolchain => &mut r.toolchain_setup,
-        SetupKind::BeforeAll => &mut r.before_all,
-    };
-    let rank = |s: SetupState| match s {
-        SetupState::None => 0,
-        SetupState::Cached => 1,
-        SetupState::Ran => 2,
-        SetupState::Failed => 3,
-    };
-    if rank(state) > rank(*slot) {
-        *slot = state;
+        };
+        return Ok((Some(prepared), done));
     }
 }
 
@@ -237,8 +211,8 @@ fn setup_log(job: &TargetJob, base: &BaseOs, setup: &Setup) -> PathBuf {
     }
 }
 
-/// Runs a setup script in a workspace over `below` and commits it as the cached layer `layer`.
-/// False when the script failed.
+/// Runs a setup script in a workspace over `below` and commits it as the cached layer `layer`:
+/// how it went, and why it failed when it did.
 #[allow(clippy::too_many_arguments)]
 fn run_setup(
     config: &Config,
@@ -249,8 +223,7 @@ fn run_setup(
     below: &[PathBuf],
     setup: &Setup,
     layer: &Path,
-    r: &mut TargetResult,
-) -> Result<bool> {
+) -> Result<(SetupRun, Option<String>)> {
     let dir = layer.parent().expect("a setup layer's dir");
     crate::sys::mkdir_p(dir, 0o755)?;
     // Half-made layers of killed runs (we hold the exclusive lock: nobody is making one).
@@ -266,10 +239,6 @@ fn run_setup(
     ));
     let what = setup.kind.name();
     let log = setup_log(job, base, setup);
-    match setup.kind {
-        SetupKind::Toolchain => r.toolchain_log = Some(log.clone()),
-        SetupKind::BeforeAll => r.before_all_log = Some(log.clone()),
-    }
     let ws = store.create_workspace(instance, &[what.into(), job.target.name()])?;
     let spec = Spec {
         // Read-only: the layer must not keep a copy of the project. A toolchain's caches are
@@ -304,21 +273,23 @@ fn run_setup(
     let code = sandbox::run(&store.map, &spec);
     ws.remove()?;
     let code = code?;
-    if setup.kind == SetupKind::BeforeAll {
-        r.before_all_secs =
-            Some(r.before_all_secs.unwrap_or(0.0) + started.elapsed().as_secs_f64());
-    }
+    let mut run = SetupRun {
+        kind: setup.kind,
+        state: SetupState::Failed,
+        log: Some(log),
+        // The report counts a before-all's time (a toolchain's is the preparation's).
+        secs: (setup.kind == SetupKind::BeforeAll).then(|| started.elapsed().as_secs_f64()),
+    };
     if code != 0 {
-        note_setup(r, setup.kind, SetupState::Failed);
-        r.error = Some(format!(
+        let why = format!(
             "{what} failed on {}/{} (exit status {code})",
             base.name, base.arch
-        ));
-        return Ok(false);
+        );
+        return Ok((run, Some(why)));
     }
     std::fs::rename(&partial, layer).map_err(|e| Error::io("cache the setup layer", layer, e))?;
-    note_setup(r, setup.kind, SetupState::Ran);
-    Ok(true)
+    run.state = SetupState::Ran;
+    Ok((run, None))
 }
 
 #[cfg(test)]

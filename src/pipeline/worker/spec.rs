@@ -2,14 +2,14 @@
 //! environment, emulation, log, the script run by `/bin/sh`), how it is run and timed, and what
 //! becomes of a failed step's workspace.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::env::image_step_env;
+use super::outcome::StepRun;
 use super::{TargetJob, PROJECT_INSIDE};
 use crate::config::Config;
 use crate::error::Result;
-use crate::pipeline::report::TargetResult;
 use crate::sandbox::{self, Bind, Spec};
 use crate::store::{BaseOs, Store, Workspace};
 
@@ -69,31 +69,32 @@ pub(super) fn timed_run(store: &Store, spec: &Spec) -> Result<(i32, f64)> {
     Ok((code, started.elapsed().as_secs_f64()))
 }
 
-/// The end of a build or test step that exited with `code`: its workspace removed; on a failure,
-/// `failed` with the exit status is the target's error and the workspace goes as
-/// [`finish_workspace`] says. True when the step succeeded.
+/// The end of a build or test step whose sandbox exited with `code` after `secs`, its output in
+/// `log`: its workspace removed, or on a failure kept with --keep-failed; on a failure,
+/// `failed` with the exit status is why.
 pub(super) fn end_step(
     ws: Workspace,
     job: &TargetJob,
-    r: &mut TargetResult,
-    code: i32,
+    log: PathBuf,
+    (code, secs): (i32, f64),
     failed: &str,
-) -> Result<bool> {
-    if code != 0 {
-        r.error = Some(format!("{failed} (exit status {code})"));
-        finish_workspace(ws, job, r)?;
-        return Ok(false);
+) -> Result<StepRun> {
+    let mut run = StepRun {
+        log,
+        exit_code: code,
+        secs,
+        failed: None,
+        kept_workspace: None,
+    };
+    if code == 0 {
+        ws.remove()?;
+        return Ok(run);
     }
-    ws.remove()?;
-    Ok(true)
-}
-
-/// Removes a failed step's workspace, or keeps it with --keep-failed.
-fn finish_workspace(ws: Workspace, job: &TargetJob, r: &mut TargetResult) -> Result<()> {
+    run.failed = Some(format!("{failed} (exit status {code})"));
     if job.keep_failed {
-        r.kept_workspace = Some(ws.keep()?);
-        Ok(())
+        run.kept_workspace = Some(ws.keep()?);
     } else {
-        ws.remove()
+        ws.remove()?;
     }
+    Ok(run)
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::outcome::StepRun;
 use super::prepare::{prepared_spec, Prepared};
 use super::project_copy::copy_project;
 use super::scripts::{python_selection, script_text_with, sh_quote, traced};
@@ -11,7 +12,6 @@ use super::spec::{end_step, timed_run};
 use super::{TargetJob, PROJECT_INSIDE, WHEELHOUSE_INSIDE};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pipeline::report::TargetResult;
 use crate::sandbox::Spec;
 use crate::store::Store;
 
@@ -20,7 +20,7 @@ use crate::store::Store;
 const TEST_CWD: &str = "/tmp/pookie-ns-test";
 
 /// The test: a fresh workspace, the wheel installed, the test command run outside the source
-/// tree. True when it passed.
+/// tree: what it did (`failed` unset: it passed).
 pub(super) fn test_step(
     config: &Config,
     store: &Store,
@@ -28,10 +28,8 @@ pub(super) fn test_step(
     prep: &Prepared,
     wheel: &Path,
     test_command: &str,
-    r: &mut TargetResult,
-) -> Result<bool> {
+) -> Result<StepRun> {
     let log = job.dir.join("test.log");
-    r.test_log = Some(log.clone());
     let ws = store.create_workspace(&prep.instance, &["test".into(), job.target.name()])?;
     copy_project(&job.bundle, &ws.upper().join(&PROJECT_INSIDE[1..]))?;
     let wheel_name = wheel.file_name().expect("a file").to_string_lossy();
@@ -51,10 +49,8 @@ pub(super) fn test_step(
         cwd: Some("/".into()),
         ..prepared_spec(config, store, job, prep, &ws, &log, &script)?
     };
-    let (code, secs) = timed_run(store, &spec)?;
-    r.test_secs = Some(secs);
-    r.test_exit_code = Some(code);
-    end_step(ws, job, r, code, "the tests failed")
+    let ran = timed_run(store, &spec)?;
+    end_step(ws, job, log, ran, "the tests failed")
 }
 
 /// The test step's script on base OS `base_name`/`base_arch`: the target's CPython selected,
