@@ -204,6 +204,21 @@ pub fn ensure_fresh(
         }
     }
 
+    refresh(config, store, base, id, &how, sources, quiet)
+}
+
+/// The refresh itself, under the instance's exclusive lock: the branch's packages (or the
+/// image's package index) updated in a workspace committed as the instance's next layer, and
+/// the refresh's state written.
+fn refresh(
+    config: &Config,
+    store: &Store,
+    base: &BaseOs,
+    id: &InstanceId,
+    how: &Refresh,
+    sources: String,
+    quiet: bool,
+) -> Result<()> {
     // The refresh's time, the native fetch of a foreign instance's packages included.
     let started = Instant::now();
     let (tmp, _tmp_lock) = store.create_tmp()?;
@@ -211,40 +226,7 @@ pub fn ensure_fresh(
     std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
     let log = store.instance_dir(id).join("refresh.log");
     let ws = store.create_workspace(id, &["refresh".to_string()])?;
-    // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
-    // changes of owner pass (crate::single_uid).
-    let mut env = sandbox::base_env(true);
-    let mut binds = vec![Bind {
-        src: list_file.clone(),
-        dst: "/run/pookie-ns/branch.list".into(),
-        readonly: true,
-    }];
-    let (script, what) = match &how {
-        Refresh::Branch => {
-            if let Some(apt) = prefetch_natively(store, base, id, &tmp, &list_file)? {
-                binds.push(Bind {
-                    src: apt,
-                    dst: "/run/pookie-ns/apt".into(),
-                    readonly: true,
-                });
-            }
-            (
-                BRANCH_REFRESH.to_string(),
-                "apt-get update && dist-upgrade".to_string(),
-            )
-        }
-        Refresh::Image(pm) => {
-            if let Some(image) = &base.meta.image {
-                image.apply_env(&mut env);
-            }
-            env.push(("POOKIE_NS_PACKAGE_MANAGER".into(), pm.clone()));
-            (
-                IMAGE_REFRESH.to_string(),
-                format!("the image's package index ({pm})"),
-            )
-        }
-    };
-    env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
+    let (script, what, binds, env) = refresh_inputs(store, base, id, how, &tmp, &list_file)?;
     let spec = Spec {
         binds,
         network: true,
@@ -301,6 +283,54 @@ pub fn ensure_fresh(
         );
     }
     Ok(())
+}
+
+/// What a refresh runs, by how the instance is refreshed: (script, what it does, binds,
+/// environment). A foreign Debian instance's packages are fetched natively first where a
+/// host-arch base OS of its recipe is loaded.
+fn refresh_inputs(
+    store: &Store,
+    base: &BaseOs,
+    id: &InstanceId,
+    how: &Refresh,
+    tmp: &Path,
+    list_file: &Path,
+) -> Result<(String, String, Vec<Bind>, Vec<(String, String)>)> {
+    // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
+    // changes of owner pass (crate::single_uid).
+    let mut env = sandbox::base_env(true);
+    let mut binds = vec![Bind {
+        src: list_file.to_path_buf(),
+        dst: "/run/pookie-ns/branch.list".into(),
+        readonly: true,
+    }];
+    let (script, what) = match how {
+        Refresh::Branch => {
+            if let Some(apt) = prefetch_natively(store, base, id, tmp, list_file)? {
+                binds.push(Bind {
+                    src: apt,
+                    dst: "/run/pookie-ns/apt".into(),
+                    readonly: true,
+                });
+            }
+            (
+                BRANCH_REFRESH.to_string(),
+                "apt-get update && dist-upgrade".to_string(),
+            )
+        }
+        Refresh::Image(pm) => {
+            if let Some(image) = &base.meta.image {
+                image.apply_env(&mut env);
+            }
+            env.push(("POOKIE_NS_PACKAGE_MANAGER".into(), pm.clone()));
+            (
+                IMAGE_REFRESH.to_string(),
+                format!("the image's package index ({pm})"),
+            )
+        }
+    };
+    env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
+    Ok((script, what, binds, env))
 }
 
 /// The download half of a foreign instance's refresh, run natively (`apt-prefetch.sh`): the

@@ -606,34 +606,15 @@ fn emulation_summary(config: &Config, bases: &[BaseOs]) -> Vec<(Arch, String)> {
         .collect()
 }
 
+/// `list`: the store's base OSes, the emulation of their arches, instances and workspaces, as
+/// tables or (--json) one JSON document.
 fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
     let bases = store.list_baseos()?;
     let emulation = emulation_summary(config, &bases);
     let instances = store.list_instances()?;
     let workspaces = store.list_workspaces()?;
     if json {
-        let out = serde_json::json!({
-            "store": store.root,
-            "id_map": store.map,
-            "baseos": bases.iter().map(|b| serde_json::json!({
-                "name": b.name, "arch": b.arch, "dir": b.dir, "size": store::disk_usage(&b.dir).0, "meta": b.meta,
-            })).collect::<Vec<_>>(),
-            "instances": instances.iter().map(|i| serde_json::json!({
-                "instance": i.to_string(), "dir": store.instance_dir(i),
-                "layers": store.instance_layers(i).map(|l| l.len()).unwrap_or(0),
-                "size": store::disk_usage(&store.instance_dir(i)).0,
-                "in_use": store.instance_in_use(i),
-                "last_refresh_unix": branch::read_state(store, i).map(|s| s.last_refresh_unix),
-            })).collect::<Vec<_>>(),
-            "emulation": emulation.iter().map(|(a, how)| serde_json::json!({"arch": a, "how": how})).collect::<Vec<_>>(),
-            "workspaces": workspaces.iter().map(|(dir, info, live)| serde_json::json!({
-                "dir": dir, "info": info, "live": live, "size": store::disk_usage(dir).0,
-            })).collect::<Vec<_>>(),
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("serializable")
-        );
+        print_list_json(store, &bases, &emulation, &instances, &workspaces);
         return Ok(0);
     }
     println!(
@@ -647,51 +628,7 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
     );
     println!("id map: {}", store.map.describe());
     println!();
-    if bases.is_empty() {
-        println!("no base OS loaded (pookie-ns load-baseos ARCHIVE)");
-    } else {
-        println!(
-            "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} SOURCE",
-            "BASE OS", "ARCH", "SUITE", "PYTHON", "SIZE", "OWNERSHIP", "AGE"
-        );
-        for b in &bases {
-            let pythons = b
-                .meta
-                .pythons
-                .iter()
-                .map(|p| format!("{}{}", p.version, if p.free_threaded { "t" } else { "" }))
-                .collect::<Vec<_>>()
-                .join(",");
-            let (suite, python) = b
-                .meta
-                .recipe
-                .as_ref()
-                .map(|r| (r.suite.as_str(), r.python.join(",")))
-                .unwrap_or((
-                    "-",
-                    if pythons.is_empty() {
-                        "-".to_string()
-                    } else {
-                        pythons
-                    },
-                ));
-            println!(
-                "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} {}",
-                b.name,
-                b.arch.debian(),
-                suite,
-                python,
-                size_column(&b.dir),
-                b.meta.ownership,
-                age(b.meta.imported_at_unix),
-                match (&b.meta.recipe, &b.meta.image) {
-                    (Some(r), _) => format!("recipe {} ({})", r.recipe, r.mirror),
-                    (None, Some(i)) => format!("{} ({})", i.reference, i.manifest_digest),
-                    (None, None) => b.meta.source.display().to_string(),
-                }
-            );
-        }
-    }
+    print_bases(&bases);
     for (arch, how) in &emulation {
         println!("emulation of {} ({}): {how}", arch, arch.uname());
     }
@@ -739,6 +676,87 @@ fn list(config: &Config, store: &Store, json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `list --json`.
+fn print_list_json(
+    store: &Store,
+    bases: &[BaseOs],
+    emulation: &[(Arch, String)],
+    instances: &[InstanceId],
+    workspaces: &[(std::path::PathBuf, Option<store::WorkspaceInfo>, bool)],
+) {
+    let out = serde_json::json!({
+        "store": store.root,
+        "id_map": store.map,
+        "baseos": bases.iter().map(|b| serde_json::json!({
+            "name": b.name, "arch": b.arch, "dir": b.dir, "size": store::disk_usage(&b.dir).0, "meta": b.meta,
+        })).collect::<Vec<_>>(),
+        "instances": instances.iter().map(|i| serde_json::json!({
+            "instance": i.to_string(), "dir": store.instance_dir(i),
+            "layers": store.instance_layers(i).map(|l| l.len()).unwrap_or(0),
+            "size": store::disk_usage(&store.instance_dir(i)).0,
+            "in_use": store.instance_in_use(i),
+            "last_refresh_unix": branch::read_state(store, i).map(|s| s.last_refresh_unix),
+        })).collect::<Vec<_>>(),
+        "emulation": emulation.iter().map(|(a, how)| serde_json::json!({"arch": a, "how": how})).collect::<Vec<_>>(),
+        "workspaces": workspaces.iter().map(|(dir, info, live)| serde_json::json!({
+            "dir": dir, "info": info, "live": live, "size": store::disk_usage(dir).0,
+        })).collect::<Vec<_>>(),
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).expect("serializable")
+    );
+}
+
+/// `list`'s table of base OSes.
+fn print_bases(bases: &[BaseOs]) {
+    if bases.is_empty() {
+        println!("no base OS loaded (pookie-ns load-baseos ARCHIVE)");
+    } else {
+        println!(
+            "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} SOURCE",
+            "BASE OS", "ARCH", "SUITE", "PYTHON", "SIZE", "OWNERSHIP", "AGE"
+        );
+        for b in bases {
+            let pythons = b
+                .meta
+                .pythons
+                .iter()
+                .map(|p| format!("{}{}", p.version, if p.free_threaded { "t" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(",");
+            let (suite, python) = b
+                .meta
+                .recipe
+                .as_ref()
+                .map(|r| (r.suite.as_str(), r.python.join(",")))
+                .unwrap_or((
+                    "-",
+                    if pythons.is_empty() {
+                        "-".to_string()
+                    } else {
+                        pythons
+                    },
+                ));
+            println!(
+                "{:<20} {:<8} {:<10} {:<7} {:>10} {:<11} {:>8} {}",
+                b.name,
+                b.arch.debian(),
+                suite,
+                python,
+                size_column(&b.dir),
+                b.meta.ownership,
+                age(b.meta.imported_at_unix),
+                match (&b.meta.recipe, &b.meta.image) {
+                    (Some(r), _) => format!("recipe {} ({})", r.recipe, r.mirror),
+                    (None, Some(i)) => format!("{} ({})", i.reference, i.manifest_digest),
+                    (None, None) => b.meta.source.display().to_string(),
+                }
+            );
+        }
+    }
 }
 
 /// How long ago a unix time was, roughly: "42s", "5m", "3h", "2d".

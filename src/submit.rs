@@ -167,29 +167,7 @@ pub fn submit(args: &SubmitArgs) -> Result<i32> {
         client.url(&format!("/task/{id}/status"))
     );
     if args.follow {
-        let resp = client
-            .auth(
-                client
-                    .agent
-                    .get(client.url(&format!("/task/{id}/log?follow=1"))),
-            )
-            .call()
-            .map_err(|e| fail(&client.server, "following the log", e))?;
-        let mut reader = resp.into_body().into_reader();
-        let mut buf = [0u8; 16 * 1024];
-        let mut stderr = std::io::stderr();
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let _ = stderr.write_all(&buf[..n]);
-                }
-                Err(e) => {
-                    eprintln!("pookie-ns submit: the log stream broke ({e}); polling the status");
-                    break;
-                }
-            }
-        }
+        follow_log(&client, id)?;
     }
     let status = loop {
         let s = client.get(&format!("/task/{id}/status"), "reading the task's status")?;
@@ -211,33 +189,7 @@ pub fn submit(args: &SubmitArgs) -> Result<i32> {
         std::fs::create_dir_all(&args.out).map_err(|e| Error::io("create", &args.out, e))?;
     }
     for name in &names {
-        // The server lists names; a name with a slash would not be one of its files.
-        if name.contains('/') || name.starts_with('.') {
-            return Err(Error::internal(format!(
-                "the server listed a wheel named {name:?}"
-            )));
-        }
-        let mut resp = client
-            .auth(
-                client
-                    .agent
-                    .get(client.url(&format!("/task/{id}/wheels/{name}"))),
-            )
-            .call()
-            .map_err(|e| fail(&client.server, "downloading a wheel", e))?;
-        if resp.status().as_u16() != 200 {
-            return Err(Error::internal(format!(
-                "downloading {name} from task {id}: the server answered {}",
-                resp.status()
-            )));
-        }
-        let dest = args.out.join(name);
-        let part = args.out.join(format!(".{name}.part"));
-        let mut f = std::fs::File::create(&part).map_err(|e| Error::io("create", &part, e))?;
-        std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
-            .map_err(|e| Error::io("download into", &part, e))?;
-        std::fs::rename(&part, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
-        eprintln!("pookie-ns submit: {}", dest.display());
+        download_wheel(&client, id, name, &args.out)?;
     }
     if let Some(path) = &args.report {
         let report = client.get(&format!("/task/{id}/report"), "fetching the report")?;
@@ -253,4 +205,65 @@ pub fn submit(args: &SubmitArgs) -> Result<i32> {
         (_, Some(code)) if code == 1 || code == 2 => code as i32,
         _ => 1,
     })
+}
+
+/// Streams task `id`'s log to stderr until it ends (or the stream breaks: then the status is
+/// polled).
+fn follow_log(client: &Client, id: i64) -> Result<()> {
+    let resp = client
+        .auth(
+            client
+                .agent
+                .get(client.url(&format!("/task/{id}/log?follow=1"))),
+        )
+        .call()
+        .map_err(|e| fail(&client.server, "following the log", e))?;
+    let mut reader = resp.into_body().into_reader();
+    let mut buf = [0u8; 16 * 1024];
+    let mut stderr = std::io::stderr();
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = stderr.write_all(&buf[..n]);
+            }
+            Err(e) => {
+                eprintln!("pookie-ns submit: the log stream broke ({e}); polling the status");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Downloads wheel `name` of task `id` into `out`, through a `.part` file renamed into place.
+fn download_wheel(client: &Client, id: i64, name: &str, out: &Path) -> Result<()> {
+    // The server lists names; a name with a slash would not be one of its files.
+    if name.contains('/') || name.starts_with('.') {
+        return Err(Error::internal(format!(
+            "the server listed a wheel named {name:?}"
+        )));
+    }
+    let mut resp = client
+        .auth(
+            client
+                .agent
+                .get(client.url(&format!("/task/{id}/wheels/{name}"))),
+        )
+        .call()
+        .map_err(|e| fail(&client.server, "downloading a wheel", e))?;
+    if resp.status().as_u16() != 200 {
+        return Err(Error::internal(format!(
+            "downloading {name} from task {id}: the server answered {}",
+            resp.status()
+        )));
+    }
+    let dest = out.join(name);
+    let part = out.join(format!(".{name}.part"));
+    let mut f = std::fs::File::create(&part).map_err(|e| Error::io("create", &part, e))?;
+    std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
+        .map_err(|e| Error::io("download into", &part, e))?;
+    std::fs::rename(&part, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
+    eprintln!("pookie-ns submit: {}", dest.display());
+    Ok(())
 }

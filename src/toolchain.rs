@@ -463,20 +463,17 @@ mod tests {
             "POOKIE_NS_ZIG={}\nPOOKIE_NS_ZIG_TARGET=aarch64-linux-gnu.2.17\nPOOKIE_NS_ZIG_DRIVER={driver}\n{ZIG_CC}",
             zig.display()
         );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("sh")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        crate::shell::output_ok(
+            "zig's compiler wrapper",
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg("sh")
+                .args(args)
+                .current_dir(dir),
+        )
+        .trim()
+        .to_string()
     }
 
     #[test]
@@ -526,14 +523,9 @@ mod tests {
         let r = zig.resolve(&cx(Arch::Arm64)).unwrap();
         assert!(r.setup.contains(ZIG_CC), "{}", r.setup);
         assert!(r.setup.contains("POOKIE_NS_ZIG_TARGET=%s"), "{}", r.setup);
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &r.setup])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::shell::output_ok(
+            "zig's setup",
+            std::process::Command::new("sh").args(["-n", "-c", &r.setup]),
         );
         // No toolchain sets CFLAGS or CXXFLAGS: setuptools would take them instead of the
         // interpreter's -DNDEBUG -O2. The target's headers come through CPPFLAGS.

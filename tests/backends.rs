@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{build_in, require, wheels, Runner, Who};
+use common::{build_in, wheels, Runner};
 
 /// The union of the examples' own before-all.
 const BEFORE_ALL: &str =
@@ -16,10 +16,10 @@ const BEFORE_ALL: &str =
 
 /// A root store with the cached forky tarballs where `build` loads them from.
 fn runner() -> Option<Runner> {
-    if !require(common::is_root(), "the backends test runs as root") {
-        return None;
-    }
-    common::runner_with_debian(Who::Root, &["debian-forky-amd64", "debian-forky-arm64"])
+    common::root_runner_with_debian(
+        "the backends test runs as root",
+        &["debian-forky-amd64", "debian-forky-arm64"],
+    )
 }
 
 /// One example for x86_64 and aarch64 × `pythons`: every target passed with the zig toolchain,

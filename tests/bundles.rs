@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{everyone, require, stderr, wheels, Runner, Who};
+use common::{everyone, stderr, wheels, Runner};
 use serde_json::Value;
 
 /// The three packages: pinned sdists whose C code builds with bookworm's Python 3.11 and
@@ -81,11 +81,8 @@ fn sources(report: &Value) -> Vec<Value> {
 
 #[test]
 fn three_pypi_packages_build_as_one_group_and_again_from_the_cache() {
-    if !require(common::is_root(), "the group build test runs as root") {
-        return;
-    }
-    let Some(r) = common::runner_with_debian(
-        Who::Root,
+    let Some(r) = common::root_runner_with_debian(
+        "the group build test runs as root",
         &["debian-bookworm-amd64", "debian-bookworm-arm64"],
     ) else {
         return;

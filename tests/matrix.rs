@@ -9,16 +9,13 @@
 
 mod common;
 
-use common::{build_in, require, stderr, wheels, Runner, Who};
+use common::{build_in, stderr, wheels, Runner};
 use serde_json::Value;
 
 /// A root store with the cached bookworm and forky tarballs where `build` loads them from.
 fn runner() -> Option<Runner> {
-    if !require(common::is_root(), "the matrix test runs as root") {
-        return None;
-    }
-    common::runner_with_debian(
-        Who::Root,
+    common::root_runner_with_debian(
+        "the matrix test runs as root",
         &[
             "debian-bookworm-amd64",
             "debian-bookworm-arm64",

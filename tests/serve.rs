@@ -654,11 +654,8 @@ fn alive(pid: i32, start: u64) -> bool {
 /// SIGTERM while a build runs drains the server: the task reads `cancelled`.
 #[test]
 fn submit_end_to_end_then_kill_9_and_restart() {
-    if !require(common::is_root(), "the serve tests run as root") {
-        return;
-    }
-    let Some(r) = common::runner_with_debian(
-        Who::Root,
+    let Some(r) = common::root_runner_with_debian(
+        "the serve tests run as root",
         &["debian-bookworm-amd64", "debian-bookworm-arm64"],
     ) else {
         return;

@@ -82,10 +82,9 @@ enum Send {
 
 #[test]
 fn signals_stop_the_whole_build_and_report_it_interrupted() {
-    if !require(common::is_root(), "the signal tests run as root") {
-        return;
-    }
-    let Some(r) = common::runner_with_debian(Who::Root, &["debian-bookworm-arm64"]) else {
+    let Some(r) =
+        common::root_runner_with_debian("the signal tests run as root", &["debian-bookworm-arm64"])
+    else {
         return;
     };
     // A branch with no package sources: its refresh takes seconds even under QEMU.

@@ -78,19 +78,14 @@ mod tests {
     use std::process::Command;
 
     fn sh_ok(script: &str, root: &Path) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("exec")
-            .arg(root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::shell::output_ok(
+            "sh -c",
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg("exec")
+                .arg(root),
+        )
     }
 
     #[test]
@@ -207,24 +202,20 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("compile.py"), COMPILER).unwrap();
-        let out = Command::new("/usr/bin/python3")
-            .arg(root.join("compile.py"))
-            .arg(root)
-            .arg("0")
-            .stdin(
-                std::fs::File::open({
-                    let l = root.join("list");
-                    std::fs::write(&l, "/usr/lib/demo/site.py\n").unwrap();
-                    l
-                })
-                .unwrap(),
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::shell::output_ok(
+            "the byte-compiler",
+            Command::new("/usr/bin/python3")
+                .arg(root.join("compile.py"))
+                .arg(root)
+                .arg("0")
+                .stdin(
+                    std::fs::File::open({
+                        let l = root.join("list");
+                        std::fs::write(&l, "/usr/lib/demo/site.py\n").unwrap();
+                        l
+                    })
+                    .unwrap(),
+                ),
         );
         let pyc: Vec<_> = std::fs::read_dir(root.join("usr/lib/demo/__pycache__"))
             .unwrap()

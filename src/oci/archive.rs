@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use oci_spec::image::ImageConfiguration;
+use oci_spec::image::{ImageConfiguration, ImageIndex};
 
 use super::{
     check_manifest, describe, describe_parts, parse_doc, pick, read_limited, sha256_of, verify,
@@ -165,36 +165,7 @@ pub fn from_layout(
         }
     };
     if let Some(want) = name {
-        let names: Vec<String> = index
-            .manifests()
-            .iter()
-            .filter_map(|d| d.annotations().as_ref()?.get(REF_NAME).cloned())
-            .collect();
-        let chosen: Vec<_> = index
-            .manifests()
-            .iter()
-            .filter(|d| {
-                d.annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(REF_NAME))
-                    .is_some_and(|n| n == want)
-            })
-            .cloned()
-            .collect();
-        if chosen.is_empty() {
-            return Err(OciError::NotFound {
-                what: format!("the name {want:?} in {}", index_path.display()),
-                hint: format!(
-                    "; it names: {}",
-                    if names.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            });
-        }
-        index.set_manifests(chosen);
+        keep_named(&mut index, want, &index_path)?;
     }
     let mut desc = pick(reference, &index, arch)?.clone();
     // An index may point at another index (a multi-arch image saved whole): one level more.
@@ -244,6 +215,42 @@ pub fn from_layout(
         }
     }
     unreachable!("the loop returns or fails by its second turn")
+}
+
+/// Keeps of `index` (read from `index_path`) the manifests tagged `want`
+/// (`org.opencontainers.image.ref.name`); none: an error listing the names it has.
+fn keep_named(index: &mut ImageIndex, want: &str, index_path: &Path) -> Result<()> {
+    let names: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.annotations().as_ref()?.get(REF_NAME).cloned())
+        .collect();
+    let chosen: Vec<_> = index
+        .manifests()
+        .iter()
+        .filter(|d| {
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME))
+                .is_some_and(|n| n == want)
+        })
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        return Err(OciError::NotFound {
+            what: format!("the name {want:?} in {}", index_path.display()),
+            hint: format!(
+                "; it names: {}",
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        });
+    }
+    index.set_manifests(chosen);
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

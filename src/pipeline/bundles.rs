@@ -117,33 +117,11 @@ pub(super) fn resolve_bundles(
             file,
         );
     }
-    let mut kinds = Vec::new();
-    for (text, _) in &wanted {
-        let path = Path::new(text);
-        let kind = if crate::sources::is_sdist_path(text) {
-            if !path.is_file() {
-                return Err(Error::usage(format!("sdist {text}: no such file")));
-            }
-            BundleKind::Sdist(path.to_path_buf())
-        } else if path.is_dir() || text.contains('/') || text.starts_with('.') {
-            let dir = std::fs::canonicalize(path)
-                .map_err(|e| Error::usage(format!("bundle {text}: {e}")))?;
-            if !dir.join("pyproject.toml").is_file() && !dir.join("setup.py").is_file() {
-                return Err(Error::usage(format!(
-                    "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
-                    dir.display()
-                )));
-            }
-            BundleKind::Dir(dir)
-        } else {
-            BundleKind::Requirement(crate::sources::Requirement::parse(text).map_err(|e| {
-                Error::usage(format!(
-                    "{e} (a bundle is a project directory, an sdist .tar.gz, or a requirement)"
-                ))
-            })?)
-        };
-        kinds.push(kind);
-    }
+    // Every argument checked before anything is fetched.
+    let kinds = wanted
+        .iter()
+        .map(|(text, _)| bundle_kind(text))
+        .collect::<Result<Vec<_>>>()?;
     let sources = crate::sources::Sources::new(store, args.index_url.as_deref(), args.offline);
     let mut list = Vec::new();
     let mut unpacked = Vec::new();
@@ -193,6 +171,34 @@ pub(super) fn resolve_bundles(
         list,
         group_name,
         _unpacked: unpacked,
+    })
+}
+
+/// What a bundle argument is, checked: an sdist file that exists, a project directory, or a
+/// requirement that parses.
+fn bundle_kind(text: &str) -> Result<BundleKind> {
+    let path = Path::new(text);
+    Ok(if crate::sources::is_sdist_path(text) {
+        if !path.is_file() {
+            return Err(Error::usage(format!("sdist {text}: no such file")));
+        }
+        BundleKind::Sdist(path.to_path_buf())
+    } else if path.is_dir() || text.contains('/') || text.starts_with('.') {
+        let dir =
+            std::fs::canonicalize(path).map_err(|e| Error::usage(format!("bundle {text}: {e}")))?;
+        if !dir.join("pyproject.toml").is_file() && !dir.join("setup.py").is_file() {
+            return Err(Error::usage(format!(
+                "bundle {} has neither pyproject.toml nor setup.py: not a Python project",
+                dir.display()
+            )));
+        }
+        BundleKind::Dir(dir)
+    } else {
+        BundleKind::Requirement(crate::sources::Requirement::parse(text).map_err(|e| {
+            Error::usage(format!(
+                "{e} (a bundle is a project directory, an sdist .tar.gz, or a requirement)"
+            ))
+        })?)
     })
 }
 

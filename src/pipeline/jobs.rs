@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::arch::Arch;
+use crate::cibw::BuildOptions;
 use crate::error::{Error, Result};
 use crate::project::{self, Mode};
 use crate::store::{self, Store};
@@ -13,10 +14,22 @@ use crate::toolchain::{self, Compiler};
 
 use super::bundles::Request;
 use super::frontend::frontend_command;
+use super::plan::Planned;
 use super::request::{BuildRequest, BundleSettings};
-use super::resolve::{unavailable, Targets, Unloaded};
+use super::resolve::{unavailable, Decision, Targets, Unloaded};
 use super::worker::{BaseRef, TargetJob, PROJECT_INSIDE};
 use super::{backends, output_dir, Ui};
+
+/// What one bundle's jobs are made from.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    args: &'a BuildRequest,
+    settings: &'a BundleSettings,
+    request: &'a Request,
+    targets: &'a Targets,
+    unloaded: &'a [Unloaded],
+    ui: Ui,
+}
 
 /// Phase 4: one job per target — its options (the identifier's overrides applied, command-line
 /// flags winning), base OSes, toolchain, commands and output directory — written to its
@@ -30,127 +43,170 @@ pub(super) fn make_jobs(
     unloaded: &[Unloaded],
     ui: Ui,
 ) -> Result<Vec<TargetJob>> {
-    let project = &request.project;
-    let out_root = output_dir(store, &args.branch, &request.project_name);
-    let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
+    let inputs = Inputs {
+        args,
+        settings,
+        request,
+        targets,
+        unloaded,
+        ui,
+    };
     let mut jobs = Vec::new();
     for (p, d) in targets.planned.iter().zip(&targets.decisions) {
-        let identifier = p.target.identifier();
-        let mut o = project.options(&identifier)?;
-        let custom_build = args.build.clone().or_else(|| o.build_command.clone());
-        let test_command = settings.test.clone().or_else(|| o.test_command.clone());
-        let test_requires = if settings.test_requires.is_empty() {
-            o.test_requires
-                .iter()
-                .chain(&o.test_group_requires)
-                .cloned()
-                .collect()
-        } else {
-            settings.test_requires.clone()
-        };
-        let before_all = settings.before_all.clone().or_else(|| o.before_all.clone());
-        let tested = project.config.tested(&identifier);
-        if !tested && test_command.is_some() && ui.say {
-            eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");
-        }
-        let dir = out_root.join(p.target.name());
-        reset_dir(store, &dir)?;
-        let test_base = BaseRef {
-            name: p.source.name().to_string(),
-            arch: p.target.arch,
-        };
-        let build_base = BaseRef {
-            arch: if d.mode == Mode::Cross {
-                Arch::host()
-            } else {
-                p.target.arch
-            },
-            ..test_base.clone()
-        };
-        let toolchain = match d.toolchain {
-            Some(i) => Some(resolve_toolchain(&targets.toolchains[i], &p.target)?),
-            None => None,
-        };
-        // Build backends that need more than the toolchain's environment (backends.rs): Rust
-        // a compiler and the target's standard library in a layer over the toolchain's, meson-python a
-        // cross file for a foreign arch, handed over as a config setting unless the project
-        // passes one of its own.
-        let rust_setup = (project.backend.rust && toolchain.is_some())
-            .then(|| backends::rust_setup(p.target.arch));
-        let meson_cross =
-            project.backend.meson && toolchain.is_some() && !p.target.arch.is_native();
-        if meson_cross
-            && !o
-                .config_settings
-                .iter()
-                .any(|(k, v)| k == "setup-args" && v.contains("--cross-file"))
-        {
-            o.config_settings.push(backends::meson_setup_args());
-        }
-        // ninja shows a compile command only with -v (the log keeps the flags used).
-        if project.backend.meson && !o.config_settings.iter().any(|(k, _)| k == "compile-args") {
-            o.config_settings.push(("compile-args".into(), "-v".into()));
-        }
-        // With a toolchain, the default build command installs the build requirements natively
-        // first and then builds without isolation (an isolated build would fetch them for the
-        // target's platform).
-        // An image's own interpreter (/opt/python/cp311-cp311/bin/python), else python3.X.
-        let image = targets.images.get(&identifier);
-        let interpreter = image.and_then(|i| i.interpreter(&p.target.python));
-        let (build_command, install_build_requires) = match &custom_build {
-            Some(c) => (c.clone(), false),
-            None => (
-                frontend_command(
-                    &o,
-                    toolchain.is_some(),
-                    interpreter.as_deref().unwrap_or(&p.target.python),
-                ),
-                toolchain.is_some(),
-            ),
-        };
-        let repair_policy =
-            repair_policy(&p.target, toolchain.as_ref()).or_else(|| image.and_then(|i| i.policy()));
-        let unavailable = unavailable(
-            (&build_base.name, build_base.arch),
-            (&test_base.name, test_base.arch),
-            unloaded,
-        );
-        let job = TargetJob {
-            unavailable,
-            project: request.project_name.clone(),
-            repair_policy,
-            interpreter,
-            target: p.target.clone(),
-            mode: d.mode,
-            branch: args.branch.clone(),
-            build_base,
-            test_base,
-            toolchain,
-            install_build_requires,
-            meson_cross,
-            rust_setup,
-            prebuilt_wheel: None,
-            wheel_built_by: None,
-            bundle: request.bundle.clone(),
-            build_command: sub(&build_command),
-            before_all: before_all.as_deref().map(sub),
-            before_build: o.before_build.as_deref().map(sub),
-            test_command: test_command.as_deref().map(sub).filter(|_| tested),
-            test_requires,
-            environment: o.environment.clone(),
-            environment_pass: o.environment_pass.clone(),
-            before_test: o.before_test.as_deref().map(sub),
-            test_extras: o.test_extras.clone(),
-            test_sources: o.test_sources.clone(),
-            test_environment: o.test_environment.clone(),
-            repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
-            dir: dir.clone(),
-            keep_failed: request.keep_failed,
-        };
-        store::write_json(&dir.join("job.json"), &job)?;
+        let job = make_job(store, inputs, p, d)?;
+        store::write_json(&job.dir.join("job.json"), &job)?;
         jobs.push(job);
     }
     Ok(jobs)
+}
+
+/// The job of planned target `p`, decided as `d`; its output directory emptied.
+fn make_job(store: &Store, inputs: Inputs, p: &Planned, d: &Decision) -> Result<TargetJob> {
+    let project = &inputs.request.project;
+    let out_root = output_dir(store, &inputs.args.branch, &inputs.request.project_name);
+    let sub = |c: &str| project::substitute(c, PROJECT_INSIDE, PROJECT_INSIDE);
+    let identifier = p.target.identifier();
+    let mut o = project.options(&identifier)?;
+    let custom_build = inputs
+        .args
+        .build
+        .clone()
+        .or_else(|| o.build_command.clone());
+    let test_command = inputs
+        .settings
+        .test
+        .clone()
+        .or_else(|| o.test_command.clone());
+    let test_requires = if inputs.settings.test_requires.is_empty() {
+        o.test_requires
+            .iter()
+            .chain(&o.test_group_requires)
+            .cloned()
+            .collect()
+    } else {
+        inputs.settings.test_requires.clone()
+    };
+    let before_all = inputs
+        .settings
+        .before_all
+        .clone()
+        .or_else(|| o.before_all.clone());
+    let tested = project.config.tested(&identifier);
+    if !tested && test_command.is_some() && inputs.ui.say {
+        eprintln!("pookie-ns: {identifier}: tests skipped (test-skip)");
+    }
+    let dir = out_root.join(p.target.name());
+    reset_dir(store, &dir)?;
+    let (build_base, test_base) = bases(p, d.mode);
+    let toolchain = match d.toolchain {
+        Some(i) => Some(resolve_toolchain(&inputs.targets.toolchains[i], &p.target)?),
+        None => None,
+    };
+    let (rust_setup, meson_cross) =
+        backend_settings(&project.backend, toolchain.is_some(), p.target.arch, &mut o);
+    // With a toolchain, the default build command installs the build requirements natively
+    // first and then builds without isolation (an isolated build would fetch them for the
+    // target's platform).
+    // An image's own interpreter (/opt/python/cp311-cp311/bin/python), else python3.X.
+    let image = inputs.targets.images.get(&identifier);
+    let interpreter = image.and_then(|i| i.interpreter(&p.target.python));
+    let (build_command, install_build_requires) = match &custom_build {
+        Some(c) => (c.clone(), false),
+        None => (
+            frontend_command(
+                &o,
+                toolchain.is_some(),
+                interpreter.as_deref().unwrap_or(&p.target.python),
+            ),
+            toolchain.is_some(),
+        ),
+    };
+    let repair_policy =
+        repair_policy(&p.target, toolchain.as_ref()).or_else(|| image.and_then(|i| i.policy()));
+    let unavailable = unavailable(
+        (&build_base.name, build_base.arch),
+        (&test_base.name, test_base.arch),
+        inputs.unloaded,
+    );
+    Ok(TargetJob {
+        unavailable,
+        project: inputs.request.project_name.clone(),
+        repair_policy,
+        interpreter,
+        target: p.target.clone(),
+        mode: d.mode,
+        branch: inputs.args.branch.clone(),
+        build_base,
+        test_base,
+        toolchain,
+        install_build_requires,
+        meson_cross,
+        rust_setup,
+        prebuilt_wheel: None,
+        wheel_built_by: None,
+        bundle: inputs.request.bundle.clone(),
+        build_command: sub(&build_command),
+        before_all: before_all.as_deref().map(sub),
+        before_build: o.before_build.as_deref().map(sub),
+        test_command: test_command.as_deref().map(sub).filter(|_| tested),
+        test_requires,
+        environment: o.environment.clone(),
+        environment_pass: o.environment_pass.clone(),
+        before_test: o.before_test.as_deref().map(sub),
+        test_extras: o.test_extras.clone(),
+        test_sources: o.test_sources.clone(),
+        test_environment: o.test_environment.clone(),
+        repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
+        dir,
+        keep_failed: inputs.request.keep_failed,
+    })
+}
+
+/// The base OS a target builds on and the one it is tested on: its source's, for the target's
+/// arch; a cross build's on the host's.
+fn bases(p: &Planned, mode: Mode) -> (BaseRef, BaseRef) {
+    let test_base = BaseRef {
+        name: p.source.name().to_string(),
+        arch: p.target.arch,
+    };
+    let build_base = BaseRef {
+        arch: if mode == Mode::Cross {
+            Arch::host()
+        } else {
+            p.target.arch
+        },
+        ..test_base.clone()
+    };
+    (build_base, test_base)
+}
+
+/// What build backends need beyond the toolchain's environment (backends.rs), as
+/// (`rust_setup`, `meson_cross`), with the config settings they add to `o`.
+fn backend_settings(
+    backend: &project::Backend,
+    toolchain: bool,
+    arch: Arch,
+    o: &mut BuildOptions,
+) -> (Option<String>, bool) {
+    // Build backends that need more than the toolchain's environment (backends.rs): Rust
+    // a compiler and the target's standard library in a layer over the toolchain's, meson-python a
+    // cross file for a foreign arch, handed over as a config setting unless the project
+    // passes one of its own.
+    let rust_setup = (backend.rust && toolchain).then(|| backends::rust_setup(arch));
+    let meson_cross = backend.meson && toolchain && !arch.is_native();
+    if meson_cross
+        && !o
+            .config_settings
+            .iter()
+            .any(|(k, v)| k == "setup-args" && v.contains("--cross-file"))
+    {
+        o.config_settings.push(backends::meson_setup_args());
+    }
+    // ninja shows a compile command only with -v (the log keeps the flags used).
+    if backend.meson && !o.config_settings.iter().any(|(k, _)| k == "compile-args") {
+        o.config_settings.push(("compile-args".into(), "-v".into()));
+    }
+    (rust_setup, meson_cross)
 }
 
 /// A toolchain made concrete for a target: its arch, CPython and the glibc of the policy it

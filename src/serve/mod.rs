@@ -33,7 +33,9 @@ pub const SAMPLE_SECONDS: u64 = 3;
 /// HTTP worker threads.
 const HTTP_THREADS: usize = 8;
 
-pub fn serve(config: &Config, store: &Store, args: &ServeArgs) -> Result<i32> {
+/// `serve`'s arguments checked before anything starts: the addresses to listen on and the
+/// tokens; an open server only on loopback.
+fn checked_args(args: &ServeArgs) -> Result<(Vec<SocketAddr>, auth::Tokens)> {
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()
@@ -54,6 +56,11 @@ pub fn serve(config: &Config, store: &Store, args: &ServeArgs) -> Result<i32> {
     if args.jobs == 0 {
         return Err(Error::usage("--jobs must be at least 1"));
     }
+    Ok((addrs, tokens))
+}
+
+pub fn serve(config: &Config, store: &Store, args: &ServeArgs) -> Result<i32> {
+    let (addrs, tokens) = checked_args(args)?;
     let root = store.root.join("serve");
     let tasks = Arc::new(tasks::Tasks::open(&root)?);
     let recovered = runner::recover(&tasks, store)?;
@@ -96,50 +103,11 @@ pub fn serve(config: &Config, store: &Store, args: &ServeArgs) -> Result<i32> {
     });
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(f)
-            .map_err(|e| Error::internal(format!("cannot start the {name} thread: {e}")))
-    };
-    let mut threads = Vec::new();
-    for i in 0..HTTP_THREADS {
-        let (server, service, stop) =
-            (Arc::clone(&server), Arc::clone(&service), Arc::clone(&stop));
-        threads.push(spawn(
-            &format!("http-{i}"),
-            Box::new(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match server.recv_timeout(Duration::from_millis(250)) {
-                        Ok(Some(req)) => service.handle(req),
-                        Ok(None) => {}
-                        Err(e) => tracing::debug!("accepting a request failed: {e}"),
-                    }
-                }
-            }),
-        )?);
-    }
+    let threads = start_threads(&server, &service, &runner, &stop)?;
     let scheduler = {
         let runner = Arc::clone(&runner);
-        spawn("scheduler", Box::new(move || runner.schedule()))?
+        spawn_named("scheduler", Box::new(move || runner.schedule()))?
     };
-    {
-        let (runner, stop) = (Arc::clone(&runner), Arc::clone(&stop));
-        threads.push(spawn(
-            "monitor",
-            Box::new(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    sample_running(&runner);
-                    for _ in 0..SAMPLE_SECONDS * 4 {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
-                }
-            }),
-        )?);
-    }
     // One line on stdout that scripts (and the tests) wait for.
     println!("pookie-ns serve: listening on http://{bound}");
     eprintln!(
@@ -168,6 +136,57 @@ pub fn serve(config: &Config, store: &Store, args: &ServeArgs) -> Result<i32> {
     }
     eprintln!("pookie-ns serve: stopped; queued tasks wait for the next start");
     Ok(0)
+}
+
+/// Starts a thread named `name`.
+fn spawn_named(name: &str, f: Box<dyn FnOnce() + Send>) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::internal(format!("cannot start the {name} thread: {e}")))
+}
+
+/// The HTTP threads and the monitor (which samples the running tasks), until `stop`.
+fn start_threads(
+    server: &Arc<tiny_http::Server>,
+    service: &Arc<http::Service>,
+    runner: &Arc<runner::Runner>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for i in 0..HTTP_THREADS {
+        let (server, service, stop) = (Arc::clone(server), Arc::clone(service), Arc::clone(stop));
+        threads.push(spawn_named(
+            &format!("http-{i}"),
+            Box::new(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match server.recv_timeout(Duration::from_millis(250)) {
+                        Ok(Some(req)) => service.handle(req),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!("accepting a request failed: {e}"),
+                    }
+                }
+            }),
+        )?);
+    }
+    {
+        let (runner, stop) = (Arc::clone(runner), Arc::clone(stop));
+        threads.push(spawn_named(
+            "monitor",
+            Box::new(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    sample_running(&runner);
+                    for _ in 0..SAMPLE_SECONDS * 4 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+            }),
+        )?);
+    }
+    Ok(threads)
 }
 
 /// One sample of every running task: its process tree's CPU and memory, its files' disk use.

@@ -73,6 +73,22 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
     shlex::split(s).ok_or_else(|| format!("unterminated quote or trailing backslash in {s:?}"))
 }
 
+/// For unit tests: runs `cmd` and returns its stdout; a failure fails the test with `what` and
+/// the command's stderr.
+#[cfg(test)]
+pub fn output_ok(what: &str, cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -587,6 +587,14 @@ pub fn runner_with_debian(who: Who, names: &[&str]) -> Option<Runner> {
     Some(r)
 }
 
+/// [`runner_with_debian`] for a test that runs as root (`why` says which, through [`require`]).
+pub fn root_runner_with_debian(why: &str, names: &[&str]) -> Option<Runner> {
+    if !require(is_root(), why) {
+        return None;
+    }
+    runner_with_debian(Who::Root, names)
+}
+
 /// [`runner_with_debian`] with bookworm amd64 loaded: the cached tarball imported, not rebuilt.
 pub fn debian_runner(who: Who) -> Option<Runner> {
     let r = runner_with_debian(who, &["debian-bookworm-amd64"])?;
