@@ -226,7 +226,12 @@ fn refresh(
     std::fs::write(&list_file, &sources).map_err(|e| Error::io("write", &list_file, e))?;
     let log = store.instance_dir(id).join("refresh.log");
     let ws = store.create_workspace(id, &["refresh".to_string()])?;
-    let (script, what, binds, env) = refresh_inputs(store, base, id, how, &tmp, &list_file)?;
+    let RefreshInputs {
+        script,
+        what,
+        binds,
+        env,
+    } = refresh_inputs(store, base, id, how, &tmp, &list_file)?;
     let spec = Spec {
         binds,
         network: true,
@@ -285,8 +290,15 @@ fn refresh(
     Ok(())
 }
 
-/// What a refresh runs, by how the instance is refreshed: (script, what it does, binds,
-/// environment). A foreign Debian instance's packages are fetched natively first where a
+/// What a refresh runs: its script, what it does (for messages), its binds and environment.
+struct RefreshInputs {
+    script: String,
+    what: String,
+    binds: Vec<Bind>,
+    env: Vec<(String, String)>,
+}
+
+/// What a refresh runs, by how the instance is refreshed. A foreign Debian instance's packages are fetched natively first where a
 /// host-arch base OS of its recipe is loaded.
 fn refresh_inputs(
     store: &Store,
@@ -295,7 +307,7 @@ fn refresh_inputs(
     how: &Refresh,
     tmp: &Path,
     list_file: &Path,
-) -> Result<(String, String, Vec<Bind>, Vec<(String, String)>)> {
+) -> Result<RefreshInputs> {
     // In single-uid mode the sandbox itself keeps apt from switching to _apt and lets dpkg's
     // changes of owner pass (crate::single_uid).
     let mut env = sandbox::base_env(true);
@@ -330,7 +342,12 @@ fn refresh_inputs(
         }
     };
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
-    Ok((script, what, binds, env))
+    Ok(RefreshInputs {
+        script,
+        what,
+        binds,
+        env,
+    })
 }
 
 /// The download half of a foreign instance's refresh, run natively (`apt-prefetch.sh`): the
