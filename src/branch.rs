@@ -298,8 +298,8 @@ struct RefreshInputs {
     env: Vec<(String, String)>,
 }
 
-/// What a refresh runs, by how the instance is refreshed. A foreign Debian instance's packages are fetched natively first where a
-/// host-arch base OS of its recipe is loaded.
+/// What a refresh runs, by how the instance is refreshed. A foreign Debian instance's packages
+/// are fetched natively first where a host-arch base OS of its recipe is loaded.
 fn refresh_inputs(
     store: &Store,
     base: &BaseOs,
