@@ -144,6 +144,8 @@ pub(super) fn make_jobs(
             test_sources: o.test_sources.clone(),
             test_environment: o.test_environment.clone(),
             repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
+            audit_command: sub(&o.audit_command),
+            audit_requires: o.audit_requires.clone(),
             dir: dir.clone(),
             keep_failed: request.keep_failed,
         };

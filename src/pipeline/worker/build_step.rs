@@ -175,6 +175,10 @@ pub(super) fn build_script(job: &Job, base_name: &str, base_arch: crate::arch::A
             job.interpreter.is_some(),
         )),
     }
+    body.push_str(&super::audit::audit_script(
+        &job.audit_command,
+        &job.audit_requires,
+    ));
     script_text(
         job,
         &format!(

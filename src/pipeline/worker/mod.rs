@@ -32,6 +32,7 @@
 //! wheel's check on the host after it, `harvest.rs`; the project's copy into a workspace,
 //! `project_copy.rs`.
 
+mod audit;
 mod build_step;
 mod deliver;
 mod env;
@@ -150,6 +151,13 @@ pub struct Job {
     /// cibuildwheel's `repair-wheel-command` (`{wheel}`, `{dest_dir}`); `None`: pookie-ns's own
     /// repair; empty: the wheel as built.
     pub repair_wheel_command: Option<String>,
+    /// cibuildwheel's `audit-command`, run on each repaired abi3 wheel (`{wheel}`); empty: no
+    /// audit (audit.rs).
+    #[serde(default)]
+    pub audit_command: String,
+    /// cibuildwheel's `audit-requires`: installed before the audit.
+    #[serde(default)]
+    pub audit_requires: Vec<String>,
     /// The target's output directory: logs, the wheel, result.json.
     pub dir: PathBuf,
     pub keep_failed: bool,
@@ -463,6 +471,8 @@ mod script_tests {
             test_sources: vec!["tests".into(), "conftest.py".into()],
             test_environment: vec![("PYTHONFAULTHANDLER".into(), "1".into())],
             repair_wheel_command: None,
+            audit_command: String::new(),
+            audit_requires: Vec::new(),
             dir: "/nonexistent/out".into(),
             keep_failed: false,
         }
