@@ -67,7 +67,9 @@ fn build(r: &Runner, project: &Path, out: &str) -> (i32, serde_json::Value, Stri
 }
 
 fn build_log(report: &serde_json::Value) -> String {
-    let path = report["targets"][0]["build_log"].as_str().unwrap_or_default();
+    let path = report["targets"][0]["build_log"]
+        .as_str()
+        .unwrap_or_default();
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}: {report:#}"))
 }
 
@@ -106,8 +108,17 @@ fn abi3_wheels_pass_abi3audit_and_a_failing_audit_fails_the_target() {
     assert_eq!(code, 1, "{err}\n{report:#}\n{log}");
     assert_ne!(report["targets"][0]["result"], "passed", "{report:#}");
     assert!(log.contains("audit-says-no /"), "{log}");
-    assert!(log.contains("the audit of limited-0.1.0-cp39-abi3"), "{log}");
-    assert!(!log.contains("pip install abi3audit"), "audit-requires = []: {log}");
+    assert!(
+        log.contains("the audit of limited-0.1.0-cp39-abi3"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("pip install abi3audit"),
+        "audit-requires = []: {log}"
+    );
     assert!(common::wheels(&out).is_empty());
-    eprintln!("audit builds done in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "audit builds done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -1249,14 +1249,22 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
         return;
     };
     let forky = Path::new(common::FOREIGN_CACHE).join("debian-forky-amd64.tar.zst");
-    if !require(forky.exists(), "the cached forky tarball (scripts/build-test-rootfs)") {
+    if !require(
+        forky.exists(),
+        "the cached forky tarball (scripts/build-test-rootfs)",
+    ) {
         return;
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
     let layout = forky_image_layout(&tmp.path().join("image"), &forky);
     let reg = Registry::start(None);
-    reg.push(&layout.dir, "latest", "pypa/manylinux_2_28_x86_64:latest", None);
+    reg.push(
+        &layout.dir,
+        "latest",
+        "pypa/manylinux_2_28_x86_64:latest",
+        None,
+    );
     let Some(r) = common::runner_with_debian(Who::Root, &["debian-bookworm-amd64"]) else {
         return;
     };
@@ -1301,9 +1309,19 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
     assert_eq!(code, 0, "{err}\n{report:#}");
     let image_ref = format!("docker://{}/pypa/manylinux_2_28_x86_64", reg.host());
     let targets = report["targets"].as_array().unwrap();
-    let ids: Vec<&str> = targets.iter().map(|t| t["identifier"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["cp311-manylinux_x86_64", "cp313-manylinux_x86_64"], "{report:#}");
-    assert!(targets.iter().all(|t| t["result"] == "passed"), "{report:#}");
+    let ids: Vec<&str> = targets
+        .iter()
+        .map(|t| t["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["cp311-manylinux_x86_64", "cp313-manylinux_x86_64"],
+        "{report:#}"
+    );
+    assert!(
+        targets.iter().all(|t| t["result"] == "passed"),
+        "{report:#}"
+    );
     assert_eq!(targets[0]["build_base"], "debian-bookworm/amd64");
     assert!(targets[0]["image"].is_null(), "{report:#}");
     let digest = targets[1]["image"].as_str().unwrap();
@@ -1326,12 +1344,18 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
     );
     let skipped = report["skipped"].to_string();
     assert!(
-        skipped.contains("cp312-manylinux_x86_64") && skipped.contains("carries CPython 3.13, not 3.12"),
+        skipped.contains("cp312-manylinux_x86_64")
+            && skipped.contains("carries CPython 3.13, not 3.12"),
         "{skipped}"
     );
     let wheels = common::wheels(&out_dir);
     assert_eq!(wheels.len(), 2, "{wheels:?}");
-    assert!(wheels.iter().any(|w| w.starts_with("fastmath-0.1.0-cp313-cp313-manylinux")), "{wheels:?}");
+    assert!(
+        wheels
+            .iter()
+            .any(|w| w.starts_with("fastmath-0.1.0-cp313-cp313-manylinux")),
+        "{wheels:?}"
+    );
     let test_log = std::fs::read_to_string(targets[1]["test_log"].as_str().unwrap()).unwrap();
     assert!(test_log.contains("x86_64 3.13."), "{test_log}");
 
@@ -1350,7 +1374,11 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
             .find(|t| t["identifier"] == id)
             .unwrap_or_else(|| panic!("no {id}: {report:#}"))
     };
-    assert_eq!(by_id("cp311-manylinux_x86_64")["result"], "passed", "{report:#}");
+    assert_eq!(
+        by_id("cp311-manylinux_x86_64")["result"],
+        "passed",
+        "{report:#}"
+    );
     for id in ["cp312-manylinux_x86_64", "cp313-manylinux_x86_64"] {
         let t = by_id(id);
         assert_ne!(t["result"], "passed", "{t:#}");
@@ -1364,7 +1392,10 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
     }
     let wheels = common::wheels(&out_dir);
     assert_eq!(wheels.len(), 1, "{wheels:?}");
-    assert!(wheels[0].starts_with("fastmath-0.1.0-cp311-cp311-manylinux"), "{wheels:?}");
+    assert!(
+        wheels[0].starts_with("fastmath-0.1.0-cp311-cp311-manylinux"),
+        "{wheels:?}"
+    );
     eprintln!(
         "default-image builds done in {:.1} s",
         started.elapsed().as_secs_f64()

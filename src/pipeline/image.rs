@@ -254,7 +254,7 @@ fn load_one(
         Some(b) => Ok(b),
         None if opts.offline && matches!(source, crate::oci::ImageSource::Registry(_)) => {
             return Ok(Err(
-                "it is not in the store, and --offline forbids pulling it".into()
+                "it is not in the store, and --offline forbids pulling it".into(),
             ));
         }
         None => baseos::ensure_image(

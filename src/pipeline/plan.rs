@@ -481,25 +481,27 @@ mod tests {
                 failed: (t.python == "3.12").then(|| "cannot reach the registry".to_string()),
             })
         };
-        let (p, skipped) = plan_with(
-            &["x86_64"],
-            &[],
-            &requiring(">=3.10,<3.14"),
-            &[],
-            &image,
-        )
-        .unwrap();
+        let (p, skipped) =
+            plan_with(&["x86_64"], &[], &requiring(">=3.10,<3.14"), &[], &image).unwrap();
         assert!(skipped.is_empty(), "never dropped: {skipped:?}");
-        let sources: Vec<(String, &Source)> =
-            p.iter().map(|p| (p.target.identifier(), &p.source)).collect();
+        let sources: Vec<(String, &Source)> = p
+            .iter()
+            .map(|p| (p.target.identifier(), &p.source))
+            .collect();
         let image = Source::Image("manylinux_2_28_x86_64".into());
         assert_eq!(
             sources,
             [
                 ("cp310-manylinux_x86_64".into(), &image),
-                ("cp311-manylinux_x86_64".into(), &Source::Recipe("debian-bookworm".into())),
+                (
+                    "cp311-manylinux_x86_64".into(),
+                    &Source::Recipe("debian-bookworm".into())
+                ),
                 ("cp312-manylinux_x86_64".into(), &image),
-                ("cp313-manylinux_x86_64".into(), &Source::Recipe("debian-trixie".into())),
+                (
+                    "cp313-manylinux_x86_64".into(),
+                    &Source::Recipe("debian-trixie".into())
+                ),
             ]
         );
     }

@@ -237,10 +237,7 @@ pub(super) fn resolve_targets(
     }
     if ui.say {
         for (p, d) in planned.iter().zip(&decisions) {
-            eprintln!(
-                "pookie-ns: plan: {}",
-                plan_line(p, d, &toolchains, &images)
-            );
+            eprintln!("pookie-ns: plan: {}", plan_line(p, d, &toolchains, &images));
         }
         for s in &skipped {
             eprintln!("pookie-ns: {}: skipped: {}", s.identifier, s.reason);

@@ -45,8 +45,8 @@ mod tests {
         std::fs::write(&python, "#!/bin/sh\necho \"python3 $*\"\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let script = audit_script(command, requires)
-            .replace(WHEELHOUSE_INSIDE, house.to_str().unwrap());
+        let script =
+            audit_script(command, requires).replace(WHEELHOUSE_INSIDE, house.to_str().unwrap());
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!("set -e\n{script}"))
@@ -78,17 +78,26 @@ mod tests {
         // The default: the requirements installed once, the command on the abi3 wheel only.
         let (ok, log, left) = run("echo audited {wheel}", &req, &[ABI3, CP311]);
         assert!(ok, "{log}");
-        assert!(log.contains("python3 -m pip install --quiet abi3audit==0.0.26"), "{log}");
+        assert!(
+            log.contains("python3 -m pip install --quiet abi3audit==0.0.26"),
+            "{log}"
+        );
         assert!(log.contains(&format!("wheelhouse/{ABI3}\n")), "{log}");
         assert!(!log.contains(&format!("wheelhouse/{CP311}\n")), "{log}");
         assert_eq!(left, [CP311, ABI3]);
         // No abi3 wheel: nothing installed, nothing run.
         let (ok, log, _) = run("echo audited {wheel}", &req, &[CP311]);
-        assert!(ok && !log.contains("pip install") && !log.contains("audited"), "{log}");
+        assert!(
+            ok && !log.contains("pip install") && !log.contains("audited"),
+            "{log}"
+        );
         // A failing command: the target fails, the wheel is not delivered, the fix said.
         let (ok, log, left) = run("echo bad-symbol >&2; false", &[], &[ABI3]);
         assert!(!ok, "{log}");
-        assert!(log.contains("bad-symbol") && log.contains("audit-command = \"\""), "{log}");
+        assert!(
+            log.contains("bad-symbol") && log.contains("audit-command = \"\""),
+            "{log}"
+        );
         assert!(left.is_empty(), "{left:?}");
         // An empty command: no step at all.
         assert_eq!(audit_script("  ", &req), "");
