@@ -1386,7 +1386,7 @@ fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
         assert!(
             why.contains("127.0.0.1:9/pypa/manylinux_2_28_x86_64")
                 && why.contains("--offline forbids pulling it")
-                && why.contains(&format!("skip = \"{id}\"")),
+                && why.contains("skip = \"cp312-manylinux_x86_64 cp313-manylinux_x86_64\""),
             "{why}"
         );
     }

@@ -122,6 +122,7 @@ pub struct FailedImage {
     pub offer: ImageOffer,
     /// `docker://quay.io/pypa/manylinux_2_28_x86_64`
     pub reference: String,
+    pub arch: Arch,
     pub reason: String,
 }
 
@@ -211,30 +212,52 @@ pub fn load(
                     out.loaded.insert(identifier, t);
                 }
                 Err(e) => {
-                    let reason = format!(
-                        "{identifier}: its image {reference} ({why}) could not be loaded: {e}; \
-                         leave it out (skip = \"{identifier}\"), or pull the image where the \
-                         registry is reachable (pookie-ns load-baseos {reference} --arch {arch}) \
-                         so that later builds, --offline ones too, find it in the store"
-                    );
                     let offer = ImageOffer {
                         name: baseos::name_from_image(&source),
                         why,
                         python: Vec::new(),
                         default,
-                        failed: Some(reason.clone()),
+                        failed: Some(e.clone()),
                     };
                     out.failed.insert(
                         identifier,
                         FailedImage {
                             offer,
                             reference: reference.clone(),
-                            reason,
+                            arch,
+                            reason: e,
                         },
                     );
                 }
             }
         }
+    }
+    // One reason for all the identifiers of an image (they fail by its name): which they are,
+    // and what to do.
+    let all: Vec<(String, String)> = out
+        .failed
+        .iter()
+        .map(|(id, f)| (id.clone(), format!("{} {}", f.reference, f.arch)))
+        .collect();
+    for f in out.failed.values_mut() {
+        let ids: Vec<&str> = all
+            .iter()
+            .filter(|(_, r)| *r == format!("{} {}", f.reference, f.arch))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let arch = f.arch;
+        let reason = format!(
+            "its image {} ({}) could not be loaded: {}; leave it out (skip = \"{}\"), or pull \
+             the image where the registry is reachable (pookie-ns load-baseos {} --arch {arch}) \
+             so that later builds, --offline ones too, find it in the store",
+            f.reference,
+            f.offer.why,
+            f.reason,
+            ids.join(" "),
+            f.reference
+        );
+        f.offer.failed = Some(reason.clone());
+        f.reason = reason;
     }
     Ok(out)
 }
