@@ -160,6 +160,11 @@ pub struct BuildArgs {
     /// (targets an old glibc: manylinux_2_17 wheels)
     #[arg(long, value_name = "COMPILER")]
     pub compiler: Option<crate::toolchain::Compiler>,
+    /// Where each identifier's CPython comes from: auto (a Debian base OS that provides it,
+    /// else the image cibuildwheel would use), image (that image always, as cibuildwheel), or
+    /// base-os (Debian's only; no image pulled). Overrides `python-source` in pyproject.toml
+    #[arg(long, value_name = "SOURCE")]
+    pub python_source: Option<crate::cibw::PythonSource>,
     /// Where the wheels go (default: CIBW_OUTPUT_DIR, else ./dist)
     #[arg(long, value_name = "DIR", visible_alias = "output-dir")]
     pub out: Option<PathBuf>,

@@ -131,6 +131,7 @@ fn build_request(config: &Config, cli: &Cli, a: &BuildArgs) -> Result<BuildReque
         build: a.build.clone(),
         mode: a.mode,
         compiler: a.compiler,
+        python_source: a.python_source,
         out: a.out.clone(),
         jobs: request::check_jobs(a.jobs).map_err(Error::usage)?,
         keep_failed: a.keep_failed,

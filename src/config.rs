@@ -22,6 +22,9 @@ pub struct ConfigFile {
     pub max_archive_entries: Option<u64>,
     /// Debian mirror for recipes that name none (default: the host's apt source).
     pub mirror: Option<String>,
+    /// Where cibuildwheel's default images are pulled from instead of `quay.io/pypa` (a mirror
+    /// of pypa's images: `registry.example.com/pypa`).
+    pub image_mirror: Option<String>,
     /// How often a branch's instance layer is refreshed with apt, e.g. "1h" (the default), "30m".
     pub refresh_interval: Option<String>,
 }
@@ -73,6 +76,8 @@ pub struct Config {
     pub binfmt: BinfmtChoice,
     pub max_archive_entries: u64,
     pub mirror: Option<String>,
+    /// `image_mirror`: stands in for `quay.io/pypa` in cibuildwheel's default images.
+    pub image_mirror: Option<String>,
     pub refresh_interval: std::time::Duration,
 }
 
@@ -262,6 +267,7 @@ impl Config {
         };
         Ok(Config {
             mirror: file.mirror,
+            image_mirror: file.image_mirror,
             refresh_interval,
             config_dir,
             work_dir,

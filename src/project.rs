@@ -76,6 +76,8 @@ pub struct Project {
     pub archs: Vec<Platform>,
     pub mode: Option<Mode>,
     pub compiler: Option<crate::toolchain::Compiler>,
+    /// `[tool.pookie-ns] python-source`.
+    pub python_source: Option<crate::cibw::PythonSource>,
     /// What `[build-system]` says builds the wheel (which cross-build hooks a toolchain build needs).
     pub backend: Backend,
     /// Everything else (per identifier, notes, requires-python, test-skip ...).
@@ -164,6 +166,7 @@ impl Project {
             archs,
             mode: config.mode,
             compiler: config.compiler,
+            python_source: config.python_source,
             backend: Backend::of(pyproject.unwrap_or(text)),
             config,
         })

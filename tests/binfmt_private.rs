@@ -250,6 +250,7 @@ fn registered_for_the_command_only(bb: &Path, dir: &Path) {
         binfmt: pookie_ns::config::BinfmtChoice::Host,
         max_archive_entries: pookie_ns::config::DEFAULT_MAX_ARCHIVE_ENTRIES,
         mirror: None,
+        image_mirror: None,
         refresh_interval: std::time::Duration::from_secs(3600),
     };
     let e = binfmt::emulation_for(&config, Arch::Arm64).unwrap_err();

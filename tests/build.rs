@@ -700,6 +700,9 @@ fn a_base_os_that_fails_to_load_fails_only_its_own_targets() {
             "true",
             "--test",
             "python3 -c 'import fastmath; assert fastmath.gcd(12, 18) == 6'",
+            // Debian's base OSes only: cp312 (no Debian CPython) skipped, no image pulled.
+            "--python-source",
+            "base-os",
         ],
         &out,
     );

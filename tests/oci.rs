@@ -1200,6 +1200,208 @@ fn build_in_a_musllinux_like_image_from_a_registry() {
     );
 }
 
+/// A pypa-like image on Debian forky: the cached forky rootfs (its zstd tarball as the first
+/// layer) with `/opt/python/cp313-cp313` -> forky's python3.13, and pypa's Env.
+fn forky_image_layout(dir: &Path, forky: &Path) -> Layout {
+    let l = Layout::new(dir);
+    let opt = layer(&[
+        ("opt/", ""),
+        ("opt/_internal/", ""),
+        ("opt/_internal/cpython-3.13/", ""),
+        ("opt/_internal/cpython-3.13/bin/", ""),
+        (
+            "opt/_internal/cpython-3.13/bin/python",
+            "->/usr/bin/python3.13",
+        ),
+        ("opt/python/", ""),
+        ("opt/python/cp313-cp313", "->/opt/_internal/cpython-3.13"),
+    ]);
+    let img = l.image(
+        "amd64",
+        None,
+        &[
+            (LAYER_ZSTD, std::fs::read(forky).unwrap()),
+            (LAYER_TAR, opt),
+        ],
+        &[
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "AUDITWHEEL_POLICY=manylinux_2_28",
+            "AUDITWHEEL_PLAT=manylinux_2_28_x86_64",
+        ],
+        "root",
+    );
+    l.finish(&[("latest", img)]);
+    l
+}
+
+/// Issue 29: each identifier has a source. This host's recipes give CPython 3.13 for arm64
+/// only (trixie's and forky's shadowed in the config dir), so for x86_64 with requires-python
+/// 3.11 to 3.13: cp311 comes from Debian bookworm (the cached tarball, preferred), cp312 and
+/// cp313 — no Debian base OS has them — from cibuildwheel's default image,
+/// manylinux_2_28_x86_64, pulled from a loopback mirror of pypa's images (config.toml's
+/// `image_mirror`). The image carries 3.13 only: cp312 is skipped saying so, cp313 is built
+/// and tested there, its digest in the plan line and the report. Then, `--offline` with a
+/// mirror whose image the store lacks: cp312 and cp313 fail with the reason and the fix,
+/// cp311 is still delivered, exit 1.
+#[test]
+fn identifiers_debian_lacks_build_in_cibuildwheels_default_image() {
+    let Some(_) = image_build_prerequisites() else {
+        return;
+    };
+    let forky = Path::new(common::FOREIGN_CACHE).join("debian-forky-amd64.tar.zst");
+    if !require(
+        forky.exists(),
+        "the cached forky tarball (scripts/build-test-rootfs)",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let layout = forky_image_layout(&tmp.path().join("image"), &forky);
+    let reg = Registry::start(None);
+    reg.push(
+        &layout.dir,
+        "latest",
+        "pypa/manylinux_2_28_x86_64:latest",
+        None,
+    );
+    let Some(r) = common::runner_with_debian(Who::Root, &["debian-bookworm-amd64"]) else {
+        return;
+    };
+    let recipes = r.config.join("rootfs");
+    std::fs::create_dir_all(&recipes).unwrap();
+    for name in ["debian-trixie", "debian-forky"] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("rootfs/{name}.toml")),
+        )
+        .unwrap();
+        let arches = text
+            .lines()
+            .find(|l| l.starts_with("arches"))
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            recipes.join(format!("{name}.toml")),
+            text.replace(&arches, "arches = [\"arm64\"]"),
+        )
+        .unwrap();
+    }
+    r.write_config(&format!("image_mirror = \"{}/pypa\"\n", reg.host()));
+    let project = common::example_copy(&r, "c-ext", "c-ext");
+    let pp = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pp).unwrap().replace(
+        "requires-python = \">=3.9\"",
+        "requires-python = \">=3.11,<3.14\"",
+    );
+    std::fs::write(&pp, text).unwrap();
+    let out_dir = r.store.parent().unwrap().join("dist");
+    let extra = [
+        "--insecure-registry",
+        &reg.host(),
+        "--compiler",
+        "gcc",
+        "--before-all",
+        "true",
+        "--test",
+        "python -c 'import fastmath, platform, sys; assert fastmath.gcd(12, 18) == 6; print(platform.machine(), sys.version)'",
+    ];
+    let (code, report, err) = common::build_in(&r, &project, &["x86_64"], &extra, &out_dir);
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    let image_ref = format!("docker://{}/pypa/manylinux_2_28_x86_64", reg.host());
+    let targets = report["targets"].as_array().unwrap();
+    let ids: Vec<&str> = targets
+        .iter()
+        .map(|t| t["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["cp311-manylinux_x86_64", "cp313-manylinux_x86_64"],
+        "{report:#}"
+    );
+    assert!(
+        targets.iter().all(|t| t["result"] == "passed"),
+        "{report:#}"
+    );
+    assert_eq!(targets[0]["build_base"], "debian-bookworm/amd64");
+    assert!(targets[0]["image"].is_null(), "{report:#}");
+    let digest = targets[1]["image"].as_str().unwrap();
+    assert!(
+        digest.starts_with(&format!("{image_ref}@sha256:")),
+        "the report names the image by digest: {report:#}"
+    );
+    assert_eq!(targets[1]["mode"], "native");
+    // The plan names each identifier's source.
+    assert!(
+        err.contains("plan: cp311-manylinux_x86_64 \u{2190} base OS debian-bookworm"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "plan: cp313-manylinux_x86_64 \u{2190} image {digest} (manylinux-x86_64-image \
+             (cibuildwheel's default, manylinux_2_28)), native"
+        )),
+        "{err}"
+    );
+    let skipped = report["skipped"].to_string();
+    assert!(
+        skipped.contains("cp312-manylinux_x86_64")
+            && skipped.contains("carries CPython 3.13, not 3.12"),
+        "{skipped}"
+    );
+    let wheels = common::wheels(&out_dir);
+    assert_eq!(wheels.len(), 2, "{wheels:?}");
+    assert!(
+        wheels
+            .iter()
+            .any(|w| w.starts_with("fastmath-0.1.0-cp313-cp313-manylinux")),
+        "{wheels:?}"
+    );
+    let test_log = std::fs::read_to_string(targets[1]["test_log"].as_str().unwrap()).unwrap();
+    assert!(test_log.contains("x86_64 3.13."), "{test_log}");
+
+    // Offline, with a mirror whose image the store lacks: those identifiers fail, saying why
+    // and what to do; cp311 is delivered all the same.
+    r.write_config("image_mirror = \"127.0.0.1:9/pypa\"\n");
+    let out_dir = r.store.parent().unwrap().join("dist-offline");
+    let mut extra = extra.to_vec();
+    extra.push("--offline");
+    let (code, report, err) = common::build_in(&r, &project, &["x86_64"], &extra, &out_dir);
+    assert_eq!(code, 1, "{err}\n{report:#}");
+    let targets = report["targets"].as_array().unwrap();
+    let by_id = |id: &str| {
+        targets
+            .iter()
+            .find(|t| t["identifier"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {report:#}"))
+    };
+    assert_eq!(
+        by_id("cp311-manylinux_x86_64")["result"],
+        "passed",
+        "{report:#}"
+    );
+    for id in ["cp312-manylinux_x86_64", "cp313-manylinux_x86_64"] {
+        let t = by_id(id);
+        assert_ne!(t["result"], "passed", "{t:#}");
+        let why = t["error"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("127.0.0.1:9/pypa/manylinux_2_28_x86_64")
+                && why.contains("--offline forbids pulling it")
+                && why.contains("skip = \"cp312-manylinux_x86_64 cp313-manylinux_x86_64\""),
+            "{why}"
+        );
+    }
+    let wheels = common::wheels(&out_dir);
+    assert_eq!(wheels.len(), 1, "{wheels:?}");
+    assert!(
+        wheels[0].starts_with("fastmath-0.1.0-cp311-cp311-manylinux"),
+        "{wheels:?}"
+    );
+    eprintln!(
+        "default-image builds done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// One hostile variant of a valid single-layer layout: what to break, and what the error says.
 fn hostile_case(dir: &Path, case: &str) -> (PathBuf, &'static str) {
     let l = Layout::new(dir);

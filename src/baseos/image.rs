@@ -70,6 +70,23 @@ pub fn canonical_source(source: &crate::oci::ImageSource) -> Result<crate::oci::
     })
 }
 
+/// The base OS loaded from the image `source` for `arch` (under any name), if the store has one:
+/// found by its reference, so the digest pulled first is the one every later build uses.
+pub fn find_image(
+    store: &Store,
+    source: &crate::oci::ImageSource,
+    arch: Arch,
+) -> Result<Option<store::BaseOs>> {
+    let reference = canonical_source(source)?.to_string();
+    Ok(store.list_baseos()?.into_iter().find(|b| {
+        b.arch == arch
+            && b.meta
+                .image
+                .as_ref()
+                .is_some_and(|i| i.reference == reference)
+    }))
+}
+
 /// The base OS loaded from the image `source` for `arch` (any name), else the image loaded now
 /// — pulled from its registry, or read from its layout or archive — under the name
 /// [`name_from_image`] gives it, with a line saying `why`. `build` uses it for the images of
@@ -86,16 +103,10 @@ pub fn ensure_image(
 ) -> Result<store::BaseOs> {
     let source = canonical_source(source)?;
     let reference = source.to_string();
-    let loaded = store.list_baseos()?;
-    if let Some(b) = loaded.iter().find(|b| {
-        b.arch == arch
-            && b.meta
-                .image
-                .as_ref()
-                .is_some_and(|i| i.reference == reference)
-    }) {
-        return Ok(b.clone());
+    if let Some(b) = find_image(store, &source, arch)? {
+        return Ok(b);
     }
+    let loaded = store.list_baseos()?;
     let name = name_from_image(&source);
     if let Some(other) = loaded.iter().find(|b| b.name == name && b.arch == arch) {
         return Err(Error::usage(format!(

@@ -21,7 +21,7 @@ mod recipe;
 mod stage;
 
 pub use archive::{import_archive, name_from_archive};
-pub use image::{canonical_source, ensure_image, import_image, name_from_image};
+pub use image::{canonical_source, ensure_image, find_image, import_image, name_from_image};
 pub use mirror::mirror_for;
 pub use recipe::{cached_tarball, load_recipe};
 pub use stage::{refuse_existing, Output};

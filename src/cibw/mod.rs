@@ -89,6 +89,31 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// Where each identifier's CPython comes from (`[tool.pookie-ns] python-source`,
+/// `--python-source`): `auto`, a Debian base OS that provides it, else the image cibuildwheel
+/// would use; `image`, that image always (cibuildwheel's own behaviour); `base-os`, Debian's
+/// base OSes only (no image is pulled; what they lack is skipped with the reason).
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PythonSource {
+    #[default]
+    Auto,
+    Image,
+    BaseOs,
+}
+
+impl std::fmt::Display for PythonSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PythonSource::Auto => "auto",
+            PythonSource::Image => "image",
+            PythonSource::BaseOs => "base-os",
+        })
+    }
+}
+
 /// `build-frontend`: its name and extra arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FrontendSpec {
@@ -113,6 +138,13 @@ pub struct Input<'a> {
     pub setup_py: Option<&'a str>,
 }
 
+/// cibuildwheel 4's `audit-requires` default: abi3audit, pinned here (the version on PyPI on
+/// 2026-12-07) so that an audit means the same thing from one build to the next.
+pub const DEFAULT_AUDIT_REQUIRES: [&str; 1] = ["abi3audit==0.0.26"];
+
+/// cibuildwheel 4's `audit-command` default, run on each repaired abi3 wheel.
+pub const DEFAULT_AUDIT_COMMAND: &str = "abi3audit --strict --report {wheel}";
+
 /// The options of one build identifier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildOptions {
@@ -130,6 +162,10 @@ pub struct BuildOptions {
     pub environment_pass: Vec<String>,
     /// `None`: pookie-ns's own repair (auditwheel with the target's policy); `Some("")`: none.
     pub repair_wheel_command: Option<String>,
+    /// `audit-requires`: what the audit step installs (default [`DEFAULT_AUDIT_REQUIRES`]).
+    pub audit_requires: Vec<String>,
+    /// `audit-command`, run on each repaired abi3 wheel (`{wheel}`); empty: no audit.
+    pub audit_command: String,
     pub before_test: Option<String>,
     pub test_command: Option<String>,
     pub test_requires: Vec<String>,
@@ -167,6 +203,8 @@ pub struct Resolved {
     pub keep_failed: bool,
     pub mode: Option<Mode>,
     pub compiler: Option<Compiler>,
+    /// `[tool.pookie-ns] python-source`.
+    pub python_source: Option<PythonSource>,
     /// `[project] name`.
     pub name: Option<String>,
     /// What was accepted but has no effect here, one line each.

@@ -106,13 +106,13 @@ pub(super) const OPTIONS: &[Opt] = &[
     opt(
         "audit-requires",
         Kind::Words(" "),
-        Scope::Noted("the audit step is not run yet"),
+        Scope::PerBuild,
         true,
     ),
     opt(
         "audit-command",
         Kind::Command,
-        Scope::Noted("the audit step is not run yet"),
+        Scope::PerBuild,
         true,
     ),
     opt("xbuild-tools", Kind::Words(" "), Scope::OtherPlatform, true),
@@ -130,6 +130,7 @@ pub(super) const OPTIONS: &[Opt] = &[
     opt("build-command", Kind::Command, Scope::Own, false),
     opt("mode", Kind::Text, Scope::Own, false),
     opt("compiler", Kind::Text, Scope::Own, false),
+    opt("python-source", Kind::Text, Scope::Own, false),
 ];
 
 /// The arches of `manylinux-<arch>-image` and `musllinux-<arch>-image`.

@@ -113,6 +113,15 @@ impl Resolved {
             environment_pass,
             // Set but empty: no repair (cibuildwheel's meaning of "").
             repair_wheel_command: command("repair-wheel-command"),
+            audit_requires: match get("audit-requires") {
+                Some(Val::List(l)) => l,
+                _ => super::DEFAULT_AUDIT_REQUIRES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
+            audit_command: command("audit-command")
+                .unwrap_or_else(|| super::DEFAULT_AUDIT_COMMAND.to_string()),
             before_test: nonempty(command("before-test")),
             test_command: nonempty(command("test-command")),
             test_requires: list("test-requires"),

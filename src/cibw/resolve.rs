@@ -35,10 +35,12 @@ pub fn resolve(input: &Input) -> Result<Resolved, ConfigError> {
         overrides,
         mode,
         compiler,
+        python_source,
     } = tables::read(input, &file, &mut noted, &mut other_platform)?;
     r.overrides = overrides;
     r.mode = mode;
     r.compiler = compiler;
+    r.python_source = python_source;
 
     // The environment: CIBW_<OPTION>, then CIBW_<OPTION>_LINUX.
     let (env_generic, env_linux) = env::read(input.env, &mut noted, &mut other_platform)?;

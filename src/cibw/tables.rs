@@ -8,7 +8,7 @@ use super::env::env_name;
 use super::options::{find, is_image, Scope, IMAGE_NOTE, OPTIONS, OTHER_PLATFORMS};
 use super::place::{suggest, Place};
 use super::values::{from_toml, inherit, string_list, Inherit, Layer, Val};
-use super::{invalid, Input, Mode};
+use super::{invalid, Input, Mode, PythonSource};
 use crate::config::ConfigError;
 use crate::target::Selector;
 use crate::toolchain::Compiler;
@@ -36,6 +36,8 @@ pub(super) struct Tables {
     pub(super) mode: Option<Mode>,
     /// `[tool.pookie-ns] compiler`.
     pub(super) compiler: Option<Compiler>,
+    /// `[tool.pookie-ns] python-source`.
+    pub(super) python_source: Option<PythonSource>,
 }
 
 /// Reads the tables of `file` (the config file, parsed). What is accepted without effect goes to
@@ -49,6 +51,7 @@ pub(super) fn read(
     let mut overrides = Vec::new();
     let mut mode = None;
     let mut compiler = None;
+    let mut python_source = None;
     let tool = file.get("tool").and_then(|t| t.as_table());
 
     // [tool.cibuildwheel] and its platform tables.
@@ -108,9 +111,16 @@ pub(super) fn read(
         }
     }
     for (k, v) in &own {
-        if let ("mode" | "compiler", Val::Text(s)) = (k.as_str(), v) {
+        if let ("mode" | "compiler" | "python-source", Val::Text(s)) = (k.as_str(), v) {
             let place = Place::of(input, "tool.pookie-ns", None);
-            if k == "mode" {
+            if k == "python-source" {
+                python_source = Some(match s.as_str() {
+                    "auto" => PythonSource::Auto,
+                    "image" => PythonSource::Image,
+                    "base-os" => PythonSource::BaseOs,
+                    _ => return Err(place.err(k, format!("{s:?} is not auto, image or base-os"))),
+                });
+            } else if k == "mode" {
                 mode = Some(match s.as_str() {
                     "native" => Mode::Native,
                     "emulate" => Mode::Emulate,
@@ -134,6 +144,7 @@ pub(super) fn read(
         overrides,
         mode,
         compiler,
+        python_source,
     })
 }
 

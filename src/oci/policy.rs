@@ -42,6 +42,18 @@ pub fn option_name(family: Family, arch: Arch) -> String {
     format!("{}-{}-image", family.name(), arch.uname())
 }
 
+/// The short name of the image cibuildwheel 4 uses for `arch`'s targets of `family` when no
+/// option names one (pypa's README, mid-2026): manylinux_2_28, except armv7l's manylinux_2_31
+/// and riscv64's manylinux_2_39; musllinux_1_2 for every arch.
+pub fn default_image(family: Family, arch: Arch) -> &'static str {
+    match (family, arch) {
+        (Family::Musllinux, _) => "musllinux_1_2",
+        (Family::Manylinux, Arch::Armhf) => "manylinux_2_31",
+        (Family::Manylinux, Arch::Riscv64) => "manylinux_2_39",
+        (Family::Manylinux, _) => "manylinux_2_28",
+    }
+}
+
 /// The image a key's value names: a reference with a transport, else a short name for pypa's
 /// images (`manylinux2014`, `manylinux_2_28`, `musllinux_1_2` …), else a registry reference
 /// without `docker://`.
@@ -93,6 +105,27 @@ mod tests {
         }
         assert_eq!(image_key("manylinux-sparc-image"), None);
         assert_eq!(image_key("before-all"), None);
+    }
+
+    #[test]
+    fn cibuildwheel_4_default_images() {
+        let r = |f, a| image_for(f, a, default_image(f, a)).unwrap().to_string();
+        assert_eq!(
+            r(Family::Manylinux, Arch::Arm64),
+            "docker://quay.io/pypa/manylinux_2_28_aarch64"
+        );
+        assert_eq!(
+            r(Family::Manylinux, Arch::Armhf),
+            "docker://quay.io/pypa/manylinux_2_31_armv7l"
+        );
+        assert_eq!(
+            r(Family::Manylinux, Arch::Riscv64),
+            "docker://quay.io/pypa/manylinux_2_39_riscv64"
+        );
+        assert_eq!(
+            r(Family::Musllinux, Arch::S390x),
+            "docker://quay.io/pypa/musllinux_1_2_s390x"
+        );
     }
 
     #[test]

@@ -105,101 +105,248 @@ pub fn add_musllinux(
     Ok(out)
 }
 
-/// Every identifier of `platforms` × `versions` whose options name an image, with that image
-/// loaded (pulled now when the store lacks it). Keyed by build identifier.
-#[allow(clippy::too_many_arguments)]
+/// The images of a build's identifiers: those loaded, and those that could not be had.
+#[derive(Debug, Clone, Default)]
+pub struct Images {
+    /// Keyed by build identifier.
+    pub loaded: BTreeMap<String, ImageTarget>,
+    /// Identifiers whose image could not be loaded (unreachable, `--offline`): they fail with
+    /// the reason, the others build.
+    pub failed: BTreeMap<String, FailedImage>,
+}
+
+/// An image that could not be loaded for an identifier.
+#[derive(Debug, Clone)]
+pub struct FailedImage {
+    /// The name it would have had in the store, and why the identifier builds there.
+    pub offer: ImageOffer,
+    /// `docker://quay.io/pypa/manylinux_2_28_x86_64`
+    pub reference: String,
+    pub arch: Arch,
+    pub reason: String,
+}
+
+impl Images {
+    /// The offer of an identifier's image, loaded or not.
+    pub fn offer(&self, identifier: &str) -> Option<ImageOffer> {
+        self.loaded
+            .get(identifier)
+            .map(|i| i.offer.clone())
+            .or_else(|| self.failed.get(identifier).map(|f| f.offer.clone()))
+    }
+
+    /// True when the identifier builds in an image (loaded or not).
+    pub fn has(&self, identifier: &str) -> bool {
+        self.loaded.contains_key(identifier) || self.failed.contains_key(identifier)
+    }
+}
+
+/// How image loading goes: the registries' options, `--offline`, whether to speak.
+pub struct LoadOptions<'a> {
+    pub registry: &'a crate::oci::registry::Options,
+    /// Never pull: an image the store lacks fails its identifiers.
+    pub offline: bool,
+    pub say: bool,
+}
+
+/// Every identifier of `platforms` × `versions` whose options name an image, or that takes
+/// cibuildwheel's default image (`wants_default`: no Debian base OS provides its CPython, or
+/// `python-source = "image"`; musllinux always), with that image loaded (pulled now when the
+/// store lacks it). An image that cannot be had fails its identifiers, not the build.
 pub fn load(
     config: &Config,
     store: &Store,
     project: &Project,
     platforms: &[Platform],
     versions: &[String],
-    registry: &crate::oci::registry::Options,
-    say: bool,
-) -> Result<BTreeMap<String, ImageTarget>> {
-    let mut out = BTreeMap::new();
-    let mut loaded: Vec<(String, Arch, ImageTarget)> = Vec::new();
+    wants_default: &dyn Fn(&Target) -> bool,
+    opts: &LoadOptions,
+) -> Result<Images> {
+    let mut out = Images::default();
+    let mut tried: Vec<(String, Arch, std::result::Result<ImageTarget, String>)> = Vec::new();
     for platform in platforms {
         let arch = platform.arch;
         let family = family(platform);
         let key = option_name(family, arch);
         for python in versions {
-            let identifier = Target {
+            let target = Target {
                 arch,
                 python: python.clone(),
                 policy: platform.policy.clone(),
-            }
-            .identifier();
+            };
+            let identifier = target.identifier();
             // Left out by the selectors or requires-python: no image pulled for it.
-            if out.contains_key(&identifier) || !project.selected(&identifier) {
+            if out.has(&identifier) || !project.selected(&identifier) {
                 continue;
             }
             let options = project.options(&identifier)?;
-            let (value, why) = match (options.images.get(&key), family) {
-                (Some(value), _) => (value.clone(), format!("{key} = {value:?}")),
-                (None, Family::Musllinux) => (
-                    target::DEFAULT_MUSLLINUX.to_string(),
-                    format!(
-                        "{key} (cibuildwheel's default, {})",
-                        target::DEFAULT_MUSLLINUX
-                    ),
-                ),
-                (None, Family::Manylinux) => continue,
+            let (value, why, default) = match options.images.get(&key) {
+                Some(value) => (value.clone(), format!("{key} = {value:?}"), false),
+                None if family == Family::Musllinux || wants_default(&target) => {
+                    let short = policy::default_image(family, arch);
+                    // config.toml's image_mirror stands in for quay.io/pypa.
+                    let value = match &config.image_mirror {
+                        Some(m) => format!("{}/{short}_{}", m.trim_end_matches('/'), arch.uname()),
+                        None => short.to_string(),
+                    };
+                    (
+                        value,
+                        format!("{key} (cibuildwheel's default, {short})"),
+                        true,
+                    )
+                }
+                None => continue,
             };
             let source = policy::image_for(family, arch, &value)?;
-            let reference = source.to_string();
-            let target = match loaded
-                .iter()
-                .find(|(r, a, _)| *r == reference && *a == arch)
-            {
+            let reference = baseos::canonical_source(&source)?.to_string();
+            let result = match tried.iter().find(|(r, a, _)| *r == reference && *a == arch) {
                 Some((_, _, t)) => t.clone(),
                 None => {
-                    let base = baseos::ensure_image(
-                        config,
-                        store,
-                        &source,
-                        arch,
-                        registry,
-                        &format!("the project's {why}"),
-                        baseos::Output {
-                            bars: say,
-                            say,
-                            json: false,
-                            replace: false,
-                        },
-                    )?;
-                    if base.arch != arch {
-                        return Err(Error::usage(format!(
-                            "{why}: the image is for {}, not {arch}",
-                            base.arch
-                        )));
-                    }
-                    let t = ImageTarget {
-                        offer: ImageOffer {
-                            name: base.name.clone(),
-                            why: why.clone(),
-                            python: Vec::new(),
-                        },
-                        base,
-                    };
-                    let python = t.pythons().map(|p| p.version.clone()).collect();
-                    let t = ImageTarget {
-                        offer: ImageOffer { python, ..t.offer },
-                        ..t
-                    };
-                    loaded.push((reference, arch, t.clone()));
+                    let t = load_one(config, store, &source, arch, &why, default, opts)?;
+                    tried.push((reference.clone(), arch, t.clone()));
                     t
                 }
             };
-            out.insert(identifier, target);
+            match result {
+                Ok(t) => {
+                    out.loaded.insert(identifier, t);
+                }
+                Err(e) => {
+                    let offer = ImageOffer {
+                        name: baseos::name_from_image(&source),
+                        why,
+                        python: Vec::new(),
+                        default,
+                        failed: Some(e.clone()),
+                    };
+                    out.failed.insert(
+                        identifier,
+                        FailedImage {
+                            offer,
+                            reference: reference.clone(),
+                            arch,
+                            reason: e,
+                        },
+                    );
+                }
+            }
         }
+    }
+    // One reason for all the identifiers of an image (they fail by its name): which they are,
+    // and what to do.
+    let all: Vec<(String, String)> = out
+        .failed
+        .iter()
+        .map(|(id, f)| (id.clone(), format!("{} {}", f.reference, f.arch)))
+        .collect();
+    for f in out.failed.values_mut() {
+        let ids: Vec<&str> = all
+            .iter()
+            .filter(|(_, r)| *r == format!("{} {}", f.reference, f.arch))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let arch = f.arch;
+        let reason = format!(
+            "its image {} ({}) could not be loaded: {}; leave it out (skip = \"{}\"), or pull \
+             the image where the registry is reachable (pookie-ns load-baseos {} --arch {arch}) \
+             so that later builds, --offline ones too, find it in the store",
+            f.reference,
+            f.offer.why,
+            f.reason,
+            ids.join(" "),
+            f.reference
+        );
+        f.offer.failed = Some(reason.clone());
+        f.reason = reason;
     }
     Ok(out)
 }
 
+/// One image for `arch`, from the store or pulled now: the image target, or why it could not
+/// be had (an interruption stops the build).
+fn load_one(
+    config: &Config,
+    store: &Store,
+    source: &crate::oci::ImageSource,
+    arch: Arch,
+    why: &str,
+    default: bool,
+    opts: &LoadOptions,
+) -> Result<std::result::Result<ImageTarget, String>> {
+    let base = match baseos::find_image(store, source, arch)? {
+        Some(b) => Ok(b),
+        None if opts.offline && matches!(source, crate::oci::ImageSource::Registry(_)) => {
+            return Ok(Err(
+                "it is not in the store, and --offline forbids pulling it".into(),
+            ));
+        }
+        None => baseos::ensure_image(
+            config,
+            store,
+            source,
+            arch,
+            opts.registry,
+            &format!("the project's {why}"),
+            baseos::Output {
+                bars: opts.say,
+                say: opts.say,
+                json: false,
+                replace: false,
+            },
+        ),
+    };
+    let base = match base {
+        Ok(b) => b,
+        Err(e) => {
+            if crate::process::interrupted().is_some() {
+                return Err(e);
+            }
+            return Ok(Err(e.to_string()));
+        }
+    };
+    if base.arch != arch {
+        return Ok(Err(format!("the image is for {}, not {arch}", base.arch)));
+    }
+    let python = base
+        .meta
+        .pythons
+        .iter()
+        .filter(|p| !p.free_threaded)
+        .map(|p| p.version.clone())
+        .collect();
+    Ok(Ok(ImageTarget {
+        offer: ImageOffer {
+            name: base.name.clone(),
+            why: why.to_string(),
+            python,
+            default,
+            failed: None,
+        },
+        base,
+    }))
+}
+
 /// How a target builds in its image: natively on the host's arch, emulated on another (the
-/// image's own compilers; no cross toolchain uses an image as its sysroot yet).
-pub fn mode(arch: Arch, asked: Option<Mode>, why: &str) -> Result<Mode> {
+/// image's own compilers; no cross toolchain uses an image as its sysroot yet). A target in
+/// cibuildwheel's default image (`default`: no Debian base OS has its CPython) asked to build
+/// cross builds emulated, with a note; one in an image the project names refuses.
+pub fn mode(
+    arch: Arch,
+    asked: Option<Mode>,
+    why: &str,
+    default: bool,
+) -> Result<(Mode, Option<String>)> {
+    if default && !arch.is_native() && asked == Some(Mode::Cross) {
+        let note = format!(
+            "built emulated in its image ({why}): cross-compiling against an image's sysroot \
+             is not available yet"
+        );
+        return Ok((Mode::Emulate, Some(note)));
+    }
+    mode_named(arch, asked, why).map(|m| (m, None))
+}
+
+fn mode_named(arch: Arch, asked: Option<Mode>, why: &str) -> Result<Mode> {
     match (arch.is_native(), asked) {
         (true, Some(Mode::Cross)) | (true, Some(Mode::Emulate)) | (true, None) => Ok(Mode::Native),
         (true, Some(Mode::Native)) => Ok(Mode::Native),
@@ -230,16 +377,22 @@ mod tests {
         } else {
             Arch::Arm64
         };
-        assert_eq!(mode(host, None, "x").unwrap(), Mode::Native);
-        assert_eq!(mode(foreign, None, "x").unwrap(), Mode::Emulate);
+        let m = |a, asked, default| mode(a, asked, "x", default).map(|(m, _)| m);
+        assert_eq!(m(host, None, false).unwrap(), Mode::Native);
+        assert_eq!(m(foreign, None, false).unwrap(), Mode::Emulate);
         assert_eq!(
-            mode(foreign, Some(Mode::Emulate), "x").unwrap(),
+            m(foreign, Some(Mode::Emulate), false).unwrap(),
             Mode::Emulate
         );
-        assert!(mode(foreign, Some(Mode::Cross), "x")
+        assert!(m(foreign, Some(Mode::Cross), false)
             .unwrap_err()
             .to_string()
             .contains("does not use an image"));
+        // cibuildwheel's default image, taken for want of a Debian CPython: emulated, said.
+        let (mode, note) = mode(foreign, Some(Mode::Cross), "x", true).unwrap();
+        assert_eq!(mode, Mode::Emulate);
+        assert!(note.unwrap().contains("not available yet"));
+        assert_eq!(m(host, Some(Mode::Cross), true).unwrap(), Mode::Native);
         assert_eq!(
             option_name(Family::Manylinux, Arch::Arm64),
             "manylinux-aarch64-image"

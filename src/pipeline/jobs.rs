@@ -157,6 +157,8 @@ fn make_job(store: &Store, inputs: Inputs, p: &Planned, d: &Decision) -> Result<
         test_sources: o.test_sources.clone(),
         test_environment: o.test_environment.clone(),
         repair_wheel_command: o.repair_wheel_command.as_deref().map(sub),
+        audit_command: sub(&o.audit_command),
+        audit_requires: o.audit_requires.clone(),
         dir,
         keep_failed: inputs.request.keep_failed,
     })

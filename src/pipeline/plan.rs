@@ -1,7 +1,8 @@
 //! Which targets a build has and which base OS serves each: platforms × CPython versions,
-//! filtered by the project's `build`/`skip` selectors, each paired with a loaded base OS that
-//! provides that Python for that arch, or with the recipe that will load one. Pure logic: the
-//! caller gathers what is loaded and which recipes exist.
+//! filtered by the project's `build`/`skip` selectors, each paired with its source: a loaded
+//! Debian base OS that provides that Python for that arch, or the recipe that will load one,
+//! else the image cibuildwheel would use (the caller loads the images first: their CPythons
+//! decide). Pure logic: the caller gathers what is loaded, which recipes exist and the images.
 
 use crate::arch::Arch;
 use crate::project::Project;
@@ -32,12 +33,15 @@ pub enum Source {
     Loaded(String),
     /// To be built from this recipe (and loaded under the recipe's name) first.
     Recipe(String),
+    /// An image (cibuildwheel's `manylinux-<arch>-image`, or its default), loaded under this
+    /// name — or, when it could not be pulled, the name it would have had.
+    Image(String),
 }
 
 impl Source {
     pub fn name(&self) -> &str {
         match self {
-            Source::Loaded(n) | Source::Recipe(n) => n,
+            Source::Loaded(n) | Source::Recipe(n) | Source::Image(n) => n,
         }
     }
 }
@@ -72,6 +76,11 @@ pub struct ImageOffer {
     pub why: String,
     /// The CPythons under its `/opt/python` (`3.11`; free-threaded builds left out).
     pub python: Vec<String>,
+    /// True for cibuildwheel's default image (no option names it).
+    pub default: bool,
+    /// Why the image could not be loaded: its targets are planned (pypa's images carry every
+    /// CPython) and fail with this reason.
+    pub failed: Option<String>,
 }
 
 /// Pairs platforms with Python versions and chooses a base OS for each pair.
@@ -83,7 +92,8 @@ pub struct ImageOffer {
 /// `requires-python` exclude are skipped too.
 ///
 /// A target for which `image` names an image base OS builds there or nowhere: the image's own
-/// CPythons decide, never a Debian recipe.
+/// CPythons decide, never a Debian recipe. An image that could not be loaded gets its targets
+/// planned all the same, to fail with the reason.
 pub fn plan(
     platforms: &[Platform],
     pythons: &[String],
@@ -134,10 +144,10 @@ pub fn plan(
                 continue;
             }
             if let Some(img) = image(&target) {
-                if img.python.iter().any(|p| p == python) {
+                if img.failed.is_some() || img.python.iter().any(|p| p == python) {
                     planned.push(Planned {
                         target,
-                        source: Source::Loaded(img.name),
+                        source: Source::Image(img.name),
                     });
                 } else {
                     let why = format!(
@@ -206,8 +216,8 @@ pub fn plan(
 }
 
 /// A loaded base OS with that Python for that arch (the default recipe's first), else a recipe
-/// that provides it.
-fn choose(
+/// that provides it; `None` when no Debian base OS has it (the image is the source then).
+pub fn choose(
     arch: Arch,
     python: &str,
     loaded: &[Loaded],
@@ -365,6 +375,8 @@ mod tests {
                 name: "manylinux_2_28_x86_64".into(),
                 why: "manylinux-x86_64-image = \"manylinux_2_28\"".into(),
                 python: py(&["3.9", "3.11"]),
+                default: false,
+                failed: None,
             })
         };
         // Default CPythons: those the image carries, the rest skipped with the reason; the
@@ -387,7 +399,7 @@ mod tests {
                 "cp315-manylinux_aarch64"
             ]
         );
-        assert_eq!(p[0].source, Source::Loaded("manylinux_2_28_x86_64".into()));
+        assert_eq!(p[0].source, Source::Image("manylinux_2_28_x86_64".into()));
         let why = skipped
             .iter()
             .find(|s| s.identifier == "cp313-manylinux_x86_64")
@@ -415,6 +427,8 @@ mod tests {
                 name: "musllinux_1_2_x86_64".into(),
                 why: "musllinux-x86_64-image = \"musllinux_1_2\"".into(),
                 python: py(&["3.11", "3.13"]),
+                default: false,
+                failed: None,
             })
         };
         // Beside the manylinux target (a Debian recipe), the musllinux one in its image.
@@ -431,7 +445,7 @@ mod tests {
             ["cp311-manylinux_x86_64", "cp311-musllinux_x86_64"]
         );
         assert_eq!(p[0].source, Source::Recipe("debian-bookworm".into()));
-        assert_eq!(p[1].source, Source::Loaded("musllinux_1_2_x86_64".into()));
+        assert_eq!(p[1].source, Source::Image("musllinux_1_2_x86_64".into()));
         // Without its image, never a Debian (glibc) base OS: skipped, or an error when asked.
         let (p, skipped) = plan_for(
             &["x86_64", "musllinux_1_2_x86_64"],
@@ -451,6 +465,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("musllinux-x86_64-image"), "{e}");
+    }
+
+    #[test]
+    fn cpythons_debian_lacks_come_from_the_default_image_even_when_it_failed_to_load() {
+        // As the caller offers it: cibuildwheel's default image for the CPythons no Debian
+        // base OS has (3.10, 3.12 here), the first loaded, the other not pullable.
+        let image = |t: &Target| {
+            let lacking = choose(t.arch, &t.python, &[], &offers(), "debian-bookworm").is_none();
+            lacking.then(|| ImageOffer {
+                name: "manylinux_2_28_x86_64".into(),
+                why: "manylinux-x86_64-image (cibuildwheel's default, manylinux_2_28)".into(),
+                python: py(&["3.10"]),
+                default: true,
+                failed: (t.python == "3.12").then(|| "cannot reach the registry".to_string()),
+            })
+        };
+        let (p, skipped) =
+            plan_with(&["x86_64"], &[], &requiring(">=3.10,<3.14"), &[], &image).unwrap();
+        assert!(skipped.is_empty(), "never dropped: {skipped:?}");
+        let sources: Vec<(String, &Source)> = p
+            .iter()
+            .map(|p| (p.target.identifier(), &p.source))
+            .collect();
+        let image = Source::Image("manylinux_2_28_x86_64".into());
+        assert_eq!(
+            sources,
+            [
+                ("cp310-manylinux_x86_64".into(), &image),
+                (
+                    "cp311-manylinux_x86_64".into(),
+                    &Source::Recipe("debian-bookworm".into())
+                ),
+                ("cp312-manylinux_x86_64".into(), &image),
+                (
+                    "cp313-manylinux_x86_64".into(),
+                    &Source::Recipe("debian-trixie".into())
+                ),
+            ]
+        );
     }
 
     #[test]

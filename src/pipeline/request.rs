@@ -35,6 +35,7 @@ pub struct BuildRequest {
     pub build: Option<String>,
     pub mode: Option<Mode>,
     pub compiler: Option<Compiler>,
+    pub python_source: Option<crate::cibw::PythonSource>,
     /// Where the wheels go (else the project's `output-dir`, else `./dist`).
     pub out: Option<PathBuf>,
     /// Workers at a time: at least 1.

@@ -4,6 +4,7 @@
 
 use crate::arch::Arch;
 use crate::baseos;
+use crate::cibw::PythonSource;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::project::{self, Mode};
@@ -28,6 +29,53 @@ pub(super) struct Targets {
     /// The targets that build in an image (cibuildwheel's `manylinux-<arch>-image`), by
     /// identifier.
     pub(super) images: std::collections::BTreeMap<String, image::ImageTarget>,
+    /// The images that could not be loaded: their targets fail with the reason.
+    image_failures: Vec<Unloaded>,
+}
+
+/// A target's line of the plan: where its CPython comes from and how it builds —
+/// `cp312-manylinux_aarch64 ← image docker://quay.io/pypa/manylinux_2_28_aarch64@sha256:…,
+/// emulate` or `cp311-manylinux_x86_64 ← base OS debian-bookworm, native (zig, glibc 2.17)`.
+fn plan_line(
+    p: &plan::Planned,
+    d: &Decision,
+    toolchains: &[toolchain::Toolchain],
+    images: &image::Images,
+) -> String {
+    let id = p.target.identifier();
+    let source = if let Some(i) = images.loaded.get(&id) {
+        let at = i.base.meta.image.as_ref().map_or_else(String::new, |m| {
+            format!("{}@{}", m.reference, m.manifest_digest)
+        });
+        format!("image {at} ({})", i.offer.why)
+    } else if let Some(f) = images.failed.get(&id) {
+        format!("image {} ({}), not loaded", f.reference, f.offer.why)
+    } else {
+        match &p.source {
+            plan::Source::Recipe(n) => format!("base OS {n} (from its recipe)"),
+            s => format!("base OS {}", s.name()),
+        }
+    };
+    let how = match d.toolchain.map(|i| &toolchains[i]) {
+        Some(t) => {
+            let policy = p
+                .target
+                .policy
+                .as_deref()
+                .unwrap_or_else(|| target::default_policy(p.target.arch));
+            match target::policy_glibc(policy).filter(|_| t.spec.compiler == Compiler::Zig) {
+                Some((a, b)) => format!(
+                    "{} ({}, glibc {})",
+                    d.mode,
+                    t.name,
+                    toolchain::target_glibc(p.target.arch, (a, b))
+                ),
+                None => format!("{} ({})", d.mode, t.name),
+            }
+        }
+        None => d.mode.to_string(),
+    };
+    format!("{} \u{2190} {source}, {how}", p.target.name())
 }
 
 /// What target resolution ends in: targets to build, or nothing to run (the identifiers
@@ -101,15 +149,41 @@ pub(super) fn resolve_targets(
     } else {
         image::add_musllinux(project, platforms, &versions)?
     };
-    // cibuildwheel's manylinux-<arch>-image and musllinux-<arch>-image options: their targets
-    // build in those images, loaded now (pulled when the store lacks them) since their CPythons
-    // decide the plan.
+    // Where each identifier's CPython comes from: a Debian base OS that has it (preferred),
+    // else the image cibuildwheel would use — the project's manylinux-<arch>-image /
+    // musllinux-<arch>-image, else cibuildwheel's default — loaded now (pulled when the store
+    // lacks it) since an image's CPythons decide the plan. `python-source` forces one.
+    let python_source = args
+        .python_source
+        .or(project.python_source)
+        .unwrap_or_default();
+    let wants_default = |t: &target::Target| match python_source {
+        PythonSource::Image => true,
+        PythonSource::BaseOs => false,
+        PythonSource::Auto => {
+            plan::choose(t.arch, &t.python, &loaded, &offers, recipe::DEFAULT_RECIPE).is_none()
+        }
+    };
     let registry = crate::oci::registry::Options {
         insecure: args.insecure_registry.clone(),
     };
-    let images = image::load(
-        config, store, project, &platforms, &versions, &registry, ui.say,
-    )?;
+    let images = if python_source == PythonSource::BaseOs {
+        image::Images::default()
+    } else {
+        image::load(
+            config,
+            store,
+            project,
+            &platforms,
+            &versions,
+            &wants_default,
+            &image::LoadOptions {
+                registry: &registry,
+                offline: args.offline,
+                say: ui.say,
+            },
+        )?
+    };
     let planned = plan::plan(
         &platforms,
         &pythons,
@@ -117,7 +191,7 @@ pub(super) fn resolve_targets(
         &loaded,
         &offers,
         recipe::DEFAULT_RECIPE,
-        &|t| images.get(&t.identifier()).map(|i| i.offer.clone()),
+        &|t| images.offer(&t.identifier()),
     );
     let (planned, skipped) = match planned {
         Err(e) if request.allow_empty && e.starts_with(plan::NOTHING_LEFT) => {
@@ -142,12 +216,15 @@ pub(super) fn resolve_targets(
             || offers
                 .iter()
                 .any(|o| o.name == name && o.arches.contains(&Arch::host()));
-        let d = match images.get(&p.target.identifier()) {
-            Some(i) => Decision {
-                mode: image::mode(p.target.arch, asked, &i.offer.why)?,
-                toolchain: None,
-                note: None,
-            },
+        let d = match images.offer(&p.target.identifier()) {
+            Some(offer) => {
+                let (mode, note) = image::mode(p.target.arch, asked, &offer.why, offer.default)?;
+                Decision {
+                    mode,
+                    toolchain: None,
+                    note,
+                }
+            }
             None => decide(p.target.arch, asked, compiler, &toolchains, host_base)?,
         };
         if let (Some(why), true) = (&d.note, ui.say) {
@@ -159,17 +236,33 @@ pub(super) fn resolve_targets(
         crate::binfmt::emulation_for(config, p.target.arch)?;
     }
     if ui.say {
+        for (p, d) in planned.iter().zip(&decisions) {
+            eprintln!("pookie-ns: plan: {}", plan_line(p, d, &toolchains, &images));
+        }
         for s in &skipped {
             eprintln!("pookie-ns: {}: skipped: {}", s.identifier, s.reason);
         }
     }
+    let image_failures = images
+        .failed
+        .iter()
+        .filter_map(|(id, f)| {
+            let p = planned.iter().find(|p| p.target.identifier() == *id)?;
+            Some(Unloaded {
+                name: f.offer.name.clone(),
+                arch: p.target.arch,
+                reason: f.reason.clone(),
+            })
+        })
+        .collect();
     Ok(Resolution::Targets(Targets {
         planned,
         decisions,
         skipped,
         recipes,
         toolchains,
-        images,
+        images: images.loaded,
+        image_failures,
     }))
 }
 
@@ -270,6 +363,10 @@ pub(super) fn ensure_base_oses(
 ) -> Result<Vec<Unloaded>> {
     let mut needed: Vec<(String, Arch, String)> = Vec::new();
     for (p, d) in targets.planned.iter().zip(&targets.decisions) {
+        // An image is loaded already (or failed to: targets.image_failures).
+        if matches!(p.source, plan::Source::Image(_)) {
+            continue;
+        }
         let why = format!(
             "target {} needs CPython {}, which no loaded base OS provides for {}",
             p.target.name(),
@@ -286,7 +383,7 @@ pub(super) fn ensure_base_oses(
             needed.push((p.source.name().to_string(), Arch::host(), why));
         }
     }
-    let mut unloaded: Vec<Unloaded> = Vec::new();
+    let mut unloaded: Vec<Unloaded> = targets.image_failures.clone();
     for (name, arch, why) in needed {
         if unloaded.iter().any(|u| u.name == name && u.arch == arch)
             || store

@@ -31,3 +31,5 @@ pub const APT_PREFETCH: &str = concat!(
 );
 /// The instance refresh of an image base OS: its own manager's package index, no upgrade.
 pub const IMAGE_REFRESH: &str = include_str!("scripts/image-refresh.sh");
+/// cibuildwheel's audit step (abi3audit) on the repaired abi3 wheels.
+pub const AUDIT: &str = include_str!("scripts/audit.sh");

@@ -182,6 +182,10 @@ pub(super) fn build_script(
             job.interpreter.is_some(),
         )),
     }
+    body.push_str(&super::audit::audit_script(
+        &job.audit_command,
+        &job.audit_requires,
+    ));
     script_text(
         job,
         &format!(

@@ -34,6 +34,7 @@
 //! what it did (`outcome.rs`: a preparation, a build or test run); the sequence keeps the
 //! values in order and `outcome::report_entry` alone turns them into the target's result.
 
+mod audit;
 mod build_step;
 mod env;
 mod harvest;
@@ -155,6 +156,13 @@ pub struct TargetJob {
     /// cibuildwheel's `repair-wheel-command` (`{wheel}`, `{dest_dir}`); `None`: pookie-ns's own
     /// repair; empty: the wheel as built.
     pub repair_wheel_command: Option<String>,
+    /// cibuildwheel's `audit-command`, run on each repaired abi3 wheel (`{wheel}`); empty: no
+    /// audit (audit.rs).
+    #[serde(default)]
+    pub audit_command: String,
+    /// cibuildwheel's `audit-requires`: installed before the audit.
+    #[serde(default)]
+    pub audit_requires: Vec<String>,
     /// The target's output directory: logs, the wheel, result.json.
     pub dir: PathBuf,
     pub keep_failed: bool,
@@ -443,6 +451,8 @@ mod script_tests {
             test_sources: vec!["tests".into(), "conftest.py".into()],
             test_environment: vec![("PYTHONFAULTHANDLER".into(), "1".into())],
             repair_wheel_command: None,
+            audit_command: String::new(),
+            audit_requires: Vec::new(),
             dir: "/nonexistent/out".into(),
             keep_failed: false,
         }
