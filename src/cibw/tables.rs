@@ -49,9 +49,6 @@ pub(super) fn read(
     other_platform: &mut BTreeSet<String>,
 ) -> Result<Tables, ConfigError> {
     let mut overrides = Vec::new();
-    let mut mode = None;
-    let mut compiler = None;
-    let mut python_source = None;
     let tool = file.get("tool").and_then(|t| t.as_table());
 
     // [tool.cibuildwheel] and its platform tables.
@@ -110,7 +107,26 @@ pub(super) fn read(
             read_option(&place, k, v, true, &mut own, noted)?;
         }
     }
-    for (k, v) in &own {
+    let (mode, compiler, python_source) = own_choices(input, &own)?;
+    Ok(Tables {
+        generic,
+        linux,
+        own,
+        overrides,
+        mode,
+        compiler,
+        python_source,
+    })
+}
+
+/// pookie-ns's own choices in `[tool.pookie-ns]`: `mode`, `compiler` and `python-source`.
+type OwnChoices = (Option<Mode>, Option<Compiler>, Option<PythonSource>);
+
+fn own_choices(input: &Input, own: &Layer) -> Result<OwnChoices, ConfigError> {
+    let mut mode = None;
+    let mut compiler = None;
+    let mut python_source = None;
+    for (k, v) in own {
         if let ("mode" | "compiler" | "python-source", Val::Text(s)) = (k.as_str(), v) {
             let place = Place::of(input, "tool.pookie-ns", None);
             if k == "python-source" {
@@ -137,15 +153,7 @@ pub(super) fn read(
             }
         }
     }
-    Ok(Tables {
-        generic,
-        linux,
-        own,
-        overrides,
-        mode,
-        compiler,
-        python_source,
-    })
+    Ok((mode, compiler, python_source))
 }
 
 /// Reads one option of a table into `layer`.

@@ -232,8 +232,13 @@ pub fn load(
             }
         }
     }
-    // One reason for all the identifiers of an image (they fail by its name): which they are,
-    // and what to do.
+    explain_failures(&mut out);
+    Ok(out)
+}
+
+/// One reason for all the identifiers of an image that could not be had (they fail by its
+/// name): which they are, and what to do.
+fn explain_failures(out: &mut Images) {
     let all: Vec<(String, String)> = out
         .failed
         .iter()
@@ -259,7 +264,6 @@ pub fn load(
         f.offer.failed = Some(reason.clone());
         f.reason = reason;
     }
-    Ok(out)
 }
 
 /// One image for `arch`, from the store or pulled now: the image target, or why it could not

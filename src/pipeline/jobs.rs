@@ -78,11 +78,7 @@ fn make_job(store: &Store, inputs: Inputs, p: &Planned, d: &Decision) -> Result<
         .clone()
         .or_else(|| o.test_command.clone());
     let test_requires = if inputs.settings.test_requires.is_empty() {
-        o.test_requires
-            .iter()
-            .chain(&o.test_group_requires)
-            .cloned()
-            .collect()
+        [&o.test_requires[..], &o.test_group_requires[..]].concat()
     } else {
         inputs.settings.test_requires.clone()
     };
