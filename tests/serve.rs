@@ -7,6 +7,8 @@
 //!
 //! The cheap tasks fail fast on purpose: `--python 3.8` is refused by `build` (exit 2) in
 //! milliseconds, so the server's machinery is exercised without building anything.
+// The service is the `serve` feature's (on by default): without it there is nothing to test.
+#![cfg(feature = "serve")]
 
 mod common;
 
