@@ -30,6 +30,13 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         #[cfg(not(feature = "serve"))]
         return Err(without_serve("submit", args));
     }
+    // Completions and the man page are the command line's own description: no store, no sudo.
+    if let Command::Completions { shell } = &cli.command {
+        return completions(*shell);
+    }
+    if let Command::Man { out_dir } = &cli.command {
+        return man(out_dir.as_deref());
+    }
     // Reports are files: no store, no sudo.
     if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
         return crate::pipeline::report::merge_files(reports, output.as_deref());
@@ -88,7 +95,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Serve(args) => crate::serve::serve(&config, &store, args),
         #[cfg(not(feature = "serve"))]
         Command::Serve(args) => Err(without_serve("serve", args)),
-        Command::Binfmt(_) | Command::Report(_) | Command::Submit(_) => {
+        Command::Binfmt(_)
+        | Command::Report(_)
+        | Command::Submit(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled above")
         }
     }
@@ -122,6 +133,7 @@ fn build_request(config: &Config, cli: &Cli, a: &BuildArgs) -> Result<BuildReque
         wheels_file: a.wheels_file.clone(),
         index_url: a.index_url.clone(),
         offline: a.offline,
+        skip_existing_on: a.skip_existing_on.clone(),
         branch: a.branch.clone(),
         only: a.only.clone(),
         print_build_identifiers: a.print_build_identifiers,
@@ -856,6 +868,58 @@ fn cleanup(store: &Store, what: &str, cache: bool) -> Result<i32> {
         },
     }
     Ok(0)
+}
+
+// ---- completions and man ------------------------------------------------------------------
+
+/// The binary's name in completions and man pages (what users type, whatever the file is called).
+const BIN_NAME: &str = "pookie-ns";
+
+/// `pookie-ns completions SHELL`: the shell's completion script, from the command line's own
+/// definition (clap_complete), on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut script);
+    write_stdout(&script)?;
+    Ok(0)
+}
+
+/// `pookie-ns man`: pookie-ns.1 on stdout, or with `--out-dir` one page per subcommand
+/// (pookie-ns.1, pookie-ns-build.1 ...), from the command line's definition (clap_mangen).
+fn man(out_dir: Option<&Path>) -> Result<i32> {
+    let cmd = <Cli as clap::CommandFactory>::command().name(BIN_NAME);
+    match out_dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| Error::io("render the man page", Path::new("-"), e))?;
+            write_stdout(&page)?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create the man page directory", dir, e))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| Error::io("write the man pages into", dir, e))?;
+            eprintln!(
+                "pookie-ns: man pages written to {} (read one with `man -l {}`)",
+                dir.display(),
+                dir.join("pookie-ns.1").display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Writes generated text to stdout, all of it (a closed pipe ends the process by SIGPIPE, as
+/// `main` leaves it).
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("write to", Path::new("stdout"), e))
 }
 
 // ---- binfmt --------------------------------------------------------------------------------
