@@ -878,11 +878,52 @@ const BIN_NAME: &str = "pookie-ns";
 /// `pookie-ns completions SHELL`: the shell's completion script, from the command line's own
 /// definition (clap_complete), on stdout.
 fn completions(shell: clap_complete::Shell) -> Result<i32> {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = visible_command();
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut script);
-    write_stdout(&script)?;
+    if shell != clap_complete::Shell::Bash {
+        clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut script);
+        write_stdout(&script)?;
+        return Ok(0);
+    }
+    // clap_complete's bash script completes nothing after a subcommand when the binary's name
+    // has a hyphen (clap-rs/clap#6421: its loop and its case arms spell the state
+    // differently). Generated for `pookie_ns`, every internal name agrees; only the
+    // `complete` lines then register it for the command users type.
+    let internal = BIN_NAME.replace('-', "_");
+    clap_complete::generate(shell, &mut cmd, internal.as_str(), &mut script);
+    let text = String::from_utf8_lossy(&script);
+    let suffix = format!(" {internal}");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.strip_suffix(suffix.as_str()) {
+            Some(head) if line.trim_start().starts_with("complete ") => {
+                out.push_str(head);
+                out.push(' ');
+                out.push_str(BIN_NAME);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    write_stdout(out.as_bytes())?;
     Ok(0)
+}
+
+/// The command line for completions: the hidden subcommands (`__build-target`, which `build`
+/// starts itself) left out, as clap_complete's generators would offer them.
+fn visible_command() -> clap::Command {
+    let full = <Cli as clap::CommandFactory>::command();
+    let mut cmd = clap::Command::new(BIN_NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .subcommand_required(true);
+    for arg in full.get_arguments() {
+        cmd = cmd.arg(arg.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(sub.clone());
+    }
+    cmd
 }
 
 /// `pookie-ns man`: pookie-ns.1 on stdout, or with `--out-dir` one page per subcommand

@@ -113,25 +113,26 @@ fn zsh_and_fish_scripts_and_the_man_pages() {
     for name in ["pookie-ns.1", "pookie-ns-build.1", "pookie-ns-completions.1"] {
         assert!(dir.path().join(name).is_file(), "{name}");
     }
-    // man(1) renders them: the build page documents --branch's default.
-    let rendered = Command::new("man")
-        .env("MANWIDTH", "100")
-        .env("MAN_KEEP_FORMATTING", "0")
-        .args(["-P", "cat", "-l"])
-        .arg(dir.path().join("pookie-ns-build.1"))
-        .output()
-        .unwrap();
-    assert!(rendered.status.success(), "{}", common::stderr(&rendered));
-    let text = common::stdout(&rendered);
-    assert!(text.contains("--skip-existing-on"), "{text}");
-    assert!(text.contains("[default: stable]"), "{text}");
-    let top = Command::new("man")
-        .env("MANWIDTH", "100")
-        .args(["-P", "cat", "-l"])
-        .arg(dir.path().join("pookie-ns.1"))
-        .output()
-        .unwrap();
-    let text = common::stdout(&top);
-    assert!(text.contains("completions") && text.contains("build"), "{text}");
+    // man(1) renders them (wide, no hyphenation, overstrikes taken out by col -b): the build
+    // page documents --branch's default.
+    let render = |page: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("MANWIDTH=200 man --nh --nj -P cat -l \"$1\" | col -b")
+            .arg("sh")
+            .arg(dir.path().join(page))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "man -l {page}: {}", common::stderr(&out));
+        common::stdout(&out)
+    };
+    let text = render("pookie-ns-build.1");
+    assert!(text.contains("--skip-existing-on <URL>"), "{text}");
+    assert!(text.contains("--branch <BRANCH> [default: stable]"), "{text}");
+    let text = render("pookie-ns.1");
+    assert!(
+        text.contains("pookie-ns-completions(1)") && text.contains("pookie-ns-build(1)"),
+        "{text}"
+    );
     assert!(!text.contains("__build-target"), "{text}");
 }

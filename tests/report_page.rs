@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require, stderr, wheels, Runner, Who, FOREIGN_CACHE};
+use common::{require, stderr, wheels, Who, FOREIGN_CACHE};
 use serde_json::Value;
 
 const PYPISERVER: &str = "pypiserver==2.4.2";
