@@ -60,7 +60,8 @@ fn complete(script: &Path, words: &[&str]) -> Vec<String> {
         common::stderr(&out)
     );
     assert!(
-        text.lines().any(|l| l.starts_with("SPEC complete ") && l.ends_with(" pookie-ns")),
+        text.lines()
+            .any(|l| l.starts_with("SPEC complete ") && l.ends_with(" pookie-ns")),
         "complete -p pookie-ns: {text}"
     );
     text.lines()
@@ -74,7 +75,11 @@ fn bash_completes_subcommands_and_options() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("pookie-ns.bash");
     std::fs::write(&script, pookie_ns(&["completions", "bash"])).unwrap();
-    let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(
         syntax.status.success(),
         "bash -n: {}",
@@ -99,7 +104,10 @@ fn bash_completes_subcommands_and_options() {
 fn zsh_and_fish_scripts_and_the_man_pages() {
     let zsh = pookie_ns(&["completions", "zsh"]);
     assert!(zsh.starts_with("#compdef pookie-ns"), "{zsh}");
-    assert!(zsh.contains("'build:") && zsh.contains("--skip-existing-on"), "{zsh}");
+    assert!(
+        zsh.contains("'build:") && zsh.contains("--skip-existing-on"),
+        "{zsh}"
+    );
     let fish = pookie_ns(&["completions", "fish"]);
     assert!(
         fish.contains("complete -c pookie-ns") && fish.contains("-a \"build\""),
@@ -107,10 +115,17 @@ fn zsh_and_fish_scripts_and_the_man_pages() {
     );
 
     let page = pookie_ns(&["man"]);
-    assert!(page.starts_with(".ie") || page.contains(".TH pookie-ns 1"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH pookie-ns 1"),
+        "{page}"
+    );
     let dir = tempfile::tempdir().unwrap();
     pookie_ns(&["man", "--out-dir", dir.path().to_str().unwrap()]);
-    for name in ["pookie-ns.1", "pookie-ns-build.1", "pookie-ns-completions.1"] {
+    for name in [
+        "pookie-ns.1",
+        "pookie-ns-build.1",
+        "pookie-ns-completions.1",
+    ] {
         assert!(dir.path().join(name).is_file(), "{name}");
     }
     // man(1) renders them (wide, no hyphenation, overstrikes taken out by col -b): the build
@@ -123,12 +138,19 @@ fn zsh_and_fish_scripts_and_the_man_pages() {
             .arg(dir.path().join(page))
             .output()
             .unwrap();
-        assert!(out.status.success(), "man -l {page}: {}", common::stderr(&out));
+        assert!(
+            out.status.success(),
+            "man -l {page}: {}",
+            common::stderr(&out)
+        );
         common::stdout(&out)
     };
     let text = render("pookie-ns-build.1");
     assert!(text.contains("--skip-existing-on <URL>"), "{text}");
-    assert!(text.contains("--branch <BRANCH> [default: stable]"), "{text}");
+    assert!(
+        text.contains("--branch <BRANCH> [default: stable]"),
+        "{text}"
+    );
     let text = render("pookie-ns.1");
     assert!(
         text.contains("pookie-ns-completions(1)") && text.contains("pookie-ns-build(1)"),

@@ -107,7 +107,10 @@ impl Index {
             if let Some(st) = index.child.try_wait().unwrap() {
                 panic!("pypiserver exited before it listened: {st}");
             }
-            assert!(Instant::now() < deadline, "pypiserver did not listen in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "pypiserver did not listen in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         index
@@ -210,10 +213,9 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
         return;
     }
     let Some(python) = index_tools() else { return };
-    let Some(r) = common::runner_with_debian(
-        Who::Root,
-        &["debian-bookworm-amd64", "debian-forky-amd64"],
-    ) else {
+    let Some(r) =
+        common::runner_with_debian(Who::Root, &["debian-bookworm-amd64", "debian-forky-amd64"])
+    else {
         return;
     };
     // forky loaded first: CPython 3.13 then comes from it, not from trixie's recipe.
@@ -244,7 +246,10 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
     args.extend_from_slice(&["--out", dist.to_str().unwrap()]);
     let started = Instant::now();
     let out = r.run(&args);
-    eprintln!("the four-target build took {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "the four-target build took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let err = stderr(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(out.status.code(), Some(1), "{err}\n{report}");
@@ -278,7 +283,9 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
     let page = std::fs::read_to_string(&page_path).unwrap();
 
     // Self-contained: nothing in it loads anything, and its links are relative.
-    for tag in ["<script", "<link", "<img", "<iframe", "<object", "<embed", "@import", "url("] {
+    for tag in [
+        "<script", "<link", "<img", "<iframe", "<object", "<embed", "@import", "url(",
+    ] {
         assert!(!page.contains(tag), "{tag} in {page}");
     }
     assert!(attribute_values(&page, "src").is_empty(), "{page}");
@@ -289,7 +296,10 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
         );
         let target = href.split('#').next().unwrap();
         if !target.is_empty() {
-            assert!(out_root.join(target).is_file(), "{href} does not lead to a log");
+            assert!(
+                out_root.join(target).is_file(),
+                "{href} does not lead to a log"
+            );
         }
     }
     let failed_log = target(&report, "3.15")["test_log"].as_str().unwrap();
@@ -323,8 +333,14 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
             "{passed}: {dom}"
         );
     }
-    assert!(dom.contains("data-identifier=\"cp312-manylinux_x86_64\""), "{dom}");
-    assert!(dom.contains("no loaded base OS nor recipe provides CPython 3.12"), "{dom}");
+    assert!(
+        dom.contains("data-identifier=\"cp312-manylinux_x86_64\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("no loaded base OS nor recipe provides CPython 3.12"),
+        "{dom}"
+    );
     let shot = artifacts.join("report.png");
     chromium(
         &artifacts.join("profile-shot"),
@@ -348,13 +364,24 @@ fn a_four_target_report_page_and_a_build_of_what_the_index_lacks() {
         .find(|w| w.starts_with("fastmath-0.1.0-cp311-cp311-manylinux"))
         .unwrap_or_else(|| panic!("no cp311 wheel in {}", dist.display()));
     let up = Command::new(&python)
-        .args(["-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"])
+        .args([
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+        ])
         .args(["--repository-url", &format!("{}/", index.url())])
         .args(["-u", "test", "-p", "test"])
         .arg(dist.join(&cp311))
         .output()
         .unwrap();
-    assert!(up.status.success(), "twine upload: {}{}", common::stdout(&up), stderr(&up));
+    assert!(
+        up.status.success(),
+        "twine upload: {}{}",
+        common::stdout(&up),
+        stderr(&up)
+    );
     assert!(packages.join(&cp311).is_file(), "the index holds {cp311}");
 
     let simple = format!("{}/simple", index.url());

@@ -180,11 +180,8 @@ fn plan_bundle(
     };
     // --skip-existing-on: what the index has already is skipped before any base OS is loaded.
     if let Some(index) = &args.skip_existing_on {
-        let (name, version) = skip_existing::release_of(
-            &b.dir,
-            request.project.name.as_deref(),
-            b.source.as_ref(),
-        )?;
+        let (name, version) =
+            skip_existing::release_of(&b.dir, request.project.name.as_deref(), b.source.as_ref())?;
         if skip_existing::apply(index, &name, &version, &mut targets, ui)? == 0 {
             if ui.say {
                 eprintln!(

@@ -56,13 +56,14 @@ pub fn render(report: &Report, dir: &Path) -> String {
 }
 
 const STYLE: &str = "<style>
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1d1d1f; background: #fff; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #c8c8cc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1.2em; color: #1d1d1f; background: #fff; }
+h1 { font-size: 1.35em; } h2 { font-size: 1.1em; margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.4em 0; }
+th, td { border: 1px solid #c8c8cc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f0f0f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.grid td.cell { min-width: 11em; }
+code { font-size: 0.85em; word-break: break-all; }
+table.grid td.cell { width: 10em; max-width: 12em; }
 .cell .result { font-weight: bold; display: block; }
 .cell .meta { font-size: 0.85em; display: block; color: #333; }
 .result-passed, .result-built { background: #d9f2dc; }
@@ -71,9 +72,11 @@ table.grid td.cell { min-width: 11em; }
 .result-interrupted { background: #fbeec2; }
 .skipped { background: #ececec; color: #555; }
 .empty { background: #fafafa; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+table.details td:nth-child(7) { max-width: 22em; }
+dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em;
+  padding: 0.4em 0.8em; border-left: 6px solid #2e7d32; background: #f6f6f8; }
+dl.summary.failed { border-left-color: #c62828; }
 dl.summary dt { font-weight: bold; } dl.summary dd { margin: 0; }
-code { font-size: 0.9em; }
 </style>
 ";
 
@@ -108,7 +111,10 @@ fn summary(h: &mut String, r: &Report) {
         ),
         (
             "Time",
-            format!("{:.1} s, up to {} target(s) at a time", r.total_secs, r.jobs),
+            format!(
+                "{:.1} s, up to {} target(s) at a time",
+                r.total_secs, r.jobs
+            ),
         ),
         (
             "Peak memory",
@@ -127,11 +133,7 @@ fn summary(h: &mut String, r: &Report) {
         ),
         ("Wheels in", r.out.display().to_string()),
     ];
-    let class = if r.failed == 0 {
-        "result-passed"
-    } else {
-        "result-test-failed"
-    };
+    let class = if r.failed == 0 { "passed" } else { "failed" };
     let _ = writeln!(h, "<dl class=\"summary {class}\" id=\"summary\">");
     for (k, v) in rows {
         let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(&v));
@@ -180,11 +182,7 @@ fn python_key(v: &str) -> (u32, u32, bool) {
     let t = v.ends_with('t');
     let v = v.trim_end_matches('t');
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(u32::MAX));
-    (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        t,
-    )
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), t)
 }
 
 /// The platform of a target's row: the one it asked for (`manylinux_x86_64`, the default
@@ -319,13 +317,7 @@ fn details(h: &mut String, r: &Report, dir: &Path, group: bool) {
         ]
         .into_iter()
         .filter_map(|(what, p)| p.map(|p| (what, p)))
-        .map(|(what, p)| {
-            format!(
-                "<a href=\"{}\">{}</a>",
-                escape(&href(p, dir)),
-                escape(what)
-            )
-        })
+        .map(|(what, p)| format!("<a href=\"{}\">{}</a>", escape(&href(p, dir)), escape(what)))
         .collect();
         let wheel = match (&t.wheel, &t.wheel_built_by) {
             (Some(w), Some(by)) => format!("{w} (built by {by})"),
@@ -451,8 +443,8 @@ fn href(path: &Path, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::project::Mode;
     use crate::pipeline::report::BeforeAll;
+    use crate::project::Mode;
     use std::path::PathBuf;
 
     fn target(id: &str, python: &str, outcome: Outcome) -> TargetResult {
@@ -548,7 +540,11 @@ mod tests {
             .split("</tr>")
             .next()
             .unwrap();
-        assert_eq!(aarch64_row.matches("cell empty").count(), 2, "{aarch64_row}");
+        assert_eq!(
+            aarch64_row.matches("cell empty").count(),
+            2,
+            "{aarch64_row}"
+        );
         // The skip, escaped, in the grid and the list.
         assert!(page.contains("data-identifier=\"cp39-manylinux_x86_64\""));
         assert!(page.contains("no base OS &lt;provides&gt; it"));

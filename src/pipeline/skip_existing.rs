@@ -57,15 +57,24 @@ pub fn parse_wheel_filename(filename: &str) -> Option<WheelName> {
 fn version_key(v: &str) -> String {
     let v = v.trim().to_ascii_lowercase();
     let v = v.strip_prefix('v').unwrap_or(&v);
-    let numeric = !v.is_empty() && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let numeric = !v.is_empty()
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if !numeric {
         return v.to_string();
     }
-    let mut parts: Vec<u64> = v.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect();
+    let mut parts: Vec<u64> = v
+        .split('.')
+        .map(|p| p.parse().unwrap_or(u64::MAX))
+        .collect();
     while parts.len() > 1 && parts.last() == Some(&0) {
         parts.pop();
     }
-    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+    parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `3.11` → (3, 11).
@@ -94,8 +103,7 @@ fn serves_python(w: &WheelName, t: &Target) -> bool {
         return false;
     };
     w.abi.iter().any(|a| a == "abi3")
-        && w
-            .python
+        && w.python
             .iter()
             .filter_map(|p| minor_of_tag(p))
             .any(|have| have.0 == want.0 && have <= want)
@@ -117,9 +125,7 @@ fn serves_platform(w: &WheelName, t: &Target) -> bool {
         let Some((libc, version)) = p.policy.as_deref().and_then(target::policy_version) else {
             return false;
         };
-        p.arch == t.arch
-            && libc == want.0
-            && want.1.is_none_or(|newest| version <= newest)
+        p.arch == t.arch && libc == want.0 && want.1.is_none_or(|newest| version <= newest)
     })
 }
 
@@ -395,7 +401,9 @@ mod tests {
         assert!(find(&t(Arch::Arm64, "3.11", None)).is_none());
         assert!(find(&t(Arch::Amd64, "3.13", None)).is_none());
         assert!(find(&t(Arch::Amd64, "3.11", Some("musllinux_1_2"))).is_none());
-        assert!(existing_wheel(&have, "fastmath", "0.1.1", &t(Arch::Amd64, "3.11", None)).is_none());
+        assert!(
+            existing_wheel(&have, "fastmath", "0.1.1", &t(Arch::Amd64, "3.11", None)).is_none()
+        );
         assert!(existing_wheel(&have, "other", "0.1.0", &t(Arch::Amd64, "3.11", None)).is_none());
     }
 
