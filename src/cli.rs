@@ -82,6 +82,20 @@ pub enum Command {
     /// Send a project to a `pookie-ns serve`, follow its build, fetch its wheels, and exit with
     /// the build's status
     Submit(Box<SubmitArgs>),
+    /// Print a shell completion script: `source <(pookie-ns completions bash)`, or save it
+    /// where the shell loads completions from (see README, "Shell completions and man page")
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of pookie-ns, or write one per subcommand into a directory
+    Man {
+        /// Write pookie-ns.1, pookie-ns-build.1 ... into this directory instead of printing
+        /// pookie-ns.1 to stdout
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// One target of a build (started by `build` itself, one process per target)
     #[command(name = "__build-target", hide = true)]
     BuildTarget {
@@ -107,8 +121,15 @@ pub struct BuildArgs {
     /// Resolve requirements from the store's cache of sdists only; never ask the index
     #[arg(long)]
     pub offline: bool,
-    /// Branch whose instance layers the builds use (stable, testing, or source_lists/B.list)
-    #[arg(long)]
+    /// Build only the wheels this package index lacks: its simple API (PEP 691 JSON, or PEP
+    /// 503 HTML) is asked for the release's files, and each target whose wheel (name, version,
+    /// CPython and ABI tags, a compatible platform tag) is there is skipped, with the file named
+    /// in the plan and the report (e.g. https://pypi.org/simple)
+    #[arg(long, value_name = "URL")]
+    pub skip_existing_on: Option<String>,
+    /// Branch whose instance layers the builds use: stable, testing, or B for a
+    /// source_lists/B.list of the config dir
+    #[arg(long, value_name = "BRANCH", default_value = crate::store::DEFAULT_BRANCH)]
     pub branch: String,
     /// Platform tags or arch names: manylinux_2_17_aarch64, musllinux_1_2_x86_64, aarch64, x86_64,
     /// armv7l ... (default: `archs` in pyproject.toml, else the host's arch only, as cibuildwheel)
@@ -320,8 +341,9 @@ pub struct RunArgs {
     /// Architecture (default: the host's, or the base OS's only one)
     #[arg(long)]
     pub arch: Option<Arch>,
-    /// Branch whose instance layer is used
-    #[arg(long, default_value = crate::store::DEFAULT_BRANCH)]
+    /// Branch whose instance layer is used: stable, testing, or B for a source_lists/B.list
+    /// of the config dir
+    #[arg(long, value_name = "BRANCH", default_value = crate::store::DEFAULT_BRANCH)]
     pub branch: String,
     /// Project directory, visible read-only at /buildroot/src
     #[arg(long, value_name = "DIR")]
@@ -369,4 +391,42 @@ pub enum BinfmtCommand {
         #[arg(long, required = true)]
         arch: Vec<Arch>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_args(argv: &[&str]) -> BuildArgs {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Build(a) => *a,
+            other => panic!("not a build: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn branch_defaults_to_stable_and_can_still_be_named() {
+        assert_eq!(build_args(&["pookie-ns", "build", "."]).branch, "stable");
+        assert_eq!(
+            build_args(&["pookie-ns", "build", ".", "--branch", "stable"]).branch,
+            "stable"
+        );
+        assert_eq!(
+            build_args(&["pookie-ns", "build", ".", "--branch", "testing"]).branch,
+            "testing"
+        );
+        match Cli::try_parse_from(["pookie-ns", "run", "--", "true"])
+            .unwrap()
+            .command
+        {
+            Command::Run(a) => assert_eq!(a.branch, "stable"),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap's own checks: conflicting names, defaults that are not possible values ...
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

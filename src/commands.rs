@@ -30,6 +30,13 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         #[cfg(not(feature = "serve"))]
         return Err(without_serve("submit", args));
     }
+    // Completions and the man page are the command line's own description: no store, no sudo.
+    if let Command::Completions { shell } = &cli.command {
+        return completions(*shell);
+    }
+    if let Command::Man { out_dir } = &cli.command {
+        return man(out_dir.as_deref());
+    }
     // Reports are files: no store, no sudo.
     if let Command::Report(crate::cli::ReportCommand::Merge { reports, output }) = &cli.command {
         return crate::pipeline::report::merge_files(reports, output.as_deref());
@@ -88,7 +95,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Serve(args) => crate::serve::serve(&config, &store, args),
         #[cfg(not(feature = "serve"))]
         Command::Serve(args) => Err(without_serve("serve", args)),
-        Command::Binfmt(_) | Command::Report(_) | Command::Submit(_) => {
+        Command::Binfmt(_)
+        | Command::Report(_)
+        | Command::Submit(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled above")
         }
     }
@@ -122,6 +133,7 @@ fn build_request(config: &Config, cli: &Cli, a: &BuildArgs) -> Result<BuildReque
         wheels_file: a.wheels_file.clone(),
         index_url: a.index_url.clone(),
         offline: a.offline,
+        skip_existing_on: a.skip_existing_on.clone(),
         branch: a.branch.clone(),
         only: a.only.clone(),
         print_build_identifiers: a.print_build_identifiers,
@@ -877,6 +889,99 @@ fn cleanup(store: &Store, what: &str, cache: bool) -> Result<i32> {
         },
     }
     Ok(0)
+}
+
+// ---- completions and man ------------------------------------------------------------------
+
+/// The binary's name in completions and man pages (what users type, whatever the file is called).
+const BIN_NAME: &str = "pookie-ns";
+
+/// `pookie-ns completions SHELL`: the shell's completion script, from the command line's own
+/// definition (clap_complete), on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    let mut cmd = visible_command();
+    let mut script = Vec::new();
+    if shell != clap_complete::Shell::Bash {
+        clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut script);
+        write_stdout(&script)?;
+        return Ok(0);
+    }
+    // clap_complete's bash script completes nothing after a subcommand when the binary's name
+    // has a hyphen (clap-rs/clap#6421: its loop and its case arms spell the state
+    // differently). Generated for `pookie_ns`, every internal name agrees; only the
+    // `complete` lines then register it for the command users type.
+    let internal = BIN_NAME.replace('-', "_");
+    clap_complete::generate(shell, &mut cmd, internal.as_str(), &mut script);
+    let text = String::from_utf8_lossy(&script);
+    let suffix = format!(" {internal}");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.strip_suffix(suffix.as_str()) {
+            Some(head) if line.trim_start().starts_with("complete ") => {
+                out.push_str(head);
+                out.push(' ');
+                out.push_str(BIN_NAME);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    write_stdout(out.as_bytes())?;
+    Ok(0)
+}
+
+/// The command line for completions: the hidden subcommands (`__build-target`, which `build`
+/// starts itself) left out, as clap_complete's generators would offer them.
+fn visible_command() -> clap::Command {
+    let full = <Cli as clap::CommandFactory>::command();
+    let mut cmd = clap::Command::new(BIN_NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .subcommand_required(true);
+    for arg in full.get_arguments() {
+        cmd = cmd.arg(arg.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(sub.clone());
+    }
+    cmd
+}
+
+/// `pookie-ns man`: pookie-ns.1 on stdout, or with `--out-dir` one page per subcommand
+/// (pookie-ns.1, pookie-ns-build.1 ...), from the command line's definition (clap_mangen).
+fn man(out_dir: Option<&Path>) -> Result<i32> {
+    let cmd = <Cli as clap::CommandFactory>::command().name(BIN_NAME);
+    match out_dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| Error::io("render the man page", Path::new("-"), e))?;
+            write_stdout(&page)?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create the man page directory", dir, e))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| Error::io("write the man pages into", dir, e))?;
+            eprintln!(
+                "pookie-ns: man pages written to {} (read one with `man -l {}`)",
+                dir.display(),
+                dir.join("pookie-ns.1").display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Writes generated text to stdout, all of it (a closed pipe ends the process by SIGPIPE, as
+/// `main` leaves it).
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("write to", Path::new("stdout"), e))
 }
 
 // ---- binfmt --------------------------------------------------------------------------------

@@ -72,6 +72,9 @@ pub(super) fn finish(
     };
     let report_path = out_root.join("report.json");
     store::write_json(&report_path, &report)?;
+    // The same report as a page, beside it (its log links are relative to it).
+    let html_path = out_root.join("report.html");
+    write_html(&html_path, &super::report_html::render(&report, &out_root))?;
     if args.output.json {
         println!(
             "{}",
@@ -100,7 +103,8 @@ pub(super) fn finish(
     }
     if args.output.say {
         eprintln!(
-            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {}",
+            "pookie-ns: {} target(s): {} passed, {} failed in {:.1} s{}; wheels in {}; report: {} \
+             (as a page: {})",
             report.targets.len(),
             report.passed,
             report.failed,
@@ -109,7 +113,8 @@ pub(super) fn finish(
                 .map(|s| format!(", interrupted by {s}"))
                 .unwrap_or_default(),
             report.out.display(),
-            report_path.display()
+            report_path.display(),
+            html_path.display()
         );
     }
     // The shell's convention for a command stopped by a signal: 128 + N (130 INT, 143 TERM).
@@ -118,6 +123,13 @@ pub(super) fn finish(
         None if failed == 0 => 0,
         None => 1,
     })
+}
+
+/// Writes `report.html` through a temporary file, as `report.json` is written.
+fn write_html(path: &Path, page: &str) -> Result<()> {
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, page).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))
 }
 
 /// Copies a failed target's log to stderr (-v).

@@ -15,8 +15,8 @@
 //! ```
 //! Store layout of a build's output: `output/<branch>/<project>/<target>/` holds `job.json`,
 //! `build.log`, `test.log`, `before-all.log`, `pookie-ns.log`, `wheelhouse/` and `result.json`;
-//! `output/<branch>/<project>/report.json` the whole report (a group's:
-//! `output/<branch>/group-<wheels file stem>/report.json`).
+//! `output/<branch>/<project>/report.json` the whole report and `report.html` the same as a page
+//! (a group's: `output/<branch>/group-<wheels file stem>/`).
 
 mod abi3;
 pub mod backends;
@@ -27,9 +27,11 @@ pub mod image;
 mod jobs;
 pub mod plan;
 pub mod report;
+pub mod report_html;
 pub mod request;
 mod resolve;
 mod schedule;
+pub mod skip_existing;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -177,10 +179,25 @@ fn plan_bundle(
 ) -> Result<Option<BundlePlan>> {
     let ui = args.output;
     let mut request = read_project(args, b)?;
-    let targets = match resolve_targets(config, store, args, &b.settings, &mut request, ui)? {
+    let mut targets = match resolve_targets(config, store, args, &b.settings, &mut request, ui)? {
         Resolution::Targets(t) => t,
         Resolution::Done => return Ok(None),
     };
+    // --skip-existing-on: what the index has already is skipped before any base OS is loaded.
+    if let Some(index) = &args.skip_existing_on {
+        let (name, version) =
+            skip_existing::release_of(&b.dir, request.project.name.as_deref(), b.source.as_ref())?;
+        if skip_existing::apply(index, &name, &version, &mut targets, ui)? == 0 {
+            if ui.say {
+                eprintln!(
+                    "pookie-ns: {}: {index} has the wheel of every target of {name} {version}: \
+                     nothing to build",
+                    b.shown
+                );
+            }
+            return Ok(None);
+        }
+    }
     let unloaded = ensure_base_oses(config, store, &targets, ui)?;
     let jobs = make_jobs(store, args, &b.settings, &request, &targets, &unloaded, ui)?;
     Ok(Some(BundlePlan {

@@ -20,6 +20,8 @@ pub struct BuildRequest {
     pub index_url: Option<String>,
     /// Resolve requirements from the store's cache only.
     pub offline: bool,
+    /// A package index (simple API) whose release's wheels are not built again.
+    pub skip_existing_on: Option<String>,
     /// The branch whose instance layers the builds use; it exists.
     pub branch: String,
     /// cibuildwheel's `--only`: one identifier, checked to be one.
