@@ -443,7 +443,7 @@ fn href(path: &Path, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::report::BeforeAll;
+    use crate::pipeline::report::SetupState;
     use crate::project::Mode;
     use std::path::PathBuf;
 
@@ -458,7 +458,7 @@ mod tests {
             platform_tag: platform,
             mode: Mode::Cross,
             toolchain: Some("zig".into()),
-            toolchain_setup: BeforeAll::Cached,
+            toolchain_setup: SetupState::Cached,
             repair: "auditwheel".into(),
             build_base: "debian-bookworm/amd64".into(),
             test_base: "debian-bookworm/arm64".into(),
@@ -468,7 +468,7 @@ mod tests {
             wheel_tag: Some("manylinux2014_aarch64.manylinux_2_17_aarch64".into()),
             wheel_path: None,
             wheel_built_by: None,
-            before_all: BeforeAll::None,
+            before_all: SetupState::None,
             prepare_secs: Some(0.4),
             before_all_secs: None,
             build_secs: Some(2.5),
