@@ -319,6 +319,10 @@ fn native_builds_as_every_identity() {
                     "stable",
                     "--python",
                     "3.12",
+                    // Debian's base OSes only: no Debian suite has 3.12 (without this, the
+                    // identifier's source is cibuildwheel's default image: tests/oci.rs).
+                    "--python-source",
+                    "base-os",
                 ],
                 "no base OS provides CPython 3.12 for x86_64",
             ),
