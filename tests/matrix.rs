@@ -151,6 +151,10 @@ fn twelve_manylinux_2_17_wheels_over_two_arches_and_three_pythons() {
             "x86_64",
             "--python",
             python,
+            // Debian's base OSes only: with `auto`, 3.12's source would be cibuildwheel's
+            // default image (tests/oci.rs).
+            "--python-source",
+            "base-os",
         ])
     };
     let build_312 = || build_x86_64("3.12");
