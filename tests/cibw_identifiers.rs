@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{require, stderr, stdout, Runner, Who, FOREIGN_CACHE};
+use common::{require, stderr, stdout, Runner, Who};
 use pookie_ns::cibw::build_set::{linux_configurations, CIBUILDWHEEL_VERSION};
 
 /// The venv's python (`python -m cibuildwheel`: a venv's scripts name its path in their
@@ -35,46 +35,10 @@ fn cibuildwheel() -> Option<PathBuf> {
 }
 
 fn install() -> Result<PathBuf, String> {
-    let root = Path::new(FOREIGN_CACHE).join(format!("cibuildwheel-{CIBUILDWHEEL_VERSION}"));
-    let python = root.join("venv/bin/python");
-    let done = root.join("venv/.complete");
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    // One installer per machine at a time (the suite's processes run in parallel).
-    let lock = std::fs::File::create(root.join("lock")).map_err(|e| e.to_string())?;
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e.to_string())?;
-    if done.exists() {
-        return Ok(python);
-    }
-    let tmp = root.join(format!("venv.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let run = |c: &mut Command, what: &str| -> Result<(), String> {
-        let out = c.output().map_err(|e| format!("{what}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("{what}: {}", stderr(&out)))
-        }
-    };
-    run(
-        Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-        "python3 -m venv (install python3-venv)",
-    )?;
-    run(
-        Command::new(tmp.join("bin/python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("cibuildwheel=={CIBUILDWHEEL_VERSION}"),
-        ]),
-        "pip install cibuildwheel (PyPI must be reachable once per machine)",
-    )?;
-    let _ = std::fs::remove_dir_all(root.join("venv"));
-    std::fs::rename(&tmp, root.join("venv")).map_err(|e| e.to_string())?;
-    std::fs::write(&done, "").map_err(|e| e.to_string())?;
-    Ok(python)
+    common::cached_venv(
+        &format!("cibuildwheel-{CIBUILDWHEEL_VERSION}"),
+        &[&format!("cibuildwheel=={CIBUILDWHEEL_VERSION}")],
+    )
 }
 
 /// One configuration: the project's files, the environment and the command line.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require, stderr, wheels, Who, FOREIGN_CACHE};
+use common::{require, stderr, wheels, Who};
 use serde_json::Value;
 
 const PYPISERVER: &str = "pypiserver==2.4.2";
@@ -27,48 +27,8 @@ const TWINE: &str = "twine==7.0.0";
 /// The venv with pypiserver and twine (built beside its final place and renamed, so that a
 /// half-made one is never used). None (after `require`) when it cannot be had.
 fn index_tools() -> Option<PathBuf> {
-    let root = Path::new(FOREIGN_CACHE).join("pypiserver-2.4.2-twine-7.0.0");
-    let python = root.join("venv/bin/python");
-    let install = || -> Result<(), String> {
-        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-        let lock = std::fs::File::create(root.join("lock")).map_err(|e| e.to_string())?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e.to_string())?;
-        if root.join("venv/.complete").exists() {
-            return Ok(());
-        }
-        let tmp = root.join(format!("venv.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let run = |c: &mut Command, what: &str| -> Result<(), String> {
-            let out = c.output().map_err(|e| format!("{what}: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{what}: {}", stderr(&out)))
-            }
-        };
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            "python3 -m venv (install python3-venv)",
-        )?;
-        run(
-            Command::new(tmp.join("bin/python")).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                PYPISERVER,
-                TWINE,
-            ]),
-            "pip install pypiserver twine (PyPI must be reachable once per machine)",
-        )?;
-        let _ = std::fs::remove_dir_all(root.join("venv"));
-        std::fs::rename(&tmp, root.join("venv")).map_err(|e| e.to_string())?;
-        std::fs::write(root.join("venv/.complete"), "").map_err(|e| e.to_string())
-    };
-    match install() {
-        Ok(()) => Some(python),
+    match common::cached_venv("pypiserver-2.4.2-twine-7.0.0", &[PYPISERVER, TWINE]) {
+        Ok(python) => Some(python),
         Err(e) => {
             require(false, &format!("{PYPISERVER} and {TWINE}: {e}"));
             None

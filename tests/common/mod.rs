@@ -882,3 +882,53 @@ pub fn stale_pids_cgroups() -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The Python of a venv with `packages` from PyPI, cached under
+/// `FOREIGN_CACHE/<name>/venv` once per machine: one installer at a time (a lock), built beside
+/// its final place and renamed, so that a half-made venv is never used.
+#[allow(dead_code)]
+pub fn cached_venv(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    let root = Path::new(FOREIGN_CACHE).join(name);
+    let python = root.join("venv/bin/python");
+    let done = root.join("venv/.complete");
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let lock = std::fs::File::create(root.join("lock")).map_err(|e| e.to_string())?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e.to_string())?;
+    if done.exists() {
+        return Ok(python);
+    }
+    let tmp = root.join(format!("venv.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let run = |c: &mut Command, what: &str| -> Result<(), String> {
+        let out = c.output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{what}: {}", stderr(&out)))
+        }
+    };
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&tmp),
+        "python3 -m venv (install python3-venv)",
+    )?;
+    run(
+        Command::new(tmp.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages),
+        &format!(
+            "pip install {} (PyPI must be reachable once per machine)",
+            packages.join(" ")
+        ),
+    )?;
+    let _ = std::fs::remove_dir_all(root.join("venv"));
+    std::fs::rename(&tmp, root.join("venv")).map_err(|e| e.to_string())?;
+    std::fs::write(&done, "").map_err(|e| e.to_string())?;
+    Ok(python)
+}
